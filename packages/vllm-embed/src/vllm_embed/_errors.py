@@ -1,0 +1,233 @@
+"""Every error vllm-embed raises, one class per meaning.
+
+Each message says what happened *and what to do*. Low-level errors (httpx,
+json, OS) are translated at one boundary and chained with ``raise ... from exc``.
+API keys never appear in any message, repr or attribute here.
+
+    VLLMEmbedError
+    ├── InvalidInputError            (also ValueError)  non-string / None input, empty query
+    ├── ConfigError                  (also ValueError)
+    │   ├── ConfigFileError          missing, unreadable, syntax error (line/column), module raised
+    │   └── ConfigValueError         no base_url, bad dimension, bad type
+    ├── APIError                     anything that came from talking to a server
+    │   ├── APIConnectionError       cannot connect / connection dropped (after retries)
+    │   │   └── APITimeoutError      request timed out (after retries)
+    │   ├── NoHealthyEndpointError   every configured base URL is marked down
+    │   ├── EncodingNotSupportedError  server answered no usable encoding_format
+    │   └── APIStatusError           server answered with an HTTP error status
+    │       ├── BadRequestError              400 (generic)
+    │       │   ├── ContextLengthError       400, input longer than max_model_len
+    │       │   └── DimensionsNotSupportedError  400, `dimensions` on a non-Matryoshka model
+    │       ├── AuthenticationError          401 / 403
+    │       ├── ModelNotFoundError           404 for the model (lists served models)
+    │       ├── RateLimitError               429 (after retries)
+    │       └── ServerError                  5xx (after retries)
+    ├── DimensionMismatchError       a store's / config's dimension != the server's
+    └── StoreError                   vector-store reading / writing / migration
+        ├── StoreFormatError         unknown or corrupt store format
+        └── MigrationError           a migration could not complete (original untouched)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "ConfigFileError",
+    "ConfigValueError",
+    "ContextLengthError",
+    "DimensionMismatchError",
+    "DimensionsNotSupportedError",
+    "EncodingNotSupportedError",
+    "InvalidInputError",
+    "MigrationError",
+    "ModelNotFoundError",
+    "NoHealthyEndpointError",
+    "RateLimitError",
+    "ServerError",
+    "StoreError",
+    "StoreFormatError",
+    "VLLMEmbedError",
+]
+
+
+class VLLMEmbedError(Exception):
+    """Base class of every error raised by vllm-embed."""
+
+
+class InvalidInputError(VLLMEmbedError, ValueError):
+    """An input that cannot be embedded (None, not a string, ...)."""
+
+
+class ConfigError(VLLMEmbedError, ValueError):
+    """A configuration could not be read or makes no sense."""
+
+
+class ConfigFileError(ConfigError):
+    """A config file is missing, unreadable, malformed, or (Python) raised on import."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+        self.column = column
+
+
+class ConfigValueError(ConfigError):
+    """A config value is missing or invalid (e.g. no base_url, dimension <= 0)."""
+
+
+class APIError(VLLMEmbedError):
+    """Something went wrong talking to an embedding server.
+
+    ``url`` is the endpoint involved (never carries credentials).
+    """
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class APIConnectionError(APIError):
+    """The server could not be reached (refused, reset, DNS) after all retries."""
+
+
+class APITimeoutError(APIConnectionError):
+    """A request timed out after all retries."""
+
+
+class NoHealthyEndpointError(APIConnectionError):
+    """Every configured base URL is currently marked down."""
+
+
+class EncodingNotSupportedError(APIError):
+    """The server accepted none of the response encodings the client can read."""
+
+
+class APIStatusError(APIError):
+    """The server answered with an HTTP error status.
+
+    Carries ``status_code``, the response ``body`` (parsed JSON when possible, else
+    text) and ``request_id`` (from ``x-request-id`` when the server sends one).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status_code: int,
+        body: Any = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, url=url)
+        self.status_code = status_code
+        self.body = body
+        self.request_id = request_id
+
+
+class BadRequestError(APIStatusError):
+    """400: the server rejected the request."""
+
+
+class ContextLengthError(BadRequestError):
+    """400: an input is longer than the model's context (max_model_len).
+
+    ``max_model_len`` is the server's limit when known, ``input_index`` the position
+    of the offending input in the caller's list when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status_code: int = 400,
+        body: Any = None,
+        request_id: str | None = None,
+        max_model_len: int | None = None,
+        input_index: int | None = None,
+    ) -> None:
+        super().__init__(
+            message, url=url, status_code=status_code, body=body, request_id=request_id
+        )
+        self.max_model_len = max_model_len
+        self.input_index = input_index
+
+
+class DimensionsNotSupportedError(BadRequestError):
+    """400: ``dimensions`` was sent to a model that vLLM did not load as Matryoshka."""
+
+
+class AuthenticationError(APIStatusError):
+    """401/403: the API key is missing or wrong."""
+
+
+class ModelNotFoundError(APIStatusError):
+    """404: the requested model is not served. ``available`` lists what is."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status_code: int = 404,
+        body: Any = None,
+        request_id: str | None = None,
+        available: list[str] | None = None,
+    ) -> None:
+        super().__init__(
+            message, url=url, status_code=status_code, body=body, request_id=request_id
+        )
+        self.available = list(available or [])
+
+
+class RateLimitError(APIStatusError):
+    """429 after all retries."""
+
+
+class ServerError(APIStatusError):
+    """5xx after all retries."""
+
+
+class DimensionMismatchError(VLLMEmbedError):
+    """A store or config declares one dimension, the server produces another."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected: int | None = None,
+        actual: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+        self.path = path
+
+
+class StoreError(VLLMEmbedError):
+    """A vector store could not be read, written or migrated."""
+
+
+class StoreFormatError(StoreError):
+    """The store's format is unknown, or the file is corrupt / inconsistent."""
+
+
+class MigrationError(StoreError):
+    """A migration stopped before completing. The original store is untouched."""
