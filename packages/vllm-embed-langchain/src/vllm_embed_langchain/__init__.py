@@ -1,0 +1,1 @@
+"""LangChain embeddings backed by your own vLLM server, via vllm-embed."""

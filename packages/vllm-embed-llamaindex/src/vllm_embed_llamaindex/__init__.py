@@ -1,0 +1,1 @@
+"""LlamaIndex embeddings backed by your own vLLM server, via vllm-embed."""

@@ -1,0 +1,1 @@
+"""nano-vectordb and LightRAG embedding functions backed by your own vLLM server."""

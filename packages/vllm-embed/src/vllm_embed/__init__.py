@@ -1,0 +1,1 @@
+"""Embeddings from your own vLLM (or any OpenAI-compatible) server."""
