@@ -1,0 +1,148 @@
+"""Test matrix: `nox` runs every default session; `nox -s demo` runs the main job.
+
+Sessions install only what they test (an adapter session gets the core and that
+adapter, so an undeclared dependency fails). Python versions come from the root
+pyproject's classifiers; interpreters missing on this machine are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+PYTHONS = nox.project.python_versions(PYPROJECT)
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = False
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "unit",
+    "migrate",
+    "langchain",
+    "llamaindex",
+    "nanovectordb",
+    "contract",
+]
+
+CORE = "packages/vllm-embed"
+LANGCHAIN = "packages/vllm-embed-langchain"
+LLAMAINDEX = "packages/vllm-embed-llamaindex"
+NANOVECTORDB = "packages/vllm-embed-nanovectordb"
+TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
+# Unit tests never touch the network (asyncio's self-pipe needs unix sockets).
+NO_NETWORK = ("--disable-socket", "--allow-unix-socket")
+
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _pytest(session: nox.Session, *paths: str, network: bool = False) -> None:
+    args = [*paths, "-ra", *session.posargs]
+    if not network:
+        args[len(paths) : len(paths)] = NO_NETWORK
+    session.run("pytest", *args)
+
+
+@nox.session(python=PYTHONS[0])
+def lint(session: nox.Session) -> None:
+    """ruff check and format check over the whole tree."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHONS[0])
+def typecheck(session: nox.Session) -> None:
+    """mypy: strict on the core, normal on the adapters."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"))
+    session.install("-e", CORE, "-e", LANGCHAIN, "-e", LLAMAINDEX, "-e", NANOVECTORDB)
+    session.run("mypy", f"{CORE}/src", f"{LANGCHAIN}/src", f"{LLAMAINDEX}/src", f"{NANOVECTORDB}/src")
+
+
+@nox.session(python=PYTHONS)
+def unit(session: nox.Session) -> None:
+    """Core client, config readers and CLI: respx-mocked HTTP, sockets disabled."""
+    session.install(*TEST_DEPS, "-e", CORE)
+    _pytest(session, "tests/core", "tests/config")
+
+
+@nox.session(python=PYTHONS)
+def migrate(session: nox.Session) -> None:
+    """Migration over stores written by the real libraries."""
+    session.install(
+        *TEST_DEPS, "-e", CORE, "nano-vectordb", "llama-index-core", "langchain-core"
+    )
+    _pytest(session, "tests/migrate")
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("langchain_core", ["0.3.*", "latest"])
+def langchain(session: nox.Session, langchain_core: str) -> None:
+    """LangChain adapter at the oldest and newest supported langchain-core."""
+    pin = "langchain-core" if langchain_core == "latest" else f"langchain-core=={langchain_core}"
+    extra = ["langchain-tests"] if langchain_core == "latest" else []
+    session.install(*TEST_DEPS, "-e", CORE, "-e", LANGCHAIN, pin, *extra)
+    _pytest(session, "tests/langchain")
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("llama_index_core", ["0.12.*", "latest"])
+def llamaindex(session: nox.Session, llama_index_core: str) -> None:
+    """LlamaIndex adapter at the oldest and newest supported llama-index-core."""
+    pin = (
+        "llama-index-core"
+        if llama_index_core == "latest"
+        else f"llama-index-core=={llama_index_core}"
+    )
+    session.install(*TEST_DEPS, "-e", CORE, "-e", LLAMAINDEX, pin)
+    _pytest(session, "tests/llamaindex")
+
+
+@nox.session(python=PYTHONS)
+def nanovectordb(session: nox.Session) -> None:
+    """nano-vectordb / LightRAG adapter at nano-vectordb's current release."""
+    session.install(*TEST_DEPS, "-e", CORE, "-e", NANOVECTORDB)
+    _pytest(session, "tests/nanovectordb")
+
+
+def _install_everything(session: nox.Session) -> None:
+    session.install(
+        *TEST_DEPS,
+        "-e",
+        CORE,
+        "-e",
+        LANGCHAIN,
+        "-e",
+        LLAMAINDEX,
+        "-e",
+        NANOVECTORDB,
+        "langchain-tests",
+    )
+
+
+@nox.session(python=PYTHONS[0])
+def contract(session: nox.Session) -> None:
+    """Everything against a live vLLM CPU server the session starts (never skips)."""
+    _install_everything(session)
+    _pytest(session, "tests/contract", network=True)
+
+
+@nox.session(python=PYTHONS[0])
+def bench(session: nox.Session) -> None:
+    """Benchmark harness: prints a table, writes benchmarks/results/latest.json."""
+    _install_everything(session)
+    session.install("openai", "langchain-openai", "llama-index-embeddings-openai-like")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def demo(session: nox.Session) -> None:
+    """The main job: start a local vLLM CPU server, embed a corpus, answer queries."""
+    _install_everything(session)
+    session.run("python", "examples/demo.py", *session.posargs)
