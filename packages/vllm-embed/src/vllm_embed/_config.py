@@ -1,45 +1,568 @@
-"""Config readers (placeholder: the real readers replace this module)."""
+"""Read embedding settings from the configs apps already have: :func:`load_config`.
+
+Sources, as the apps write them (no rewrite by the user):
+
+- **TOML** (``tomllib``): an ``[embedding]`` table (``provider``, ``model``, ``dimension``,
+  ``base_url``, ``api_key``) next to a ``[vector]`` table that is kept in
+  :attr:`EmbedConfig.vector`; our own ``[tool.vllm-embed]`` in ``pyproject.toml``; a
+  ``vllm-embed.toml`` with the keys at the top level.
+- **JSON**: an ``embedder`` object (``type``, ``base_url``, ``model``, ``api_key``,
+  ``headers``, ``timeout``, ``retries``, ``backoff_factor``) anywhere in a larger app
+  config (``pdf_knowledge.embedder``) or at the top level.
+- **Python** module (path or dotted name): module-level names such as
+  ``EMBEDDING_ENDPOINT``, mapped by :data:`PYTHON_NAME_MAP` (extend it, or pass
+  ``names=``). **Loading a Python config executes it**; only the given path is loaded.
+- **Environment**: ``VLLM_EMBED_BASE_URL`` (comma-separated for several),
+  ``VLLM_EMBED_API_KEY``, ``VLLM_EMBED_MODEL``, ``VLLM_EMBED_DIMENSION``,
+  ``VLLM_EMBED_DIMENSIONS``, ``VLLM_EMBED_TIMEOUT``, ``VLLM_EMBED_RETRIES``,
+  ``VLLM_EMBED_BACKOFF_FACTOR``, ``VLLM_EMBED_BATCH_SIZE``, ``VLLM_EMBED_MAX_CONCURRENCY``.
+
+Precedence, highest first: explicit arguments (``overrides=``) > our environment
+variables > the file > other tools' variables used as fallbacks (``OPENAI_BASE_URL``,
+``OPENAI_API_BASE``, ``VLLM_API_KEY``, ``OPENAI_API_KEY``) > defaults. The only default
+value is ``https://api.openai.com/v1`` as base URL when the file says
+``provider = "openai"`` and nothing gives a base URL (seed 000's "No base_url = use official
+OpenAI API"). Other unset fields stay ``None`` and mean "the client's default".
+
+String values may use ``${VAR}`` / ``${VAR:-default}`` (environment), so keys need not
+sit in files. :attr:`EmbedConfig.origins` records where every field came from.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
-from collections.abc import Mapping
+import types
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["EmbedConfig", "load_config"]
+from vllm_embed._config_readers import _files, _python
+from vllm_embed._config_readers._env import ENV_VARS, FALLBACK_ENV_VARS
+from vllm_embed._config_readers._expand import expand_tree
+from vllm_embed._config_readers._keys import (
+    CLIENT_PASSTHROUGH_KEYS,
+    KEY_ALIASES,
+    ConfigWarning,
+    UnknownConfigKeyWarning,
+    split_section,
+)
+from vllm_embed._config_readers._mask import mask, mask_tree, mask_url
+from vllm_embed._config_readers._sections import locate
+from vllm_embed._errors import ConfigValueError
+from vllm_embed._types import RetryPolicy, Secret
+
+__all__ = [
+    "ENV_VARS",
+    "FALLBACK_ENV_VARS",
+    "OPENAI_DEFAULT_BASE_URL",
+    "PYTHON_NAME_MAP",
+    "ConfigWarning",
+    "EmbedConfig",
+    "UnknownConfigKeyWarning",
+    "load_config",
+]
+
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+#: Python config names, per EmbedConfig field; the first name the module defines wins.
+#: Extend it for your own variable names (or pass ``names=`` to :func:`load_config`).
+PYTHON_NAME_MAP: dict[str, tuple[str, ...]] = {
+    "base_urls": ("EMBEDDING_ENDPOINT", "EMBEDDING_BASE_URL"),
+    "api_key": ("EMBEDDING_API_KEY", "OPENAI_KEY"),
+    "model": ("AOAI_EMBEDDING_LARGE_MODEL_NAME", "EMBEDDING_MODEL", "EMBEDDING_MODEL_NAME"),
+    "dimension": ("AOAI_EMBEDDING_LARGE_DIM", "EMBEDDING_DIM", "EMBEDDING_DIMENSION"),
+    "dimensions": ("EMBEDDING_DIMENSIONS",),
+    "headers": ("EMBEDDING_HEADERS",),
+    "timeout": ("EMBEDDING_TIMEOUT",),
+    "retries": ("EMBEDDING_RETRIES",),
+    "backoff_factor": ("EMBEDDING_BACKOFF_FACTOR",),
+    "batch_size": ("EMBEDDING_BATCH_SIZE",),
+    "max_concurrency": ("EMBEDDING_MAX_CONCURRENCY",),
+}
+
+#: The fields that go through precedence, in display order.
+SETTINGS: tuple[str, ...] = (
+    "base_urls",
+    "api_key",
+    "model",
+    "dimension",
+    "dimensions",
+    "headers",
+    "timeout",
+    "retries",
+    "backoff_factor",
+    "batch_size",
+    "max_concurrency",
+)
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class EmbedConfig:
-    """One resolved, immutable embedding configuration."""
+    """One resolved, immutable embedding configuration.
+
+    ``dimension`` is what the app *declares* (what its existing store was built with);
+    ``dimensions`` is a Matryoshka request sent to the server. ``vector`` is the app's
+    vector-store table (seed 000's ``[vector]``), kept as-is; ``extra`` holds the other
+    keys of the app's section. ``origins`` maps each setting to ``"argument"``,
+    ``"env:VAR"``, ``"file:<path>#<key>"`` or ``"default"``. The repr masks keys.
+    """
 
     base_urls: tuple[str, ...] = ()
-    api_key: Any = None
+    api_key: Secret | None = None
     model: str | None = None
     dimension: int | None = None
     dimensions: int | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     timeout: float | None = None
     retries: int | None = None
     backoff_factor: float | None = None
     batch_size: int | None = None
     max_concurrency: int | None = None
-    vector: Mapping[str, Any] = field(default_factory=dict)
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    vector: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     source: str | None = None
     format: str | None = None
-    origins: Mapping[str, str] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    @property
+    def base_url(self) -> str | None:
+        """The first base URL (None when there is none)."""
+        return self.base_urls[0] if self.base_urls else None
+
+    @property
+    def store_path(self) -> str | None:
+        """The app's vector store path from the ``vector`` table, when it names one."""
+        path = self.vector.get("path")
+        return str(path) if isinstance(path, str | os.PathLike) else None
+
+    def retry_policy(self) -> RetryPolicy | None:
+        """``retries`` / ``backoff_factor`` as a RetryPolicy (None when neither is set).
+
+        ``retries`` counts retries, so ``max_attempts = retries + 1``.
+        """
+        if self.retries is None and self.backoff_factor is None:
+            return None
+        kwargs: dict[str, Any] = {}
+        if self.retries is not None:
+            kwargs["max_attempts"] = self.retries + 1
+        if self.backoff_factor is not None:
+            kwargs["backoff_factor"] = self.backoff_factor
+        return RetryPolicy(**kwargs)
 
     def client_kwargs(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Keyword arguments for ``EmbeddingClient(**config.client_kwargs())``.
+
+        Only set values are included, so the client's defaults apply to the rest.
+        ``base_url`` is a string for one URL, a list for several; ``api_key`` is the
+        plain string (the client wraps it again).
+        """
+        kwargs: dict[str, Any] = {}
+        if self.base_urls:
+            kwargs["base_url"] = (
+                self.base_urls[0] if len(self.base_urls) == 1 else list(self.base_urls)
+            )
+        if self.api_key is not None:
+            kwargs["api_key"] = self.api_key.get()
+        if self.headers:
+            kwargs["headers"] = dict(self.headers)
+        retry = self.retry_policy()
+        if retry is not None:
+            kwargs["retry"] = retry
+        for name in ("model", "timeout", "batch_size", "max_concurrency", "dimensions"):
+            value = getattr(self, name)
+            if value is not None:
+                kwargs[name] = value
+        for name in CLIENT_PASSTHROUGH_KEYS & set(self.extra):
+            kwargs[name] = self.extra[name]
+        return kwargs
+
+    def to_dict(self, *, mask_secrets: bool = True) -> dict[str, Any]:
+        """Plain-data view (for ``config show --json``, logs). Keys masked by default."""
+        data: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping):
+                value = dict(value)
+            if isinstance(value, tuple):
+                value = list(value)
+            data[f.name] = value
+        key = self.api_key
+        if mask_secrets:
+            data["api_key"] = None if key is None else mask(key)
+            data["base_urls"] = [mask_url(u) for u in self.base_urls]
+            for name in ("headers", "vector", "extra"):
+                data[name] = mask_tree(data[name])
+        else:
+            data["api_key"] = None if key is None else key.get()
+        return data
+
+    def __repr__(self) -> str:
+        shown = self.to_dict(mask_secrets=True)
+        body = ", ".join(f"{k}={v!r}" for k, v in shown.items() if k != "origins")
+        return f"EmbedConfig({body})"
+
+
+# ---------------------------------------------------------------------------------------
+# value coercion: one function per kind, each raising ConfigValueError with the origin
+
+
+def _bad(name: str, origin: str, expected: str, value: Any, *, secret: bool = False) -> Exception:
+    shown = "a value that" if secret else f"{value!r}, which"
+    return ConfigValueError(
+        f"{name} from {_describe_origin(origin)} must be {expected}; got {shown} is not. "
+        f"Fix it there."
+    )
+
+
+def _to_int(name: str, value: Any, origin: str, *, minimum: int) -> int:
+    number: Any = value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        number = int(value.strip())
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise _bad(name, origin, expected, value)
+    return number
+
+
+def _to_float(name: str, value: Any, origin: str, *, positive: bool) -> float:
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = value
+    ok = (
+        not isinstance(number, bool)
+        and isinstance(number, int | float)
+        and math.isfinite(number)
+        and (number > 0 if positive else number >= 0)
+    )
+    if not ok:
+        raise _bad(name, origin, "a positive number" if positive else "a number >= 0", value)
+    return float(number)
+
+
+def _to_urls(name: str, value: Any, origin: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(u, str) for u in items):
+        raise _bad(name, origin, "a URL string or a list of URL strings", value)
+    urls = tuple(u.strip().rstrip("/") for u in items if u.strip())
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigValueError(
+                f"base_url {mask_url(url)!r} from {_describe_origin(origin)} is not an "
+                "http(s) URL. Write it like http://localhost:8000/v1."
+            )
+    if not urls:
+        raise _bad(name, origin, "a non-empty URL", value)
+    return urls
+
+
+def _to_secret(name: str, value: Any, origin: str) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise _bad(name, origin, "a string", value, secret=True)
+    return Secret(value)
+
+
+def _to_str(name: str, value: Any, origin: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(name, origin, "a non-empty string", value)
+    return value.strip()
+
+
+def _to_headers(name: str, value: Any, origin: str) -> Mapping[str, str]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise _bad(name, origin, "a table / object of header names to values", "(not shown)")
+    headers: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise ConfigValueError(
+                f"header {key!r} from {_describe_origin(origin)} must be a string. Fix it there."
+            )
+        headers[key] = str(item)
+    return MappingProxyType(headers)
+
+
+_COERCE: dict[str, Callable[[str, Any, str], Any]] = {
+    "base_urls": _to_urls,
+    "api_key": _to_secret,
+    "model": _to_str,
+    "dimension": lambda n, v, o: _to_int(n, v, o, minimum=1),
+    "dimensions": lambda n, v, o: _to_int(n, v, o, minimum=1),
+    "headers": _to_headers,
+    "timeout": lambda n, v, o: _to_float(n, v, o, positive=True),
+    "retries": lambda n, v, o: _to_int(n, v, o, minimum=0),
+    "backoff_factor": lambda n, v, o: _to_float(n, v, o, positive=False),
+    "batch_size": lambda n, v, o: _to_int(n, v, o, minimum=1),
+    "max_concurrency": lambda n, v, o: _to_int(n, v, o, minimum=1),
+}
+
+# display names used in messages
+_DISPLAY = {"base_urls": "base_url"}
+
+
+def _describe_origin(origin: str) -> str:
+    kind, _, detail = origin.partition(":")
+    if kind == "env":
+        return f"environment variable {detail}"
+    if kind == "file":
+        path, _, key = detail.rpartition("#")
+        return f"{key!r} in {path}" if path else detail
+    return {"argument": "the arguments", "default": "the defaults"}.get(kind, origin)
+
+
+# ---------------------------------------------------------------------------------------
+# layers: each returns {field: (value, origin)}
+
+Layer = dict[str, tuple[Any, str]]
+
+
+def _is_unset(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _env_layer(env: Mapping[str, str], table: Mapping[str, str]) -> Layer:
+    return {f: (env[var], f"env:{var}") for f, var in table.items() if not _is_unset(env.get(var))}
+
+
+def _fallback_layer(env: Mapping[str, str]) -> Layer:
+    layer: Layer = {}
+    for name, candidates in FALLBACK_ENV_VARS.items():
+        for var in candidates:
+            if not _is_unset(env.get(var)):
+                layer[name] = (env[var], f"env:{var}")
+                break
+    return layer
+
+
+def _override_layer(overrides: Mapping[str, Any]) -> tuple[Layer, dict[str, Any]]:
+    layer: Layer = {}
+    extra: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        name = key if key in SETTINGS else KEY_ALIASES.get(key)
+        if name is not None:
+            layer[name] = (value, "argument")
+        elif key in CLIENT_PASSTHROUGH_KEYS:
+            extra[key] = value
+        else:
+            raise ConfigValueError(
+                f"Unknown setting {key!r} in overrides. Use one of: "
+                f"{', '.join(('base_url', *SETTINGS[1:]))} or a client option "
+                f"({', '.join(sorted(CLIENT_PASSTHROUGH_KEYS))})."
+            )
+    return layer, extra
+
+
+@dataclass
+class _FileData:
+    """What a source contributed before precedence: values, vector table, extras."""
+
+    layer: Layer = field(default_factory=dict)
+    vector: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+    format: str | None = None
+    vector_origin: str | None = None
+
+
+def _read_document(path: Path, fmt: str, text: str) -> dict[str, Any]:
+    return _files.read_toml(path, text) if fmt == "toml" else _files.read_json(path, text)
+
+
+def _from_document(
+    document: Mapping[str, Any],
+    *,
+    path: Path,
+    fmt: str,
+    section: str | None,
+    env: Mapping[str, str],
+) -> _FileData:
+    where = str(path)
+    found = locate(document, section=section, where=where)
+    dotted = ".".join(found.path)
+    prefix = f"{dotted}." if dotted else ""
+    body = {k: v for k, v in found.section.items() if k != "vector"}
+    label = f"[{dotted}] of {where}" if dotted else where
+    fields, extra = split_section(body, where=label)
+    data = _FileData(source=str(path), format=fmt)
+    for name, (key, value) in fields.items():
+        data.layer[name] = (
+            expand_tree(value, env, where=f"{prefix}{key} in {where}"),
+            f"file:{where}#{prefix}{key}",
+        )
+    data.extra = expand_tree(extra, env, where=f"[{dotted or 'top level'}] of {where}")
+    if found.vector:
+        data.vector = expand_tree(dict(found.vector), env, where=f"vector table of {where}")
+        vector_key = f"{prefix}vector" if "vector" in found.section else "vector"
+        data.vector_origin = f"file:{where}#{vector_key}"
+    return data
+
+
+def _from_module(
+    module: types.ModuleType,
+    *,
+    label: str,
+    names: Mapping[str, Sequence[str]] | None,
+    env: Mapping[str, str],
+) -> _FileData:
+    table = dict(PYTHON_NAME_MAP)
+    for key, extra_names in (names or {}).items():
+        name = key if key in SETTINGS else KEY_ALIASES.get(key)
+        if name is None:
+            raise ConfigValueError(
+                f"names= has an unknown setting {key!r}; use one of "
+                f"{', '.join(('base_url', *SETTINGS[1:]))}."
+            )
+        given = (extra_names,) if isinstance(extra_names, str) else tuple(extra_names)
+        table[name] = given + table.get(name, ())
+    values, used = _python.module_values(module, table)
+    filename = getattr(module, "__file__", None) or label
+    data = _FileData(source=label, format="python")
+    for name, value in values.items():
+        where = f"{used[name]} in {filename}"
+        data.layer[name] = (expand_tree(value, env, where=where), f"file:{filename}#{used[name]}")
+    return data
+
+
+def _read_source(
+    source: str | os.PathLike[str] | types.ModuleType,
+    *,
+    section: str | None,
+    names: Mapping[str, Sequence[str]] | None,
+    env: Mapping[str, str],
+) -> _FileData:
+    if isinstance(source, types.ModuleType):
+        return _from_module(source, label=source.__name__, names=names, env=env)
+    text_source = os.fspath(source)
+    path = Path(text_source).expanduser()
+    if not path.exists() and _python.is_module_name(text_source):
+        module = _python.load_module_from_name(text_source)
+        return _from_module(module, label=text_source, names=names, env=env)
+    if path.suffix.lower() == ".py":
+        if section:
+            raise ConfigValueError("section= applies to TOML / JSON files, not Python configs.")
+        module = _python.load_module_from_path(path)
+        return _from_module(module, label=str(path), names=names, env=env)
+    text = _files.read_text(path)
+    fmt = _files.guess_format(path, text)
+    return _from_document(
+        _read_document(path, fmt, text), path=path, fmt=fmt, section=section, env=env
+    )
+
+
+def _from_config(config: EmbedConfig) -> _FileData:
+    layer: Layer = {}
+    for name in SETTINGS:
+        value = getattr(config, name)
+        if value is not None and value != () and value != {}:
+            layer[name] = (value, config.origins.get(name, "argument"))
+    return _FileData(
+        layer=layer,
+        vector=dict(config.vector),
+        extra=dict(config.extra),
+        source=config.source,
+        format=config.format,
+        vector_origin=config.origins.get("vector"),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# the public entry point
 
 
 def load_config(
-    source: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | types.ModuleType | EmbedConfig | None = None,
     *,
     section: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    names: Mapping[str, Sequence[str] | str] | None = None,
 ) -> EmbedConfig:
-    raise NotImplementedError
+    """Resolve one :class:`EmbedConfig` from a file / module, the environment and arguments.
+
+    Args:
+        source: a ``.toml`` / ``.json`` / ``.py`` path, a dotted module name
+            (``"dvd.config"``), a module object, an EmbedConfig (overrides applied on top),
+            or None (environment only). **A Python config is executed** when loaded.
+        section: dotted path of the settings table (``"pdf_knowledge.embedder"``);
+            auto-detected when None.
+        overrides: explicit values, highest precedence (``base_url``, ``model``, ...;
+            ``None`` values are ignored).
+        env: the environment to read (default ``os.environ``).
+        names: extra Python config names per setting, tried before
+            :data:`PYTHON_NAME_MAP`'s (``{"base_url": ["MY_EMBED_URL"]}``).
+
+    Raises:
+        ConfigFileError: missing / unreadable file, syntax error (with line and column),
+            a Python config that raised.
+        ConfigValueError: no base URL anywhere, invalid values (e.g. dimension <= 0),
+            an unset ``${VAR}``, no embedding section found.
+
+    Warns:
+        UnknownConfigKeyWarning: a key in the section that vllm-embed does not use.
+    """
+    env = os.environ if env is None else env
+    if isinstance(source, EmbedConfig):
+        data = _from_config(source)
+        env_layer: Layer = {}
+        fallback: Layer = {}
+    else:
+        data = (
+            _read_source(source, section=section, names=names, env=env)
+            if source is not None
+            else _FileData(format="env")
+        )
+        env_layer = _env_layer(env, ENV_VARS)
+        fallback = _fallback_layer(env)
+    arguments, passthrough = _override_layer(overrides or {})
+    extra = {**data.extra, **passthrough}
+
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for name in SETTINGS:
+        for layer in (arguments, env_layer, data.layer, fallback):
+            if name in layer and not _is_unset(layer[name][0]):
+                raw, origin = layer[name]
+                values[name] = _COERCE[name](_DISPLAY.get(name, name), raw, origin)
+                origins[name] = origin
+                break
+        else:
+            origins[name] = "default"
+
+    if "base_urls" not in values and str(extra.get("provider", "")).lower() == "openai":
+        values["base_urls"] = (OPENAI_DEFAULT_BASE_URL,)
+    if "base_urls" not in values:
+        raise ConfigValueError(_no_base_url_message(data.source))
+    origins["vector"] = data.vector_origin or "default"
+
+    return EmbedConfig(
+        **values,
+        vector=MappingProxyType(data.vector),
+        extra=MappingProxyType(extra),
+        source=data.source,
+        format=data.format,
+        origins=MappingProxyType(origins),
+    )
+
+
+def _no_base_url_message(source: str | None) -> str:
+    where = f"{source} has no base_url" if source else "No config file was given"
+    return (
+        f"No base URL for the embedding server: {where}, and neither VLLM_EMBED_BASE_URL "
+        'nor OPENAI_BASE_URL is set. Add base_url = "http://host:8000/v1" to the config, '
+        "export VLLM_EMBED_BASE_URL, or pass base_url=."
+    )
