@@ -1,0 +1,449 @@
+"""``vllm-embed config show`` and ``vllm-embed doctor``.
+
+``config show [FILE]`` prints every resolved setting with the place it came from
+(argument, environment variable, file and key, or default); API keys and credential-like
+headers are masked (``*** (masked, N chars)``), never printed.
+
+``doctor [FILE | --base-url URL]`` talks to the server through the core client's
+discovery methods and prints one PASS / FAIL / WARN / SKIP line per check, each failure
+with a fix: server reachable, API key accepted, model served, real dimension equals the
+declared one (on mismatch: which store to migrate and the exact ``vllm-embed migrate``
+command), max_model_len, and a timed round trip. Exit code 1 when any check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import click
+
+from vllm_embed import _constants as C
+from vllm_embed._config import SETTINGS, EmbedConfig, load_config
+from vllm_embed._config_readers._mask import mask_tree, mask_url
+from vllm_embed._errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    VLLMEmbedError,
+)
+
+__all__ = ["Check", "config", "doctor", "run_checks"]
+
+Status = Literal["pass", "fail", "warn", "skip"]
+
+ROUND_TRIP_TEXT = "vllm-embed doctor: round trip"
+
+# what an unset field means, for `config show`
+_UNSET_MEANS: dict[str, str] = {
+    "api_key": "(none: no Authorization header)",
+    "model": "(the server's single model, discovered)",
+    "dimension": "(not declared)",
+    "dimensions": "(not sent: the model's full size)",
+    "headers": "(none)",
+    "timeout": f"{C.DEFAULT_TIMEOUT_TOTAL:g} s (client default)",
+    "retries": f"{C.DEFAULT_MAX_ATTEMPTS - 1} (client default)",
+    "backoff_factor": f"{C.DEFAULT_BACKOFF_FACTOR:g} (client default)",
+    "batch_size": f"{C.DEFAULT_BATCH_SIZE} (client default)",
+    "max_concurrency": f"{C.DEFAULT_MAX_CONCURRENCY} (client default)",
+}
+
+
+# ------------------------------------------------------------------------- loading
+
+
+@contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Show config warnings (unknown keys) as one readable stderr line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        click.echo(f"Warning: {warning.message}", err=True)
+
+
+def _load(file: str | None, section: str | None, overrides: Mapping[str, Any]) -> EmbedConfig:
+    with _warnings_to_stderr():
+        return load_config(file, section=section, overrides=overrides)
+
+
+# --------------------------------------------------------------------- config show
+
+
+def _display_value(cfg: EmbedConfig, name: str) -> str:
+    shown = cfg.to_dict(mask_secrets=True)
+    value = shown[name]
+    if value is None or value == [] or value == {}:
+        return _UNSET_MEANS.get(name, "(not set)")
+    if name == "base_urls":
+        return ", ".join(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
+    if name == "timeout":
+        return f"{value:g} s"
+    return str(value)
+
+
+def _describe(origin: str) -> str:
+    kind, _, detail = origin.partition(":")
+    if kind == "file":
+        path, _, key = detail.rpartition("#")
+        return f"file {path} [{key}]" if path else f"file {detail}"
+    if kind == "env":
+        return f"env {detail}"
+    return origin
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _show_text(cfg: EmbedConfig) -> None:
+    source = f"{cfg.source} ({cfg.format})" if cfg.source else "environment and arguments only"
+    click.echo(f"Config: {source}")
+    rows = [
+        ("base_url" if n == "base_urls" else n, _display_value(cfg, n), cfg.origins[n])
+        for n in SETTINGS
+    ]
+    width = max(len(r[0]) for r in rows) + 2
+    value_width = min(max(len(r[1]) for r in rows) + 2, 60)
+    for name, value, origin in rows:
+        click.echo(f"  {name:<{width}}{value:<{value_width}}{_describe(origin)}")
+    tables: list[tuple[str, Mapping[str, Any], str | None]] = [
+        ("vector", cfg.vector, cfg.origins.get("vector", "default")),
+        ("extra", cfg.extra, None),
+    ]
+    for title, table, table_origin in tables:
+        if not table:
+            continue
+        where = f" (from {_describe(table_origin)})" if table_origin else ""
+        click.echo(f"{title}{where}:")
+        for key, value in _flatten(mask_tree(table)):
+            click.echo(f"  {key} = {value}")
+
+
+@click.group("config")
+def config() -> None:
+    """Inspect embedding configs (TOML, JSON, Python, environment)."""
+
+
+@config.command("show")
+@click.argument("file", required=False)
+@click.option("--section", help="Dotted path of the settings table, e.g. pdf_knowledge.embedder.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def show(file: str | None, section: str | None, as_json: bool) -> None:
+    """Print the resolved settings and where each came from (keys masked).
+
+    FILE is a .toml / .json / .py config or a dotted module name; a Python config is
+    executed to read it. Without FILE only the environment is read.
+    """
+    cfg = _load(file, section, {})
+    if as_json:
+        data = cfg.to_dict(mask_secrets=True)
+        data["origins"] = dict(cfg.origins)
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        _show_text(cfg)
+
+
+# -------------------------------------------------------------------------- doctor
+
+
+@dataclass(frozen=True)
+class Check:
+    """One doctor check: what was checked, the outcome, and how to fix a failure."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str | None = None
+
+
+@dataclass
+class _Probe:
+    """What the checks learned so far about one endpoint (each asked once)."""
+
+    reachable: bool = False
+    models: list[str] | None = None
+    model: str | None = None
+
+
+def _config_hint(cfg: EmbedConfig, field: str) -> str:
+    """Where the user should change ``field``: the file and key, or the option."""
+    origin = cfg.origins.get(field, "default")
+    if origin.startswith("file:"):
+        return f"in {_describe(origin)}"
+    if origin.startswith("env:"):
+        return f"in the environment variable {origin[4:]}"
+    if cfg.source and cfg.format != "env":
+        return f"in {cfg.source}"
+    option = "base-url" if field == "base_urls" else field.replace("_", "-")
+    return f"with --{option}"
+
+
+def migrate_command(cfg: EmbedConfig) -> str:
+    """The ``vllm-embed migrate`` command that re-embeds the app's store for this config."""
+    store = shlex.quote(cfg.store_path) if cfg.store_path else "<store>"
+    if cfg.source and cfg.format != "env":
+        return f"vllm-embed migrate {store} --config {shlex.quote(cfg.source)}"
+    return f"vllm-embed migrate {store} ..."
+
+
+def _check_reachable(client: Any, url: str, probe: _Probe) -> Check:
+    """GET /health (vLLM); servers without it (TEI, Ollama) count if /v1/models answers."""
+    name = "server reachable"
+    healthy = bool(client.health())  # never raises
+    if not healthy:
+        try:
+            probe.models = [m.id for m in client.models()]
+        except APIConnectionError as exc:
+            return Check(
+                name,
+                "fail",
+                f"GET /health and GET /v1/models failed: {exc}",
+                "Start the server (vllm-embed serve MODEL, or python -m "
+                "vllm.entrypoints.openai.api_server --runner pooling ...), check base_url's "
+                "host and port, and that nothing blocks the connection.",
+            )
+        except APIError:
+            pass  # it answered (e.g. 401): reachable; the key check says more
+    version = _quiet(client.version)
+    probe.reachable = True
+    how = "GET /health OK" if healthy else "answers (no /health route)"
+    return Check(name, "pass", f"{url}: {how}" + (f", vLLM {version}" if version else ""))
+
+
+def _quiet(call: Callable[[], Any]) -> Any:
+    """Call an informational discovery method; None when it fails."""
+    try:
+        return call()
+    except VLLMEmbedError:
+        return None
+
+
+def _check_key(client: Any, cfg: EmbedConfig, probe: _Probe) -> Check:
+    name = "API key accepted"
+    try:
+        if probe.models is None:
+            probe.models = [m.id for m in client.models()]
+    except AuthenticationError as exc:
+        sent = "no key was sent" if cfg.api_key is None else "the key sent was refused"
+        return Check(
+            name,
+            "fail",
+            f"GET /v1/models answered {exc.status_code}: {sent}",
+            f"Set api_key {_config_hint(cfg, 'api_key')} (or VLLM_EMBED_API_KEY / --api-key) "
+            "to the server's --api-key value; ${VAR} in the file keeps it out of the file.",
+        )
+    except APIError as exc:
+        return Check(
+            name,
+            "fail",
+            f"GET /v1/models failed: {exc}",
+            "Check that base_url ends in /v1 and points at an OpenAI-compatible embedding server.",
+        )
+    if cfg.api_key is None and "authorization" not in {h.lower() for h in cfg.headers}:
+        return Check(name, "pass", "no key configured, and the server asks for none")
+    return Check(name, "pass", "accepted (GET /v1/models)")
+
+
+def _check_model(client: Any, cfg: EmbedConfig, probe: _Probe) -> Check:
+    name = "model served"
+    served = probe.models or []
+    listing = ", ".join(repr(m) for m in served) or "nothing"
+    if cfg.model is None:
+        if len(served) == 1:
+            probe.model = served[0]
+            return Check(
+                name,
+                "pass",
+                f"no model configured; the server's only model {served[0]!r} will be used",
+            )
+        return Check(
+            name,
+            "fail",
+            f"no model configured and the server serves {listing}",
+            f"Set model {_config_hint(cfg, 'model')} (or --model) to one of them.",
+        )
+    if cfg.model in served:
+        probe.model = cfg.model
+        return Check(name, "pass", f"{cfg.model!r} is served")
+    return Check(
+        name,
+        "fail",
+        f"{cfg.model!r} is not served; the server serves {listing}",
+        f"Set model {_config_hint(cfg, 'model')} to one of those, or start the server with "
+        f"--served-model-name {shlex.quote(cfg.model)}.",
+    )
+
+
+def _check_dimension(client: Any, cfg: EmbedConfig) -> Check:
+    name = "dimension"
+    try:
+        real = int(client.dimension())
+    except APIError as exc:
+        return Check(
+            name,
+            "fail",
+            f"could not embed a probe text: {exc}",
+            "Read the server log; the model must be served with --runner pooling.",
+        )
+    declared = cfg.dimension
+    asked = f" (dimensions={cfg.dimensions} requested)" if cfg.dimensions else ""
+    if declared is None:
+        return Check(
+            name,
+            "warn",
+            f"server produces {real}{asked}; the config declares none",
+            f"Declare dimension = {real} {_config_hint(cfg, 'dimension')} to record "
+            "what your store is built with.",
+        )
+    if declared == real:
+        return Check(name, "pass", f"{real}{asked}, as declared")
+    store = cfg.store_path
+    which = f"the store at {store}" if store else "the store built with this config"
+    return Check(
+        name,
+        "fail",
+        f"the config declares {declared} but the server produces {real}{asked}: "
+        f"{which} holds {declared}-dim vectors that new queries ({real}-dim) cannot search",
+        f"Re-embed {which} with the served model: `{migrate_command(cfg)}`. "
+        f"Or point base_url/model at the server that produces {declared}; change dimension "
+        f"to {real} {_config_hint(cfg, 'dimension')} only after migrating.",
+    )
+
+
+def _check_max_model_len(client: Any) -> Check:
+    name = "max_model_len"
+    length = _quiet(client.max_model_len)
+    if length is None:
+        return Check(
+            name,
+            "warn",
+            "the server does not report it",
+            "Long inputs may be rejected; set truncate='end' (default) on the client.",
+        )
+    return Check(
+        name, "pass", f"{length} tokens (longer inputs are truncated to {max(int(length) - 1, 1)})"
+    )
+
+
+def _check_round_trip(client: Any) -> Check:
+    name = "round trip"
+    start = time.perf_counter()
+    try:
+        vectors = client.embed([ROUND_TRIP_TEXT])
+    except APIError as exc:
+        return Check(
+            name,
+            "fail",
+            f"embedding one text failed: {exc}",
+            "Read the server log for the request; retry with VLLM_EMBED_TRACEBACK=1.",
+        )
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    return Check(name, "pass", f"1 text -> {tuple(vectors.shape)} in {elapsed_ms:.1f} ms")
+
+
+def _skipped(names: tuple[str, ...], reason: str) -> list[Check]:
+    return [Check(n, "skip", reason) for n in names]
+
+
+def run_checks(cfg: EmbedConfig, *, timeout: float = 10.0) -> list[Check]:
+    """Run every doctor check against each of the config's base URLs, in order.
+
+    Retries are off and ``timeout`` bounds each request, so a dead server fails fast.
+    """
+    from vllm_embed._client import EmbeddingClient  # lazy: keeps --help fast
+    from vllm_embed._types import RetryPolicy, Timeout
+
+    checks: list[Check] = []
+    for url in cfg.base_urls:
+        kwargs = cfg.client_kwargs()
+        kwargs.update(
+            base_url=url,
+            retry=RetryPolicy.none(),
+            timeout=Timeout(total=timeout, connect=min(timeout, C.DEFAULT_TIMEOUT_CONNECT)),
+        )
+        with EmbeddingClient(**kwargs) as client:
+            checks.extend(_endpoint_checks(client, mask_url(url), cfg))
+    return checks
+
+
+def _endpoint_checks(client: Any, url: str, cfg: EmbedConfig) -> list[Check]:
+    probe = _Probe()
+    checks = [_check_reachable(client, url, probe)]
+    later = ("API key accepted", "model served", "dimension", "max_model_len", "round trip")
+    if not probe.reachable:
+        return checks + _skipped(later, "server not reachable")
+    checks.append(_check_key(client, cfg, probe))
+    if probe.models is None:
+        return checks + _skipped(later[1:], "no model list")
+    checks.append(_check_model(client, cfg, probe))
+    if probe.model is None:
+        return checks + _skipped(later[2:], "no usable model")
+    checks.append(_check_dimension(client, cfg))
+    checks.append(_check_max_model_len(client))
+    checks.append(_check_round_trip(client))
+    return checks
+
+
+_MARK = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "SKIP"}
+
+
+def _print_checks(cfg: EmbedConfig, checks: list[Check]) -> None:
+    where = f"{cfg.source} " if cfg.source else ""
+    click.echo(f"vllm-embed doctor: {where}-> {', '.join(mask_url(u) for u in cfg.base_urls)}")
+    width = max(len(c.name) for c in checks) + 2
+    for check in checks:
+        color = {"pass": "green", "fail": "red", "warn": "yellow", "skip": None}[check.status]
+        mark = click.style(_MARK[check.status], fg=color, bold=check.status == "fail")
+        click.echo(f"  {mark}  {check.name:<{width}}{check.detail}")
+        if check.fix and check.status in ("fail", "warn"):
+            click.echo(f"        {'':<{width}}fix: {check.fix}")
+    failed = sum(c.status == "fail" for c in checks)
+    click.echo(f"{failed} check(s) failed." if failed else "All checks passed.")
+
+
+@click.command("doctor")
+@click.argument("file", required=False)
+@click.option("--base-url", help="Server URL (…/v1); overrides the config's base_url.")
+@click.option("--api-key", help="API key; prefer VLLM_EMBED_API_KEY (keeps it out of history).")
+@click.option("--model", help="Model name; overrides the config's model.")
+@click.option("--dimension", type=int, help="The dimension your store was built with.")
+@click.option("--section", help="Dotted path of the settings table, e.g. pdf_knowledge.embedder.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per request.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(
+    file: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    model: str | None,
+    dimension: int | None,
+    section: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Check a config against its server: reachable, key, model, dimension, latency.
+
+    FILE is a .toml / .json / .py config or a dotted module name (a Python config is
+    executed to read it). Exit code 1 when any check fails.
+    """
+    overrides = {"base_url": base_url, "api_key": api_key, "model": model, "dimension": dimension}
+    cfg = _load(file, section, overrides)
+    checks = run_checks(cfg, timeout=timeout)
+    if as_json:
+        click.echo(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        _print_checks(cfg, checks)
+    if any(c.status == "fail" for c in checks):
+        raise SystemExit(1)
