@@ -1,1 +1,77 @@
-"""Embeddings from your own vLLM (or any OpenAI-compatible) server."""
+"""Embeddings from your own vLLM (or any OpenAI-compatible) server.
+
+>>> from vllm_embed import EmbeddingClient
+>>> with EmbeddingClient("http://localhost:8000/v1") as client:
+...     vectors = client.embed(["hello", "world"])      # numpy float32 (2, dim)
+"""
+
+from vllm_embed._async_client import AsyncEmbeddingClient
+from vllm_embed._client import EmbeddingClient
+from vllm_embed._config import EmbedConfig, load_config
+from vllm_embed._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    ConfigFileError,
+    ConfigValueError,
+    ContextLengthError,
+    DimensionMismatchError,
+    DimensionsNotSupportedError,
+    EncodingNotSupportedError,
+    InvalidInputError,
+    MigrationError,
+    ModelNotFoundError,
+    NoHealthyEndpointError,
+    RateLimitError,
+    ServerError,
+    StoreError,
+    StoreFormatError,
+    VLLMEmbedError,
+)
+from vllm_embed._instructions import PRESETS as INSTRUCTION_PRESETS
+from vllm_embed._instructions import Instructions
+from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "INSTRUCTION_PRESETS",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncEmbeddingClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientStats",
+    "ConfigError",
+    "ConfigFileError",
+    "ConfigValueError",
+    "ContextLengthError",
+    "DimensionMismatchError",
+    "DimensionsNotSupportedError",
+    "EmbedConfig",
+    "EmbedResult",
+    "EmbeddingClient",
+    "EncodingNotSupportedError",
+    "Instructions",
+    "InvalidInputError",
+    "MigrationError",
+    "ModelInfo",
+    "ModelNotFoundError",
+    "NoHealthyEndpointError",
+    "RateLimitError",
+    "RetryPolicy",
+    "Secret",
+    "ServerError",
+    "StoreError",
+    "StoreFormatError",
+    "Timeout",
+    "VLLMEmbedError",
+    "__version__",
+    "load_config",
+]

@@ -1,0 +1,413 @@
+"""AsyncEmbeddingClient: the asyncio twin (one httpx.AsyncClient, bounded concurrent tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from vllm_embed import _constants as C
+from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Renegotiate
+from vllm_embed._endpoints import Endpoint
+from vllm_embed._errors import (
+    APIConnectionError,
+    APIStatusError,
+    ContextLengthError,
+    ModelNotFoundError,
+)
+from vllm_embed._http_errors import error_from_response
+from vllm_embed._retry import (
+    RetryableStatus,
+    is_retryable_status,
+    make_async_retrying,
+    parse_retry_after,
+)
+from vllm_embed._transport import Decoded, parse_error_body
+from vllm_embed._types import EmbedResult, ModelInfo
+
+if TYPE_CHECKING:
+    from vllm_embed._config import EmbedConfig
+
+__all__ = ["AsyncEmbeddingClient"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+_MAX_RENEGOTIATIONS = 6
+
+
+class AsyncEmbeddingClient(BaseEmbeddingClient):
+    """Embeddings from a vLLM (or any OpenAI-compatible) server, with asyncio.
+
+    >>> async with AsyncEmbeddingClient("http://localhost:8000/v1") as client:
+    ...     vectors = await client.embed(["hello", "world"])
+
+    Same settings and method names as :class:`~vllm_embed.EmbeddingClient`; methods that
+    talk to the server are coroutines. Up to ``max_concurrency`` requests are in flight at
+    once over one pooled ``httpx.AsyncClient``; results come back in input order.
+    """
+
+    def __init__(
+        self,
+        base_url: str | Sequence[str] | None = None,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(base_url, **kwargs)
+        self._http_client = http_client
+        self._owns_http = http_client is None
+        self._closed = False
+        self._discovery_lock: asyncio.Lock | None = None
+        #: How retries wait (tests replace it to avoid real sleeping).
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    @classmethod
+    def from_config(
+        cls, source: str | os.PathLike[str] | EmbedConfig | None = None, **overrides: Any
+    ) -> AsyncEmbeddingClient:
+        """A client from a config file, Python module, env, or an ``EmbedConfig``."""
+        return cls(**cls._kwargs_from_config(source, overrides))
+
+    # ------------------------------------------------------------ resources
+    def _http(self) -> httpx.AsyncClient:
+        if self._http_client is None:
+            if self._closed:
+                raise RuntimeError("This AsyncEmbeddingClient is closed; create a new one.")
+            self._http_client = httpx.AsyncClient(
+                timeout=self._httpx_timeout(), limits=self._httpx_limits()
+            )
+        return self._http_client
+
+    def _lock(self) -> asyncio.Lock:
+        if self._discovery_lock is None:
+            self._discovery_lock = asyncio.Lock()
+        return self._discovery_lock
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Idempotent."""
+        self._closed = True
+        http, self._http_client = self._http_client, None
+        if http is not None and self._owns_http:
+            await http.aclose()
+
+    async def close(self) -> None:
+        """Alias of :meth:`aclose`."""
+        await self.aclose()
+
+    async def __aenter__(self) -> AsyncEmbeddingClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------ retries
+    async def _with_retries(self, fn: Callable[[], Awaitable[T]]) -> T:
+        retrying = make_async_retrying(self._retry, sleep=self._sleep, on_retry=self._on_retry)
+        try:
+            return await retrying(fn)
+        except RetryableStatus as exc:
+            raise exc.error from None
+        except APIConnectionError as exc:
+            final = self._final_connection_error(exc)
+            if final is exc:
+                raise
+            raise final from exc
+
+    async def _get(self, url: str, ep: Endpoint) -> httpx.Response:
+        async def attempt() -> httpx.Response:
+            try:
+                resp = await self._http().get(url, headers=self._headers)
+            except httpx.TransportError as exc:
+                raise self._transport_error(ep, exc) from exc
+            if is_retryable_status(resp.status_code):
+                body = parse_error_body(resp.content)
+                err = error_from_response(resp.status_code, body, url=ep.display_url)
+                raise RetryableStatus(err, parse_retry_after(resp.headers))
+            self._pool.mark_up(ep)
+            return resp
+
+        return await self._with_retries(attempt)
+
+    # ------------------------------------------------------------ discovery
+    async def models(self) -> list[ModelInfo]:
+        """The models the server serves (``GET /v1/models``), with vLLM's max_model_len."""
+        ep = self._pool.first()
+        resp = await self._get(ep.base_url + "/models", ep)
+        if resp.status_code != 200:
+            body = parse_error_body(resp.content)
+            raise error_from_response(
+                resp.status_code,
+                body,
+                url=ep.display_url,
+                request_id=resp.headers.get("x-request-id"),
+            )
+        try:
+            doc = resp.json()
+        except ValueError:
+            doc = None
+        models = self._parse_models(doc, ep.display_url)
+        self._models = models
+        return models
+
+    async def model_name(self) -> str:
+        """The model in use: the one given, else the single model the server serves."""
+        if self._model is not None:
+            return self._model
+        async with self._lock():
+            if self._model is None:
+                models = self._models if self._models is not None else await self.models()
+                self._model = self._choose_model(models, self._pool.first().display_url)
+        return self._model
+
+    async def max_model_len(self) -> int | None:
+        """The model's context length from ``/v1/models`` (vLLM), or None if not reported."""
+        if self._max_model_len_known:
+            return self._max_model_len
+        model = await self.model_name()
+        async with self._lock():
+            if not self._max_model_len_known:
+                models = self._models
+                if models is None:
+                    try:
+                        models = await self.models()
+                    except APIStatusError:
+                        models = []
+                self._max_model_len = self._max_len_from(models, model)
+                self._max_model_len_known = True
+        return self._max_model_len
+
+    async def dimension(self) -> int:
+        """The embedding dimension (probed once with one short input, then cached)."""
+        if self._dimension is None:
+            result = await self.embed_with_info([C.DIMENSION_PROBE_TEXT])
+            self._dimension = int(result.vectors.shape[1])
+        return self._dimension
+
+    async def version(self) -> str | None:
+        """The server's version (``GET /version``; vLLM), or None if it has no such route."""
+        ep = self._pool.first()
+        resp = await self._get(ep.root_url + "/version", ep)
+        if resp.status_code != 200:
+            return None
+        try:
+            doc = resp.json()
+        except ValueError:
+            return None
+        version = doc.get("version") if isinstance(doc, dict) else None
+        return str(version) if version is not None else None
+
+    async def health(self) -> bool:
+        """True when at least one endpoint answers ``GET /health`` with 200. Never raises."""
+        ok = False
+        for ep in self._pool.endpoints:
+            try:
+                resp = await self._http().get(ep.root_url + "/health", headers=self._headers)
+            except httpx.TransportError:
+                self._pool.mark_down(ep)
+                continue
+            if resp.status_code == 200:
+                self._pool.mark_up(ep)
+                ok = True
+        return ok
+
+    # ------------------------------------------------------------ embedding
+    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed ``texts`` as they are: a float32 array ``(len(texts), dim)`` in input order."""
+        return (await self.embed_with_info(texts)).vectors
+
+    async def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed documents (with the model's document instruction, if it has one)."""
+        return (await self.embed_with_info(texts, kind="document")).vectors
+
+    async def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """Embed one query (with the model's query instruction): a ``(dim,)`` array."""
+        query = self._validate_query(text)
+        vectors = (await self.embed_with_info([query], kind="query")).vectors
+        return vectors[0]  # type: ignore[no-any-return]
+
+    async def embed_documents_list(self, texts: Sequence[str]) -> list[list[float]]:
+        """:meth:`embed_documents` as Python lists."""
+        result: list[list[float]] = (await self.embed_documents(texts)).tolist()
+        return result
+
+    async def embed_query_list(self, text: str) -> list[float]:
+        """:meth:`embed_query` as a Python list."""
+        result: list[float] = (await self.embed_query(text)).tolist()
+        return result
+
+    async def embed_with_info(self, texts: Sequence[str], *, kind: Kind = "raw") -> EmbedResult:
+        """Embed and report what happened; see :meth:`EmbeddingClient.embed_with_info`."""
+        items = self._validate(texts)
+        try:
+            model = await self.model_name()
+            if not items:
+                return self._empty(await self.dimension())
+            inputs = self._apply_kind(items, kind, model)
+            mml = await self.max_model_len()
+            plan = self._plan(inputs, mml)
+            truncated = await self._check_truncation(plan, model)
+            out, prompt_tokens, url = await self._run_batches(plan, model)
+        except ModelNotFoundError as err:
+            raise self._model_not_found(err, await self._served_ids()) from None
+        out = self._postprocess(out, url)
+        return self._result(out, truncated, prompt_tokens, model)
+
+    async def _served_ids(self) -> list[str] | None:
+        try:
+            return [m.id for m in await self.models()]
+        except Exception:  # best effort: the original error matters more
+            return None
+
+    async def _map(
+        self, fn: Callable[[T], Awaitable[U]], items: Sequence[T], sink: Callable[[int, U], None]
+    ) -> None:
+        """Run ``fn`` over items with at most max_concurrency in flight; ``sink(i, result)``.
+
+        Workers pull the next item as soon as one finishes; the first failure cancels the
+        rest and is raised.
+        """
+        if len(items) <= 1 or self._max_concurrency == 1:
+            for i, item in enumerate(items):
+                sink(i, await fn(item))
+            return
+        queue = iter(range(len(items)))
+
+        async def worker() -> None:
+            for i in queue:
+                sink(i, await fn(items[i]))
+
+        tasks = [
+            asyncio.create_task(worker()) for _ in range(min(self._max_concurrency, len(items)))
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run_batches(
+        self, plan: EmbedPlan, model: str
+    ) -> tuple[npt.NDArray[np.float32], int, str]:
+        inputs, tpt = plan.inputs, plan.truncate_prompt_tokens
+        n = len(inputs)
+        state: dict[str, Any] = {"out": None, "tokens": 0, "url": ""}
+
+        async def one(span: tuple[int, int]) -> tuple[Decoded, str]:
+            start, end = span
+            try:
+                return await self._embed_batch(model, inputs[start:end], tpt)
+            except ContextLengthError as err:
+                if err.input_index is None and end - start == 1:
+                    err.input_index = start
+                raise
+
+        def sink(i: int, result: tuple[Decoded, str]) -> None:
+            decoded, url = result
+            start, end = plan.batches[i]
+            if state["out"] is None:
+                state["out"] = self._allocate(n, decoded.vectors)
+            self._place(state["out"], start, end, decoded.vectors, url)
+            state["tokens"] += decoded.prompt_tokens
+            state["url"] = url
+
+        await self._map(one, plan.batches, sink)
+        out: npt.NDArray[np.float32] = state["out"]
+        return out, int(state["tokens"]), str(state["url"])
+
+    async def _embed_batch(
+        self, model: str, inputs: list[str], tpt: int | None
+    ) -> tuple[Decoded, str]:
+        """One batch, with failover, encoding renegotiation and retries."""
+
+        async def attempt() -> tuple[Decoded, str]:
+            failovers = 0
+            for _ in range(_MAX_RENEGOTIATIONS):
+                ep = self._pool.acquire()
+                try:
+                    encoding, body = self._request_body(ep, model, inputs, tpt)
+                    self.stats.add(requests=1)
+                    try:
+                        resp = await self._http().post(
+                            ep.embeddings_url, content=body, headers=self._headers
+                        )
+                    except httpx.TransportError as exc:
+                        err = self._transport_error(ep, exc)
+                        failovers += 1
+                        if failovers < len(self._pool) and not self._pool.all_down():
+                            continue
+                        raise err from exc
+                finally:
+                    self._pool.release(ep)
+                try:
+                    return self._handle_embed_response(
+                        ep, encoding, resp, len(inputs), model
+                    ), ep.display_url
+                except Renegotiate:
+                    continue
+            raise RuntimeError("encoding negotiation did not settle")  # pragma: no cover
+
+        return await self._with_retries(attempt)
+
+    # ------------------------------------------------------------ truncation
+    async def _check_truncation(self, plan: EmbedPlan, model: str) -> list[int]:
+        """Indices of inputs longer than the limit (exact via /tokenize when available)."""
+        if not plan.suspects or plan.limit is None:
+            return []
+        limit = plan.limit
+        texts = [plan.inputs[i] for i in plan.suspects]
+        counts: list[int | None] = [None] * len(texts)
+
+        async def count(text: str) -> int | None:
+            return await self._count_tokens(model, text)
+
+        def sink(i: int, value: int | None) -> None:
+            counts[i] = value
+
+        await self._map(count, texts, sink)
+        truncated: list[int] = []
+        for index, text, n_tokens in zip(plan.suspects, texts, counts, strict=True):
+            too_long = (
+                n_tokens > limit if n_tokens is not None else self._estimate_too_long(text, limit)
+            )
+            if not too_long:
+                continue
+            if self._truncate == "error" and n_tokens is not None:
+                raise self._context_error(index, n_tokens, limit, self._pool.first().display_url)
+            truncated.append(index)
+        return truncated if self._truncate == "end" else []
+
+    async def _count_tokens(self, model: str, text: str) -> int | None:
+        """Exact token count from vLLM's ``POST /tokenize``; None if the server has none."""
+        ep = self._pool.first()
+        if ep.tokenize_supported is False:
+            return None
+        body = self._tokenize_body(model, text)
+
+        async def attempt() -> httpx.Response:
+            try:
+                resp = await self._http().post(
+                    ep.root_url + "/tokenize", content=body, headers=self._headers
+                )
+            except httpx.TransportError as exc:
+                raise self._transport_error(ep, exc) from exc
+            if is_retryable_status(resp.status_code):
+                err = error_from_response(
+                    resp.status_code, parse_error_body(resp.content), url=ep.display_url
+                )
+                raise RetryableStatus(err, parse_retry_after(resp.headers))
+            return resp
+
+        resp = await self._with_retries(attempt)
+        return self._tokenize_count(ep, resp.status_code, resp.content)

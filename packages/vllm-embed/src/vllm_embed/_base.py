@@ -1,0 +1,582 @@
+"""BaseEmbeddingClient: everything both twins share that does no I/O.
+
+Settings and their validation, request headers and bodies, response handling and error
+mapping, the plan for one ``embed`` call (instructions, truncation, batches) and putting
+the results back together. :mod:`vllm_embed._client` and :mod:`vllm_embed._async_client`
+add only the I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from vllm_embed import _constants as C
+from vllm_embed._batching import plan_batches, validate_texts
+from vllm_embed._endpoints import Endpoint, EndpointPool, redact_url
+from vllm_embed._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    ConfigValueError,
+    ContextLengthError,
+    DimensionsNotSupportedError,
+    InvalidInputError,
+    ModelNotFoundError,
+    NoHealthyEndpointError,
+)
+from vllm_embed._http_errors import error_from_response, error_message, is_dimensions_refused
+from vllm_embed._instructions import Instructions, resolve_instructions
+from vllm_embed._retry import RetryableStatus, is_retryable_status, parse_retry_after
+from vllm_embed._transport import (
+    Decoded,
+    build_body,
+    decode_response,
+    parse_error_body,
+    preference_for,
+    rejects_encoding,
+)
+from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
+
+if TYPE_CHECKING:
+    from vllm_embed._config import EmbedConfig
+
+__all__ = ["BaseEmbeddingClient", "EmbedPlan", "Kind"]
+
+logger = logging.getLogger("vllm_embed")
+
+Kind = Literal["raw", "query", "document"]
+Encoding = Literal["auto", "bytes", "base64", "float"]
+EmbedDType = Literal["float32", "float16"]
+Truncate = Literal["end", "error"]
+
+
+class Renegotiate(Exception):
+    """Internal: the endpoint refused something optional; send the batch again at once."""
+
+
+@dataclass
+class EmbedPlan:
+    """What one embed call will send: the final inputs and how to split them."""
+
+    inputs: list[str]
+    batches: list[tuple[int, int]]
+    truncate_prompt_tokens: int | None
+    #: Inputs that may exceed the context and need an exact token count (``/tokenize``).
+    suspects: list[int]
+    limit: int | None
+
+
+def _env_first(names: Sequence[str]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _positive_int(name: str, value: object, *, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class BaseEmbeddingClient:
+    """Settings and the I/O-free half of the embedding client (see ``EmbeddingClient``)."""
+
+    def __init__(
+        self,
+        base_url: str | Sequence[str] | None = None,
+        *,
+        api_key: str | Secret | None = None,
+        model: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | None = None,
+        batch_size: int = C.DEFAULT_BATCH_SIZE,
+        max_tokens_per_request: int | None = C.DEFAULT_MAX_TOKENS_PER_REQUEST,
+        max_concurrency: int = C.DEFAULT_MAX_CONCURRENCY,
+        encoding: Encoding = "auto",
+        embed_dtype: EmbedDType = "float32",
+        dimensions: int | None = None,
+        client_side_dimensions: bool = False,
+        truncate: Truncate = "end",
+        instructions: Instructions | str | None = "auto",
+        normalize: bool = False,
+    ) -> None:
+        if base_url is None:
+            base_url = _env_first(C.BASE_URL_ENV_VARS)
+            if base_url is None:
+                raise ConfigValueError(
+                    "No base_url given. Pass base_url='http://host:8000/v1' or set "
+                    "VLLM_EMBED_BASE_URL (or OPENAI_BASE_URL)."
+                )
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        self._pool = EndpointPool(urls, preference_for(encoding))
+
+        if api_key is None:
+            env_key = _env_first(C.API_KEY_ENV_VARS)
+            api_key = Secret(env_key) if env_key else None
+        elif isinstance(api_key, str):
+            api_key = Secret(api_key) if api_key else None
+        elif not isinstance(api_key, Secret):
+            raise ConfigValueError("api_key must be a string or a vllm_embed.Secret")
+        self._api_key: Secret | None = api_key
+
+        if model is not None and (not isinstance(model, str) or not model):
+            raise ConfigValueError(f"model must be a non-empty string, got {model!r}")
+        self._model: str | None = model
+        self._timeout = Timeout.coerce(timeout)
+        self._retry = retry if retry is not None else RetryPolicy()
+        if not isinstance(self._retry, RetryPolicy):
+            raise ConfigValueError("retry must be a vllm_embed.RetryPolicy")
+        self._batch_size = int(_positive_int("batch_size", batch_size) or 1)
+        self._max_tokens = _positive_int(
+            "max_tokens_per_request", max_tokens_per_request, allow_none=True
+        )
+        self._max_concurrency = int(_positive_int("max_concurrency", max_concurrency) or 1)
+        if embed_dtype not in ("float32", "float16"):
+            raise ConfigValueError(
+                f"embed_dtype must be 'float32' or 'float16', got {embed_dtype!r}"
+            )
+        self._embed_dtype: EmbedDType = embed_dtype
+        self._dimensions = _positive_int("dimensions", dimensions, allow_none=True)
+        self._client_side_dimensions = bool(client_side_dimensions)
+        if truncate not in ("end", "error"):
+            raise ConfigValueError(f"truncate must be 'end' or 'error', got {truncate!r}")
+        self._truncate: Truncate = truncate
+        if instructions is not None and not isinstance(instructions, Instructions | str):
+            raise ConfigValueError(
+                "instructions must be 'auto', a preset name, Instructions or None"
+            )
+        if isinstance(instructions, str) and instructions != "auto":
+            resolve_instructions(instructions, "")  # fail fast on unknown preset names
+        self._instructions_spec = instructions
+        self._instructions: Instructions | None = None
+        self._normalize = bool(normalize)
+
+        self._headers = self._build_headers(headers)
+        self._models: list[ModelInfo] | None = None
+        self._max_model_len: int | None = None
+        self._max_model_len_known = False
+        self._dimension: int | None = None
+        self.stats = ClientStats()
+
+    # ----------------------------------------------------------------- settings
+    def _build_headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json, application/octet-stream",
+            "User-Agent": C.USER_AGENT,
+        }
+        has_auth = False
+        for key, value in (extra or {}).items():
+            headers[str(key)] = str(value)
+            has_auth = has_auth or str(key).lower() == "authorization"
+        if self._api_key and not has_auth:
+            headers["Authorization"] = f"Bearer {self._api_key.get()}"
+        return headers
+
+    def _httpx_timeout(self) -> httpx.Timeout:
+        t = self._timeout
+        return httpx.Timeout(t.total, connect=t.connect)
+
+    def _httpx_limits(self) -> httpx.Limits:
+        conns = max(self._max_concurrency * len(self._pool), 4)
+        return httpx.Limits(max_connections=conns + 4, max_keepalive_connections=conns + 4)
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """The configured base URLs (credentials removed)."""
+        return tuple(ep.display_url for ep in self._pool.endpoints)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy in use."""
+        return self._retry
+
+    @property
+    def requested_dimensions(self) -> int | None:
+        """The ``dimensions`` setting (Matryoshka), or None."""
+        return self._dimensions
+
+    def __repr__(self) -> str:
+        urls = ", ".join(self.base_urls)
+        key = ", api_key='***'" if self._api_key else ""
+        return f"{type(self).__name__}(base_url=[{urls}], model={self._model!r}{key})"
+
+    @classmethod
+    def _kwargs_from_config(
+        cls, source: str | os.PathLike[str] | EmbedConfig | None, overrides: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Client kwargs from a config source plus overrides (config fields or client kwargs)."""
+        from vllm_embed._config import EmbedConfig, load_config
+
+        field_names = {f.name for f in dataclasses.fields(EmbedConfig)}
+        cfg_over = {k: v for k, v in overrides.items() if k in field_names}
+        client_over = {k: v for k, v in overrides.items() if k not in field_names}
+        if isinstance(source, EmbedConfig):
+            cfg = dataclasses.replace(source, **cfg_over) if cfg_over else source
+        else:
+            cfg = load_config(source, overrides=cfg_over or None)
+        kwargs = dict(cfg.client_kwargs())
+        kwargs.update(client_over)
+        return kwargs
+
+    # ------------------------------------------------------------- discovery
+    @staticmethod
+    def _parse_models(doc: Any, url: str) -> list[ModelInfo]:
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(data, list):
+            raise APIError(
+                f"{url}/models did not return an OpenAI-style model list. Check base_url.",
+                url=url,
+            )
+        out = []
+        for item in data:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                continue
+            mml = item.get("max_model_len")
+            out.append(
+                ModelInfo(
+                    id=item["id"],
+                    max_model_len=int(mml) if isinstance(mml, int) and mml > 0 else None,
+                    owned_by=item.get("owned_by")
+                    if isinstance(item.get("owned_by"), str)
+                    else None,
+                )
+            )
+        return out
+
+    def _choose_model(self, models: list[ModelInfo], url: str) -> str:
+        if len(models) == 1:
+            return models[0].id
+        if not models:
+            raise ConfigValueError(
+                f"The server at {url} serves no models. Pass model=... explicitly."
+            )
+        names = ", ".join(m.id for m in models)
+        raise ConfigValueError(
+            f"No model given and the server at {url} serves several: {names}. "
+            "Pass model=<one of them>."
+        )
+
+    def _max_len_from(self, models: list[ModelInfo], model: str) -> int | None:
+        for info in models:
+            if info.id == model:
+                return info.max_model_len
+        return None
+
+    # ------------------------------------------------------------- planning
+    def _instructions_for(self, model: str) -> Instructions:
+        if self._instructions is None:
+            self._instructions = resolve_instructions(self._instructions_spec, model)
+        return self._instructions
+
+    def _apply_kind(self, items: list[str], kind: Kind, model: str) -> list[str]:
+        if kind == "raw":
+            return items
+        instr = self._instructions_for(model)
+        if kind == "query":
+            return instr.apply_query(items)
+        if kind == "document":
+            return instr.apply_document(items)
+        raise InvalidInputError(f"kind must be 'raw', 'query' or 'document', got {kind!r}")
+
+    @staticmethod
+    def _validate(texts: object) -> list[str]:
+        return validate_texts(texts)
+
+    @staticmethod
+    def _validate_query(text: object) -> str:
+        if not isinstance(text, str):
+            what = "None" if text is None else f"a {type(text).__name__}"
+            raise InvalidInputError(
+                f"embed_query() takes one string, got {what}. For several texts use embed()."
+            )
+        return text
+
+    def _truncation_limit(self, max_model_len: int | None) -> int | None:
+        """Tokens an input may have: max_model_len - 1 (vLLM issue 29496), or None."""
+        if max_model_len is None or max_model_len < 2:
+            return None
+        return max_model_len - 1
+
+    def _plan(self, inputs: list[str], max_model_len: int | None) -> EmbedPlan:
+        limit = self._truncation_limit(max_model_len)
+        suspects: list[int] = []
+        if limit is not None:
+            # Each token covers at least one UTF-8 byte, plus at most 2 special tokens:
+            # an input with bytes + 2 < limit cannot exceed the limit. Cheap len() first.
+            for i, text in enumerate(inputs):
+                if len(text) * 4 + 2 >= limit and len(text.encode("utf-8")) + 2 >= limit:
+                    suspects.append(i)
+        tpt = limit if (self._truncate == "end" and limit is not None) else None
+        batches = plan_batches(inputs, self._batch_size, self._max_tokens, token_cap=limit)
+        return EmbedPlan(inputs, batches, tpt, suspects, limit)
+
+    def _context_error(self, index: int, count: int, limit: int, url: str) -> ContextLengthError:
+        return ContextLengthError(
+            f"Input {index} has {count} tokens; the client allows at most {limit} "
+            f"(max_model_len {limit + 1} minus one, see vLLM issue 29496) for the model on "
+            f"{url}. Shorten it, or use truncate='end' (the default) to let the server cut it.",
+            url=url,
+            status_code=400,
+            body=None,
+            max_model_len=limit + 1,
+            input_index=index,
+        )
+
+    @staticmethod
+    def _estimate_too_long(text: str, limit: int) -> bool:
+        """Fallback when the server has no /tokenize: about 4 UTF-8 bytes per token."""
+        return math.ceil(len(text.encode("utf-8")) / 4) + 2 > limit
+
+    # ------------------------------------------------------------- one request
+    def _request_body(
+        self, ep: Endpoint, model: str, inputs: list[str], plan_tpt: int | None
+    ) -> tuple[str, bytes]:
+        encoding = ep.encoding.current(ep.display_url)
+        dims = self._dimensions if ep.dimensions_supported is not False else None
+        tpt = plan_tpt if ep.truncate_supported is not False else None
+        body = build_body(
+            model=model,
+            inputs=inputs,
+            encoding=encoding,
+            embed_dtype=self._embed_dtype,
+            dimensions=dims,
+            truncate_prompt_tokens=tpt,
+        )
+        return encoding, body
+
+    def _transport_error(self, ep: Endpoint, exc: httpx.TransportError) -> APIConnectionError:
+        """Translate an httpx failure (and mark the endpoint down when it did not connect)."""
+        url = ep.display_url
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            self._pool.mark_down(ep)
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(
+                f"Request to {url} timed out ({type(exc).__name__}). The server may be "
+                "overloaded: raise timeout=Timeout(total=...), or lower batch_size.",
+                url=url,
+            )
+        return APIConnectionError(
+            f"Could not connect to {url} ({type(exc).__name__}). Is the server up and is "
+            "base_url right? Try `curl " + ep.root_url + "/health`.",
+            url=url,
+        )
+
+    def _final_connection_error(self, exc: APIConnectionError) -> APIConnectionError:
+        if len(self._pool) > 1 and self._pool.all_down():
+            urls = ", ".join(self.base_urls)
+            return NoHealthyEndpointError(
+                f"None of the configured servers could be reached ({urls}). Check that they "
+                "are running; the client retries each one after a short cool-down.",
+                url=exc.url,
+            )
+        return exc
+
+    def _handle_embed_response(
+        self,
+        ep: Endpoint,
+        encoding: str,
+        response: httpx.Response,
+        n_inputs: int,
+        model: str,
+    ) -> Decoded:
+        """Decode a response or raise: Renegotiate, RetryableStatus or the final error."""
+        status = response.status_code
+        url = ep.display_url
+        if status == 200:
+            self._pool.mark_up(ep)
+            headers = response.headers
+            decoded = decode_response(
+                content=response.content,
+                content_type=headers.get("content-type", ""),
+                metadata_header=headers.get("metadata"),
+                n_inputs=n_inputs,
+                url=url,
+            )
+            if decoded.encoding != encoding:
+                # The server ignored encoding_format: never ask it for that one again.
+                logger.debug(
+                    "%s ignored encoding_format=%s, answered %s", url, encoding, decoded.encoding
+                )
+                ep.encoding.reject(encoding)
+            self.stats.encodings[url] = decoded.encoding
+            return decoded
+        body = parse_error_body(response.content)
+        request_id = response.headers.get("x-request-id")
+        if rejects_encoding(status, body, encoding):
+            logger.info("%s does not support encoding_format=%s; falling back", url, encoding)
+            ep.encoding.reject(encoding)
+            ep.encoding.current(url)  # raises EncodingNotSupportedError when none is left
+            raise Renegotiate
+        if (
+            self._dimensions is not None
+            and ep.dimensions_supported is not False
+            and is_dimensions_refused(status, body)
+            and self._client_side_dimensions
+        ):
+            logger.info("%s refused dimensions=%s; truncating client-side", url, self._dimensions)
+            ep.dimensions_supported = False
+            raise Renegotiate
+        if status in (400, 422) and "truncate_prompt_tokens" in error_message(body):
+            ep.truncate_supported = False
+            raise Renegotiate
+        error = error_from_response(
+            status,
+            body,
+            url=url,
+            request_id=request_id,
+            model=model,
+            max_model_len=self._max_model_len,
+            input_index=None,
+        )
+        if is_retryable_status(status):
+            raise RetryableStatus(error, parse_retry_after(response.headers))
+        raise error
+
+    def _model_not_found(
+        self, err: ModelNotFoundError, available: list[str] | None
+    ) -> ModelNotFoundError:
+        new = error_from_response(
+            err.status_code,
+            err.body,
+            url=err.url or "",
+            request_id=err.request_id,
+            model=self._model,
+            available=available,
+        )
+        return new if isinstance(new, ModelNotFoundError) else err
+
+    # ------------------------------------------------------------- assembly
+    def _allocate(self, n: int, first: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        return np.empty((n, first.shape[1]), dtype=np.float32)
+
+    def _place(
+        self,
+        out: npt.NDArray[np.float32],
+        start: int,
+        end: int,
+        vectors: npt.NDArray[Any],
+        url: str,
+    ) -> None:
+        if vectors.shape[1] != out.shape[1]:
+            raise APIError(
+                f"{url} returned {vectors.shape[1]}-dimensional vectors where earlier batches "
+                f"had {out.shape[1]}. All base URLs must serve the same model.",
+                url=url,
+            )
+        out[start:end] = vectors
+
+    def _postprocess(self, out: npt.NDArray[np.float32], url: str) -> npt.NDArray[np.float32]:
+        """Client-side Matryoshka truncation and L2 normalisation (in place when possible)."""
+        want = self._dimensions
+        if want is not None and out.shape[1] != want:
+            if out.shape[1] < want:
+                raise DimensionsNotSupportedError(
+                    f"dimensions={want} asked, but the model on {url} produces only "
+                    f"{out.shape[1]}-dimensional vectors. Use dimensions <= {out.shape[1]}.",
+                    url=url,
+                    status_code=200,
+                )
+            if not self._client_side_dimensions:
+                raise DimensionsNotSupportedError(
+                    f"The server at {url} ignored dimensions={want} and returned "
+                    f"{out.shape[1]} dimensions. Pass client_side_dimensions=True to truncate "
+                    "and re-normalise on the client, or drop dimensions=...",
+                    url=url,
+                    status_code=200,
+                )
+            out = np.ascontiguousarray(out[:, :want])
+            _l2_normalize(out)
+        elif self._normalize:
+            _l2_normalize(out)
+        if self._normalize and want is not None:
+            _l2_normalize(out)
+        return out
+
+    def _result(
+        self,
+        vectors: npt.NDArray[np.float32],
+        truncated: list[int],
+        prompt_tokens: int,
+        model: str,
+    ) -> EmbedResult:
+        if vectors.shape[0] and self._dimension is None:
+            self._dimension = int(vectors.shape[1])
+        self.stats.add(
+            inputs=int(vectors.shape[0]), truncated=len(truncated), prompt_tokens=prompt_tokens
+        )
+        return EmbedResult(
+            vectors=vectors,
+            truncated=len(truncated),
+            truncated_indices=truncated,
+            prompt_tokens=prompt_tokens,
+            model=model,
+        )
+
+    def _empty(self, dim: int) -> EmbedResult:
+        return EmbedResult(np.empty((0, dim), dtype=np.float32), 0, [], 0, self._model or "")
+
+    @staticmethod
+    def _tokenize_body(model: str, text: str) -> bytes:
+        return json.dumps(
+            {"model": model, "prompt": text, "add_special_tokens": True}, ensure_ascii=False
+        ).encode("utf-8")
+
+    @staticmethod
+    def _tokenize_count(ep: Endpoint, status: int, content: bytes) -> int | None:
+        """The token count in a ``/tokenize`` answer; None (and remembered) if unusable."""
+        if status == 200:
+            try:
+                doc = json.loads(content)
+            except ValueError:
+                doc = None
+            if isinstance(doc, dict):
+                count = doc.get("count")
+                if count is None and isinstance(doc.get("tokens"), list):
+                    count = len(doc["tokens"])
+                if isinstance(count, int):
+                    ep.tokenize_supported = True
+                    return count
+        ep.tokenize_supported = False
+        return None
+
+    def _on_retry(self, exc: BaseException | None, wait: float) -> None:
+        self.stats.add(retries=1)
+        what = type(exc.error).__name__ if isinstance(exc, RetryableStatus) else type(exc).__name__
+        url = getattr(getattr(exc, "error", exc), "url", None)
+        logger.warning("retrying after %s from %s in %.2fs", what, url, wait)
+
+
+def _l2_normalize(out: npt.NDArray[np.float32]) -> None:
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    np.maximum(norms, np.float32(1e-12), out=norms)
+    out /= norms
+
+
+def redact(url: str) -> str:
+    """Alias of :func:`vllm_embed._endpoints.redact_url` for the twins."""
+    return redact_url(url)
+
+
+def status_error_for(exc: BaseException) -> APIStatusError | None:
+    """The public status error inside a retry wrapper, if any."""
+    if isinstance(exc, RetryableStatus):
+        return exc.error
+    return None

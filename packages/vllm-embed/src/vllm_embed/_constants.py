@@ -1,0 +1,38 @@
+"""Defaults in one place: timeouts, retries, batching, concurrency, environment names."""
+
+from __future__ import annotations
+
+#: Environment variables read when ``base_url`` is not given, in order.
+BASE_URL_ENV_VARS: tuple[str, ...] = ("VLLM_EMBED_BASE_URL", "OPENAI_BASE_URL")
+#: Environment variables read when ``api_key`` is not given, in order.
+API_KEY_ENV_VARS: tuple[str, ...] = ("VLLM_EMBED_API_KEY", "VLLM_API_KEY", "OPENAI_API_KEY")
+
+DEFAULT_TIMEOUT_TOTAL = 60.0
+DEFAULT_TIMEOUT_CONNECT = 5.0
+
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_INITIAL_DELAY = 0.5
+DEFAULT_MAX_DELAY = 8.0
+DEFAULT_BACKOFF_FACTOR = 2.0
+DEFAULT_JITTER = 0.25
+DEFAULT_RETRY_TOTAL_TIMEOUT = 120.0
+
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_MAX_TOKENS_PER_REQUEST = 16384
+DEFAULT_MAX_CONCURRENCY = 4
+
+#: How long an endpoint that refused a connection is left alone before it is tried again.
+ENDPOINT_COOLDOWN = 2.0
+#: The cool-down doubles on each consecutive failure up to this bound.
+ENDPOINT_MAX_COOLDOWN = 30.0
+
+#: The short input used to discover the embedding dimension.
+DIMENSION_PROBE_TEXT = "dimension probe"
+
+#: Transfer encodings, cheapest first.
+ENCODING_PREFERENCE: tuple[str, ...] = ("bytes", "base64", "float")
+
+#: Statuses that are worth another attempt (besides every 5xx).
+RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429})
+
+USER_AGENT = "vllm-embed/0.1"

@@ -1,0 +1,293 @@
+"""Response encodings: negotiation state per endpoint, request bodies, decoders.
+
+The cheapest encoding a server supports wins, in this order:
+
+``bytes``   vLLM only: the body is the raw vectors (``application/octet-stream``) and a JSON
+            ``metadata`` response header describes each item (``index, embed_dtype,
+            endianness, start, end, shape``) plus ``usage``. Decoded with one
+            ``np.frombuffer`` over the body: no per-element work in Python.
+``base64``  OpenAI and vLLM: little-endian float32 per item, base64 in JSON.
+``float``   everyone (TEI, Ollama, old vLLM): JSON lists of numbers.
+
+A server "rejects" an encoding when it answers 400/422 with a body that mentions
+``encoding_format``, or when it ignores the request and answers in another encoding.
+A rejected encoding is never asked of that server again (:class:`EncodingState`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vllm_embed import _constants as C
+from vllm_embed._errors import APIError, EncodingNotSupportedError
+
+__all__ = [
+    "Decoded",
+    "EncodingState",
+    "build_body",
+    "decode_response",
+    "rejects_encoding",
+]
+
+_DTYPES: dict[tuple[str, str], np.dtype[Any]] = {
+    ("float32", "little"): np.dtype("<f4"),
+    ("float32", "big"): np.dtype(">f4"),
+    ("float16", "little"): np.dtype("<f2"),
+    ("float16", "big"): np.dtype(">f2"),
+    ("float64", "little"): np.dtype("<f8"),
+    ("float64", "big"): np.dtype(">f8"),
+}
+_LE_F4 = np.dtype("<f4")
+
+
+class EncodingState:
+    """Which encodings one endpoint may still be asked for (thread-safe).
+
+    ``candidates`` starts as the client's preference (``auto`` = bytes, base64, float) and
+    only ever shrinks.
+    """
+
+    def __init__(self, preference: Sequence[str]) -> None:
+        self._candidates = list(preference)
+        self._lock = threading.Lock()
+        self.rejected: list[str] = []
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Encodings not yet rejected, cheapest first."""
+        return tuple(self._candidates)
+
+    def current(self, url: str) -> str:
+        """The encoding to ask for now; raises when every candidate was rejected."""
+        cands = self._candidates
+        if cands:
+            return cands[0]
+        raise EncodingNotSupportedError(
+            f"The server at {url} accepted none of the encodings tried "
+            f"({', '.join(self.rejected) or 'none'}). Use encoding='auto' so the client can "
+            "fall back to plain float lists, or check that this is an embeddings server.",
+            url=url,
+        )
+
+    def reject(self, encoding: str) -> None:
+        """Never ask this endpoint for ``encoding`` again."""
+        with self._lock:
+            if encoding in self._candidates:
+                self._candidates.remove(encoding)
+                self.rejected.append(encoding)
+
+
+def preference_for(setting: str) -> tuple[str, ...]:
+    """The encodings to try for the client's ``encoding`` setting."""
+    if setting == "auto":
+        return C.ENCODING_PREFERENCE
+    if setting in C.ENCODING_PREFERENCE:
+        return (setting,)
+    raise ValueError(f"encoding must be 'auto', 'bytes', 'base64' or 'float', got {setting!r}")
+
+
+_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def build_body(
+    *,
+    model: str,
+    inputs: Sequence[str],
+    encoding: str,
+    embed_dtype: str = "float32",
+    dimensions: int | None = None,
+    truncate_prompt_tokens: int | None = None,
+) -> bytes:
+    """The JSON body of one ``POST /v1/embeddings`` request.
+
+    vLLM-only fields (``embed_dtype``, ``truncate_prompt_tokens``) are sent only when they
+    matter, so OpenAI-compatible servers that reject unknown fields are not disturbed.
+    ``embed_dtype`` is only sent with the ``bytes`` encoding, whose metadata names the
+    dtype of every item (base64 without metadata would be ambiguous).
+    """
+    payload: dict[str, Any] = {
+        "model": model,
+        "input": inputs if isinstance(inputs, list) else list(inputs),
+        "encoding_format": encoding,
+    }
+    if encoding == "bytes" and embed_dtype != "float32":
+        payload["embed_dtype"] = embed_dtype
+    if dimensions is not None:
+        payload["dimensions"] = dimensions
+    if truncate_prompt_tokens is not None:
+        payload["truncate_prompt_tokens"] = truncate_prompt_tokens
+    return _json_encode(payload).encode("utf-8")
+
+
+def rejects_encoding(status: int, body: Any, encoding: str) -> bool:
+    """True when an error response means "I do not support this encoding_format".
+
+    400 (vLLM, OpenAI) and 422 (pydantic/FastAPI servers such as TEI) whose body mentions
+    ``encoding_format`` (or "encoding format") are taken as a rejection of ``encoding``.
+    """
+    if status not in (400, 422) or encoding == "float":
+        return False
+    text = body if isinstance(body, str) else json.dumps(body)
+    low = text.lower()
+    return "encoding_format" in low or "encoding format" in low
+
+
+@dataclass
+class Decoded:
+    """One decoded response: ``vectors`` (n, dim), in request order (float32 or float16)."""
+
+    vectors: npt.NDArray[Any]
+    encoding: str
+    prompt_tokens: int
+    model: str | None
+
+
+def decode_response(
+    *,
+    content: bytes,
+    content_type: str,
+    metadata_header: str | None,
+    n_inputs: int,
+    url: str,
+) -> Decoded:
+    """Decode an embeddings response, whatever encoding the server actually chose.
+
+    The answer is detected from the response itself (a ``metadata`` header plus a binary
+    body means ``bytes``; JSON items with strings mean ``base64``; lists mean ``float``), so
+    a server that silently ignores ``encoding_format`` still decodes correctly; the caller
+    compares :attr:`Decoded.encoding` with what it asked for.
+    """
+    if metadata_header is not None and "json" not in content_type:
+        return _decode_bytes(content, metadata_header, n_inputs, url)
+    try:
+        doc = json.loads(content)
+    except ValueError as exc:
+        raise APIError(
+            f"The server at {url} sent a response that is neither JSON nor vLLM's binary "
+            f"format (content-type {content_type!r}). Check that base_url points at an "
+            "OpenAI-compatible /v1 API.",
+            url=url,
+        ) from exc
+    return _decode_json(doc, n_inputs, url)
+
+
+def _bad(url: str, why: str) -> APIError:
+    return APIError(
+        f"The server at {url} sent an embeddings response the client cannot read ({why}). "
+        "Check that base_url points at an OpenAI-compatible embeddings API.",
+        url=url,
+    )
+
+
+def _decode_bytes(content: bytes, header: str, n_inputs: int, url: str) -> Decoded:
+    try:
+        meta = json.loads(header)
+        items: list[dict[str, Any]] = meta["data"] if isinstance(meta, dict) else meta
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _bad(url, "unreadable metadata header") from exc
+    if len(items) != n_inputs:
+        raise _bad(url, f"{len(items)} vectors for {n_inputs} inputs")
+    usage = meta.get("usage") if isinstance(meta, dict) else None
+    prompt_tokens = int(usage.get("prompt_tokens", 0)) if isinstance(usage, dict) else 0
+    model = meta.get("model") if isinstance(meta, dict) else None
+    if n_inputs == 0:
+        return Decoded(np.empty((0, 0), np.float32), "bytes", prompt_tokens, model)
+    try:
+        first = items[0]
+        dtype = _DTYPES[(first.get("embed_dtype", "float32"), first.get("endianness", "little"))]
+        dim = int(np.prod(first["shape"])) if "shape" in first else None
+        vectors = _fast_path(content, items, dtype, dim)
+        if vectors is None:
+            vectors = _slow_path(content, items, dtype, n_inputs)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise _bad(url, f"inconsistent binary metadata: {exc}") from exc
+    return Decoded(vectors, "bytes", prompt_tokens, model if isinstance(model, str) else None)
+
+
+def _fast_path(
+    content: bytes, items: list[dict[str, Any]], dtype: np.dtype[Any], dim: int | None
+) -> npt.NDArray[Any] | None:
+    """One frombuffer when the items are in index order, contiguous and of equal shape."""
+    n = len(items)
+    if dim is None:
+        return None
+    row = dim * dtype.itemsize
+    start = int(items[0]["start"])
+    last = items[-1]
+    # Cheap checks on the ends; the full check below is one pass over small dicts.
+    if int(last["end"]) - start != n * row:
+        return None
+    for i, it in enumerate(items):
+        if it["index"] != i or it["start"] != start + i * row:
+            return None
+    if items[-1].get("embed_dtype", "float32") != items[0].get("embed_dtype", "float32"):
+        return None
+    return np.frombuffer(content, dtype=dtype, count=n * dim, offset=start).reshape(n, dim)
+
+
+def _slow_path(
+    content: bytes, items: list[dict[str, Any]], dtype0: np.dtype[Any], n: int
+) -> npt.NDArray[Any]:
+    """Items out of order, with gaps or mixed dtypes: one frombuffer per item."""
+    rows: list[npt.NDArray[Any] | None] = [None] * n
+    view = memoryview(content)
+    for it in items:
+        dtype = _DTYPES[(it.get("embed_dtype", "float32"), it.get("endianness", "little"))]
+        s, e = int(it["start"]), int(it["end"])
+        rows[int(it["index"])] = np.frombuffer(view[s:e], dtype=dtype)
+    if any(r is None for r in rows):
+        raise ValueError("missing index")
+    return np.stack([r for r in rows if r is not None]).astype(dtype0.newbyteorder("="))
+
+
+def _decode_json(doc: Any, n_inputs: int, url: str) -> Decoded:
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        raise _bad(url, "no 'data' list")
+    data: list[dict[str, Any]] = doc["data"]
+    if len(data) != n_inputs:
+        raise _bad(url, f"{len(data)} vectors for {n_inputs} inputs")
+    usage = doc.get("usage")
+    prompt_tokens = int(usage.get("prompt_tokens") or 0) if isinstance(usage, dict) else 0
+    model = doc.get("model") if isinstance(doc.get("model"), str) else None
+    if n_inputs == 0:
+        return Decoded(np.empty((0, 0), np.float32), "float", prompt_tokens, model)
+    # Servers may return items out of order: "index" says where each belongs.
+    if any(item.get("index", i) != i for i, item in enumerate(data)):
+        data = sorted(data, key=lambda item: item.get("index", 0))
+    try:
+        first = data[0]["embedding"]
+        if isinstance(first, str):
+            raw = b"".join([base64.b64decode(item["embedding"]) for item in data])
+            vectors = np.frombuffer(raw, dtype=_LE_F4).reshape(n_inputs, -1)
+            encoding = "base64"
+        else:
+            vectors = np.array([item["embedding"] for item in data], dtype=np.float32)
+            if vectors.ndim != 2:
+                raise ValueError("ragged vectors")
+            encoding = "float"
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise _bad(url, f"bad 'embedding' items: {exc}") from exc
+    return Decoded(vectors, encoding, prompt_tokens, model)
+
+
+def parse_error_body(content: bytes) -> Any:
+    """An error body as JSON when possible, else text (for error messages)."""
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content.decode("utf-8", "replace")
+
+
+def header_get(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup on any mapping."""
+    value = headers.get(name)
+    return value if value is None or isinstance(value, str) else str(value)

@@ -1,0 +1,167 @@
+"""Small value types: Secret, Timeout, RetryPolicy, ModelInfo, EmbedResult, ClientStats."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vllm_embed import _constants as C
+
+__all__ = ["ClientStats", "EmbedResult", "ModelInfo", "RetryPolicy", "Secret", "Timeout"]
+
+
+class Secret:
+    """A credential that never shows itself: ``repr``/``str`` give ``'***'``.
+
+    Call :meth:`get` for the value when it is really needed (building a header).
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if isinstance(value, Secret):
+            value = value.get()
+        if not isinstance(value, str):
+            raise TypeError("Secret wraps a string")
+        self._value = value
+
+    def get(self) -> str:
+        """Return the secret value."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("Secret values are not picklable (keeps keys out of pickles and caches)")
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Request timeouts in seconds.
+
+    ``total`` bounds reading, writing and waiting for a pooled connection of one request;
+    ``connect`` bounds opening a connection. (Retries have their own bound:
+    :attr:`RetryPolicy.total_timeout`.)
+    """
+
+    total: float | None = C.DEFAULT_TIMEOUT_TOTAL
+    connect: float | None = C.DEFAULT_TIMEOUT_CONNECT
+
+    @classmethod
+    def coerce(cls, value: Timeout | float | None) -> Timeout:
+        """Accept a Timeout, a number of seconds (total) or None (the defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, Timeout):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")
+        return cls(total=float(value), connect=min(float(value), C.DEFAULT_TIMEOUT_CONNECT))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How failed requests are retried.
+
+    Connection errors, timeouts, 408, 409, 429 and 5xx are retried with exponential
+    backoff (``initial_delay * backoff_factor ** (attempt - 1)``, capped at ``max_delay``,
+    spread by ``±jitter`` as a fraction). A ``Retry-After`` header replaces the computed
+    delay. Retrying stops after ``max_attempts`` attempts or when the next wait would end
+    later than ``total_timeout`` seconds after the first attempt. ``max_attempts=1``
+    disables retries.
+    """
+
+    max_attempts: int = C.DEFAULT_MAX_ATTEMPTS
+    initial_delay: float = C.DEFAULT_INITIAL_DELAY
+    max_delay: float = C.DEFAULT_MAX_DELAY
+    backoff_factor: float = C.DEFAULT_BACKOFF_FACTOR
+    jitter: float = C.DEFAULT_JITTER
+    total_timeout: float = C.DEFAULT_RETRY_TOTAL_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be >= 1 (1 = no retries)")
+        if min(self.initial_delay, self.max_delay, self.backoff_factor, self.jitter) < 0:
+            raise ValueError("RetryPolicy delays, backoff_factor and jitter must be >= 0")
+        if self.total_timeout <= 0:
+            raise ValueError("RetryPolicy.total_timeout must be > 0 seconds")
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        """A policy that never retries."""
+        return cls(max_attempts=1)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One entry of ``/v1/models``. ``max_model_len`` is vLLM's context length (or None)."""
+
+    id: str
+    max_model_len: int | None = None
+    owned_by: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """Vectors plus what happened making them.
+
+    ``truncated`` counts inputs the server cut to fit the context (``truncate="end"``),
+    ``truncated_indices`` lists their positions; ``prompt_tokens`` is the server's usage
+    count; ``model`` the model that produced the vectors.
+    """
+
+    vectors: npt.NDArray[np.float32]
+    truncated: int
+    truncated_indices: list[int]
+    prompt_tokens: int
+    model: str
+
+
+@dataclass
+class ClientStats:
+    """Cumulative counters of one client (thread-safe to update through :meth:`add`).
+
+    ``encodings`` maps each endpoint URL to the transfer encoding it was last served with.
+    """
+
+    requests: int = 0
+    inputs: int = 0
+    truncated: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    encodings: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(
+        self,
+        *,
+        requests: int = 0,
+        inputs: int = 0,
+        truncated: int = 0,
+        retries: int = 0,
+        prompt_tokens: int = 0,
+    ) -> None:
+        """Add to the counters atomically."""
+        with self._lock:
+            self.requests += requests
+            self.inputs += inputs
+            self.truncated += truncated
+            self.retries += retries
+            self.prompt_tokens += prompt_tokens
