@@ -1,0 +1,63 @@
+"""Format detection: which kind of store a path holds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vllm_embed._errors import StoreFormatError
+
+from ._jsonio import load_json_with_span
+from ._store import Store
+from .langchain import looks_like_langchain_dump, read_langchain
+from .llamaindex import VECTOR_STORE_FILE, is_persist_dir, read_llamaindex
+from .nanovectordb import looks_like_nanovectordb, read_nanovectordb
+
+__all__ = ["SUPPORTED_FORMATS", "open_store"]
+
+SUPPORTED_FORMATS = (
+    "nano-vectordb JSON (incl. DVD database.json, LightRAG vdb_*.json)",
+    "LlamaIndex persist directory (default__vector_store.json + docstore.json)",
+    "LangChain InMemoryVectorStore.dump() file",
+)
+
+
+def _unknown(path: Path, why: str) -> StoreFormatError:
+    formats = "; ".join(SUPPORTED_FORMATS)
+    return StoreFormatError(f"{path}: unknown store format ({why}). Supported: {formats}.")
+
+
+def open_store(path: str | os.PathLike[str], *, text_field: str | None = None) -> Store:
+    """Detect the format of ``path`` and read it (never loads a nano-vectordb matrix).
+
+    Raises `StoreFormatError` for a missing path, an unknown format, or a corrupt or
+    inconsistent store; the message says what was found and what to do.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StoreFormatError(f"{path} does not exist: give the path of the vector store.")
+    if path.is_dir():
+        if not is_persist_dir(path):
+            raise _unknown(path, f"a directory without {VECTOR_STORE_FILE}")
+        return _no_text_field(read_llamaindex(path), text_field)
+    if path.name == VECTOR_STORE_FILE:
+        return _no_text_field(read_llamaindex(path), text_field)
+    document, span = load_json_with_span(path, "matrix")
+    if looks_like_nanovectordb(document):
+        return read_nanovectordb(path, text_field=text_field, document=document, span=span)
+    if looks_like_langchain_dump(document):
+        return _no_text_field(read_langchain(path, document), text_field)
+    if isinstance(document, dict) and "embedding_dict" in document:
+        return _no_text_field(read_llamaindex(path), text_field)
+    kind = type(document).__name__
+    keys = ", ".join(list(document)[:8]) if isinstance(document, dict) else ""
+    raise _unknown(path, f"a JSON {kind}" + (f" with keys {keys}" if keys else ""))
+
+
+def _no_text_field(store: Store, text_field: str | None) -> Store:
+    if text_field is not None and text_field != store.text_field:
+        raise StoreFormatError(
+            f"--text-field applies to nano-vectordb stores only; {store.path} is a "
+            f"{store.format}, whose text comes from {store.text_field}."
+        )
+    return store

@@ -1,0 +1,421 @@
+"""The migration engine: embed in journaled chunks, assemble, verify, swap atomically.
+
+Order of a run (each step only starts when the previous one succeeded):
+
+1. Refuse records without text (before any request), unless they are dropped.
+2. Fingerprint source + settings; resume the work dir of the same fingerprint or
+   create one (refuse a work dir of another fingerprint).
+3. Embed the chunks not yet journaled; each chunk's rows are fsynced, then journaled.
+4. Write the new store to ``<work dir>/output.tmp``, fsync, re-read it with our own
+   parser, load it with the real library when importable.
+5. In place: hard-link the original to ``<name>.d<old dim>.bak<ext>``, then
+   ``os.replace`` the new file over it. ``--out``: ``os.replace`` to the new path.
+6. Remove the work dir.
+
+Until step 5 the original is never opened for writing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from vllm_embed._errors import MigrationError, VLLMEmbedError
+
+from ._journal import WorkDir, work_dir_for
+from ._jsonio import fsync_dir, fsync_file
+from ._store import Rows, Store
+
+__all__ = [
+    "DryRunReport",
+    "Embedder",
+    "MigrationOptions",
+    "MigrationResult",
+    "MissingTextError",
+    "Progress",
+    "dry_run",
+    "migrate_store",
+]
+
+DEFAULT_CHUNK_ROWS = 4096
+MISSING_LISTED = 10
+
+
+class MissingTextError(MigrationError):
+    """Some records have no text to embed; nothing was sent and nothing written."""
+
+    def __init__(self, message: str, *, ids: list[str]) -> None:
+        super().__init__(message)
+        self.ids = ids
+
+
+class EmbedResultLike(Protocol):
+    """What `Embedder.embed_with_info` returns (the core's ``EmbedResult``)."""
+
+    @property
+    def vectors(self) -> npt.NDArray[np.float32]: ...
+
+    @property
+    def truncated(self) -> int: ...
+
+
+class Embedder(Protocol):
+    """The part of ``vllm_embed.EmbeddingClient`` the engine uses."""
+
+    def embed_with_info(
+        self, texts: Sequence[str], *, kind: Literal["raw", "query", "document"] = ...
+    ) -> EmbedResultLike: ...
+
+    def dimension(self) -> int: ...
+
+    def model_name(self) -> str: ...
+
+
+class Progress(Protocol):
+    """Receives progress; the CLI shows a bar or plain lines."""
+
+    def start(self, total: int, done: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _NoProgress:
+    def start(self, total: int, done: int) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class MigrationOptions:
+    """How to migrate. ``dimensions`` is what was asked of the server (for the fingerprint)."""
+
+    out: Path | None = None
+    drop_missing_text: bool = False
+    dimensions: int | None = None
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    kind: Literal["raw", "query", "document"] = "document"
+
+
+@dataclass
+class MigrationResult:
+    """What a finished migration did (printed as the CLI summary)."""
+
+    format: str
+    source: Path
+    output: Path
+    backup: Path | None
+    records: int
+    dropped: list[str]
+    old_dim: int | None
+    new_dim: int
+    seconds: float
+    embedded_now: int
+    resumed: int
+    embed_seconds: float
+    truncated: int
+    verified_with: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Records embedded per second in this run (0 when nothing was embedded)."""
+        return self.embedded_now / self.embed_seconds if self.embed_seconds > 0 else 0.0
+
+
+@dataclass
+class DryRunReport:
+    """What a migration would do, from a timed probe; nothing written."""
+
+    format: str
+    source: Path
+    records: int
+    missing_text: list[str]
+    text_field: str
+    old_dim: int | None
+    new_dim: int
+    probe_records: int
+    probe_seconds: float
+    resumable_records: int
+
+    @property
+    def estimated_seconds(self) -> float:
+        """Time for the remaining records at the probe's rate (one request, so pessimistic)."""
+        todo = self.records - len(self.missing_text) - self.resumable_records
+        if self.probe_records == 0 or self.probe_seconds <= 0:
+            return 0.0
+        return todo * self.probe_seconds / self.probe_records
+
+
+# -- checks before any request ------------------------------------------------------------
+def kept_records(store: Store, drop_missing_text: bool) -> tuple[list[int], list[str]]:
+    """Indices to embed and ids dropped; `MissingTextError` if some lack text and not dropping."""
+    missing = store.missing_text()
+    missing_ids = [store.ids[i] for i in missing]
+    if missing and not drop_missing_text:
+        shown = ", ".join(repr(i) for i in missing_ids[:MISSING_LISTED])
+        more = f" and {len(missing) - MISSING_LISTED} more" if len(missing) > MISSING_LISTED else ""
+        raise MissingTextError(
+            f"{len(missing)} of {len(store.ids)} records in {store.path} have no text in "
+            f"{store.text_field} (missing, null or blank): {shown}{more}. Nothing was sent or "
+            "written. Add their text, choose another field with --text-field, or re-run with "
+            "--drop-missing-text to leave them out of the migrated store.",
+            ids=missing_ids,
+        )
+    skip = set(missing)
+    return [i for i in range(len(store.ids)) if i not in skip], missing_ids
+
+
+def _fingerprint(store: Store, settings: dict[str, object]) -> str:
+    digest = hashlib.sha256()
+    for path in store.source_files():
+        digest.update(str(path.name).encode() + b"\0")
+        with open(path, "rb") as f:
+            while block := f.read(8 * 1024 * 1024):
+                digest.update(block)
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _check_output(store: Store, out: Path | None, target: Path, resuming: bool) -> None:
+    if out is None or resuming:
+        return
+    if target.exists():
+        raise MigrationError(
+            f"{target} already exists: --out must name a new file (or a new directory for a "
+            "LlamaIndex store). Remove it or choose another path."
+        )
+    if target.resolve() == store.target.resolve():
+        raise MigrationError("--out names the store itself; leave --out away to replace in place.")
+
+
+# -- the run ------------------------------------------------------------------------------
+def migrate_store(
+    store: Store,
+    embedder: Embedder,
+    options: MigrationOptions | None = None,
+    progress: Progress | None = None,
+) -> MigrationResult:
+    """Re-embed every record of ``store`` and replace it (or write ``options.out``).
+
+    Resumable: if a previous run of the same source and settings was interrupted, its
+    finished chunks are reused and only the rest is embedded. Raises `MissingTextError`
+    before any request, `MigrationError` (chained to the cause) when the server fails
+    mid-run (the original is untouched; run again to resume), `StoreFormatError` when
+    the written file fails verification.
+    """
+    options = options or MigrationOptions()
+    progress = progress or _NoProgress()
+    began = time.perf_counter()
+    keep, dropped = kept_records(store, options.drop_missing_text)
+    target = store.output_target(options.out)
+    work_path = work_dir_for(target)
+    settings = _settings(store, embedder, options, len(keep))
+    fingerprint = _fingerprint(store, settings)
+    work = WorkDir.find(work_path, fingerprint)
+    _check_output(store, options.out, target, work is not None)
+    if work is None:
+        new_dim = _probe_dimension(embedder, store)
+        manifest = {
+            "fingerprint": fingerprint,
+            "source": str(store.path),
+            **settings,
+            "new_dim": new_dim,
+            "chunk_rows": options.chunk_rows,
+        }
+        work = WorkDir.create(work_path, manifest)
+    done = work.completed()
+    resumed = sum(c.end - c.start for c in done.values())
+    truncated = sum(c.truncated for c in done.values())
+    embed_began = time.perf_counter()
+    progress.start(len(keep), resumed)
+    try:
+        truncated += _embed_chunks(store, embedder, options, work, keep, set(done), progress)
+    finally:
+        progress.close()
+    embed_seconds = time.perf_counter() - embed_began
+    verified = _assemble_and_check(store, work, keep, target)
+    backup = _swap_in(store, work, target, in_place=options.out is None)
+    work.remove()
+    return MigrationResult(
+        format=store.format,
+        source=store.path,
+        output=target,
+        backup=backup,
+        records=len(keep),
+        dropped=dropped,
+        old_dim=store.old_dim,
+        new_dim=work.dim,
+        seconds=time.perf_counter() - began,
+        embedded_now=len(keep) - resumed,
+        resumed=resumed,
+        embed_seconds=embed_seconds,
+        truncated=truncated,
+        verified_with=verified,
+    )
+
+
+def _settings(
+    store: Store, embedder: Embedder, options: MigrationOptions, kept: int
+) -> dict[str, object]:
+    return {
+        "format": store.format,
+        "text_field": store.text_field,
+        "model": embedder.model_name(),
+        "dimensions": options.dimensions,
+        "kind": options.kind,
+        "drop_missing_text": options.drop_missing_text,
+        "records": kept,
+    }
+
+
+def _probe_dimension(embedder: Embedder, store: Store) -> int:
+    try:
+        return int(embedder.dimension())
+    except VLLMEmbedError as exc:
+        raise MigrationError(
+            f"could not reach the embedding server to learn the new dimension: {exc}. "
+            f"Nothing was written; {store.path} is untouched."
+        ) from exc
+
+
+def _embed_chunks(
+    store: Store,
+    embedder: Embedder,
+    options: MigrationOptions,
+    work: WorkDir,
+    keep: list[int],
+    done: set[int],
+    progress: Progress,
+) -> int:
+    truncated = 0
+    chunks = math.ceil(len(keep) / work.chunk_rows)
+    for index in range(chunks):
+        if index in done:
+            continue
+        start = index * work.chunk_rows
+        rows = keep[start : start + work.chunk_rows]
+        texts = [str(store.texts[i]) for i in rows]
+        try:
+            result = embedder.embed_with_info(texts, kind=options.kind)
+        except VLLMEmbedError as exc:
+            finished = sum(min(work.chunk_rows, len(keep) - i * work.chunk_rows) for i in done)
+            raise MigrationError(
+                f"the migration of {store.path} stopped at record {start} of {len(keep)}: "
+                f"{exc}. The original store is untouched. {finished} finished records are kept "
+                f"in {work.path}; run the same command again to resume."
+            ) from exc
+        vectors = _checked_vectors(result.vectors, len(rows), work.dim, start)
+        work.record_chunk(index, start, vectors, int(result.truncated))
+        truncated += int(result.truncated)
+        done.add(index)
+        progress.advance(len(rows))
+    return truncated
+
+
+def _checked_vectors(
+    vectors: npt.NDArray[np.float32], count: int, dim: int, start: int
+) -> npt.NDArray[np.float32]:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.shape != (count, dim):
+        raise MigrationError(
+            f"the server returned vectors of shape {vectors.shape} for records {start}.."
+            f"{start + count - 1}, expected ({count}, {dim}). Did the server's model change "
+            "during the migration? The original store is untouched."
+        )
+    norms = np.linalg.norm(vectors, axis=-1)
+    if not np.isfinite(vectors).all() or (norms == 0).any():
+        raise MigrationError(
+            f"the server returned NaN, inf or all-zero vectors for records {start}.."
+            f"{start + count - 1}; check the server. The original store is untouched."
+        )
+    return vectors
+
+
+def _assemble_and_check(store: Store, work: WorkDir, keep: list[int], target: Path) -> list[str]:
+    rows = Rows(work.vectors, len(keep), work.dim)
+    ids = [store.ids[i] for i in keep]
+    store.prepare_output(target)
+    store.write(work.output, keep, rows)
+    fsync_file(work.output)
+    store.check_written(work.output, ids, work.dim)
+    verified = ["vllm-embed"]
+    library = store.check_with_library(work.output, ids, work.dim)
+    if library is not None:
+        verified.append(library)
+    return verified
+
+
+def _swap_in(store: Store, work: WorkDir, target: Path, *, in_place: bool) -> Path | None:
+    backup = None
+    if in_place:
+        backup = store.backup_path()
+        try:
+            os.link(store.target, backup)
+        except OSError:
+            shutil.copy2(store.target, backup)
+            fsync_file(backup)
+    os.replace(work.output, target)
+    fsync_dir(target.parent)
+    return backup
+
+
+def dry_run(
+    store: Store,
+    embedder: Embedder,
+    options: MigrationOptions | None = None,
+    probe_records: int = 32,
+) -> DryRunReport:
+    """Format, counts, text field, old and new dimension and a time estimate; writes nothing."""
+    options = options or MigrationOptions()
+    missing = [store.ids[i] for i in store.missing_text()]
+    skip = set(store.missing_text())
+    sample = [str(t) for i, t in enumerate(store.texts) if i not in skip][:probe_records]
+    began = time.perf_counter()
+    try:
+        if sample:
+            new_dim = int(embedder.embed_with_info(sample, kind=options.kind).vectors.shape[1])
+        else:
+            new_dim = int(embedder.dimension())
+    except VLLMEmbedError as exc:
+        raise MigrationError(f"the probe request failed: {exc}") from exc
+    seconds = time.perf_counter() - began
+    resumable = 0
+    work_path = work_dir_for(store.output_target(options.out))
+    if work_path.exists():
+        try:
+            keep, _ = kept_records(store, options.drop_missing_text)
+            fingerprint = _fingerprint(store, _settings(store, embedder, options, len(keep)))
+            work = WorkDir.find(work_path, fingerprint)
+            if work is not None:
+                resumable = sum(c.end - c.start for c in work.completed().values())
+        except MigrationError:
+            resumable = 0
+    return DryRunReport(
+        format=store.format,
+        source=store.path,
+        records=len(store.ids),
+        missing_text=missing,
+        text_field=store.text_field,
+        old_dim=store.old_dim,
+        new_dim=new_dim,
+        probe_records=len(sample),
+        probe_seconds=seconds,
+        resumable_records=resumable,
+    )

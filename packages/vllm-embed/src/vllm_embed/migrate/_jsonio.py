@@ -1,0 +1,224 @@
+"""JSON reading and writing that never holds a store's big base64 matrix as one string.
+
+A nano-vectordb file of 200,000 rows of dimension 1024 carries a ~1.1 GB base64
+string. ``json.load`` would hold the file text *and* that string at once. Here the
+file is memory-mapped, the top-level matrix string is located by its byte span and
+cut out before the rest is parsed, and the base64 is validated and measured in place
+(a migration never needs the old vectors, only their count).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import mmap
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vllm_embed._errors import StoreFormatError
+
+__all__ = ["Base64Span", "iter_f32_rows_b64", "load_json", "load_json_with_span"]
+
+_SENTINEL = "\x00vllm-embed:cut-span\x00"
+_B64_BODY = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+_CHUNK = 8 * 1024 * 1024  # bytes per validation / encoding step (a multiple of 4 and 3)
+
+
+@dataclass(frozen=True)
+class Base64Span:
+    """Where a top-level base64 string sits inside a file (content between the quotes)."""
+
+    path: Path
+    start: int
+    end: int
+
+    @property
+    def decoded_size(self) -> int:
+        """Number of bytes the base64 decodes to (computed without decoding)."""
+        length = self.end - self.start
+        if length == 0:
+            return 0
+        with open(self.path, "rb") as f:
+            f.seek(self.end - 2)
+            tail = f.read(2)
+        return length // 4 * 3 - tail.count(b"=")
+
+
+def _corrupt(path: Path, exc: json.JSONDecodeError | UnicodeDecodeError) -> StoreFormatError:
+    where = (
+        f" at line {exc.lineno}, column {exc.colno}"
+        if isinstance(exc, json.JSONDecodeError)
+        else ""
+    )
+    return StoreFormatError(
+        f"{path} is not valid JSON{where} ({exc.__class__.__name__}: "
+        f"{getattr(exc, 'msg', exc)}). The file may be truncated or was written by a crashed "
+        "process: restore it from a backup; nothing was written."
+    )
+
+
+def load_json(path: Path) -> Any:
+    """Parse a whole (small) JSON file, with a `StoreFormatError` that says where it broke."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _corrupt(path, exc) from exc
+    except OSError as exc:
+        raise StoreFormatError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def load_json_with_span(path: Path, key: str) -> tuple[Any, Base64Span | None]:
+    """Parse ``path``; if its top-level object has a string ``key``, return its span instead.
+
+    Returns ``(document, span)``. When a span is returned, ``document[key]`` is
+    ``None`` and the string's content is validated as base64 without being loaded.
+    Falls back to a plain parse (span ``None``) when the key is absent or not a string.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise StoreFormatError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise StoreFormatError(f"{path} is empty: restore it from a backup; nothing was written.")
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        try:
+            span = _find_top_level_string(path, mm, key)
+        finally:
+            _drop_pages(mm)
+    if span is None:
+        return load_json(path), None
+    return _parse_without(path, span, key)
+
+
+def _find_top_level_string(path: Path, mm: mmap.mmap, key: str) -> Base64Span | None:
+    """The longest ``"key": "<no quotes or backslashes>"`` candidate, or None."""
+    pattern = re.compile(rb'"' + re.escape(key.encode()) + rb'"\s*:\s*"')
+    best: Base64Span | None = None
+    for match in pattern.finditer(mm):
+        start = match.end()
+        end = mm.find(b'"', start)
+        if end < 0:
+            continue
+        if best is None or end - start > best.end - best.start:
+            best = Base64Span(path, start, end)
+    return best
+
+
+def _drop_pages(mm: mmap.mmap) -> None:
+    """Tell the kernel we are done with the mapped pages (keeps RSS low)."""
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if advice is not None and len(mm):
+        with contextlib.suppress(OSError):  # advisory only
+            mm.madvise(advice)
+
+
+def _parse_without(path: Path, span: Base64Span, key: str) -> tuple[Any, Base64Span | None]:
+    with open(path, "rb") as f:
+        head = f.read(span.start)
+        f.seek(span.end)
+        tail = f.read()
+    skeleton = head + json.dumps(_SENTINEL).encode()[1:-1] + tail
+    try:
+        document = json.loads(skeleton)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _corrupt(path, exc) from exc
+    if not isinstance(document, dict) or document.get(key) != _SENTINEL:
+        # The longest candidate was not the top-level value: parse the plain way.
+        return load_json(path), None
+    document[key] = None
+    _validate_base64(span)
+    return document, span
+
+
+def _validate_base64(span: Base64Span) -> None:
+    length = span.end - span.start
+    bad = length % 4 != 0
+    with open(span.path, "rb") as f:
+        f.seek(span.start)
+        remaining = length
+        while remaining and not bad:
+            block = f.read(min(_CHUNK, remaining))
+            remaining -= len(block)
+            last = remaining == 0
+            match = _B64_BODY.fullmatch(block)
+            bad = match is None or (not last and b"=" in block)
+    if bad:
+        raise StoreFormatError(
+            f"{span.path}: the matrix is not valid base64 (length {length}, or characters "
+            "outside the base64 alphabet): the file is damaged or truncated. Restore it from "
+            "a backup; nothing was written."
+        )
+
+
+def iter_f32_rows_b64(
+    span: Base64Span, dim: int, rows_per_step: int = 8192
+) -> Iterator[npt.NDArray[np.float32]]:
+    """Decode a base64 float32 matrix from its span, a block of rows at a time."""
+    step_chars = max(4, rows_per_step * dim * 4 // 3 * 4)  # whole base64 quanta
+    with open(span.path, "rb") as f:
+        f.seek(span.start)
+        remaining = span.end - span.start
+        pending = b""
+        while remaining:
+            block = f.read(min(step_chars, remaining))
+            remaining -= len(block)
+            raw = pending + base64.b64decode(block)
+            usable = len(raw) - len(raw) % (dim * 4)
+            pending = raw[usable:]
+            if usable:
+                yield np.frombuffer(raw[:usable], dtype="<f4").reshape(-1, dim)
+        if pending:
+            raise StoreFormatError(
+                f"{span.path}: the matrix ends in the middle of a row (dimension {dim})."
+            )
+
+
+class Base64Writer:
+    """Streams bytes as base64 into a text file without building one big string."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+        self._pending = b""
+
+    def write(self, data: bytes) -> None:
+        data = self._pending + data
+        usable = len(data) - len(data) % 3
+        self._pending = data[usable:]
+        if usable:
+            self._out.write(base64.b64encode(data[:usable]).decode("ascii"))
+
+    def close(self) -> None:
+        if self._pending:
+            self._out.write(base64.b64encode(self._pending).decode("ascii"))
+            self._pending = b""
+
+
+def fsync_file(path: Path) -> None:
+    """fsync a file by path (used after closing a writer)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename inside it is durable (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,128 @@
+"""What every store format provides to the migration engine.
+
+A format module reads its store once into a `Store`: the record ids, the text each
+record must be re-embedded from, and the old dimension. After the engine has
+embedded everything into a raw float32 file, the store writes the new file from
+those rows (`Store.write`), checks what it wrote with its own parser
+(`Store.check_written`) and, when the real library is importable, loads it with
+that library (`Store.check_with_library`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from vllm_embed._errors import StoreFormatError
+
+__all__ = ["Rows", "Store", "check_rows", "l2_normalise"]
+
+F32Matrix = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The new vectors: a raw little-endian float32 file of ``count`` rows of ``dim``."""
+
+    path: Path
+    count: int
+    dim: int
+
+    def blocks(self, rows_per_block: int = 8192) -> Iterator[F32Matrix]:
+        """Yield consecutive blocks of rows, in record order, without loading the file."""
+        with open(self.path, "rb") as f:
+            done = 0
+            while done < self.count:
+                n = min(rows_per_block, self.count - done)
+                block = np.fromfile(f, dtype="<f4", count=n * self.dim)
+                if block.size != n * self.dim:
+                    raise StoreFormatError(f"{self.path} is shorter than {self.count} rows")
+                yield block.reshape(n, self.dim)
+                done += n
+
+    def rows(self) -> Iterator[F32Matrix]:
+        """Yield one row at a time (read a block at a time)."""
+        for block in self.blocks():
+            yield from block
+
+
+def l2_normalise(block: F32Matrix) -> F32Matrix:
+    """Rows divided by their L2 norm, as nano-vectordb's ``normalize`` does."""
+    norms = np.linalg.norm(block, axis=-1, keepdims=True)
+    out: F32Matrix = (block / norms).astype(np.float32, copy=False)
+    return out
+
+
+def check_rows(block: npt.NDArray[np.floating], where: str, first_row: int) -> None:
+    """Refuse NaN / inf values (a broken server or a broken file)."""
+    finite = np.isfinite(block).all(axis=-1)
+    if not finite.all():
+        bad = first_row + int(np.argmin(finite))
+        raise StoreFormatError(f"{where}: row {bad} contains NaN or inf values.")
+
+
+class Store(ABC):
+    """A store read from disk, ready to be migrated."""
+
+    #: Human-readable format, printed by the CLI (e.g. "nano-vectordb (LightRAG)").
+    format: str
+    #: What the user named (a file, or a LlamaIndex persist directory).
+    path: Path
+    #: The file a migration rewrites.
+    target: Path
+    #: Dimension the store was built with (None for an empty store without one).
+    old_dim: int | None
+    #: Where the text comes from, for messages ("caption", "docstore text", ...).
+    text_field: str
+    ids: list[str]
+    texts: list[str | None]
+
+    def source_files(self) -> list[Path]:
+        """The files whose content a migration depends on (hashed for resume safety)."""
+        return [self.target]
+
+    def missing_text(self) -> list[int]:
+        """Indices of records that have no text to embed (missing, null, not a string, blank)."""
+        return [i for i, t in enumerate(self.texts) if not isinstance(t, str) or not t.strip()]
+
+    def output_target(self, out: Path | None) -> Path:
+        """The file to produce: ``target`` in place, or the file named by ``--out``."""
+        return self.target if out is None else out
+
+    def prepare_output(self, out: Path) -> None:
+        """Create whatever must exist next to ``out`` (e.g. companion files); default none."""
+        out.parent.mkdir(parents=True, exist_ok=True)
+
+    def backup_path(self) -> Path:
+        """``database.json`` -> ``database.d1024.bak.json`` (first free name)."""
+        stem, suffix = self.target.stem, self.target.suffix or ".json"
+        dim = f"d{self.old_dim}" if self.old_dim is not None else "dunknown"
+        candidate = self.target.with_name(f"{stem}.{dim}.bak{suffix}")
+        n = 1
+        while candidate.exists():
+            candidate = self.target.with_name(f"{stem}.{dim}.bak{n}{suffix}")
+            n += 1
+        return candidate
+
+    @abstractmethod
+    def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
+        """Write the migrated store to ``out``: records ``keep`` (in order) with ``rows``."""
+
+    @abstractmethod
+    def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
+        """Re-read ``path`` with our own parser: same ids in order, ``dim`` everywhere, finite."""
+
+    def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
+        """Load ``path`` with the real library if importable; return its name, else None."""
+        return None
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    """Copy a companion file, keeping its timestamps."""
+    shutil.copy2(src, dst)

@@ -1,0 +1,283 @@
+"""nano-vectordb JSON stores, including DVD's ``database.json`` and LightRAG's ``vdb_*.json``.
+
+File layout (written by ``NanoVectorDB.save``)::
+
+    {"embedding_dim": 1024,
+     "data": [{"__id__": "...", ...every other field...}, ...],
+     "matrix": "<base64 of float32 rows, row-major, each row L2-normalised>",
+     "additional_data": {...}}          # optional, kept as-is
+
+Variants, told apart by file name and record fields:
+
+- DVD (video QA): text in ``caption``; ``additional_data`` holds the video info.
+- LightRAG (``vdb_entities.json``, ``vdb_relationships.json``, ``vdb_chunks.json``):
+  text in ``content``; newer versions keep a per-record ``vector`` =
+  base64(zlib(float16 bytes of the un-normalised embedding)), rewritten here too.
+- Anything else: the text field must be named (``--text-field``).
+
+The migrated file keeps every ``__id__``, every record field, the top-level key
+order and ``additional_data``; ``embedding_dim`` and the matrix are new.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vllm_embed._errors import StoreFormatError
+
+from ._jsonio import Base64Span, Base64Writer, iter_f32_rows_b64
+from ._store import Rows, Store, check_rows, l2_normalise
+
+__all__ = ["NanoVectorDBStore", "looks_like_nanovectordb", "read_nanovectordb"]
+
+_LIGHTRAG_FILE = re.compile(r"^vdb_(entities|relationships|chunks)\.json$")
+_RESERVED = {"__id__", "__vector__", "__metrics__", "__created_at__", "vector"}
+_NORM_TOLERANCE = 1e-3
+
+
+def looks_like_nanovectordb(document: Any) -> bool:
+    """True for a top-level object with ``embedding_dim``, ``data`` and ``matrix``."""
+    return isinstance(document, dict) and {"embedding_dim", "data", "matrix"} <= document.keys()
+
+
+def encode_lightrag_vector(row: np.ndarray) -> str:
+    """LightRAG's per-record ``vector`` field: base64(zlib(float16 bytes))."""
+    return base64.b64encode(zlib.compress(row.astype(np.float16).tobytes())).decode("utf-8")
+
+
+def decode_lightrag_vector(value: str) -> np.ndarray:
+    """Inverse of `encode_lightrag_vector` (float16 array)."""
+    return np.frombuffer(zlib.decompress(base64.b64decode(value)), dtype=np.float16)
+
+
+class NanoVectorDBStore(Store):
+    """A nano-vectordb file read for migration (the old matrix itself is never loaded)."""
+
+    def __init__(
+        self,
+        path: Path,
+        document: dict[str, Any],
+        variant: str,
+        text_field: str,
+        span: Base64Span | None = None,
+    ) -> None:
+        self.path = self.target = path
+        self._document = document
+        self._span = span
+        self.variant = variant
+        self.format = "nano-vectordb" if variant == "generic" else f"nano-vectordb ({variant})"
+        self.text_field = text_field
+        self.old_dim = int(document["embedding_dim"])
+        records: list[dict[str, Any]] = document["data"]
+        self._records = records
+        self.ids = [str(r["__id__"]) for r in records]
+        self.texts = [_text_of(r, text_field) for r in records]
+
+    # -- writing -------------------------------------------------------------------------
+    def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
+        records = [self._records[i] for i in keep]
+        if any("vector" in r for r in records):
+            records = _with_lightrag_vectors(records, rows)
+        with open(out, "w", encoding="utf-8") as f:
+            f.write("{")
+            for n, (key, value) in enumerate(self._document.items()):
+                if n:
+                    f.write(", ")
+                f.write(json.dumps(key, ensure_ascii=False) + ": ")
+                if key == "embedding_dim":
+                    f.write(json.dumps(rows.dim))
+                elif key == "data":
+                    f.write(json.dumps(records, ensure_ascii=False))
+                elif key == "matrix":
+                    _write_matrix(f, rows)
+                else:
+                    f.write(json.dumps(value, ensure_ascii=False))
+            f.write("}")
+
+    # -- checking --------------------------------------------------------------------------
+    def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
+        written = read_nanovectordb(path, text_field=self.text_field)
+        where = f"written file {path}"
+        if written.old_dim != dim:
+            raise StoreFormatError(f"{where}: embedding_dim {written.old_dim}, expected {dim}")
+        if written.ids != list(ids):
+            raise StoreFormatError(f"{where}: record ids differ from the source")
+        done = 0
+        for block in written.iter_matrix():
+            check_rows(block, where, done)
+            norms = np.linalg.norm(block, axis=-1)
+            if not np.allclose(norms, 1.0, atol=_NORM_TOLERANCE):
+                raise StoreFormatError(f"{where}: matrix rows are not L2-normalised")
+            done += len(block)
+        for i, record in enumerate(written._records):
+            if "vector" in record:
+                vec = decode_lightrag_vector(record["vector"])
+                if vec.shape != (dim,) or not np.isfinite(vec).all():
+                    raise StoreFormatError(f"{where}: record {i} has a bad `vector` field")
+
+    def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
+        with _quiet_nano_vectordb() as module:
+            if module is None:
+                return None
+            db = module.NanoVectorDB(dim, storage_file=str(path))
+            if len(db) != len(ids):
+                raise StoreFormatError(
+                    f"nano-vectordb loaded {len(db)} records from {path}, expected {len(ids)}"
+                )
+            if ids:
+                probe = next(read_nanovectordb(path, text_field="__id__").iter_matrix())[0]
+                hits = db.query(probe, top_k=1)
+                if not hits or hits[0]["__metrics__"] < 0.999:
+                    raise StoreFormatError(f"nano-vectordb cannot query {path} consistently")
+        return "nano-vectordb"
+
+    # -- helpers ---------------------------------------------------------------------------
+    def iter_matrix(self) -> Iterator[np.ndarray]:
+        """The stored matrix, a block of rows at a time."""
+        if self._span is not None:
+            yield from iter_f32_rows_b64(self._span, self.old_dim or 1)
+        else:
+            raw = base64.b64decode(self._document.get("matrix") or "")
+            if raw:
+                yield np.frombuffer(raw, dtype="<f4").reshape(-1, self.old_dim or 1)
+
+
+def read_nanovectordb(
+    path: Path,
+    *,
+    text_field: str | None = None,
+    document: dict[str, Any] | None = None,
+    span: Base64Span | None = None,
+) -> NanoVectorDBStore:
+    """Read and validate a nano-vectordb file (``document``/``span`` if already parsed)."""
+    if document is None:
+        from ._jsonio import load_json_with_span
+
+        loaded, span = load_json_with_span(path, "matrix")
+        if not looks_like_nanovectordb(loaded):
+            raise StoreFormatError(
+                f"{path} is not a nano-vectordb file (needs embedding_dim, data and matrix)."
+            )
+        document = loaded
+    _validate_layout(path, document, span)
+    variant, field = _choose_text_field(path, document["data"], text_field)
+    return NanoVectorDBStore(path, document, variant, field, span)
+
+
+def _validate_layout(path: Path, document: dict[str, Any], span: Base64Span | None) -> None:
+    dim = document["embedding_dim"]
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+        raise StoreFormatError(f"{path}: embedding_dim must be a positive integer, got {dim!r}.")
+    data = document["data"]
+    if not isinstance(data, list) or not all(isinstance(r, dict) and "__id__" in r for r in data):
+        raise StoreFormatError(f"{path}: `data` must be a list of records that each have __id__.")
+    if span is not None:
+        nbytes = span.decoded_size
+    else:
+        matrix = document["matrix"]
+        if not isinstance(matrix, str):
+            raise StoreFormatError(f"{path}: `matrix` must be a base64 string.")
+        try:
+            nbytes = len(base64.b64decode(matrix, validate=True))
+        except ValueError as exc:
+            raise StoreFormatError(
+                f"{path}: the matrix is not valid base64: the file is damaged. Restore it "
+                "from a backup; nothing was written."
+            ) from exc
+    row_bytes = dim * 4
+    if nbytes % row_bytes:
+        raise StoreFormatError(
+            f"{path}: embedding_dim is {dim} but the matrix holds {nbytes // 4} floats, which "
+            f"is not a whole number of rows of {dim}: the declared dimension does not match the "
+            "matrix (or the matrix is truncated). Nothing was written; restore the file or fix "
+            "embedding_dim."
+        )
+    rows = nbytes // row_bytes
+    if rows != len(data):
+        raise StoreFormatError(
+            f"{path}: the matrix has {rows} rows of dimension {dim} but `data` has {len(data)} "
+            "records: the matrix is truncated or the file was edited by hand. Nothing was "
+            "written; restore the file from a backup."
+        )
+
+
+def _choose_text_field(
+    path: Path, records: list[dict[str, Any]], text_field: str | None
+) -> tuple[str, str]:
+    lightrag = _LIGHTRAG_FILE.match(path.name) is not None
+    if text_field is not None:
+        variant = "LightRAG" if lightrag else "generic"
+        return variant, text_field
+    fields = Counter(k for r in records for k in r)
+    if lightrag or (fields["content"] and (fields["vector"] or fields["__created_at__"])):
+        return "LightRAG", "content"
+    if fields["caption"] or (path.name == "database.json" and not records):
+        return "DVD database.json", "caption"
+    if not records:
+        return "generic", "content"
+    candidates = Counter(
+        k for r in records for k, v in r.items() if isinstance(v, str) and k not in _RESERVED
+    )
+    listing = ", ".join(f"{k} ({n} of {len(records)} records)" for k, n in candidates.most_common())
+    raise StoreFormatError(
+        f"{path}: a nano-vectordb store whose text field is not known. Re-run with "
+        f"--text-field NAME; string fields found: {listing or 'none'}."
+    )
+
+
+def _text_of(record: dict[str, Any], field: str) -> str | None:
+    value = record.get(field)
+    return value if isinstance(value, str) else None
+
+
+def _with_lightrag_vectors(records: list[dict[str, Any]], rows: Rows) -> list[dict[str, Any]]:
+    out = []
+    for record, row in zip(records, rows.rows(), strict=True):
+        if "vector" in record:
+            record = {**record, "vector": encode_lightrag_vector(row)}
+        out.append(record)
+    return out
+
+
+def _write_matrix(f: Any, rows: Rows) -> None:
+    f.write('"')
+    writer = Base64Writer(f)
+    for block in rows.blocks():
+        writer.write(l2_normalise(block).astype("<f4", copy=False).tobytes())
+    writer.close()
+    f.write('"')
+
+
+@contextlib.contextmanager
+def _quiet_nano_vectordb() -> Iterator[Any]:
+    """Import nano_vectordb without its ``logging.basicConfig(INFO)`` taking over the root."""
+    root = logging.getLogger()
+    guard = None
+    if not root.handlers:
+        guard = logging.NullHandler()
+        root.addHandler(guard)
+    try:
+        import nano_vectordb
+    except ImportError:
+        nano_vectordb = None
+    finally:
+        if guard is not None:
+            root.removeHandler(guard)
+    logger = logging.getLogger("nano-vectordb")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield nano_vectordb
+    finally:
+        logger.setLevel(level)
