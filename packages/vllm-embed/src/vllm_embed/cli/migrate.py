@@ -1,0 +1,241 @@
+"""``vllm-embed migrate``: re-embed a vector store for a new model or dimension."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vllm_embed.migrate import (
+    ConfigUpdate,
+    DryRunReport,
+    MigrationOptions,
+    MigrationResult,
+    migrate_store,
+    open_store,
+    plan_config_update,
+    work_dir_for,
+)
+from vllm_embed.migrate import dry_run as run_dry_run
+from vllm_embed.migrate._engine import DEFAULT_CHUNK_ROWS
+from vllm_embed.migrate._store import Store
+
+__all__ = ["migrate"]
+
+PLAIN_PROGRESS_SECONDS = 5.0
+
+
+class _BarProgress:
+    """tqdm bar (count, rate, ETA) for a terminal."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def start(self, total: int, done: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=total, initial=done, unit="rec", desc="embedding", dynamic_ncols=True
+        )
+
+    def advance(self, n: int) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class _LineProgress:
+    """Plain periodic lines (for logs and pipes): count, percentage, rate, ETA."""
+
+    def __init__(self, every: float = PLAIN_PROGRESS_SECONDS) -> None:
+        self._every = every
+        self._total = self._done = self._first = 0
+        self._began = self._last = 0.0
+
+    def start(self, total: int, done: int) -> None:
+        self._total, self._done, self._first = total, done, done
+        self._began = self._last = time.monotonic()
+        if done:
+            click.echo(f"resuming: {done}/{total} records already embedded", err=True)
+
+    def advance(self, n: int) -> None:
+        self._done += n
+        now = time.monotonic()
+        if now - self._last >= self._every or self._done >= self._total:
+            self._last = now
+            click.echo(self._line(now), err=True)
+
+    def _line(self, now: float) -> str:
+        elapsed = max(now - self._began, 1e-9)
+        rate = (self._done - self._first) / elapsed
+        left = (self._total - self._done) / rate if rate > 0 else 0.0
+        pct = 100.0 * self._done / self._total if self._total else 100.0
+        return (
+            f"embedded {self._done}/{self._total} ({pct:.0f}%) {rate:,.0f} rec/s, ETA {left:.0f} s"
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def _client(
+    config: str | None,
+    section: str | None,
+    explicit: dict[str, Any],
+) -> Any:
+    from vllm_embed import EmbeddingClient, load_config
+
+    given = {k: v for k, v in explicit.items() if v is not None}
+    if config is None:
+        return EmbeddingClient(**given)
+    kwargs = dict(load_config(config, section=section).client_kwargs())
+    kwargs.update(given)
+    return EmbeddingClient(**kwargs)
+
+
+def _describe(store: Store) -> str:
+    dim = store.old_dim if store.old_dim is not None else "unknown"
+    return (
+        f"format: {store.format}; {len(store.ids)} records; text from {store.text_field}; "
+        f"dimension {dim}"
+    )
+
+
+def _print_dry_run(report: DryRunReport, model: str) -> None:
+    kept = report.records - len(report.missing_text)
+    click.echo(f"format       {report.format}")
+    click.echo(f"store        {report.source}")
+    click.echo(f"records      {report.records} ({len(report.missing_text)} without text)")
+    click.echo(f"text field   {report.text_field}")
+    click.echo(f"dimension    {report.old_dim} -> {report.new_dim} (probed, model {model})")
+    if report.resumable_records:
+        click.echo(f"resumable    {report.resumable_records} records already embedded")
+    click.echo(
+        f"estimate     ~{report.estimated_seconds:.1f} s for {kept} records "
+        f"(probe: {report.probe_records} records in {report.probe_seconds:.3f} s, one request)"
+    )
+    if report.missing_text:
+        shown = ", ".join(map(repr, report.missing_text[:10]))
+        click.echo(
+            f"warning      records without text: {shown}; a real run stops unless "
+            "--drop-missing-text"
+        )
+    click.echo("dry run: nothing written")
+
+
+def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
+    click.echo(f"migrated     {result.format}: {result.output}")
+    dropped = f", {len(result.dropped)} dropped" if result.dropped else ""
+    click.echo(f"records      {result.records}{dropped}")
+    click.echo(f"dimension    {result.old_dim} -> {result.new_dim}")
+    click.echo(
+        f"time         {result.seconds:.1f} s; embedded {result.embedded_now} records in "
+        f"{result.embed_seconds:.1f} s ({result.rate:,.0f} records/s)"
+    )
+    if result.resumed:
+        click.echo(f"resumed      {result.resumed} records embedded by an earlier run")
+    click.echo(f"truncated    {result.truncated} inputs cut to the model's context")
+    click.echo(f"verified     {', '.join(result.verified_with)}")
+    if result.backup is not None:
+        click.echo(f"backup       {result.backup}")
+    for line in config_lines:
+        click.echo(f"config       {line}")
+
+
+@click.command("migrate")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--config", "config", help="App config to read the server settings from.")
+@click.option("--section", help="Section of --config holding the settings (e.g. embedding).")
+@click.option("--base-url", help="Server URL, e.g. http://localhost:8000/v1.")
+@click.option("--model", help="Model to embed with (default: the one the server serves).")
+@click.option(
+    "--api-key",
+    envvar="VLLM_EMBED_API_KEY",
+    show_envvar=True,
+    help="API key (never printed).",
+)
+@click.option("--dimensions", type=click.IntRange(min=1), help="Matryoshka dimension to ask for.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Write a new store here instead of in place."
+)
+@click.option("--text-field", help="Record field holding the text (generic nano-vectordb).")
+@click.option("--drop-missing-text", is_flag=True, help="Leave out records that have no text.")
+@click.option("--dry-run", is_flag=True, help="Probe and estimate; write nothing.")
+@click.option(
+    "--update-config",
+    "update_config",
+    type=click.Path(path_type=Path),
+    help="After success, set the new dimension (and model) in this TOML/JSON config.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), help="Texts per request.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before replacing in place.")
+def migrate(
+    store: Path,
+    config: str | None,
+    section: str | None,
+    base_url: str | None,
+    model: str | None,
+    api_key: str | None,
+    dimensions: int | None,
+    out: Path | None,
+    text_field: str | None,
+    drop_missing_text: bool,
+    dry_run: bool,
+    update_config: Path | None,
+    batch_size: int | None,
+    yes: bool,
+) -> None:
+    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain) with a new model."""
+    opened = open_store(store, text_field=text_field)
+    click.echo(_describe(opened), err=True)
+    plan: ConfigUpdate | None = None
+    if update_config is not None and not dry_run:
+        plan = plan_config_update(update_config, section)
+    explicit = {
+        "base_url": base_url,
+        "api_key": api_key,
+        "model": model,
+        "dimensions": dimensions,
+        "batch_size": batch_size,
+    }
+    chunk_rows = max(DEFAULT_CHUNK_ROWS, 16 * (batch_size or 0))
+    options = MigrationOptions(
+        out=out,
+        drop_missing_text=drop_missing_text,
+        dimensions=dimensions,
+        chunk_rows=chunk_rows,
+    )
+    with _client(config, section, explicit) as client:
+        if dry_run:
+            report = run_dry_run(opened, client, options)
+            _print_dry_run(report, client.model_name())
+            return
+        _confirm(opened, out, yes)
+        progress = _BarProgress() if sys.stderr.isatty() else _LineProgress()
+        try:
+            result = migrate_store(opened, client, options, progress)
+        except KeyboardInterrupt:
+            work = work_dir_for(opened.output_target(out))
+            click.echo(
+                f"Interrupted: finished chunks are kept in {work}; run the same command "
+                "again to resume. The original store is untouched.",
+                err=True,
+            )
+            raise
+        config_lines = plan.apply(result.new_dim, client.model_name()) if plan else []
+    _print_summary(result, config_lines)
+
+
+def _confirm(store: Store, out: Path | None, yes: bool) -> None:
+    if out is not None or yes or not sys.stdin.isatty():
+        return
+    click.confirm(
+        f"Replace {store.target} in place (the original is kept as a backup)?",
+        abort=True,
+        err=True,
+    )

@@ -1,0 +1,71 @@
+"""Fixtures for the migration tests: a respx-mounted fake vLLM (sockets stay closed).
+
+The stores themselves are made by the real libraries in ``migrate_stores.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "_support"))
+
+from respx_vllm import API_KEY, BASE_URL, mount
+
+from vllm_embed import EmbeddingClient, RetryPolicy
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "VLLM_EMBED_API_KEY",
+        "VLLM_API_KEY",
+        "OPENAI_API_KEY",
+        "VLLM_EMBED_BASE_URL",
+        "OPENAI_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake_vllm() -> Iterator[respx.Route]:
+    """The project's fake vLLM (dim DIM, API key required) behind respx."""
+    with respx.mock(assert_all_called=False) as router:
+        yield mount(router)
+
+
+@pytest.fixture
+def failing_after() -> Callable[[respx.Route, int], None]:
+    """Make ``route`` drop the connection for every /v1/embeddings after ``n`` texts."""
+
+    def install(route: respx.Route, n: int) -> None:
+        answer = route.side_effect
+        assert callable(answer)
+        sent = {"texts": 0}
+
+        def side_effect(request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/embeddings"):
+                import json
+
+                batch = json.loads(request.content)["input"]
+                if sent["texts"] + len(batch) > n:
+                    raise httpx.ConnectError("connection refused", request=request)
+                sent["texts"] += len(batch)
+            response: httpx.Response = answer(request)
+            return response
+
+        route.side_effect = side_effect
+
+    return install
+
+
+@pytest.fixture
+def client() -> Iterator[EmbeddingClient]:
+    """A client for the fake server; no retries so fault tests stay fast."""
+    with EmbeddingClient(BASE_URL, api_key=API_KEY, retry=RetryPolicy(max_attempts=1)) as c:
+        yield c
