@@ -32,14 +32,12 @@ from vllm_embed._errors import (
     StoreFormatError,
     VLLMEmbedError,
 )
-from vllm_embed._instructions import PRESETS as INSTRUCTION_PRESETS
 from vllm_embed._instructions import Instructions
 from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "INSTRUCTION_PRESETS",
     "APIConnectionError",
     "APIError",
     "APIStatusError",

@@ -8,7 +8,6 @@ add only the I/O.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -222,18 +221,21 @@ class BaseEmbeddingClient:
     def _kwargs_from_config(
         cls, source: str | os.PathLike[str] | EmbedConfig | None, overrides: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """Client kwargs from a config source plus overrides (config fields or client kwargs)."""
-        from vllm_embed._config import EmbedConfig, load_config
+        """Client kwargs from ``load_config(source, overrides=...)``.
 
-        field_names = {f.name for f in dataclasses.fields(EmbedConfig)}
-        cfg_over = {k: v for k, v in overrides.items() if k in field_names}
-        client_over = {k: v for k, v in overrides.items() if k not in field_names}
-        if isinstance(source, EmbedConfig):
-            cfg = dataclasses.replace(source, **cfg_over) if cfg_over else source
-        else:
-            cfg = load_config(source, overrides=cfg_over or None)
-        kwargs = dict(cfg.client_kwargs())
-        kwargs.update(client_over)
+        Overrides that are objects only the client understands (``retry=RetryPolicy(...)``,
+        ``timeout=Timeout(...)``, ``http_client=...``) are applied after the config.
+        """
+        from vllm_embed._config import load_config
+
+        direct = {
+            k: v
+            for k, v in overrides.items()
+            if k in ("retry", "http_client") or isinstance(v, Timeout | RetryPolicy)
+        }
+        rest = {k: v for k, v in overrides.items() if k not in direct}
+        kwargs = dict(load_config(source, overrides=rest or None).client_kwargs())
+        kwargs.update(direct)
         return kwargs
 
     # ------------------------------------------------------------- discovery
@@ -434,7 +436,7 @@ class BaseEmbeddingClient:
             logger.info("%s refused dimensions=%s; truncating client-side", url, self._dimensions)
             ep.dimensions_supported = False
             raise Renegotiate
-        if status in (400, 422) and "truncate_prompt_tokens" in error_message(body):
+        if status in (400, 422) and _mentions_truncation(error_message(body)):
             ep.truncate_supported = False
             raise Renegotiate
         error = error_from_response(
@@ -506,8 +508,6 @@ class BaseEmbeddingClient:
             _l2_normalize(out)
         elif self._normalize:
             _l2_normalize(out)
-        if self._normalize and want is not None:
-            _l2_normalize(out)
         return out
 
     def _result(
@@ -562,6 +562,10 @@ class BaseEmbeddingClient:
         what = type(exc.error).__name__ if isinstance(exc, RetryableStatus) else type(exc).__name__
         url = getattr(getattr(exc, "error", exc), "url", None)
         logger.warning("retrying after %s from %s in %.2fs", what, url, wait)
+
+
+def _mentions_truncation(message: str) -> bool:
+    return "truncate_prompt_tokens" in message or "truncation_side" in message
 
 
 def _l2_normalize(out: npt.NDArray[np.float32]) -> None:

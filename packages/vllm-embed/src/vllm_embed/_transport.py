@@ -125,6 +125,7 @@ def build_body(
         payload["dimensions"] = dimensions
     if truncate_prompt_tokens is not None:
         payload["truncate_prompt_tokens"] = truncate_prompt_tokens
+        payload["truncation_side"] = "right"  # keep the start of the text (vLLM >= 0.11)
     return _json_encode(payload).encode("utf-8")
 
 
@@ -243,7 +244,10 @@ def _slow_path(
     for it in items:
         dtype = _DTYPES[(it.get("embed_dtype", "float32"), it.get("endianness", "little"))]
         s, e = int(it["start"]), int(it["end"])
-        rows[int(it["index"])] = np.frombuffer(view[s:e], dtype=dtype)
+        row = np.frombuffer(view[s:e], dtype=dtype)
+        if "shape" in it and row.size != int(np.prod(it["shape"])):
+            raise ValueError(f"item {it['index']} has {row.size} values, shape says {it['shape']}")
+        rows[int(it["index"])] = row
     if any(r is None for r in rows):
         raise ValueError("missing index")
     return np.stack([r for r in rows if r is not None]).astype(dtype0.newbyteorder("="))

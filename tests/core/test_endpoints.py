@@ -1,0 +1,108 @@
+"""Base URLs: normalisation, redaction, least-outstanding choice, cool-down and failover."""
+
+from __future__ import annotations
+
+import pytest
+
+from vllm_embed import ConfigValueError
+from vllm_embed._endpoints import EndpointPool, normalize_base_url, redact_url
+
+
+@pytest.mark.parametrize(
+    ("url", "norm"),
+    [
+        ("http://h:8000", "http://h:8000/v1"),
+        ("http://h:8000/", "http://h:8000/v1"),
+        ("http://h:8000/v1", "http://h:8000/v1"),
+        ("http://h:8000/v1/", "http://h:8000/v1"),
+        ("https://h/proxy/v1", "https://h/proxy/v1"),
+        ("https://h/proxy", "https://h/proxy/v1"),
+    ],
+)
+def test_normalize_base_url(url: str, norm: str) -> None:
+    assert normalize_base_url(url) == norm
+
+
+@pytest.mark.parametrize("bad", ["", "  ", "localhost:8000", "ftp://h/v1"])
+def test_bad_base_url(bad: str) -> None:
+    with pytest.raises(ConfigValueError, match="base_url"):
+        normalize_base_url(bad)
+
+
+def test_redact_url_removes_credentials() -> None:
+    assert redact_url("http://user:pw@h:8000/v1") == "http://h:8000/v1"
+    assert redact_url("http://h/v1") == "http://h/v1"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_root_url_and_display() -> None:
+    pool = EndpointPool(["http://u:secret@a:1/v1"], ("float",))
+    ep = pool.endpoints[0]
+    assert ep.root_url == "http://u:secret@a:1"
+    assert ep.display_url == "http://a:1/v1"
+    assert "secret" not in repr(ep)
+
+
+def test_least_outstanding() -> None:
+    pool = EndpointPool(["http://a", "http://b", "http://c"], ("float",))
+    got = [pool.acquire() for _ in range(6)]
+    counts = {ep.base_url: sum(g is ep for g in got) for ep in pool.endpoints}
+    assert set(counts.values()) == {2}
+    a = pool.endpoints[0]
+    pool.release(a)
+    pool.release(a)
+    assert pool.acquire() is a  # a has the fewest in flight now
+
+
+def test_mark_down_and_cooldown() -> None:
+    clock = Clock()
+    pool = EndpointPool(["http://a", "http://b"], ("float",), clock=clock, cooldown=2.0)
+    a, b = pool.endpoints
+    pool.mark_down(a)
+    for _ in range(4):
+        ep = pool.acquire()
+        assert ep is b
+        pool.release(ep)
+    assert pool.first() is b
+    clock.now += 2.5  # cool-down over: a is tried again
+    chosen = {pool.acquire().base_url for _ in range(2)}
+    assert a.base_url in chosen
+
+
+def test_cooldown_doubles_and_resets() -> None:
+    clock = Clock()
+    pool = EndpointPool(["http://a"], ("float",), clock=clock, cooldown=1.0, max_cooldown=3.0)
+    a = pool.endpoints[0]
+    pool.mark_down(a)
+    assert a.down_until == 101.0
+    pool.mark_down(a)
+    assert a.down_until == 102.0
+    pool.mark_down(a)
+    assert a.down_until == 103.0  # capped
+    pool.mark_up(a)
+    assert a.failures == 0 and a.down_until == 0.0
+
+
+def test_all_down_picks_the_one_back_soonest() -> None:
+    clock = Clock()
+    pool = EndpointPool(["http://a", "http://b"], ("float",), clock=clock, cooldown=5.0)
+    a, b = pool.endpoints
+    pool.mark_down(b)
+    pool.mark_down(a)
+    pool.mark_down(a)
+    assert pool.all_down()
+    assert pool.acquire() is b
+
+
+def test_duplicate_or_missing_urls() -> None:
+    with pytest.raises(ConfigValueError, match="twice"):
+        EndpointPool(["http://a", "http://a/v1"], ("float",))
+    with pytest.raises(ConfigValueError, match="base_url"):
+        EndpointPool([], ("float",))
