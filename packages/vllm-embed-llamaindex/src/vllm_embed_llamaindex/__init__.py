@@ -1,1 +1,5 @@
 """LlamaIndex embeddings backed by your own vLLM server, via vllm-embed."""
+
+from vllm_embed_llamaindex._embedding import VLLMEmbedding
+
+__all__ = ["VLLMEmbedding"]

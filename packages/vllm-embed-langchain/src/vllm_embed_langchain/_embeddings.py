@@ -1,0 +1,221 @@
+"""``VLLMEmbeddings``: LangChain's ``Embeddings`` interface over the vllm-embed core client.
+
+The class only translates. Batching, requests in flight, retries, encodings, truncation
+and query/document instructions are all done by :class:`vllm_embed.EmbeddingClient` /
+:class:`vllm_embed.AsyncEmbeddingClient`, built lazily on first use (the constructor makes
+no network call and builds no client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.utils import secret_from_env
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+
+from vllm_embed import AsyncEmbeddingClient, EmbeddingClient, InvalidInputError, RetryPolicy
+from vllm_embed._constants import API_KEY_ENV_VARS
+
+__all__ = ["VLLMEmbeddings"]
+
+
+# Fields copied as-is to the core client when they are set (None = the core's default).
+_PASSTHROUGH = (
+    "model",
+    "dimensions",
+    "client_side_dimensions",
+    "batch_size",
+    "max_tokens_per_request",
+    "max_concurrency",
+    "encoding",
+    "embed_dtype",
+    "truncate",
+    "normalize",
+)
+
+
+class VLLMEmbeddings(BaseModel, Embeddings):
+    """Embeddings from your own vLLM (or any OpenAI-compatible) ``/v1/embeddings`` server.
+
+    Example:
+        .. code-block:: python
+
+            from vllm_embed_langchain import VLLMEmbeddings
+
+            emb = VLLMEmbeddings(base_url="http://127.0.0.1:8000/v1", model="minilm")
+            vectors = emb.embed_documents(["first text", "second text"])
+            query = emb.embed_query("what is the first text about?")
+
+    Every field left at ``None`` takes the core client's default (batch 64, 4 requests in
+    flight, 5 attempts with backoff, 60 s timeout, best encoding the server offers).
+    The API key falls back to ``VLLM_EMBED_API_KEY``, ``VLLM_API_KEY``, ``OPENAI_API_KEY``;
+    the base URL to ``VLLM_EMBED_BASE_URL``, ``OPENAI_BASE_URL`` (read by the core).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        arbitrary_types_allowed=True,
+        populate_by_name=True,
+        protected_namespaces=(),
+    )
+
+    base_url: str | list[str] | None = None
+    """The server's OpenAI-style URL (``.../v1``), or several for failover."""
+    model: str | None = None
+    """Served model name; ``None`` uses the single model the server serves."""
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env(API_KEY_ENV_VARS, default=None)
+    )
+    """API key (``--api-key`` of ``vllm serve``). Never shown in reprs or errors."""
+    headers: dict[str, str] | None = Field(default=None, repr=False, exclude=True)
+    """Extra HTTP headers (an explicit ``Authorization`` wins over ``api_key``)."""
+    dimensions: int | None = None
+    """Matryoshka output dimension sent to the server."""
+    client_side_dimensions: bool | None = None
+    """If the server refuses ``dimensions``: truncate and renormalise locally."""
+    batch_size: int | None = None
+    """Texts per request."""
+    max_tokens_per_request: int | None = None
+    """Estimated-token budget per request."""
+    max_concurrency: int | None = None
+    """Requests in flight at once (sync calls use threads)."""
+    timeout: float | None = None
+    """Total seconds per request."""
+    max_retries: int | None = None
+    """Retries after the first attempt on 429 / 5xx / connection errors."""
+    encoding: Literal["auto", "bytes", "base64", "float"] | None = None
+    """Response encoding; ``auto`` negotiates bytes > base64 > float."""
+    embed_dtype: Literal["float32", "float16"] | None = None
+    """Transfer dtype asked of vLLM."""
+    truncate: Literal["end", "error"] | None = None
+    """``end``: inputs longer than the model's context are cut; ``error``: raise."""
+    instructions: Any = "auto"
+    """Query/document instructions: ``"auto"`` (preset by model name), ``None`` (off), a
+    query-instruction string or a :class:`vllm_embed.Instructions`."""
+    normalize: bool | None = None
+    """L2-normalise vectors client-side."""
+    client_options: dict[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
+    """Any other keyword argument of :class:`vllm_embed.EmbeddingClient` (e.g. ``retry``);
+    the fields above win over it."""
+
+    _sync_client: EmbeddingClient | None = PrivateAttr(default=None)
+    _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEmbeddingClient] = (
+        PrivateAttr(default_factory=weakref.WeakKeyDictionary)
+    )
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @classmethod
+    def from_config(
+        cls, source: str | os.PathLike[str], *, section: str | None = None, **overrides: Any
+    ) -> VLLMEmbeddings:
+        """Build from a config file or module (TOML / JSON / Python / env, see the core).
+
+        Keyword overrides win over the file, which wins over defaults.
+        """
+        from vllm_embed import load_config
+
+        config = load_config(source, section=section)
+        fields: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        for key, value in config.client_kwargs().items():
+            if key == "api_key" and value is not None:
+                value = value.get() if hasattr(value, "get") else str(value)
+            if key in cls.model_fields and key != "client_options":
+                fields[key] = value
+            else:
+                options[key] = value
+        fields.update(overrides)
+        options.update(fields.pop("client_options", None) or {})
+        return cls(**fields, client_options=options)
+
+    # -- clients ---------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the core client, from the fields that are set."""
+        kwargs: dict[str, Any] = {**self.client_options, "instructions": self.instructions}
+        if self.base_url is not None:
+            kwargs["base_url"] = self.base_url
+        if self.api_key is not None:
+            kwargs["api_key"] = self.api_key.get_secret_value()
+        if self.headers:
+            kwargs["headers"] = dict(self.headers)
+        if self.timeout is not None:
+            kwargs["timeout"] = self.timeout
+        if self.max_retries is not None:
+            base = self.client_options.get("retry") or RetryPolicy()
+            kwargs["retry"] = dataclasses.replace(base, max_attempts=self.max_retries + 1)
+        for name in _PASSTHROUGH:
+            value = getattr(self, name)
+            if value is not None:
+                kwargs[name] = value
+        return kwargs
+
+    @property
+    def client(self) -> EmbeddingClient:
+        """The core sync client (built on first use)."""
+        with self._lock:
+            if self._sync_client is None:
+                self._sync_client = EmbeddingClient(**self._client_kwargs())
+            return self._sync_client
+
+    @property
+    def async_client(self) -> AsyncEmbeddingClient:
+        """The core async client for the running event loop (one per loop, built on use)."""
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = AsyncEmbeddingClient(**self._client_kwargs())
+            self._async_clients[loop] = client
+        return client
+
+    def close(self) -> None:
+        """Close the sync client's connections (the object stays usable)."""
+        with self._lock:
+            client, self._sync_client = self._sync_client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the async client of the running loop."""
+        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    # -- Embeddings interface ----------------------------------------------------------
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents (document instruction applied), one list of floats each."""
+        if _is_empty_batch(texts):
+            return []
+        return self.client.embed_documents_list(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a search query (query instruction applied)."""
+        return self.client.embed_query_list(text)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Async :meth:`embed_documents`."""
+        if _is_empty_batch(texts):
+            return []
+        return await self.async_client.embed_documents_list(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Async :meth:`embed_query`."""
+        return await self.async_client.embed_query_list(text)
+
+
+def _is_empty_batch(texts: Sequence[str] | Mapping[str, Any] | None) -> bool:
+    """True for an empty list (answered locally); raise for things that are not lists."""
+    if texts is None or isinstance(texts, (str, bytes, Mapping)):
+        raise InvalidInputError(
+            f"embed_documents expects a list of strings, got {type(texts).__name__}; "
+            "wrap a single text in a list or use embed_query."
+        )
+    return len(texts) == 0

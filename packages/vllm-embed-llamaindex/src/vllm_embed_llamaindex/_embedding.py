@@ -1,0 +1,296 @@
+"""``VLLMEmbedding``: LlamaIndex's ``BaseEmbedding`` over the vllm-embed core client.
+
+The class only translates. Batching, requests in flight, retries, encodings, truncation
+and query/text instructions come from :class:`vllm_embed.EmbeddingClient` /
+:class:`vllm_embed.AsyncEmbeddingClient`, built lazily on first use.
+
+LlamaIndex's own batch loop sends ``embed_batch_size`` texts at a time and waits for each
+batch before sending the next. :meth:`VLLMEmbedding.get_text_embedding_batch` and its async
+twin hand the whole list to the core instead, which splits it by count and token budget
+and keeps several requests in flight; callbacks and instrumentation events still fire
+(one start/end pair for the whole list).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import threading
+import weakref
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import llama_index.core.instrumentation as instrument
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.callbacks.schema import CBEventType, EventPayload
+from llama_index.core.instrumentation.events.embedding import (
+    EmbeddingEndEvent,
+    EmbeddingStartEvent,
+)
+
+from vllm_embed import AsyncEmbeddingClient, EmbeddingClient, InvalidInputError, RetryPolicy
+from vllm_embed._constants import API_KEY_ENV_VARS
+
+__all__ = ["VLLMEmbedding"]
+
+dispatcher = instrument.get_dispatcher(__name__)  # type: ignore[attr-defined]
+
+
+_PASSTHROUGH = (
+    "dimensions",
+    "client_side_dimensions",
+    "max_tokens_per_request",
+    "max_concurrency",
+    "encoding",
+    "embed_dtype",
+    "truncate",
+    "normalize",
+)
+
+
+def _api_key_from_env() -> SecretStr | None:
+    for name in API_KEY_ENV_VARS:
+        if os.environ.get(name):
+            return SecretStr(os.environ[name])
+    return None
+
+
+class VLLMEmbedding(BaseEmbedding):
+    """Embeddings from your own vLLM (or any OpenAI-compatible) ``/v1/embeddings`` server.
+
+    Example:
+        .. code-block:: python
+
+            from llama_index.core import Settings
+            from vllm_embed_llamaindex import VLLMEmbedding
+
+            Settings.embed_model = VLLMEmbedding(
+                base_url="http://127.0.0.1:8000/v1", model_name="minilm"
+            )
+
+    Queries get the model's query instruction and texts its document instruction (the
+    core's presets by model name, or ``instructions=...``). ``embed_batch_size`` is the
+    number of texts per request sent by the core (default 64), not a loop in this class.
+    Fields left at ``None`` take the core client's defaults. The API key falls back to
+    ``VLLM_EMBED_API_KEY``, ``VLLM_API_KEY``, ``OPENAI_API_KEY``; the base URL to
+    ``VLLM_EMBED_BASE_URL``, ``OPENAI_BASE_URL`` (read by the core).
+    """
+
+    model_name: str | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="Served model name; None uses the single model the server serves.",
+    )
+    embed_batch_size: int = Field(
+        default=64, gt=0, le=2048, description="Texts per request sent by the core client."
+    )
+    base_url: str | list[str] | None = Field(
+        default=None, description="The server's OpenAI-style URL (.../v1), or several."
+    )
+    api_key: SecretStr | None = Field(
+        default_factory=_api_key_from_env,
+        exclude=True,  # never serialised (to_dict / to_json); reloaded from the environment
+        description="API key; never shown, logged or serialised.",
+    )
+    headers: dict[str, str] | None = Field(
+        default=None, exclude=True, repr=False, description="Extra HTTP headers."
+    )
+    dimensions: int | None = Field(default=None, description="Matryoshka output dimension.")
+    client_side_dimensions: bool | None = None
+    max_tokens_per_request: int | None = None
+    max_concurrency: int | None = Field(default=None, description="Requests in flight.")
+    timeout: float | None = Field(default=None, description="Total seconds per request.")
+    max_retries: int | None = Field(default=None, description="Retries after the first try.")
+    encoding: Literal["auto", "bytes", "base64", "float"] | None = None
+    embed_dtype: Literal["float32", "float16"] | None = None
+    truncate: Literal["end", "error"] | None = None
+    instructions: Any = Field(
+        default="auto",
+        description='"auto" (preset by model name), None (off), a string or Instructions.',
+    )
+    normalize: bool | None = None
+    client_options: dict[str, Any] = Field(
+        default_factory=dict, exclude=True, repr=False, description="Other client kwargs."
+    )
+
+    _sync_client: EmbeddingClient | None = PrivateAttr(default=None)
+    _async_clients: Any = PrivateAttr(default_factory=weakref.WeakKeyDictionary)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "VLLMEmbedding"
+
+    @classmethod
+    def from_config(
+        cls, source: str | os.PathLike[str], *, section: str | None = None, **overrides: Any
+    ) -> VLLMEmbedding:
+        """Build from a config file or module (TOML / JSON / Python / env, see the core).
+
+        Keyword overrides win over the file, which wins over defaults.
+        """
+        from vllm_embed import load_config
+
+        config = load_config(source, section=section)
+        renames = {"model": "model_name", "batch_size": "embed_batch_size"}
+        fields: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        for key, value in config.client_kwargs().items():
+            if key == "api_key" and value is not None:
+                value = value.get() if hasattr(value, "get") else str(value)
+            name = renames.get(key, key)
+            if name in cls.model_fields and name != "client_options":
+                fields[name] = value
+            else:
+                options[key] = value
+        fields.update(overrides)
+        options.update(fields.pop("client_options", None) or {})
+        return cls(**fields, client_options=options)
+
+    def to_payload(self) -> dict[str, Any]:
+        """What callbacks and instrumentation see: no key, no headers."""
+        return {
+            "class_name": self.class_name(),
+            "model_name": self.model_name,
+            "embed_batch_size": self.embed_batch_size,
+            "base_url": self.base_url,
+            "dimensions": self.dimensions,
+        }
+
+    # -- clients ---------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            **self.client_options,
+            "instructions": self.instructions,
+            "batch_size": self.embed_batch_size,
+        }
+        if self.model_name is not None:
+            kwargs["model"] = self.model_name
+        if self.base_url is not None:
+            kwargs["base_url"] = self.base_url
+        if self.api_key is not None:
+            kwargs["api_key"] = self.api_key.get_secret_value()
+        if self.headers:
+            kwargs["headers"] = dict(self.headers)
+        if self.timeout is not None:
+            kwargs["timeout"] = self.timeout
+        if self.max_retries is not None:
+            base = self.client_options.get("retry") or RetryPolicy()
+            kwargs["retry"] = dataclasses.replace(base, max_attempts=self.max_retries + 1)
+        for name in _PASSTHROUGH:
+            value = getattr(self, name)
+            if value is not None:
+                kwargs[name] = value
+        return kwargs
+
+    @property
+    def client(self) -> EmbeddingClient:
+        """The core sync client (built on first use)."""
+        with self._lock:
+            if self._sync_client is None:
+                self._sync_client = EmbeddingClient(**self._client_kwargs())
+            return self._sync_client
+
+    @property
+    def async_client(self) -> AsyncEmbeddingClient:
+        """The core async client for the running event loop (one per loop)."""
+        loop = asyncio.get_running_loop()
+        client: AsyncEmbeddingClient | None = self._async_clients.get(loop)
+        if client is None:
+            client = AsyncEmbeddingClient(**self._client_kwargs())
+            self._async_clients[loop] = client
+        return client
+
+    def close(self) -> None:
+        """Close the sync client's connections (the object stays usable)."""
+        with self._lock:
+            client, self._sync_client = self._sync_client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the async client of the running loop."""
+        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    # -- BaseEmbedding hooks ------------------------------------------------------------
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        return self.client.embed_query_list(query)
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return await self.async_client.embed_query_list(query)
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._get_text_embeddings([text])[0]
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return (await self._aget_text_embeddings([text]))[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        if _is_empty_batch(texts):
+            return []
+        return self.client.embed_documents_list(texts)
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        if _is_empty_batch(texts):
+            return []
+        return await self.async_client.embed_documents_list(texts)
+
+    # -- whole-list batch methods ---------------------------------------------------------
+
+    @dispatcher.span
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Embed all ``texts`` in one call to the core's pipelined batching."""
+        if self.embeddings_cache is not None:  # LlamaIndex's cache path, per batch
+            return super().get_text_embedding_batch(texts, show_progress, **kwargs)
+        if _is_empty_batch(texts):
+            return []
+        payload = self.to_payload()
+        dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+        with self.callback_manager.event(
+            CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
+        ) as event:
+            limiter = getattr(self, "rate_limiter", None)
+            if limiter is not None:
+                limiter.acquire()
+            embeddings = self._get_text_embeddings(texts)
+            event.on_end(payload={EventPayload.CHUNKS: texts, EventPayload.EMBEDDINGS: embeddings})
+        dispatcher.event(EmbeddingEndEvent(chunks=texts, embeddings=embeddings))
+        return embeddings
+
+    @dispatcher.span
+    async def aget_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Async :meth:`get_text_embedding_batch`."""
+        if self.embeddings_cache is not None:
+            return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
+        if _is_empty_batch(texts):
+            return []
+        payload = self.to_payload()
+        dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+        with self.callback_manager.event(
+            CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
+        ) as event:
+            limiter = getattr(self, "rate_limiter", None)
+            if limiter is not None:
+                await limiter.async_acquire()
+            embeddings = await self._aget_text_embeddings(texts)
+            event.on_end(payload={EventPayload.CHUNKS: texts, EventPayload.EMBEDDINGS: embeddings})
+        dispatcher.event(EmbeddingEndEvent(chunks=texts, embeddings=embeddings))
+        return embeddings
+
+
+def _is_empty_batch(texts: Any) -> bool:
+    """True for an empty list (answered locally); raise for things that are not lists."""
+    if texts is None or isinstance(texts, (str, bytes, Mapping)):
+        raise InvalidInputError(
+            f"expected a list of strings, got {type(texts).__name__}; wrap a single text in a list."
+        )
+    return len(texts) == 0

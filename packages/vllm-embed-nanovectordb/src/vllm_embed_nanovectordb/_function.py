@@ -1,0 +1,269 @@
+"""``VLLMEmbeddingFunction``: the embedding-function shape nano-vectordb apps and LightRAG use.
+
+An async callable ``await fn(texts) -> np.ndarray`` (float32, one L2-normalised row per
+text, as nano-vectordb stores them) plus ``embedding_dim`` and ``max_token_size``
+attributes. All the HTTP work is the core client's.
+
+LightRAG::
+
+    from lightrag.utils import EmbeddingFunc
+
+    fn = VLLMEmbeddingFunction(base_url="http://127.0.0.1:8000/v1", model="minilm")
+    await fn.resolve()                      # asks the server once: dimension, max_model_len
+    embedding_func = EmbeddingFunc(
+        embedding_dim=fn.embedding_dim, max_token_size=fn.max_token_size, func=fn
+    )
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from vllm_embed import (
+    AsyncEmbeddingClient,
+    ConfigError,
+    DimensionMismatchError,
+    EmbeddingClient,
+    InvalidInputError,
+)
+
+__all__ = ["VLLMEmbeddingFunction"]
+
+Kind = Literal["document", "query", "raw"]
+
+
+class VLLMEmbeddingFunction:
+    """Async embedding function for nano-vectordb / LightRAG.
+
+    Args:
+        client: an :class:`~vllm_embed.EmbeddingClient` or
+            :class:`~vllm_embed.AsyncEmbeddingClient` to use. If omitted, clients are built
+            lazily from ``client_kwargs`` (the core client's keyword arguments).
+        kind: which instruction the texts get: ``"document"`` (default; what a store
+            holds), ``"query"`` or ``"raw"`` (none).
+        embedding_dim: the dimension the app expects. When given, :meth:`resolve` checks it
+            against the server and raises :class:`~vllm_embed.DimensionMismatchError`.
+        max_token_size: overrides the server's ``max_model_len``.
+    """
+
+    def __init__(
+        self,
+        client: EmbeddingClient | AsyncEmbeddingClient | None = None,
+        *,
+        kind: Kind = "document",
+        embedding_dim: int | None = None,
+        max_token_size: int | None = None,
+        **client_kwargs: Any,
+    ) -> None:
+        if client is not None and client_kwargs:
+            raise ConfigError(
+                "pass either a client or client keyword arguments, not both "
+                f"(got {sorted(client_kwargs)})"
+            )
+        if kind not in ("document", "query", "raw"):
+            raise ConfigError(f"kind must be 'document', 'query' or 'raw', got {kind!r}")
+        self.kind: Kind = kind
+        self._client = client
+        self._client_kwargs = client_kwargs
+        self._declared_dim = embedding_dim
+        self._dim: int | None = None
+        self._max_token_size = max_token_size
+        self._max_len_known = max_token_size is not None
+        self._lock = threading.Lock()
+        self._sync_client: EmbeddingClient | None = (
+            client if isinstance(client, EmbeddingClient) else None
+        )
+        self._async_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncEmbeddingClient
+        ] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | os.PathLike[str],
+        *,
+        section: str | None = None,
+        kind: Kind = "document",
+        **overrides: Any,
+    ) -> VLLMEmbeddingFunction:
+        """Build from a config file or module; the config's declared ``dimension`` becomes
+        ``embedding_dim`` (checked against the server by :meth:`resolve`)."""
+        from vllm_embed import load_config
+
+        config = load_config(source, section=section)
+        kwargs = {**config.client_kwargs(), **overrides}
+        return cls(kind=kind, embedding_dim=config.dimension, **kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(kind={self.kind!r}, embedding_dim={self._dim}, "
+            f"max_token_size={self._max_token_size})"
+        )
+
+    # -- clients ---------------------------------------------------------------------
+
+    @property
+    def client(self) -> EmbeddingClient | AsyncEmbeddingClient:
+        """The core client used (the one given, else a sync client built on use)."""
+        if self._client is not None:
+            return self._client
+        return self._sync()
+
+    def _sync(self) -> EmbeddingClient:
+        with self._lock:
+            if self._sync_client is None:
+                if self._client is not None:
+                    raise ConfigError(
+                        "this embedding function wraps an AsyncEmbeddingClient: call "
+                        "`await fn.resolve()` first (or pass embedding_dim=...)."
+                    )
+                self._sync_client = EmbeddingClient(**self._client_kwargs)
+            return self._sync_client
+
+    def _async(self) -> AsyncEmbeddingClient | None:
+        """The async client for the running loop, or None to use the sync one in a thread."""
+        if isinstance(self._client, AsyncEmbeddingClient):
+            return self._client
+        if self._client is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = AsyncEmbeddingClient(**self._client_kwargs)
+            self._async_clients[loop] = client
+        return client
+
+    # -- server facts ------------------------------------------------------------------
+
+    @property
+    def embedding_dim(self) -> int:
+        """The server's real dimension (resolved on first access, see :meth:`dimension`)."""
+        return self._dim if self._dim is not None else self.dimension()
+
+    @property
+    def max_token_size(self) -> int | None:
+        """The server's ``max_model_len`` (or the value given), None when unknown."""
+        if not self._max_len_known:
+            self._set_max_len(self._sync().max_model_len())
+        return self._max_token_size
+
+    def dimension(self) -> int:
+        """The server's real dimension, asked once (sync). Inside a running event loop
+        with an async client, use ``await fn.resolve()`` instead."""
+        if self._dim is None:
+            self._set_dim(self._sync().dimension())
+        assert self._dim is not None
+        return self._dim
+
+    async def resolve(self) -> VLLMEmbeddingFunction:
+        """Ask the server (once) for its dimension and max_model_len; returns ``self``."""
+        client = self._async()
+        if self._dim is None:
+            dim = await client.dimension() if client else await asyncio.to_thread(self.dimension)
+            self._set_dim(dim)
+        if not self._max_len_known:
+            if client is not None:
+                self._set_max_len(await client.max_model_len())
+            else:
+                await asyncio.to_thread(lambda: self.max_token_size)
+        return self
+
+    def _set_dim(self, dim: int) -> None:
+        declared = self._declared_dim
+        if declared is not None and declared != dim:
+            raise DimensionMismatchError(
+                f"embedding_dim={declared} was declared but the server produces {dim}-dim "
+                "vectors: fix the declared dimension, or migrate the store built with "
+                f"{declared} dims (`vllm-embed migrate <store file> ...`).",
+                expected=declared,
+                actual=dim,
+            )
+        self._dim = dim
+
+    def _set_max_len(self, max_len: int | None) -> None:
+        self._max_token_size = max_len
+        self._max_len_known = True
+
+    # -- embedding ----------------------------------------------------------------------
+
+    async def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed ``texts``: float32 array (len(texts), dim), rows L2-normalised."""
+        _check_batch(texts)
+        if len(texts) == 0 and (self._dim is not None or self._declared_dim is not None):
+            return np.empty((0, self._dim or self._declared_dim or 0), dtype=np.float32)
+        client = self._async()
+        if client is not None:
+            vectors = await _embed_async(client, list(texts), self.kind)
+        else:
+            sync = self._sync()
+            vectors = await asyncio.to_thread(_embed_sync, sync, list(texts), self.kind)
+        if self._dim is None and vectors.shape[0]:
+            self._set_dim(int(vectors.shape[1]))
+        return l2_normalize(vectors)
+
+    async def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """One query vector (query instruction applied), L2-normalised, shape (dim,)."""
+        client = self._async()
+        if client is not None:
+            vector = await client.embed_query(text)
+        else:
+            vector = await asyncio.to_thread(self._sync().embed_query, text)
+        return l2_normalize(np.asarray(vector, dtype=np.float32))
+
+    async def aclose(self) -> None:
+        """Close the clients this function built (a client you passed in is yours)."""
+        if self._client is None:
+            client = self._async_clients.pop(asyncio.get_running_loop(), None)
+            if client is not None:
+                await client.aclose()
+            self.close()
+
+    def close(self) -> None:
+        """Close the sync client this function built (a client you passed in is yours)."""
+        if self._client is None and self._sync_client is not None:
+            self._sync_client.close()
+            self._sync_client = None
+
+
+async def _embed_async(
+    client: AsyncEmbeddingClient, texts: list[str], kind: Kind
+) -> npt.NDArray[np.float32]:
+    if kind == "document":
+        return await client.embed_documents(texts)
+    if kind == "query":
+        return (await client.embed_with_info(texts, kind="query")).vectors
+    return await client.embed(texts)
+
+
+def _embed_sync(client: EmbeddingClient, texts: list[str], kind: Kind) -> npt.NDArray[np.float32]:
+    if kind == "document":
+        return client.embed_documents(texts)
+    if kind == "query":
+        return client.embed_with_info(texts, kind="query").vectors
+    return client.embed(texts)
+
+
+def l2_normalize(vectors: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    """Rows (or one vector) scaled to unit length, float32; all-zero rows stay zero."""
+    array = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(array, axis=-1, keepdims=True)
+    out: npt.NDArray[np.float32] = np.divide(
+        array, norms, out=np.zeros_like(array), where=norms > 0
+    )
+    return out
+
+
+def _check_batch(texts: Any) -> None:
+    if texts is None or isinstance(texts, (str, bytes, Mapping)):
+        raise InvalidInputError(
+            f"the embedding function expects a list of strings, got {type(texts).__name__}; "
+            "wrap a single text in a list."
+        )
