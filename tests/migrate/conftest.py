@@ -19,6 +19,9 @@ from respx_vllm import API_KEY, BASE_URL, mount
 
 from vllm_embed import EmbeddingClient, RetryPolicy
 
+#: The response encoding the tests' client asks for.
+ENCODING = "base64"
+
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,5 +70,7 @@ def failing_after() -> Callable[[respx.Route, int], None]:
 @pytest.fixture
 def client() -> Iterator[EmbeddingClient]:
     """A client for the fake server; no retries so fault tests stay fast."""
-    with EmbeddingClient(BASE_URL, api_key=API_KEY, retry=RetryPolicy(max_attempts=1)) as c:
+    with EmbeddingClient(
+        BASE_URL, api_key=API_KEY, retry=RetryPolicy(max_attempts=1), encoding=ENCODING
+    ) as c:
         yield c
