@@ -191,12 +191,17 @@ def _config_hint(cfg: EmbedConfig, field: str) -> str:
     return f"with --{option}"
 
 
-def migrate_command(cfg: EmbedConfig) -> str:
+def migrate_command(cfg: EmbedConfig, *, section: str | None = None) -> str:
     """The ``vllm-embed migrate`` command that re-embeds the app's store for this config."""
-    store = shlex.quote(cfg.store_path) if cfg.store_path else "<store>"
+    parts = ["vllm-embed", "migrate", cfg.store_path or "<store>"]
     if cfg.source and cfg.format != "env":
-        return f"vllm-embed migrate {store} --config {shlex.quote(cfg.source)}"
-    return f"vllm-embed migrate {store} ..."
+        parts += ["--config", cfg.source]
+        if section:
+            parts += ["--section", section]
+    else:
+        parts += ["--base-url", cfg.base_urls[0]] if cfg.base_urls else []
+        parts += ["--model", cfg.model] if cfg.model else []
+    return " ".join(p if p == "<store>" else shlex.quote(p) for p in parts)
 
 
 def _check_reachable(client: Any, url: str, probe: _Probe) -> Check:
@@ -287,7 +292,7 @@ def _check_model(client: Any, cfg: EmbedConfig, probe: _Probe) -> Check:
     )
 
 
-def _check_dimension(client: Any, cfg: EmbedConfig) -> Check:
+def _check_dimension(client: Any, cfg: EmbedConfig, section: str | None) -> Check:
     name = "dimension"
     try:
         real = int(client.dimension())
@@ -317,7 +322,7 @@ def _check_dimension(client: Any, cfg: EmbedConfig) -> Check:
         "fail",
         f"the config declares {declared} but the server produces {real}{asked}: "
         f"{which} holds {declared}-dim vectors that new queries ({real}-dim) cannot search",
-        f"Re-embed {which} with the served model: `{migrate_command(cfg)}`. "
+        f"Re-embed {which} with the served model: `{migrate_command(cfg, section=section)}`. "
         f"Or point base_url/model at the server that produces {declared}; change dimension "
         f"to {real} {_config_hint(cfg, 'dimension')} only after migrating.",
     )
@@ -358,7 +363,9 @@ def _skipped(names: tuple[str, ...], reason: str) -> list[Check]:
     return [Check(n, "skip", reason) for n in names]
 
 
-def run_checks(cfg: EmbedConfig, *, timeout: float = 10.0) -> list[Check]:
+def run_checks(
+    cfg: EmbedConfig, *, timeout: float = 10.0, section: str | None = None
+) -> list[Check]:
     """Run every doctor check against each of the config's base URLs, in order.
 
     Retries are off and ``timeout`` bounds each request, so a dead server fails fast.
@@ -375,11 +382,11 @@ def run_checks(cfg: EmbedConfig, *, timeout: float = 10.0) -> list[Check]:
             timeout=Timeout(total=timeout, connect=min(timeout, C.DEFAULT_TIMEOUT_CONNECT)),
         )
         with EmbeddingClient(**kwargs) as client:
-            checks.extend(_endpoint_checks(client, mask_url(url), cfg))
+            checks.extend(_endpoint_checks(client, mask_url(url), cfg, section))
     return checks
 
 
-def _endpoint_checks(client: Any, url: str, cfg: EmbedConfig) -> list[Check]:
+def _endpoint_checks(client: Any, url: str, cfg: EmbedConfig, section: str | None) -> list[Check]:
     probe = _Probe()
     checks = [_check_reachable(client, url, probe)]
     later = ("API key accepted", "model served", "dimension", "max_model_len", "round trip")
@@ -391,7 +398,7 @@ def _endpoint_checks(client: Any, url: str, cfg: EmbedConfig) -> list[Check]:
     checks.append(_check_model(client, cfg, probe))
     if probe.model is None:
         return checks + _skipped(later[2:], "no usable model")
-    checks.append(_check_dimension(client, cfg))
+    checks.append(_check_dimension(client, cfg, section))
     checks.append(_check_max_model_len(client))
     checks.append(_check_round_trip(client))
     return checks
@@ -440,7 +447,7 @@ def doctor(
     """
     overrides = {"base_url": base_url, "api_key": api_key, "model": model, "dimension": dimension}
     cfg = _load(file, section, overrides)
-    checks = run_checks(cfg, timeout=timeout)
+    checks = run_checks(cfg, timeout=timeout, section=section)
     if as_json:
         click.echo(json.dumps([asdict(c) for c in checks], indent=2))
     else:
