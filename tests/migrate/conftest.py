@@ -5,6 +5,7 @@ The stores themselves are made by the real libraries in ``migrate_stores.py``.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,8 +20,8 @@ from respx_vllm import API_KEY, BASE_URL, mount
 
 from vllm_embed import EmbeddingClient, RetryPolicy
 
-#: The response encoding the tests' client asks for.
-ENCODING = "base64"
+#: Encodings the fake server offers: like vLLM 0.11 (no ``bytes``), so the client negotiates.
+ENCODINGS = ["float", "base64"]
 
 
 @pytest.fixture(autouse=True)
@@ -39,12 +40,12 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def fake_vllm() -> Iterator[respx.Route]:
     """The project's fake vLLM (dim DIM, API key required) behind respx."""
     with respx.mock(assert_all_called=False) as router:
-        yield mount(router)
+        yield mount(router, encodings=ENCODINGS)
 
 
 @pytest.fixture
 def failing_after() -> Callable[[respx.Route, int], None]:
-    """Make ``route`` drop the connection for every /v1/embeddings after ``n`` texts."""
+    """Make ``route`` refuse connections once it has embedded ``n`` texts (answered 200)."""
 
     def install(route: respx.Route, n: int) -> None:
         answer = route.side_effect
@@ -52,14 +53,13 @@ def failing_after() -> Callable[[respx.Route, int], None]:
         sent = {"texts": 0}
 
         def side_effect(request: httpx.Request) -> httpx.Response:
-            if request.url.path.endswith("/embeddings"):
-                import json
-
-                batch = json.loads(request.content)["input"]
-                if sent["texts"] + len(batch) > n:
-                    raise httpx.ConnectError("connection refused", request=request)
-                sent["texts"] += len(batch)
+            embeddings = request.url.path.endswith("/embeddings")
+            batch = json.loads(request.content)["input"] if embeddings else []
+            if sent["texts"] + len(batch) > n:
+                raise httpx.ConnectError("connection refused", request=request)
             response: httpx.Response = answer(request)
+            if response.status_code == 200:
+                sent["texts"] += len(batch)
             return response
 
         route.side_effect = side_effect
@@ -70,7 +70,5 @@ def failing_after() -> Callable[[respx.Route, int], None]:
 @pytest.fixture
 def client() -> Iterator[EmbeddingClient]:
     """A client for the fake server; no retries so fault tests stay fast."""
-    with EmbeddingClient(
-        BASE_URL, api_key=API_KEY, retry=RetryPolicy(max_attempts=1), encoding=ENCODING
-    ) as c:
+    with EmbeddingClient(BASE_URL, api_key=API_KEY, retry=RetryPolicy(max_attempts=1)) as c:
         yield c

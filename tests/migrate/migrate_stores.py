@@ -8,6 +8,7 @@ JSON by hand.
 from __future__ import annotations
 
 import base64
+import json
 import zlib
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,19 @@ OLD_DIM = 24
 
 
 def embedded_texts(route: Any) -> list[str]:
-    """Every text a respx route received on /v1/embeddings, flattened, in order."""
-    from respx_vllm import embedding_inputs
+    """Every text a respx route answered with 200 on /v1/embeddings, flattened, in order.
 
-    return [t for batch in embedding_inputs(route) for t in batch]
+    Refused requests (a 400 during encoding negotiation, a dropped connection) are not
+    counted: their texts were not embedded.
+    """
+    texts: list[str] = []
+    for call in route.calls:
+        if not call.request.url.path.endswith("/embeddings"):
+            continue
+        response = call.response if call.has_response else None
+        if response is not None and response.status_code == 200:
+            texts.extend(json.loads(call.request.content)["input"])
+    return texts
 
 
 def _old_vectors(n: int, seed: int = 0) -> np.ndarray:

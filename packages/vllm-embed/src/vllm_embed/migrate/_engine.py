@@ -285,12 +285,17 @@ def _settings(
     }
 
 
+def _clause(exc: BaseException) -> str:
+    """An error message usable inside a sentence (no trailing period)."""
+    return str(exc).rstrip().rstrip(".")
+
+
 def _probe_dimension(embedder: Embedder, store: Store) -> int:
     try:
         return int(embedder.dimension())
     except VLLMEmbedError as exc:
         raise MigrationError(
-            f"could not reach the embedding server to learn the new dimension: {exc}. "
+            f"could not reach the embedding server to learn the new dimension: {_clause(exc)}. "
             f"Nothing was written; {store.path} is untouched."
         ) from exc
 
@@ -318,7 +323,8 @@ def _embed_chunks(
             finished = sum(min(work.chunk_rows, len(keep) - i * work.chunk_rows) for i in done)
             raise MigrationError(
                 f"the migration of {store.path} stopped at record {start} of {len(keep)}: "
-                f"{exc}. The original store is untouched. {finished} finished records are kept "
+                f"{_clause(exc)}. The original store is untouched. {finished} finished records "
+                "are kept "
                 f"in {work.path}; run the same command again to resume."
             ) from exc
         vectors = _checked_vectors(result.vectors, len(rows), work.dim, start)
@@ -394,7 +400,7 @@ def dry_run(
         else:
             new_dim = int(embedder.dimension())
     except VLLMEmbedError as exc:
-        raise MigrationError(f"the probe request failed: {exc}") from exc
+        raise MigrationError(f"the probe request failed: {_clause(exc)}.") from exc
     seconds = time.perf_counter() - began
     resumable = 0
     work_path = work_dir_for(store.output_target(options.out))

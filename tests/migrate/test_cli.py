@@ -1,0 +1,249 @@
+"""``vllm-embed migrate`` in-process (CliRunner) against the respx-mounted fake vLLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from migrate_stores import OLD_DIM, embedded_texts, make_dvd_store, make_llamaindex_store
+from respx_vllm import API_KEY, BASE_URL, DIM, MODEL
+
+from vllm_embed.cli import main
+from vllm_embed.migrate import work_dir_for
+
+
+@pytest.fixture(autouse=True)
+def _no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connection retries would wait seconds; the test only needs their outcome."""
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+
+
+def _run(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, ["migrate", *args], env=env, catch_exceptions=False)
+
+
+def _server_args() -> list[str]:
+    return ["--base-url", BASE_URL, "--api-key", API_KEY]
+
+
+def test_migrates_in_place_and_prints_a_summary(tmp_path, fake_vllm):
+    path = make_dvd_store(tmp_path / "database.json", n=10)
+    original = path.read_bytes()
+    result = _run(str(path), *_server_args(), "--yes")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "migrated     nano-vectordb (DVD database.json)" in out
+    assert "records      10" in out
+    assert f"dimension    {OLD_DIM} -> {DIM}" in out
+    assert "records/s" in out
+    assert "truncated    0 inputs" in out
+    assert "verified     vllm-embed, nano-vectordb" in out
+    backup = tmp_path / f"database.d{OLD_DIM}.bak.json"
+    assert f"backup       {backup}" in out
+    assert backup.read_bytes() == original
+    assert json.loads(path.read_bytes())["embedding_dim"] == DIM
+    # the detected format is printed before work starts; plain progress lines off a TTY
+    assert "format: nano-vectordb (DVD database.json); 10 records; text from caption" in (
+        result.stderr
+    )
+    assert "embedded 10/10 (100%)" in result.stderr
+    assert API_KEY not in result.output
+
+
+def test_api_key_from_the_environment(tmp_path, fake_vllm):
+    path = make_dvd_store(tmp_path / "database.json", n=3)
+    result = _run(str(path), "--base-url", BASE_URL, env={"VLLM_EMBED_API_KEY": API_KEY})
+    assert result.exit_code == 0, result.output
+    auth = {c.request.headers.get("authorization") for c in fake_vllm.calls}
+    assert auth == {f"Bearer {API_KEY}"}
+    assert API_KEY not in result.output
+
+
+def test_wrong_key_is_a_clear_error_without_the_key(tmp_path, fake_vllm):
+    path = make_dvd_store(tmp_path / "database.json", n=3)
+    original = path.read_bytes()
+    result = _run(str(path), "--base-url", BASE_URL, "--api-key", "sk-wrong-secret-999")
+    assert result.exit_code == 1
+    assert "\nError: " in result.stderr
+    assert "sk-wrong-secret-999" not in result.output
+    assert path.read_bytes() == original
+
+
+def test_dry_run_writes_nothing(tmp_path, fake_vllm):
+    path = make_dvd_store(tmp_path / "database.json", n=10)
+    before = sorted(tmp_path.iterdir())
+    result = _run(str(path), *_server_args(), "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "format       nano-vectordb (DVD database.json)" in out
+    assert "records      10 (0 without text)" in out
+    assert "text field   caption" in out
+    assert f"dimension    {OLD_DIM} -> {DIM} (probed, model {MODEL})" in out
+    assert "estimate     ~" in out and "probe: 10 records" in out
+    assert "dry run: nothing written" in out
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_missing_text_stops_before_any_request(tmp_path, fake_vllm):
+    path = make_dvd_store(tmp_path / "database.json", n=6)
+    document = json.loads(path.read_bytes())
+    document["data"][4]["caption"] = ""
+    path.write_text(json.dumps(document), encoding="utf-8")
+    result = _run(str(path), *_server_args())
+    assert result.exit_code == 1
+    assert "1 of 6 records" in result.stderr and "'clip-4'" in result.stderr
+    assert "--drop-missing-text" in result.stderr
+    assert embedded_texts(fake_vllm) == []
+    assert fake_vllm.call_count == 0
+
+    dropped = _run(str(path), *_server_args(), "--drop-missing-text")
+    assert dropped.exit_code == 0, dropped.output
+    assert "records      5, 1 dropped" in dropped.stdout
+
+
+def test_server_gone_exits_non_zero_and_resumes(tmp_path, fake_vllm, failing_after):
+    path = make_dvd_store(tmp_path / "database.json", n=10)
+    original = path.read_bytes()
+    failing_after(fake_vllm, 1)  # only the dimension probe gets through
+    result = _run(str(path), *_server_args())
+    assert result.exit_code == 1
+    assert "run the same command again to resume" in result.stderr
+    assert "Traceback" not in result.output
+    assert path.read_bytes() == original
+    assert work_dir_for(path).is_dir()
+
+
+def test_update_config_toml_keeps_comments(tmp_path, fake_vllm):
+    path = make_dvd_store(tmp_path / "database.json", n=3)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "# kano backlog config\n"
+        "[embedding]\n"
+        'provider = "openai"\n'
+        f'model = "old-model"  # the previous model\n'
+        f"dimension = {OLD_DIM}\n"
+        f'base_url = "{BASE_URL}"\n'
+        f'api_key = "{API_KEY}"\n'
+        "\n[vector]\n"
+        'backend = "sqlite"\n',
+        encoding="utf-8",
+    )
+    result = _run(
+        str(path), "--config", str(config), "--model", MODEL, "--update-config", str(config)
+    )
+    assert result.exit_code == 0, result.output
+    text = config.read_text(encoding="utf-8")
+    assert text == (
+        "# kano backlog config\n"
+        "[embedding]\n"
+        'provider = "openai"\n'
+        f'model = "{MODEL}"  # the previous model\n'
+        f"dimension = {DIM}\n"
+        f'base_url = "{BASE_URL}"\n'
+        f'api_key = "{API_KEY}"\n'
+        "\n[vector]\n"
+        'backend = "sqlite"\n'
+    )
+    assert f"dimension: {OLD_DIM} -> {DIM}" in result.stdout
+    assert API_KEY not in result.output
+
+
+def test_update_config_python_prints_the_lines(tmp_path, fake_vllm):
+    path = make_dvd_store(tmp_path / "database.json", n=3)
+    config = tmp_path / "config.py"
+    source = (
+        'SERVER = "VLLM"\n'
+        "if SERVER == 'VLLM':\n"
+        f'    EMBEDDING_ENDPOINT = "{BASE_URL}"\n'
+        '    AOAI_EMBEDDING_LARGE_MODEL_NAME = "Qwen/Qwen3-Embedding-8B"\n'
+        f"    AOAI_EMBEDDING_LARGE_DIM = {OLD_DIM}  # see the model table\n"
+    )
+    config.write_text(source, encoding="utf-8")
+    result = _run(str(path), *_server_args(), "--update-config", str(config))
+    assert result.exit_code == 0, result.output
+    assert config.read_text(encoding="utf-8") == source  # code is never edited
+    out = result.stdout
+    assert "is Python code and was not edited" in out
+    assert f"line 5: AOAI_EMBEDDING_LARGE_DIM = {OLD_DIM}  # see the model table" in out
+    assert f"-> AOAI_EMBEDDING_LARGE_DIM = {DIM}  # see the model table" in out
+    assert f'-> AOAI_EMBEDDING_LARGE_MODEL_NAME = "{MODEL}"' in out
+
+
+def test_update_config_without_a_dimension_stops_first(tmp_path, fake_vllm):
+    path = make_dvd_store(tmp_path / "database.json", n=3)
+    original = path.read_bytes()
+    config = tmp_path / "app.json"
+    config.write_text(json.dumps({"embedder": {"base_url": BASE_URL}}), encoding="utf-8")
+    result = _run(str(path), *_server_args(), "--update-config", str(config))
+    assert result.exit_code == 1
+    assert "declares no dimension in embedder" in result.stderr
+    assert fake_vllm.call_count == 0
+    assert path.read_bytes() == original
+
+
+def test_llamaindex_out_directory(tmp_path, fake_vllm):
+    directory = make_llamaindex_store(tmp_path / "storage")
+    out = tmp_path / "storage-384"
+    result = _run(str(directory), *_server_args(), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in directory.iterdir())
+    vectors = json.loads((out / "default__vector_store.json").read_bytes())["embedding_dict"]
+    assert {len(v) for v in vectors.values()} == {DIM}
+    assert "backup" not in result.stdout
+
+
+def test_unknown_format_exit_code(tmp_path, fake_vllm):
+    path = tmp_path / "x.json"
+    path.write_text('{"a": 1}')
+    result = _run(str(path), *_server_args())
+    assert result.exit_code == 1
+    assert "unknown store format" in result.stderr
+    assert fake_vllm.call_count == 0
+
+
+def test_help_lists_the_options():
+    result = CliRunner().invoke(main, ["migrate", "--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--config",
+        "--section",
+        "--base-url",
+        "--model",
+        "--api-key",
+        "--dimensions",
+        "--out",
+        "--text-field",
+        "--drop-missing-text",
+        "--dry-run",
+        "--update-config",
+        "--batch-size",
+        "--yes",
+    ):
+        assert option in result.output
+
+
+def test_update_config_json_keeps_order_and_indent(tmp_path, fake_vllm):
+    path = make_dvd_store(tmp_path / "database.json", n=3)
+    config = tmp_path / "app.json"
+    document = {
+        "pdf_knowledge": {
+            "name": "kb",
+            "embedder": {"type": "openai", "model": "old", "dimension": OLD_DIM, "timeout": 30},
+            "chunking": {"size": 512},
+        }
+    }
+    config.write_text(json.dumps(document, indent=4) + "\n", encoding="utf-8")
+    result = _run(str(path), *_server_args(), "--update-config", str(config))
+    assert result.exit_code == 0, result.output
+    document["pdf_knowledge"]["embedder"].update(model=MODEL, dimension=DIM)  # type: ignore[attr-defined]
+    assert config.read_text(encoding="utf-8") == json.dumps(document, indent=4) + "\n"
+
+
+def test_paths_with_spaces(tmp_path: Path, fake_vllm):
+    directory = tmp_path / "my videos"
+    directory.mkdir()
+    path = make_dvd_store(directory / "database.json", n=2)
+    result = _run(str(path), *_server_args())
+    assert result.exit_code == 0, result.output
