@@ -139,7 +139,7 @@ class FakeServer:
 
     def __post_init__(self) -> None:
         r = self.router
-        r.post(f"{self.base}/v1/embeddings").mock(side_effect=self._embeddings)
+        self.embed_route = r.post(f"{self.base}/v1/embeddings").mock(side_effect=self._embeddings)
         r.get(f"{self.base}/v1/models").mock(side_effect=self._models)
         r.post(f"{self.base}/tokenize").mock(side_effect=self._tokenize)
         r.get(f"{self.base}/health").mock(return_value=httpx.Response(200))
@@ -201,7 +201,9 @@ class FakeServer:
             )
         texts: list[str] = body["input"]
         if not texts:
-            return httpx.Response(400, json={"error": {"message": "You must pass at least one prompt"}})
+            return httpx.Response(
+                400, json={"error": {"message": "You must pass at least one prompt"}}
+            )
         dims = body.get("dimensions")
         if dims is not None and not self.matryoshka:
             return httpx.Response(
@@ -254,6 +256,9 @@ class FakeServer:
             enc = "float"
         if enc == "bytes":
             return vllm_bytes_response(
-                vecs, embed_dtype=body.get("embed_dtype", "float32"), prompt_tokens=tokens, model=self.model
+                vecs,
+                embed_dtype=body.get("embed_dtype", "float32"),
+                prompt_tokens=tokens,
+                model=self.model,
             )
         return json_response(vecs, enc, prompt_tokens=tokens, model=self.model)

@@ -67,7 +67,6 @@ def test_invalid_inputs_are_refused_before_any_request(server, make_client, bad)
     assert server.embed_requests == []
 
 
-
 def test_query_and_document_instructions(router, make_client) -> None:
     srv = FakeServer(router, model="intfloat/e5-small-v2")
     c = make_client(srv.url)
@@ -143,7 +142,7 @@ def test_requests_are_pipelined(router, make_client) -> None:
         import asyncio
 
         state = {"in": 0, "peak": 0}
-        route = router.routes[0]
+        route = srv.embed_route
         original = route.side_effect
 
         async def slow(request):
@@ -158,7 +157,7 @@ def test_requests_are_pipelined(router, make_client) -> None:
         assert state["peak"] == 4
     else:
         barrier = threading.Barrier(4, timeout=10)
-        route = router.routes[0]
+        route = srv.embed_route
         original = route.side_effect
 
         def gated(request):

@@ -24,9 +24,7 @@ from vllm_embed._errors import (
 from vllm_embed._http_errors import error_from_response
 from vllm_embed._retry import (
     RetryableStatus,
-    is_retryable_status,
     make_async_retrying,
-    parse_retry_after,
 )
 from vllm_embed._transport import Decoded, parse_error_body
 from vllm_embed._types import EmbedResult, ModelInfo
@@ -124,26 +122,35 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
                 raise
             raise final from exc
 
-    async def _get(self, url: str, ep: Endpoint) -> httpx.Response:
-        async def attempt() -> httpx.Response:
-            try:
-                resp = await self._http().get(url, headers=self._headers)
-            except httpx.TransportError as exc:
-                raise self._transport_error(ep, exc) from exc
-            if is_retryable_status(resp.status_code):
-                body = parse_error_body(resp.content)
-                err = error_from_response(resp.status_code, body, url=ep.display_url)
-                raise RetryableStatus(err, parse_retry_after(resp.headers))
-            self._pool.mark_up(ep)
-            return resp
+    async def _call(
+        self, method: str, path: str, *, root: bool = False, content: bytes | None = None
+    ) -> tuple[httpx.Response, Endpoint]:
+        """See :meth:`EmbeddingClient._call`."""
+
+        async def attempt() -> tuple[httpx.Response, Endpoint]:
+            tried = 0
+            while True:
+                ep = self._pool.first()
+                url = (ep.root_url if root else ep.base_url) + path
+                try:
+                    resp = await self._http().request(
+                        method, url, content=content, headers=self._headers
+                    )
+                except httpx.TransportError as exc:
+                    err = self._transport_error(ep, exc)
+                    tried += 1
+                    if tried < len(self._pool) and not self._pool.all_down():
+                        continue
+                    raise err from exc
+                self._check_retryable(ep, resp.status_code, resp.content, resp.headers)
+                return resp, ep
 
         return await self._with_retries(attempt)
 
     # ------------------------------------------------------------ discovery
     async def models(self) -> list[ModelInfo]:
         """The models the server serves (``GET /v1/models``), with vLLM's max_model_len."""
-        ep = self._pool.first()
-        resp = await self._get(ep.base_url + "/models", ep)
+        resp, ep = await self._call("GET", "/models")
         if resp.status_code != 200:
             body = parse_error_body(resp.content)
             raise error_from_response(
@@ -196,8 +203,7 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
 
     async def version(self) -> str | None:
         """The server's version (``GET /version``; vLLM), or None if it has no such route."""
-        ep = self._pool.first()
-        resp = await self._get(ep.root_url + "/version", ep)
+        resp, _ = await self._call("GET", "/version", root=True)
         if resp.status_code != 200:
             return None
         try:
@@ -390,24 +396,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
 
     async def _count_tokens(self, model: str, text: str) -> int | None:
         """Exact token count from vLLM's ``POST /tokenize``; None if the server has none."""
-        ep = self._pool.first()
-        if ep.tokenize_supported is False:
+        if self._pool.first().tokenize_supported is False:
             return None
         body = self._tokenize_body(model, text)
-
-        async def attempt() -> httpx.Response:
-            try:
-                resp = await self._http().post(
-                    ep.root_url + "/tokenize", content=body, headers=self._headers
-                )
-            except httpx.TransportError as exc:
-                raise self._transport_error(ep, exc) from exc
-            if is_retryable_status(resp.status_code):
-                err = error_from_response(
-                    resp.status_code, parse_error_body(resp.content), url=ep.display_url
-                )
-                raise RetryableStatus(err, parse_retry_after(resp.headers))
-            return resp
-
-        resp = await self._with_retries(attempt)
+        resp, ep = await self._call("POST", "/tokenize", root=True, content=body)
         return self._tokenize_count(ep, resp.status_code, resp.content)

@@ -35,7 +35,7 @@ from vllm_embed._errors import (
     ModelNotFoundError,
     NoHealthyEndpointError,
 )
-from vllm_embed._http_errors import error_from_response, error_message, is_dimensions_refused
+from vllm_embed._http_errors import error_from_response, is_dimensions_refused
 from vllm_embed._instructions import Instructions, resolve_instructions
 from vllm_embed._retry import RetryableStatus, is_retryable_status, parse_retry_after
 from vllm_embed._transport import (
@@ -381,6 +381,20 @@ class BaseEmbeddingClient:
             url=url,
         )
 
+    def _check_retryable(
+        self, ep: Endpoint, status: int, content: bytes, headers: Mapping[str, str]
+    ) -> None:
+        """Raise RetryableStatus for 408/409/429/5xx; otherwise the endpoint is alive."""
+        if is_retryable_status(status):
+            err = error_from_response(
+                status,
+                parse_error_body(content),
+                url=ep.display_url,
+                request_id=headers.get("x-request-id"),
+            )
+            raise RetryableStatus(err, parse_retry_after(headers))
+        self._pool.mark_up(ep)
+
     def _final_connection_error(self, exc: APIConnectionError) -> APIConnectionError:
         if len(self._pool) > 1 and self._pool.all_down():
             urls = ", ".join(self.base_urls)
@@ -436,7 +450,7 @@ class BaseEmbeddingClient:
             logger.info("%s refused dimensions=%s; truncating client-side", url, self._dimensions)
             ep.dimensions_supported = False
             raise Renegotiate
-        if status in (400, 422) and _mentions_truncation(error_message(body)):
+        if status in (400, 422) and _mentions_truncation(body):
             ep.truncate_supported = False
             raise Renegotiate
         error = error_from_response(
@@ -564,8 +578,9 @@ class BaseEmbeddingClient:
         logger.warning("retrying after %s from %s in %.2fs", what, url, wait)
 
 
-def _mentions_truncation(message: str) -> bool:
-    return "truncate_prompt_tokens" in message or "truncation_side" in message
+def _mentions_truncation(body: Any) -> bool:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return "truncate_prompt_tokens" in text or "truncation_side" in text
 
 
 def _l2_normalize(out: npt.NDArray[np.float32]) -> None:

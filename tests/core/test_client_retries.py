@@ -1,0 +1,137 @@
+"""Retries through both twins: what is retried, Retry-After, bounds, final errors."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from _vllm_fakes import FakeServer, expected
+from vllm_embed import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+)
+
+FAST = RetryPolicy(max_attempts=4, initial_delay=0.01, max_delay=0.05, jitter=0.0)
+
+
+def _fail(status: int, headers: dict[str, str] | None = None, body: object = None):
+    return lambda req: httpx.Response(
+        status, headers=headers, json=body or {"error": {"message": "boom"}}
+    )
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+def test_retryable_statuses_are_retried(router, make_client, status) -> None:
+    srv = FakeServer(router)
+    srv.hooks[0] = _fail(status)
+    srv.hooks[1] = _fail(status)
+    c = make_client(srv.url, model="fake-model", retry=FAST)
+    np.testing.assert_allclose(c.embed(["a"]), expected(["a"], 8), rtol=1e-6)
+    assert len(srv.embed_requests) == 3
+    assert c.stats.retries == 2
+    assert c.sleeps == [0.01, 0.02]  # exponential backoff
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
+def test_other_4xx_are_never_retried(router, make_client, status) -> None:
+    srv = FakeServer(router)
+    srv.hooks[0] = _fail(status, body={"error": {"message": "nope"}})
+    c = make_client(srv.url, model="fake-model", retry=FAST)
+    with pytest.raises(Exception) as info:
+        c.embed(["a"])
+    assert getattr(info.value, "status_code", None) == status
+    assert len(srv.embed_requests) == 1
+    assert c.sleeps == []
+
+
+def test_retry_after_is_honoured(router, make_client) -> None:
+    srv = FakeServer(router)
+    srv.hooks[0] = _fail(429, {"retry-after": "3"})
+    srv.hooks[1] = _fail(503, {"retry-after-ms": "1500"})
+    c = make_client(srv.url, model="fake-model", retry=FAST)
+    c.embed(["a"])
+    assert c.sleeps == [3.0, 1.5]
+
+
+def test_exhausted_retries_raise_the_final_error(router, make_client) -> None:
+    srv = FakeServer(router)
+    for i in range(10):
+        srv.hooks[i] = _fail(503, body={"error": {"message": "engine dead"}})
+    c = make_client(srv.url, model="fake-model", retry=FAST)
+    with pytest.raises(ServerError, match="engine dead") as info:
+        c.embed(["a"])
+    assert info.value.status_code == 503
+    assert len(srv.embed_requests) == 4
+
+
+def test_rate_limit_after_retries(router, make_client) -> None:
+    srv = FakeServer(router)
+    for i in range(10):
+        srv.hooks[i] = _fail(429)
+    c = make_client(srv.url, model="fake-model", retry=RetryPolicy(max_attempts=2, initial_delay=0))
+    with pytest.raises(RateLimitError, match="max_concurrency"):
+        c.embed(["a"])
+
+
+def test_total_time_is_bounded(router, make_client) -> None:
+    """A Retry-After longer than the remaining budget ends retrying at once."""
+    srv = FakeServer(router)
+    srv.hooks[0] = _fail(429, {"retry-after": "3600"})
+    c = make_client(srv.url, model="fake-model", retry=RetryPolicy(total_timeout=30))
+    with pytest.raises(RateLimitError):
+        c.embed(["a"])
+    assert c.sleeps == []
+    assert len(srv.embed_requests) == 1
+
+
+def test_retries_disabled(router, make_client) -> None:
+    srv = FakeServer(router)
+    srv.hooks[0] = _fail(500)
+    c = make_client(srv.url, model="fake-model", retry=RetryPolicy.none())
+    with pytest.raises(ServerError):
+        c.embed(["a"])
+    assert len(srv.embed_requests) == 1
+
+
+def test_connection_errors_are_retried_then_named(router, make_client) -> None:
+    router.route(host="down.test").mock(side_effect=httpx.ConnectError("refused"))
+    c = make_client("http://down.test:8000/v1", model="m", retry=FAST)
+    with pytest.raises(APIConnectionError, match="http://down.test:8000/v1") as info:
+        c.embed(["a"])
+    assert "Is the server up" in str(info.value)
+    assert info.value.url == "http://down.test:8000/v1"
+    assert router.routes[-1].call_count == 4
+
+
+def test_timeouts_become_api_timeout_error(router, make_client) -> None:
+    srv = FakeServer(router)
+    for i in range(2):
+        srv.hooks[i] = lambda req: (_ for _ in ()).throw(httpx.ReadTimeout("slow", request=req))
+    c = make_client(srv.url, model="fake-model", retry=RetryPolicy(max_attempts=2, initial_delay=0))
+    with pytest.raises(APITimeoutError, match="timed out"):
+        c.embed(["a"])
+
+
+def test_a_timeout_then_success(router, make_client) -> None:
+    srv = FakeServer(router)
+    srv.hooks[0] = lambda req: (_ for _ in ()).throw(httpx.ReadTimeout("slow", request=req))
+    c = make_client(srv.url, model="fake-model", retry=FAST)
+    np.testing.assert_allclose(c.embed(["a"]), expected(["a"], 8), rtol=1e-6)
+    assert c.stats.retries == 1
+
+
+def test_auth_and_bad_request_classes(router, make_client) -> None:
+    srv = FakeServer(router)
+    srv.hooks[0] = _fail(401, body={"error": "Unauthorized"})
+    srv.hooks[1] = _fail(400, body={"error": {"message": "bad"}})
+    c = make_client(srv.url, model="fake-model", retry=FAST)
+    with pytest.raises(AuthenticationError):
+        c.embed(["a"])
+    with pytest.raises(BadRequestError):
+        c.embed(["a"])
