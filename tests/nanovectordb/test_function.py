@@ -152,3 +152,12 @@ async def test_from_config_checks_the_declared_dimension(
     )
     fn = await VLLMEmbeddingFunction.from_config(path).resolve()
     assert fn.embedding_dim == DIM
+
+
+async def test_lightrag_context_argument_picks_the_instruction(server: respx.Route) -> None:
+    fn = VLLMEmbeddingFunction(**{**KW, "instructions": "e5"})
+    await fn(["chunk"], context="document")
+    await fn(["question"], context="query")
+    assert embedding_inputs(server) == [["passage: chunk"], ["query: question"]]
+    with pytest.raises(InvalidInputError, match="context"):
+        await fn(["x"], context="summary")  # type: ignore[arg-type]

@@ -11,7 +11,10 @@ LightRAG::
     fn = VLLMEmbeddingFunction(base_url="http://127.0.0.1:8000/v1", model="minilm")
     await fn.resolve()                      # asks the server once: dimension, max_model_len
     embedding_func = EmbeddingFunc(
-        embedding_dim=fn.embedding_dim, max_token_size=fn.max_token_size, func=fn
+        embedding_dim=fn.embedding_dim,
+        max_token_size=fn.max_token_size,
+        func=fn,
+        supports_asymmetric=True,           # recent LightRAG: passes context="query"/"document"
     )
 """
 
@@ -194,17 +197,26 @@ class VLLMEmbeddingFunction:
 
     # -- embedding ----------------------------------------------------------------------
 
-    async def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Embed ``texts``: float32 array (len(texts), dim), rows L2-normalised."""
+    async def __call__(
+        self, texts: Sequence[str], context: Kind | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Embed ``texts``: float32 array (len(texts), dim), rows L2-normalised.
+
+        ``context`` (``"query"`` / ``"document"``, as LightRAG passes it with
+        ``supports_asymmetric=True``) overrides this function's ``kind`` for the call.
+        """
         _check_batch(texts)
+        kind = self.kind if context is None else context
+        if kind not in ("document", "query", "raw"):
+            raise InvalidInputError(f"context must be 'query' or 'document', got {context!r}")
         if len(texts) == 0 and (self._dim is not None or self._declared_dim is not None):
             return np.empty((0, self._dim or self._declared_dim or 0), dtype=np.float32)
         client = self._async()
         if client is not None:
-            vectors = await _embed_async(client, list(texts), self.kind)
+            vectors = await _embed_async(client, list(texts), kind)
         else:
             sync = self._sync()
-            vectors = await asyncio.to_thread(_embed_sync, sync, list(texts), self.kind)
+            vectors = await asyncio.to_thread(_embed_sync, sync, list(texts), kind)
         if self._dim is None and vectors.shape[0]:
             self._set_dim(int(vectors.shape[1]))
         return l2_normalize(vectors)

@@ -1,0 +1,70 @@
+"""LangChain retrieval over your own vLLM server: ``VLLMEmbeddings`` + ``InMemoryVectorStore``.
+
+Start a server (``vllm-embed serve`` or ``vllm serve <model> --runner pooling``), then::
+
+    python examples/langchain_retrieval.py --base-url http://127.0.0.1:8000/v1 --model minilm
+
+``--base-url``, ``--api-key`` and ``--model`` default to ``VLLM_EMBED_BASE_URL``,
+``VLLM_EMBED_API_KEY`` and ``VLLM_EMBED_MODEL``. Exit code 0 when every question finds the
+passage it should, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from langchain_core.documents import Document
+from langchain_core.vectorstores import InMemoryVectorStore
+
+from vllm_embed_langchain import VLLMEmbeddings
+
+PASSAGES = {
+    "sourdough": "A sourdough starter needs flour, water and a few days of patience.",
+    "jupiter": "Jupiter is the largest planet in the solar system.",
+    "hashmap": "A hash map gives average constant-time lookups by key.",
+    "roses": "Prune roses in late winter, just before new growth starts.",
+    "interest": "Compound interest makes savings grow faster over long periods.",
+    "marathon": "The marathon distance is a little over forty-two kilometres.",
+    "sleep": "Adults should aim for seven to nine hours of sleep each night.",
+    "passport": "A valid passport is required for most international flights.",
+}
+QUESTIONS = {
+    "Which planet is the biggest?": "jupiter",
+    "How long is a marathon race?": "marathon",
+    "What do I need to bake bread with wild yeast?": "sourdough",
+    "How can my money grow over decades?": "interest",
+    "What document do I need to fly abroad?": "passport",
+}
+
+
+def main(base_url: str | None, api_key: str | None, model: str | None) -> int:
+    """Index PASSAGES, ask QUESTIONS, print the answers; 0 if all are right."""
+    embeddings = VLLMEmbeddings(base_url=base_url, api_key=api_key, model=model)
+    store = InMemoryVectorStore(embeddings)
+    store.add_documents(
+        [Document(page_content=text, metadata={"key": key}) for key, text in PASSAGES.items()]
+    )
+    wrong = 0
+    for question, expected in QUESTIONS.items():
+        doc, score = store.similarity_search_with_score(question, k=1)[0]
+        ok = doc.metadata["key"] == expected
+        wrong += not ok
+        print(f"{'ok ' if ok else 'BAD'} {score:.3f}  {question}\n      -> {doc.page_content}")
+    embeddings.close()
+    print(f"{len(QUESTIONS) - wrong}/{len(QUESTIONS)} questions answered with the right passage")
+    return 0 if wrong == 0 else 1
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", default=os.environ.get("VLLM_EMBED_BASE_URL"))
+    parser.add_argument("--api-key", default=os.environ.get("VLLM_EMBED_API_KEY"))
+    parser.add_argument("--model", default=os.environ.get("VLLM_EMBED_MODEL"))
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = _args(sys.argv[1:])
+    sys.exit(main(args.base_url, args.api_key, args.model))

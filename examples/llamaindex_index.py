@@ -1,0 +1,85 @@
+"""LlamaIndex over your own vLLM server: ``VLLMEmbedding`` as ``Settings.embed_model``.
+
+Builds a ``VectorStoreIndex`` from documents, persists its ``StorageContext``, reloads it
+and answers questions from the reloaded index (no LLM needed: retrieval only)::
+
+    python examples/llamaindex_index.py --base-url http://127.0.0.1:8000/v1 --model minilm
+
+``--base-url``, ``--api-key`` and ``--model`` default to ``VLLM_EMBED_BASE_URL``,
+``VLLM_EMBED_API_KEY`` and ``VLLM_EMBED_MODEL``; ``--persist-dir`` keeps the index (default:
+a temporary directory). Exit code 0 when every question finds the right document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from llama_index.core import (
+    Document,
+    Settings,
+    StorageContext,
+    VectorStoreIndex,
+    load_index_from_storage,
+)
+
+from vllm_embed_llamaindex import VLLMEmbedding
+
+DOCUMENTS = {
+    "risotto": "Risotto wants warm stock added one ladle at a time while stirring.",
+    "light-year": "A light-year is the distance light travels in one year.",
+    "git": "Git branches let you work on a feature without touching main.",
+    "compost": "Compost improves soil structure and feeds earthworms.",
+    "inflation": "Inflation reduces the purchasing power of money over time.",
+    "peloton": "Cyclists ride in a peloton to save energy by drafting.",
+    "vaccines": "Vaccines train the immune system to recognise a pathogen.",
+    "jet-lag": "Jet lag is worse when flying east across many time zones.",
+}
+QUESTIONS = {
+    "How far does light go in a year?": "light-year",
+    "Why do prices make my savings worth less?": "inflation",
+    "How do I develop a feature without breaking the main code?": "git",
+    "Why do bike racers stay close together?": "peloton",
+    "What makes the body able to fight a disease it has not met?": "vaccines",
+}
+
+
+def main(
+    base_url: str | None, api_key: str | None, model: str | None, persist_dir: str | None = None
+) -> int:
+    """Build, persist, reload, query; 0 if every question finds its document."""
+    Settings.embed_model = VLLMEmbedding(base_url=base_url, api_key=api_key, model_name=model)
+    with tempfile.TemporaryDirectory() as tmp:
+        where = Path(persist_dir or tmp)
+        docs = [Document(text=text, metadata={"key": key}) for key, text in DOCUMENTS.items()]
+        VectorStoreIndex.from_documents(docs).storage_context.persist(persist_dir=where)
+        print(f"index persisted to {where}")
+
+        index = load_index_from_storage(StorageContext.from_defaults(persist_dir=where))
+        retriever = index.as_retriever(similarity_top_k=1)
+        wrong = 0
+        for question, expected in QUESTIONS.items():
+            hit = retriever.retrieve(question)[0]
+            ok = hit.node.metadata["key"] == expected
+            wrong += not ok
+            print(f"{'ok ' if ok else 'BAD'} {hit.score:.3f}  {question}")
+            print(f"      -> {hit.node.get_content()}")
+    print(f"{len(QUESTIONS) - wrong}/{len(QUESTIONS)} questions answered from the reloaded index")
+    return 0 if wrong == 0 else 1
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", default=os.environ.get("VLLM_EMBED_BASE_URL"))
+    parser.add_argument("--api-key", default=os.environ.get("VLLM_EMBED_API_KEY"))
+    parser.add_argument("--model", default=os.environ.get("VLLM_EMBED_MODEL"))
+    parser.add_argument("--persist-dir", help="keep the index here (default: a temp dir)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = _args(sys.argv[1:])
+    sys.exit(main(args.base_url, args.api_key, args.model, args.persist_dir))
