@@ -7,6 +7,7 @@ without re-embedding the documents, and the async path agrees with the sync one.
 
 from __future__ import annotations
 
+import asyncio
 import runpy
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,16 +77,23 @@ def test_index_from_documents_persist_and_reload(
     assert embed_model.client.stats.inputs - calls == len(DEMO_QUERIES)
 
 
-async def test_async_index_and_retrieval(embed_model: VLLMEmbedding) -> None:
+def test_async_index_and_retrieval(embed_model: VLLMEmbedding) -> None:
+    # from_documents(use_async=True) runs its own event loop, so this test is sync
     index = VectorStoreIndex.from_documents(_documents(), use_async=True)
-    for query in DEMO_QUERIES:
-        hit = (await index.as_retriever(similarity_top_k=1).aretrieve(query.text))[0]
-        assert hit.node.metadata["topic"] == query.topic
+    retriever = index.as_retriever(similarity_top_k=1)
+
+    async def ask() -> tuple[list[str], list[float]]:
+        topics = [
+            (await retriever.aretrieve(q.text))[0].node.metadata["topic"] for q in DEMO_QUERIES
+        ]
+        vector = await embed_model.aget_query_embedding(DEMO_QUERIES[0].text)
+        await embed_model.aclose()
+        return topics, vector
+
+    topics, vector = asyncio.run(ask())
+    assert topics == [q.topic for q in DEMO_QUERIES]
     sync = embed_model.get_query_embedding(DEMO_QUERIES[0].text)
-    np.testing.assert_allclose(
-        await embed_model.aget_query_embedding(DEMO_QUERIES[0].text), sync, atol=1e-5
-    )
-    await embed_model.aclose()
+    np.testing.assert_allclose(vector, sync, atol=1e-5)
 
 
 def test_bad_input_and_empty_batch(embed_model: VLLMEmbedding) -> None:

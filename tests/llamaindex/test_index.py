@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,9 +56,11 @@ def test_from_documents_embeds_every_node_in_one_pipelined_call(
         assert _top_text(index, text) == text
 
 
-async def test_async_build_and_query(server: respx.Route, embed_model: VLLMEmbedding) -> None:
+def test_async_build_and_query(server: respx.Route, embed_model: VLLMEmbedding) -> None:
+    # from_documents(use_async=True) runs its own event loop, so this test is sync
     index = VectorStoreIndex.from_documents([Document(text=t) for t in TEXTS], use_async=True)
-    nodes = await index.as_retriever(similarity_top_k=1).aretrieve(TEXTS[2])
+    assert embedding_inputs(server) == [TEXTS]
+    nodes = asyncio.run(index.as_retriever(similarity_top_k=1).aretrieve(TEXTS[2]))
     assert nodes[0].node.get_content() == TEXTS[2]
 
 

@@ -247,7 +247,7 @@ class VLLMEmbedding(BaseEmbedding):
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
         """Embed all ``texts`` in one call to the core's pipelined batching."""
-        if self.embeddings_cache is not None:  # LlamaIndex's cache path, per batch
+        if getattr(self, "embeddings_cache", None) is not None:  # LlamaIndex's cache path
             return super().get_text_embedding_batch(texts, show_progress, **kwargs)
         if _is_empty_batch(texts):
             return []
@@ -269,7 +269,7 @@ class VLLMEmbedding(BaseEmbedding):
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
         """Async :meth:`get_text_embedding_batch`."""
-        if self.embeddings_cache is not None:
+        if getattr(self, "embeddings_cache", None) is not None:
             return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
         if _is_empty_batch(texts):
             return []
