@@ -1,0 +1,244 @@
+"""Benchmark ``vllm-embed migrate`` on a 200,000-record nano-vectordb store (not a test).
+
+    .venv/bin/python benchmarks/migrate_bench.py [--records 200000] [--old-dim 1024]
+        [--new-dim 384] [--store-dir /tmp/vllm-embed-migrate-bench]
+
+Against the fast fake server (``vllm_embed_testing.fake_server.FakeEmbeddingServer``,
+pinned to the last core; the client runs on the first), it measures in separate
+processes so peak-memory figures are not polluted by each other:
+
+1. ``raw``: the core client's own throughput, ``EmbeddingClient.embed`` on the same texts;
+2. ``migrate``: the whole migration (read, embed in journaled chunks, assemble, verify with
+   our parser and with nano-vectordb, atomic rename) with records/s and peak RSS
+   (``ru_maxrss``);
+3. ``migrate+tracemalloc``: the same run under ``tracemalloc`` for the peak of Python
+   allocations (slower, so its time is not reported as a rate).
+
+The store is built once by nano-vectordb itself (``NanoVectorDB.upsert`` + ``save``) and
+cached in ``--store-dir``. The budget the issue sets is ``2 x (old matrix + new matrix)``.
+Prints a table and writes ``benchmarks/results/migrate.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "migrate.json"
+sys.path.insert(0, str(ROOT / "shared"))
+
+MODEL = "fake-model"
+KEY = "sk-bench-migrate"
+
+
+def caption(i: int) -> str:
+    """A DVD-like caption, different for every record."""
+    return f"[{i // 60:05d}:{i % 60:02d}] clip {i}: a person walks a dog by the river, camera pans"
+
+
+# -- phases (each runs in its own process) -------------------------------------------------
+def build_store(path: Path, records: int, old_dim: int) -> None:
+    """A DVD ``database.json`` written by nano-vectordb itself."""
+    import logging
+
+    import numpy as np
+    from nano_vectordb import NanoVectorDB
+
+    logging.getLogger("nano-vectordb").setLevel(logging.WARNING)
+    rng = np.random.default_rng(0)
+    db = NanoVectorDB(old_dim, storage_file=str(path))
+    step = 20_000
+    for start in range(0, records, step):
+        vectors = rng.standard_normal((min(step, records - start), old_dim), dtype=np.float32)
+        db.upsert(
+            [
+                {"__id__": f"clip-{start + k}", "__vector__": v, "caption": caption(start + k)}
+                for k, v in enumerate(vectors)
+            ]
+        )
+    db.store_additional_data(video_path="/videos/bench.mp4", fps=2, frames=records)
+    db.save()
+
+
+def _pin_client() -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {0})
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def phase_raw(base_url: str, records: int, encoding: str) -> dict[str, Any]:
+    """The core client's own throughput on the migration's texts."""
+    from vllm_embed import EmbeddingClient
+
+    _pin_client()
+    texts = [caption(i) for i in range(records)]
+    with EmbeddingClient(base_url, api_key=KEY, model=MODEL, encoding=encoding) as client:  # type: ignore[arg-type]
+        client.embed(texts)  # warm up: negotiation, connections, the server's vector cache
+        began = time.perf_counter()
+        vectors = client.embed(texts)
+        seconds = time.perf_counter() - began
+    assert vectors.shape[0] == records
+    return {"seconds": seconds, "records_per_s": records / seconds, "peak_rss_mb": _peak_rss_mb()}
+
+
+def phase_migrate(
+    base_url: str, store: Path, out: Path, trace: bool, encoding: str
+) -> dict[str, Any]:
+    """One whole migration to ``out`` (the source stays for the next run)."""
+    import tracemalloc
+
+    from vllm_embed import EmbeddingClient
+    from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
+
+    _pin_client()
+    if trace:
+        tracemalloc.start()
+    began = time.perf_counter()
+    opened = open_store(store)
+    with EmbeddingClient(base_url, api_key=KEY, model=MODEL, encoding=encoding) as client:  # type: ignore[arg-type]
+        result = migrate_store(opened, client, MigrationOptions(out=out))
+    seconds = time.perf_counter() - began
+    traced = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
+    return {
+        "seconds": seconds,
+        "embed_seconds": result.embed_seconds,
+        "records": result.records,
+        "records_per_s": result.records / seconds,
+        "embed_records_per_s": result.rate,
+        "old_dim": result.old_dim,
+        "new_dim": result.new_dim,
+        "verified_with": result.verified_with,
+        "peak_rss_mb": _peak_rss_mb(),
+        "peak_traced_mb": traced,
+    }
+
+
+# -- orchestration ---------------------------------------------------------------------------
+def _child(*args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True
+    )
+    if out.returncode:
+        raise SystemExit(f"phase {args[0]} failed:\n{out.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--old-dim", type=int, default=1024)
+    parser.add_argument("--new-dim", type=int, default=384)
+    parser.add_argument("--store-dir", type=Path, default=Path("/tmp/vllm-embed-migrate-bench"))
+    parser.add_argument(
+        "--encoding",
+        default="auto",
+        choices=["auto", "bytes", "base64", "float"],
+        help="Response encoding for both the raw client and the migration (same for both).",
+    )
+    parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.phase:
+        kind, *rest = args.phase
+        if kind == "build":
+            build_store(Path(rest[0]), int(rest[1]), int(rest[2]))
+            print(json.dumps({}))
+        elif kind == "raw":
+            print(json.dumps(phase_raw(rest[0], int(rest[1]), rest[2])))
+        else:
+            trace = kind == "trace"
+            result = phase_migrate(rest[0], Path(rest[1]), Path(rest[2]), trace, rest[3])
+            print(json.dumps(result))
+        return
+
+    from vllm_embed_testing.fake_server import FakeEmbeddingServer
+
+    args.store_dir.mkdir(parents=True, exist_ok=True)
+    store = args.store_dir / f"database-{args.records}-d{args.old_dim}.json"
+    if not store.exists():
+        print(f"building {store} with nano-vectordb ...", file=sys.stderr)
+        _child("build", str(store), str(args.records), str(args.old_dim))
+    out = args.store_dir / "migrated.json"
+    cpus = [os.cpu_count() - 1] if (os.cpu_count() or 1) > 1 else None  # type: ignore[operator]
+    runs: dict[str, dict[str, Any]] = {}
+    with FakeEmbeddingServer(dim=args.new_dim, model=MODEL, api_key=KEY, cpus=cpus) as server:
+        runs["raw"] = _child("raw", server.base_url, str(args.records), args.encoding)
+        for name in ("migrate", "trace"):
+            out.unlink(missing_ok=True)
+            runs[name] = _child(name, server.base_url, str(store), str(out), args.encoding)
+    out.unlink(missing_ok=True)
+
+    old_mb = args.records * args.old_dim * 4 / 2**20
+    new_mb = args.records * args.new_dim * 4 / 2**20
+    budget = 2 * (old_mb + new_mb)
+    report = {
+        "records": args.records,
+        "old_dim": args.old_dim,
+        "new_dim": args.new_dim,
+        "store_file_mb": store.stat().st_size / 2**20,
+        "old_matrix_mb": old_mb,
+        "new_matrix_mb": new_mb,
+        "memory_budget_mb": budget,
+        "raw_client": runs["raw"],
+        "migrate": runs["migrate"],
+        "migrate_tracemalloc": runs["trace"],
+        "migrate_vs_raw": runs["migrate"]["records_per_s"] / runs["raw"]["records_per_s"],
+        "embed_phase_vs_raw": runs["migrate"]["embed_records_per_s"] / runs["raw"]["records_per_s"],
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "server": "FakeEmbeddingServer (one process, pinned to the last core)",
+        "encoding": args.encoding,
+        "command": "python benchmarks/migrate_bench.py " + " ".join(sys.argv[1:]),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    _print_table(report)
+
+
+def _print_table(r: dict[str, Any]) -> None:
+    m, raw, t = r["migrate"], r["raw_client"], r["migrate_tracemalloc"]
+    rows = [
+        (
+            "store",
+            f"{r['records']:,} records, d{r['old_dim']} -> d{r['new_dim']}, "
+            f"{r['store_file_mb']:,.0f} MiB file",
+        ),
+        ("core client embed()", f"{raw['records_per_s']:,.0f} records/s"),
+        (
+            "migrate, whole run",
+            f"{m['records_per_s']:,.0f} records/s ({m['seconds']:.1f} s), "
+            f"{r['migrate_vs_raw']:.0%} of raw",
+        ),
+        (
+            "migrate, embedding phase",
+            f"{m['embed_records_per_s']:,.0f} records/s, {r['embed_phase_vs_raw']:.0%} of raw",
+        ),
+        ("peak RSS (ru_maxrss)", f"{m['peak_rss_mb']:,.0f} MiB"),
+        ("peak traced (tracemalloc)", f"{t['peak_traced_mb']:,.0f} MiB"),
+        (
+            "old + new matrix",
+            f"{r['old_matrix_mb'] + r['new_matrix_mb']:,.0f} MiB "
+            f"(budget 2x = {r['memory_budget_mb']:,.0f} MiB)",
+        ),
+        ("verified with", ", ".join(m["verified_with"])),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
