@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import respx
-
 from _vllm_fakes import FakeServer
+
 from vllm_embed import AsyncEmbeddingClient, EmbeddingClient
 
 
@@ -46,7 +46,9 @@ def server(router: respx.MockRouter) -> FakeServer:
 class Twin:
     """Calls either twin synchronously: async methods run on a private loop."""
 
-    def __init__(self, client: EmbeddingClient | AsyncEmbeddingClient, loop: asyncio.AbstractEventLoop | None):
+    def __init__(
+        self, client: EmbeddingClient | AsyncEmbeddingClient, loop: asyncio.AbstractEventLoop | None
+    ):
         self.client = client
         self.loop = loop
         self.sleeps: list[float] = []

@@ -9,9 +9,9 @@ import httpx
 import numpy as np
 import pytest
 import respx
-
 from _vllm_fakes import FakeServer, expected
-from vllm_embed import InvalidInputError, Instructions
+
+from vllm_embed import Instructions, InvalidInputError
 
 TEXTS = [f"text number {i}" for i in range(23)]
 
@@ -218,5 +218,5 @@ def test_user_supplied_http_client_is_not_closed(server) -> None:
 
 def test_respx_is_the_only_transport(router: respx.MockRouter) -> None:
     """Sanity: the router refuses unmocked hosts (so no test talks to a real network)."""
-    with pytest.raises(Exception):
+    with pytest.raises(respx.models.AllMockedAssertionError):
         httpx.get("http://unmocked.test/")

@@ -8,8 +8,8 @@ import threading
 import httpx
 import numpy as np
 import pytest
-
 from _vllm_fakes import FakeServer, expected
+
 from vllm_embed import NoHealthyEndpointError, RetryPolicy
 
 TEXTS = [f"t{i}" for i in range(40)]
@@ -99,7 +99,7 @@ def test_all_endpoints_down(router, make_client) -> None:
         retry=RetryPolicy(max_attempts=2, initial_delay=0),
     )
     c.client._max_model_len_known = True  # skip discovery: this test is about embeddings
-    with pytest.raises(NoHealthyEndpointError, match="http://a.test/v1, http://b.test/v1"):
+    with pytest.raises(NoHealthyEndpointError, match=r"http://a\.test/v1, http://b\.test/v1"):
         c.embed(["x"])
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-
 from _vllm_fakes import FakeServer, expected
+
 from vllm_embed import DimensionsNotSupportedError
 
 

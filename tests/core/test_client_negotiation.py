@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _vllm_fakes import FakeServer, expected
+
 from vllm_embed import EncodingNotSupportedError
 
 TEXTS = ["a", "b c", "d"]

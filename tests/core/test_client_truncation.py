@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-
 from _vllm_fakes import FakeServer, fake_tokens
+
 from vllm_embed import ContextLengthError, RetryPolicy
 
 # The fake server: max_model_len 64, one token per word + 2 specials.

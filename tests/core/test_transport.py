@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from _vllm_fakes import expected, json_response, vllm_bytes_response
+
 from vllm_embed import APIError, EncodingNotSupportedError
 from vllm_embed._transport import (
     EncodingState,
@@ -70,8 +70,11 @@ def test_json_items_sorted_by_index() -> None:
     doc = json.loads(resp.content)
     doc["data"].reverse()
     d = decode_response(
-        content=json.dumps(doc).encode(), content_type="application/json", metadata_header=None,
-        n_inputs=4, url="u",
+        content=json.dumps(doc).encode(),
+        content_type="application/json",
+        metadata_header=None,
+        n_inputs=4,
+        url="u",
     )
     np.testing.assert_allclose(d.vectors, VECS, rtol=1e-6)
 
@@ -82,7 +85,13 @@ def test_json_items_sorted_by_index() -> None:
         (b"<html>", "text/html", None, 1, "neither JSON"),
         (b'{"nope": 1}', "application/json", None, 1, "no 'data'"),
         (b'{"data": [{"embedding": [1, 2]}]}', "application/json", None, 2, "1 vectors for 2"),
-        (b'{"data": [{"embedding": [1]}, {"embedding": [1, 2]}]}', "application/json", None, 2, "bad"),
+        (
+            b'{"data": [{"embedding": [1]}, {"embedding": [1, 2]}]}',
+            "application/json",
+            None,
+            2,
+            "bad",
+        ),
         (b"\x00" * 8, "application/octet-stream", "not json", 1, "metadata"),
         (
             b"\x00" * 8,
@@ -95,7 +104,9 @@ def test_json_items_sorted_by_index() -> None:
 )
 def test_unreadable_responses_raise_api_error(content, ctype, meta, n, why) -> None:
     with pytest.raises(APIError, match=why):
-        decode_response(content=content, content_type=ctype, metadata_header=meta, n_inputs=n, url="u")
+        decode_response(
+            content=content, content_type=ctype, metadata_header=meta, n_inputs=n, url="u"
+        )
 
 
 def test_build_body_sends_vllm_fields_only_when_needed() -> None:
@@ -103,8 +114,12 @@ def test_build_body_sends_vllm_fields_only_when_needed() -> None:
     assert plain == {"model": "m", "input": ["a"], "encoding_format": "base64"}
     full = json.loads(
         build_body(
-            model="m", inputs=("a", "é"), encoding="bytes", embed_dtype="float16",
-            dimensions=64, truncate_prompt_tokens=255,
+            model="m",
+            inputs=("a", "é"),
+            encoding="bytes",
+            embed_dtype="float16",
+            dimensions=64,
+            truncate_prompt_tokens=255,
         )
     )
     assert full == {
@@ -123,7 +138,12 @@ def test_build_body_sends_vllm_fields_only_when_needed() -> None:
 
 
 REJECT_TABLE = [
-    (400, {"error": {"message": "encoding_format: Input should be 'float' or 'base64'"}}, "bytes", True),
+    (
+        400,
+        {"error": {"message": "encoding_format: Input should be 'float' or 'base64'"}},
+        "bytes",
+        True,
+    ),
     (422, {"detail": [{"loc": ["body", "encoding_format"], "msg": "bad"}]}, "base64", True),
     (400, "unknown encoding format", "base64", True),
     (400, {"error": {"message": "maximum context length"}}, "bytes", False),

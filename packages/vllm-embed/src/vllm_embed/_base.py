@@ -377,7 +377,7 @@ class BaseEmbeddingClient:
             )
         return APIConnectionError(
             f"Could not connect to {url} ({type(exc).__name__}). Is the server up and is "
-            "base_url right? Try `curl " + ep.root_url + "/health`.",
+            "base_url right? Try `curl " + redact_url(ep.root_url) + "/health`.",
             url=url,
         )
 
