@@ -473,10 +473,11 @@ class _App:
         headers = {"content-type": "application/octet-stream"}
         if encoding == "bytes":
             items = self._metadata_items(len(entries), dtype, endianness, out_dim)
+            # vLLM sends json.dumps() with the default separators (", " and ": ").
             headers["metadata"] = (
-                f'{{"id":"embd-fake-{self.embed_requests}","created":{int(time.time())},'
-                f'"model":{json.dumps(self.config.model)},"data":{items},'
-                f'"usage":{json.dumps(usage, separators=(",", ":"))}}}'
+                f'{{"id": "embd-fake-{self.embed_requests}", "created": {int(time.time())}, '
+                f'"model": {json.dumps(self.config.model)}, "data": {items}, '
+                f'"usage": {json.dumps(usage)}}}'
             )
         return 200, headers, body
 
@@ -497,7 +498,7 @@ class _App:
                 }
                 for i in range(n)
             ]
-            text = self.metadata_cache[key] = json.dumps(items, separators=(",", ":"))
+            text = self.metadata_cache[key] = json.dumps(items)
         return text
 
     def _json_response(
