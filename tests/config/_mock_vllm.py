@@ -22,6 +22,7 @@ class MockVLLM:
     api_key: str | None = None
     health: bool = True
     max_model_len: int | None = 256
+    matryoshka: bool = False
     seen_auth: list[str | None] = field(default_factory=list)
 
     def _authorized(self, request: httpx.Request) -> bool:
@@ -46,9 +47,18 @@ class MockVLLM:
             return httpx.Response(
                 404, json={"error": {"message": message, "type": "NotFoundError", "code": 404}}
             )
+        dim = body.get("dimensions") or self.dim
+        if "dimensions" in body and not self.matryoshka:
+            message = (
+                f"Model '{body['model']}' does not support Matryoshka embeddings; dimensions "
+                f"must be unset (received dimensions={body['dimensions']})"
+            )
+            return httpx.Response(
+                400, json={"error": {"message": message, "type": "BadRequestError", "code": 400}}
+            )
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [
-            {"object": "embedding", "index": i, "embedding": [1.0] + [0.0] * (self.dim - 1)}
+            {"object": "embedding", "index": i, "embedding": [1.0] + [0.0] * (dim - 1)}
             for i in range(len(texts))
         ]
         usage = {"prompt_tokens": 3 * len(texts), "total_tokens": 3 * len(texts)}

@@ -150,6 +150,22 @@ def test_undeclared_dimension_is_a_warning_with_the_value_to_declare(tmp_path: P
     assert "Declare dimension = 768" in result.output
 
 
+def test_matryoshka_request_refused_or_honoured() -> None:
+    env = {"VLLM_EMBED_DIMENSIONS": "128"}
+    args = ["doctor", "--base-url", BASE_URL, "--dimension", "128"]
+    with respx.mock(assert_all_called=False) as router:
+        MockVLLM(matryoshka=False).install(router)
+        refused = CliRunner().invoke(main, args, env=env)
+    assert refused.exit_code == 1
+    assert "refuses dimensions=128" in lines_for(refused, "dimension")
+    assert "is_matryoshka" in refused.output
+    with respx.mock(assert_all_called=False) as router:
+        MockVLLM(matryoshka=True).install(router)
+        honoured = CliRunner().invoke(main, args, env=env)
+    assert honoured.exit_code == 0, honoured.output
+    assert "128 (dimensions=128 requested), as declared" in lines_for(honoured, "dimension")
+
+
 def test_without_a_file_the_migrate_hint_uses_options() -> None:
     with respx.mock(assert_all_called=False) as router:
         MockVLLM().install(router)

@@ -31,6 +31,7 @@ from vllm_embed._errors import (
     APIConnectionError,
     APIError,
     AuthenticationError,
+    DimensionsNotSupportedError,
     VLLMEmbedError,
 )
 
@@ -296,6 +297,15 @@ def _check_dimension(client: Any, cfg: EmbedConfig, section: str | None) -> Chec
     name = "dimension"
     try:
         real = int(client.dimension())
+    except DimensionsNotSupportedError:
+        return Check(
+            name,
+            "fail",
+            f"the server refuses dimensions={cfg.dimensions}: the model is not loaded as "
+            "Matryoshka",
+            f"Remove dimensions {_config_hint(cfg, 'dimensions')}, or start vLLM with "
+            "--hf-overrides '{\"is_matryoshka\": true}' if the model supports it.",
+        )
     except APIError as exc:
         return Check(
             name,
