@@ -221,3 +221,11 @@ def test_result_is_immutable() -> None:
         cfg.model = "other"  # type: ignore[misc]
     with pytest.raises(TypeError):
         cfg.vector["path"] = "elsewhere"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".yml", ".ini"])
+def test_unsupported_formats_are_named(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"config{suffix}"
+    path.write_text("embedding:\n  base_url: http://x:1/v1\n")
+    with pytest.raises(ConfigFileError, match="does not read"):
+        load_config(path, env={})

@@ -122,9 +122,24 @@ def read_json(path: Path, text: str | None = None) -> dict[str, Any]:
     return data
 
 
+_UNSUPPORTED = {
+    ".yaml": "YAML",
+    ".yml": "YAML",
+    ".ini": "INI",
+    ".cfg": "INI",
+    ".env": "a dotenv file",
+}
+
+
 def guess_format(path: Path, text: str) -> str:
     """Return "toml", "json" or "python" from the suffix, else from the content."""
     suffix = path.suffix.lower()
+    if suffix in _UNSUPPORTED:
+        raise ConfigFileError(
+            f"{path} is {_UNSUPPORTED[suffix]}, which vllm-embed does not read. Use a TOML, "
+            "JSON or Python config, or set VLLM_EMBED_* environment variables.",
+            path=str(path),
+        )
     if suffix == ".toml":
         return "toml"
     if suffix in (".json", ".jsonc"):
