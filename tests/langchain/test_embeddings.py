@@ -205,3 +205,12 @@ def test_from_config_overrides_win(server: respx.Route, tmp_path: pytest.TempPat
     emb = VLLMEmbeddings.from_config(path, model=MODEL, api_key=API_KEY, max_retries=0)
     assert emb.model == MODEL
     assert emb.client.retry_policy.max_attempts == 1
+
+
+def test_authorization_header_is_used_and_never_shown(server: respx.Route) -> None:
+    emb = VLLMEmbeddings(
+        base_url=BASE_URL, model=MODEL, headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    assert len(emb.embed_query("x")) == DIM
+    for text in (repr(emb), str(emb), emb.model_dump_json()):
+        assert API_KEY not in text

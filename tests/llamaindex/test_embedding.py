@@ -230,3 +230,12 @@ def test_from_config(server: respx.Route, tmp_path: Any) -> None:
     vectors = emb.get_text_embedding_batch([f"t{i}" for i in range(9)])
     assert sorted(len(b) for b in embedding_inputs(server)) == [1, 4, 4]
     np.testing.assert_allclose(vectors[8], fake_vector("t8", DIM), rtol=1e-6)
+
+
+def test_authorization_header_is_used_and_never_shown(server: respx.Route) -> None:
+    emb = VLLMEmbedding(
+        base_url=BASE_URL, model_name=MODEL, headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    assert len(emb.get_query_embedding("x")) == DIM
+    for text in (repr(emb), emb.to_json(), repr(emb.to_dict())):
+        assert API_KEY not in text

@@ -97,8 +97,8 @@ class VLLMEmbeddings(BaseModel, Embeddings):
     truncate: Literal["end", "error"] | None = None
     """``end``: inputs longer than the model's context are cut; ``error``: raise."""
     instructions: Any = "auto"
-    """Query/document instructions: ``"auto"`` (preset by model name), ``None`` (off), a
-    query-instruction string or a :class:`vllm_embed.Instructions`."""
+    """Query/document instructions: ``"auto"`` (preset by model name), a preset name
+    (``"e5"``, ``"qwen3"``, ...), a :class:`vllm_embed.Instructions`, or ``None`` (off)."""
     normalize: bool | None = None
     """L2-normalise vectors client-side."""
     client_options: dict[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
@@ -125,8 +125,6 @@ class VLLMEmbeddings(BaseModel, Embeddings):
         fields: dict[str, Any] = {}
         options: dict[str, Any] = {}
         for key, value in config.client_kwargs().items():
-            if key == "api_key" and value is not None:
-                value = value.get() if hasattr(value, "get") else str(value)
             if key in cls.model_fields and key != "client_options":
                 fields[key] = value
             else:

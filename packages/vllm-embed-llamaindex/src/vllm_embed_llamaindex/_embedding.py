@@ -107,7 +107,7 @@ class VLLMEmbedding(BaseEmbedding):
     truncate: Literal["end", "error"] | None = None
     instructions: Any = Field(
         default="auto",
-        description='"auto" (preset by model name), None (off), a string or Instructions.',
+        description='"auto" (preset by model name), a preset name, Instructions, or None (off).',
     )
     normalize: bool | None = None
     client_options: dict[str, Any] = Field(
@@ -137,8 +137,6 @@ class VLLMEmbedding(BaseEmbedding):
         fields: dict[str, Any] = {}
         options: dict[str, Any] = {}
         for key, value in config.client_kwargs().items():
-            if key == "api_key" and value is not None:
-                value = value.get() if hasattr(value, "get") else str(value)
             name = renames.get(key, key)
             if name in cls.model_fields and name != "client_options":
                 fields[name] = value
