@@ -16,7 +16,9 @@ from vllm_embed import (
 )
 from vllm_embed._retry import (
     RetryableStatus,
+    acall_with_retries,
     backoff_delay,
+    call_with_retries,
     is_retryable_exception,
     is_retryable_status,
     make_retrying,
@@ -175,3 +177,61 @@ def test_tenacity_glue_does_not_retry_final_errors() -> None:
     with pytest.raises(ValueError):
         make_retrying(RetryPolicy(), sleep=lambda s: None)(bad)
     assert calls["n"] == 1
+
+
+def test_call_with_retries_fast_path_and_replay() -> None:
+    sleeps: list[float] = []
+    calls = {"n": 0}
+
+    def ok() -> str:
+        calls["n"] += 1
+        return "done"
+
+    assert call_with_retries(ok, POLICY, sleep=sleeps.append) == "done"
+    assert calls["n"] == 1 and sleeps == []
+
+    def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] < 4:
+            raise httpx.ConnectError("refused")
+        return "up"
+
+    calls["n"] = 0
+    policy = RetryPolicy(max_attempts=4, initial_delay=1.0, jitter=0.0)
+    assert call_with_retries(flaky, policy, sleep=sleeps.append) == "up"
+    # The first failure counts as attempt 1: exactly 4 calls and backoff 1, 2, 4.
+    assert calls["n"] == 4
+    assert sleeps == [1.0, 2.0, 4.0]
+
+
+def test_call_with_retries_gives_up_after_max_attempts() -> None:
+    calls = {"n": 0}
+
+    def down() -> None:
+        calls["n"] += 1
+        raise httpx.ConnectError("refused")
+
+    with pytest.raises(httpx.ConnectError):
+        call_with_retries(down, RetryPolicy(max_attempts=3, initial_delay=0), sleep=lambda s: None)
+    assert calls["n"] == 3
+    calls["n"] = 0
+    with pytest.raises(httpx.ConnectError):
+        call_with_retries(down, RetryPolicy.none(), sleep=lambda s: None)
+    assert calls["n"] == 1
+
+
+async def test_acall_with_retries() -> None:
+    sleeps: list[float] = []
+    calls = {"n": 0}
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    async def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise RetryableStatus(_server_error(), 0.5)
+        return "ok"
+
+    assert await acall_with_retries(flaky, POLICY, sleep=fake_sleep) == "ok"
+    assert calls["n"] == 3 and sleeps == [0.5, 0.5]

@@ -56,6 +56,19 @@ def test_bytes_float16_and_big_endian() -> None:
     np.testing.assert_array_equal(dbe.vectors.astype(np.float32), VECS)
 
 
+def test_bytes_native_endianness_is_little() -> None:
+    resp = vllm_bytes_response(VECS)
+    meta = resp.headers["metadata"].replace('"little"', '"native"')
+    d = decode_response(
+        content=resp.content,
+        content_type="application/octet-stream",
+        metadata_header=meta,
+        n_inputs=4,
+        url="u",
+    )
+    np.testing.assert_array_equal(d.vectors, VECS)
+
+
 def test_base64_and_float() -> None:
     d = _decode(json_response(VECS, "base64", prompt_tokens=3))
     assert d.encoding == "base64" and d.prompt_tokens == 3
@@ -126,6 +139,7 @@ def test_build_body_sends_vllm_fields_only_when_needed() -> None:
         "model": "m",
         "input": ["a", "é"],
         "encoding_format": "bytes",
+        "endianness": "little",
         "embed_dtype": "float16",
         "dimensions": 64,
         "truncate_prompt_tokens": 255,

@@ -24,7 +24,7 @@ from vllm_embed._errors import (
 from vllm_embed._http_errors import error_from_response
 from vllm_embed._retry import (
     RetryableStatus,
-    make_async_retrying,
+    acall_with_retries,
 )
 from vllm_embed._transport import Decoded, parse_error_body
 from vllm_embed._types import EmbedResult, ModelInfo
@@ -111,9 +111,10 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
 
     # ------------------------------------------------------------ retries
     async def _with_retries(self, fn: Callable[[], Awaitable[T]]) -> T:
-        retrying = make_async_retrying(self._retry, sleep=self._sleep, on_retry=self._on_retry)
         try:
-            return await retrying(fn)
+            return await acall_with_retries(
+                fn, self._retry, sleep=self._sleep, on_retry=self._on_retry
+            )
         except RetryableStatus as exc:
             raise exc.error from None
         except APIConnectionError as exc:

@@ -24,7 +24,7 @@ from vllm_embed._errors import (
     ModelNotFoundError,
 )
 from vllm_embed._http_errors import error_from_response
-from vllm_embed._retry import RetryableStatus, make_retrying
+from vllm_embed._retry import RetryableStatus, call_with_retries
 from vllm_embed._transport import Decoded, parse_error_body
 from vllm_embed._types import EmbedResult, ModelInfo
 
@@ -126,9 +126,8 @@ class EmbeddingClient(BaseEmbeddingClient):
 
     # ------------------------------------------------------------ retries
     def _with_retries(self, fn: Callable[[], T]) -> T:
-        retrying = make_retrying(self._retry, sleep=self._sleep, on_retry=self._on_retry)
         try:
-            return retrying(fn)
+            return call_with_retries(fn, self._retry, sleep=self._sleep, on_retry=self._on_retry)
         except RetryableStatus as exc:
             raise exc.error from None
         except APIConnectionError as exc:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 import tenacity
@@ -23,9 +23,13 @@ from vllm_embed import _constants as C
 from vllm_embed._errors import APIConnectionError, APIStatusError, NoHealthyEndpointError
 from vllm_embed._types import RetryPolicy
 
+T = TypeVar("T")
+
 __all__ = [
     "RetryableStatus",
+    "acall_with_retries",
     "backoff_delay",
+    "call_with_retries",
     "is_retryable_exception",
     "is_retryable_status",
     "make_async_retrying",
@@ -163,3 +167,60 @@ def make_async_retrying(
     if sleep is not None:
         kwargs["sleep"] = sleep
     return tenacity.AsyncRetrying(**kwargs)
+
+
+def call_with_retries(
+    fn: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[BaseException | None, float], None] | None = None,
+) -> T:
+    """Call ``fn`` under ``policy``.
+
+    The first attempt runs without tenacity (the common case costs one function call);
+    only after a retryable failure does tenacity take over, replaying that failure as its
+    own first attempt so the attempt count and backoff stay exact. (The total-time bound
+    then starts after the first attempt.)
+    """
+    try:
+        return fn()
+    except Exception as exc:
+        if policy.max_attempts == 1 or not is_retryable_exception(exc):
+            raise
+        first: BaseException | None = exc
+
+    def replay() -> T:
+        nonlocal first
+        if first is not None:
+            exc, first = first, None
+            raise exc
+        return fn()
+
+    return make_retrying(policy, sleep=sleep, on_retry=on_retry)(replay)
+
+
+async def acall_with_retries(
+    fn: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], Any] | None = None,
+    on_retry: Callable[[BaseException | None, float], None] | None = None,
+) -> T:
+    """The asyncio twin of :func:`call_with_retries`."""
+    try:
+        return await fn()
+    except Exception as exc:
+        if policy.max_attempts == 1 or not is_retryable_exception(exc):
+            raise
+        first: BaseException | None = exc
+
+    async def replay() -> T:
+        nonlocal first
+        if first is not None:
+            exc, first = first, None
+            raise exc
+        return await fn()
+
+    result: T = await make_async_retrying(policy, sleep=sleep, on_retry=on_retry)(replay)
+    return result

@@ -45,6 +45,11 @@ _DTYPES: dict[tuple[str, str], np.dtype[Any]] = {
     ("float16", "big"): np.dtype(">f2"),
     ("float64", "little"): np.dtype("<f8"),
     ("float64", "big"): np.dtype(">f8"),
+    # vLLM's default endianness is the server's "native" order; every platform vLLM runs
+    # on is little-endian, and the client asks for "little" explicitly anyway.
+    ("float32", "native"): np.dtype("<f4"),
+    ("float16", "native"): np.dtype("<f2"),
+    ("float64", "native"): np.dtype("<f8"),
 }
 _LE_F4 = np.dtype("<f4")
 
@@ -109,8 +114,9 @@ def build_body(
 ) -> bytes:
     """The JSON body of one ``POST /v1/embeddings`` request.
 
-    vLLM-only fields (``embed_dtype``, ``truncate_prompt_tokens``) are sent only when they
-    matter, so OpenAI-compatible servers that reject unknown fields are not disturbed.
+    vLLM-only fields (``embed_dtype``, ``endianness``, ``truncate_prompt_tokens``) are sent
+    only when they matter, so OpenAI-compatible servers that reject unknown fields are not
+    disturbed.
     ``embed_dtype`` is only sent with the ``bytes`` encoding, whose metadata names the
     dtype of every item (base64 without metadata would be ambiguous).
     """
@@ -119,8 +125,10 @@ def build_body(
         "input": inputs if isinstance(inputs, list) else list(inputs),
         "encoding_format": encoding,
     }
-    if encoding == "bytes" and embed_dtype != "float32":
-        payload["embed_dtype"] = embed_dtype
+    if encoding == "bytes":
+        payload["endianness"] = "little"
+        if embed_dtype != "float32":
+            payload["embed_dtype"] = embed_dtype
     if dimensions is not None:
         payload["dimensions"] = dimensions
     if truncate_prompt_tokens is not None:
