@@ -134,15 +134,16 @@ def thousand_word_text(words: int = 1000) -> str:
 
 
 def mixed_texts(n: int) -> list[str]:
-    """``n`` texts cycling through short, long (a few hundred words), CJK, emoji and
-    empty strings; each non-empty text carries its index so order can be checked."""
+    """``n`` texts cycling through short, long (40-250 words), CJK, emoji and empty
+    strings; each non-empty text carries its index so order can be checked."""
     out: list[str] = []
     for i in range(n):
         kind = i % 7
         if kind == 0:
             out.append(f"short text number {i}")
         elif kind == 1:
-            out.append(thousand_word_text(150 + i % 300) + f" ({i})")
+            # 40 to 250 words: most fit the 256-token context, some are cut.
+            out.append(thousand_word_text(40 + (i * 37) % 211) + f" ({i})")
         elif kind == 2:
             out.append(f"第{i}号文档：向量数据库用于语义搜索。")
         elif kind == 3:
