@@ -14,6 +14,7 @@ from vllm_embed._transport import (
     build_body,
     decode_response,
     preference_for,
+    quick_layout,
     rejects_encoding,
 )
 
@@ -189,3 +190,31 @@ def test_preference_for() -> None:
     assert preference_for("float") == ("float",)
     with pytest.raises(ValueError, match="encoding"):
         preference_for("msgpack")
+
+
+def test_quick_layout_reads_vllm_headers_without_parsing_items() -> None:
+    resp = vllm_bytes_response(VECS, prompt_tokens=9, model="m")
+    layout = quick_layout(resp.headers["metadata"], 4)
+    assert layout is not None
+    assert (layout.dim, layout.nbytes, layout.prompt_tokens, layout.model) == (16, 256, 9, "m")
+    assert layout.dtype == np.dtype("<f4")
+    # Wrong count, reordered items or another formatting: not the quick case.
+    assert quick_layout(resp.headers["metadata"], 3) is None
+    reordered = vllm_bytes_response(VECS, order=[1, 0, 2, 3]).headers["metadata"]
+    assert quick_layout(reordered, 4) is None
+    compact = json.dumps(json.loads(resp.headers["metadata"]), separators=(",", ":"))
+    assert quick_layout(compact, 4) is None
+
+
+def test_compact_metadata_still_decodes_through_the_full_parser() -> None:
+    resp = vllm_bytes_response(VECS, prompt_tokens=5)
+    compact = json.dumps(json.loads(resp.headers["metadata"]), separators=(",", ":"))
+    d = decode_response(
+        content=resp.content,
+        content_type="application/octet-stream",
+        metadata_header=compact,
+        n_inputs=4,
+        url="u",
+    )
+    np.testing.assert_array_equal(d.vectors, VECS)
+    assert d.prompt_tokens == 5

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vllm_embed import _constants as C
-from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Renegotiate
+from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Output, Renegotiate
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import (
     APIConnectionError,
@@ -26,7 +26,7 @@ from vllm_embed._retry import (
     RetryableStatus,
     acall_with_retries,
 )
-from vllm_embed._transport import Decoded, parse_error_body
+from vllm_embed._transport import parse_error_body
 from vllm_embed._types import EmbedResult, ModelInfo
 
 if TYPE_CHECKING:
@@ -308,37 +308,27 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         self, plan: EmbedPlan, model: str
     ) -> tuple[npt.NDArray[np.float32], int, str]:
         inputs, tpt = plan.inputs, plan.truncate_prompt_tokens
-        n = len(inputs)
-        state: dict[str, Any] = {"out": None, "tokens": 0, "url": ""}
+        out = Output(len(inputs))
 
-        async def one(span: tuple[int, int]) -> tuple[Decoded, str]:
+        async def one(span: tuple[int, int]) -> None:
             start, end = span
             try:
-                return await self._embed_batch(model, inputs[start:end], tpt)
+                await self._embed_batch(model, inputs[start:end], tpt, out, start)
             except ContextLengthError as err:
                 if err.input_index is None and end - start == 1:
                     err.input_index = start
                 raise
 
-        def sink(i: int, result: tuple[Decoded, str]) -> None:
-            decoded, url = result
-            start, end = plan.batches[i]
-            if state["out"] is None:
-                state["out"] = self._allocate(n, decoded.vectors)
-            self._place(state["out"], start, end, decoded.vectors, url)
-            state["tokens"] += decoded.prompt_tokens
-            state["url"] = url
-
-        await self._map(one, plan.batches, sink)
-        out: npt.NDArray[np.float32] = state["out"]
-        return out, int(state["tokens"]), str(state["url"])
+        await self._map(one, plan.batches, lambda i, _: None)
+        return out.result(), out.prompt_tokens, out.url
 
     async def _embed_batch(
-        self, model: str, inputs: list[str], tpt: int | None
-    ) -> tuple[Decoded, str]:
-        """One batch, with failover, encoding renegotiation and retries."""
+        self, model: str, inputs: list[str], tpt: int | None, out: Output, start: int
+    ) -> None:
+        """One batch into ``out[start:...]``, with failover, renegotiation and retries."""
+        n = len(inputs)
 
-        async def attempt() -> tuple[Decoded, str]:
+        async def attempt() -> None:
             failovers = 0
             for _ in range(_MAX_RENEGOTIATIONS):
                 ep = self._pool.acquire()
@@ -358,14 +348,15 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
                 finally:
                     self._pool.release(ep)
                 try:
-                    return self._handle_embed_response(
-                        ep, encoding, resp, len(inputs), model
-                    ), ep.display_url
+                    decoded = self._handle_embed_response(ep, encoding, resp, n, model)
                 except Renegotiate:
                     continue
+                out.put(start, start + n, decoded.vectors, ep.display_url)
+                out.done(decoded.prompt_tokens, ep.display_url)
+                return
             raise RuntimeError("encoding negotiation did not settle")  # pragma: no cover
 
-        return await self._with_retries(attempt)
+        await self._with_retries(attempt)
 
     # ------------------------------------------------------------ truncation
     async def _check_truncation(self, plan: EmbedPlan, model: str) -> list[int]:

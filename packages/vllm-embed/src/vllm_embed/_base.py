@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -51,7 +52,7 @@ from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, 
 if TYPE_CHECKING:
     from vllm_embed._config import EmbedConfig
 
-__all__ = ["BaseEmbeddingClient", "EmbedPlan", "Kind"]
+__all__ = ["BaseEmbeddingClient", "EmbedPlan", "Kind", "Output"]
 
 logger = logging.getLogger("vllm_embed")
 
@@ -480,24 +481,8 @@ class BaseEmbeddingClient:
         return new if isinstance(new, ModelNotFoundError) else err
 
     # ------------------------------------------------------------- assembly
-    def _allocate(self, n: int, first: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        return np.empty((n, first.shape[1]), dtype=np.float32)
-
-    def _place(
-        self,
-        out: npt.NDArray[np.float32],
-        start: int,
-        end: int,
-        vectors: npt.NDArray[Any],
-        url: str,
-    ) -> None:
-        if vectors.shape[1] != out.shape[1]:
-            raise APIError(
-                f"{url} returned {vectors.shape[1]}-dimensional vectors where earlier batches "
-                f"had {out.shape[1]}. All base URLs must serve the same model.",
-                url=url,
-            )
-        out[start:end] = vectors
+    def _output(self, n: int) -> Output:
+        return Output(n)
 
     def _postprocess(self, out: npt.NDArray[np.float32], url: str) -> npt.NDArray[np.float32]:
         """Client-side Matryoshka truncation and L2 normalisation (in place when possible)."""
@@ -576,6 +561,49 @@ class BaseEmbeddingClient:
         what = type(exc.error).__name__ if isinstance(exc, RetryableStatus) else type(exc).__name__
         url = getattr(getattr(exc, "error", exc), "url", None)
         logger.warning("retrying after %s from %s in %.2fs", what, url, wait)
+
+
+class Output:
+    """The result array of one embed call, allocated when the first batch tells the
+    dimension. Batches write their rows in place (thread-safe)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.array: npt.NDArray[np.float32] | None = None
+        self.prompt_tokens = 0
+        self.url = ""
+        self._lock = threading.Lock()
+
+    def rows(self, start: int, end: int, dim: int, url: str) -> npt.NDArray[np.float32]:
+        """The rows ``[start, end)`` of the result (allocating it on first use)."""
+        array = self.array
+        if array is None:
+            with self._lock:
+                if self.array is None:
+                    self.array = np.empty((self.n, dim), dtype=np.float32)
+                array = self.array
+        if array.shape[1] != dim:
+            raise APIError(
+                f"{url} returned {dim}-dimensional vectors where earlier batches had "
+                f"{array.shape[1]}. All base URLs must serve the same model.",
+                url=url,
+            )
+        return array[start:end]
+
+    def put(self, start: int, end: int, vectors: npt.NDArray[Any], url: str) -> None:
+        """Copy decoded vectors into place (casting float16 / big-endian to float32)."""
+        self.rows(start, end, int(vectors.shape[1]), url)[:] = vectors
+
+    def done(self, prompt_tokens: int, url: str) -> None:
+        """Record one finished batch."""
+        with self._lock:
+            self.prompt_tokens += prompt_tokens
+            self.url = url
+
+    def result(self) -> npt.NDArray[np.float32]:
+        """The filled array."""
+        assert self.array is not None, "no batch completed"
+        return self.array
 
 
 def _mentions_truncation(body: Any) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vllm_embed import _constants as C
-from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Renegotiate
+from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Output, Renegotiate
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import (
     APIConnectionError,
@@ -24,8 +24,9 @@ from vllm_embed._errors import (
     ModelNotFoundError,
 )
 from vllm_embed._http_errors import error_from_response
+from vllm_embed._lean_http import LeanHTTP
 from vllm_embed._retry import RetryableStatus, call_with_retries
-from vllm_embed._transport import Decoded, parse_error_body
+from vllm_embed._transport import Layout, parse_error_body, quick_layout
 from vllm_embed._types import EmbedResult, ModelInfo
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = ["EmbeddingClient"]
 
 T = TypeVar("T")
 _MAX_RENEGOTIATIONS = 6
+_LE_F4 = np.dtype("<f4")
 
 
 class EmbeddingClient(BaseEmbeddingClient):
@@ -60,6 +62,7 @@ class EmbeddingClient(BaseEmbeddingClient):
         self._http_client = http_client
         self._owns_http = http_client is None
         self._executor: ThreadPoolExecutor | None = None
+        self._lean: LeanHTTP | None = None
         self._lock = threading.Lock()
         self._discovery_lock = threading.Lock()
         self._closed = False
@@ -110,6 +113,8 @@ class EmbeddingClient(BaseEmbeddingClient):
                 self._http_client = None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+        if self._lean is not None:
+            self._lean.close()
         if http is not None and owns:
             http.close()
 
@@ -311,33 +316,28 @@ class EmbeddingClient(BaseEmbeddingClient):
 
     def _run_batches(self, plan: EmbedPlan, model: str) -> tuple[npt.NDArray[np.float32], int, str]:
         inputs, tpt = plan.inputs, plan.truncate_prompt_tokens
+        out = Output(len(inputs))
 
-        def one(span: tuple[int, int]) -> tuple[Decoded, str]:
+        def one(span: tuple[int, int]) -> None:
             start, end = span
             try:
-                return self._embed_batch(model, inputs[start:end], tpt)
+                self._embed_batch(model, inputs[start:end], tpt, out, start)
             except ContextLengthError as err:
                 if err.input_index is None and end - start == 1:
                     err.input_index = start
                 raise
 
-        out: npt.NDArray[np.float32] | None = None
-        prompt_tokens = 0
-        url = ""
-        for (start, end), (decoded, url) in zip(
-            plan.batches, self._map(one, plan.batches), strict=True
-        ):
-            if out is None:
-                out = self._allocate(len(inputs), decoded.vectors)
-            self._place(out, start, end, decoded.vectors, url)
-            prompt_tokens += decoded.prompt_tokens
-        assert out is not None
-        return out, prompt_tokens, url
+        for _ in self._map(one, plan.batches):
+            pass
+        return out.result(), out.prompt_tokens, out.url
 
-    def _embed_batch(self, model: str, inputs: list[str], tpt: int | None) -> tuple[Decoded, str]:
-        """One batch, with failover, encoding renegotiation and retries."""
+    def _embed_batch(
+        self, model: str, inputs: list[str], tpt: int | None, out: Output, start: int
+    ) -> None:
+        """One batch into ``out[start:...]``, with failover, renegotiation and retries."""
+        n = len(inputs)
 
-        def attempt() -> tuple[Decoded, str]:
+        def attempt() -> None:
             failovers = 0
             for _ in range(_MAX_RENEGOTIATIONS):
                 ep = self._pool.acquire()
@@ -345,9 +345,14 @@ class EmbeddingClient(BaseEmbeddingClient):
                     encoding, body = self._request_body(ep, model, inputs, tpt)
                     self.stats.add(requests=1)
                     try:
-                        resp = self._http().post(
-                            ep.embeddings_url, content=body, headers=self._headers
-                        )
+                        if encoding == "bytes" and self._lean_ok(ep):
+                            resp = self._lean_post(ep, body, out, start, n)
+                            if resp is None:  # read straight into the output
+                                return
+                        else:
+                            resp = self._http().post(
+                                ep.embeddings_url, content=body, headers=self._headers
+                            )
                     except httpx.TransportError as exc:
                         err = self._transport_error(ep, exc)
                         failovers += 1
@@ -357,14 +362,53 @@ class EmbeddingClient(BaseEmbeddingClient):
                 finally:
                     self._pool.release(ep)
                 try:
-                    return self._handle_embed_response(
-                        ep, encoding, resp, len(inputs), model
-                    ), ep.display_url
+                    decoded = self._handle_embed_response(ep, encoding, resp, n, model)
                 except Renegotiate:
                     continue
+                out.put(start, start + n, decoded.vectors, ep.display_url)
+                out.done(decoded.prompt_tokens, ep.display_url)
+                return
             raise RuntimeError("encoding negotiation did not settle")  # pragma: no cover
 
-        return self._with_retries(attempt)
+        self._with_retries(attempt)
+
+    # ------------------------------------------------------------ lean HTTP path
+    def _lean_ok(self, ep: Endpoint) -> bool:
+        if not self._owns_http:
+            return False
+        lean = self._lean
+        if lean is None:
+            with self._lock:
+                if self._lean is None:
+                    self._lean = LeanHTTP(self._timeout)
+                lean = self._lean
+        return lean.allowed(ep.base_url)
+
+    def _lean_post(
+        self, ep: Endpoint, body: bytes, out: Output, start: int, n: int
+    ) -> httpx.Response | None:
+        """POST through the lean path; None when the vectors went straight into ``out``."""
+        url = ep.display_url
+        found: list[Layout] = []
+
+        def place(status: int, headers: httpx.Headers) -> memoryview | None:
+            meta = headers.get("metadata")
+            if meta is None or "json" in headers.get("content-type", ""):
+                return None
+            layout = quick_layout(meta, n)
+            if layout is None or layout.dtype != _LE_F4:
+                return None
+            found.append(layout)
+            rows = out.rows(start, start + n, layout.dim, url)
+            return memoryview(rows.data).cast("B")
+
+        assert self._lean is not None
+        resp = self._lean.post(ep.embeddings_url, body, self._headers, place)
+        if resp is None:
+            self._pool.mark_up(ep)
+            self.stats.encodings[url] = "bytes"
+            out.done(found[0].prompt_tokens, url)
+        return resp
 
     # ------------------------------------------------------------ truncation
     def _check_truncation(self, plan: EmbedPlan, model: str) -> list[int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import threading
 from collections.abc import Mapping, Sequence
@@ -33,8 +34,10 @@ from vllm_embed._errors import APIError, EncodingNotSupportedError
 __all__ = [
     "Decoded",
     "EncodingState",
+    "Layout",
     "build_body",
     "decode_response",
+    "quick_layout",
     "rejects_encoding",
 ]
 
@@ -197,7 +200,91 @@ def _bad(url: str, why: str) -> APIError:
     )
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A vLLM ``bytes`` response in the common shape: items 0..n-1 back to back from byte 0,
+    one dtype, one dimension. ``nbytes`` is the body length that layout needs."""
+
+    dtype: np.dtype[Any]
+    dim: int
+    nbytes: int
+    prompt_tokens: int
+    model: str | None
+
+
+@functools.lru_cache(maxsize=64)
+def _expected_items(n: int, embed_dtype: str, endianness: str, dim: int, itemsize: int) -> str:
+    """The ``data`` list vLLM writes (``json.dumps`` defaults) for the common layout."""
+    row = dim * itemsize
+    return (
+        "["
+        + ", ".join(
+            f'{{"index": {i}, "embed_dtype": "{embed_dtype}", "endianness": "{endianness}", '
+            f'"start": {i * row}, "end": {(i + 1) * row}, "shape": [{dim}]}}'
+            for i in range(n)
+        )
+        + "]"
+    )
+
+
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _value_after(header: str, key: str) -> Any:
+    i = header.find(key)
+    if i < 0:
+        return None
+    try:
+        return _raw_decode(header, i + len(key))[0]
+    except ValueError:
+        return None
+
+
+def quick_layout(header: str, n_inputs: int) -> Layout | None:
+    """Read a vLLM metadata header without parsing every item, or None.
+
+    Parsing the per-item list costs more than the rest of a response; in the common case
+    the list is exactly what vLLM writes for ``n`` contiguous items, so it is compared as
+    one string (cached per shape) and only ``usage`` and ``model`` are parsed. Anything
+    unexpected returns None and the caller parses the header in full.
+    """
+    i = header.find('"data": [')
+    if i < 0 or n_inputs < 1:
+        return None
+    j = header.find("}", i)
+    try:
+        first = json.loads(header[i + 9 : j + 1])
+    except ValueError:
+        return None
+    if not isinstance(first, dict) or first.get("index") != 0 or first.get("start") != 0:
+        return None
+    name, order, shape = first.get("embed_dtype"), first.get("endianness"), first.get("shape")
+    dtype = _DTYPES.get((name, order)) if isinstance(name, str) and isinstance(order, str) else None
+    if dtype is None or not isinstance(shape, list) or len(shape) != 1:
+        return None
+    dim = shape[0]
+    if not isinstance(dim, int) or dim < 1:
+        return None
+    assert isinstance(name, str) and isinstance(order, str)
+    if not header.startswith(_expected_items(n_inputs, name, order, dim, dtype.itemsize), i + 8):
+        return None
+    usage = _value_after(header, '"usage": ')
+    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    model = _value_after(header, '"model": ')
+    return Layout(
+        dtype=dtype,
+        dim=dim,
+        nbytes=n_inputs * dim * dtype.itemsize,
+        prompt_tokens=tokens if isinstance(tokens, int) else 0,
+        model=model if isinstance(model, str) else None,
+    )
+
+
 def _decode_bytes(content: bytes, header: str, n_inputs: int, url: str) -> Decoded:
+    layout = quick_layout(header, n_inputs)
+    if layout is not None and len(content) == layout.nbytes:
+        vectors = np.frombuffer(content, dtype=layout.dtype).reshape(n_inputs, layout.dim)
+        return Decoded(vectors, "bytes", layout.prompt_tokens, layout.model)
     try:
         meta = json.loads(header)
         items: list[dict[str, Any]] = meta["data"] if isinstance(meta, dict) else meta
@@ -214,9 +301,8 @@ def _decode_bytes(content: bytes, header: str, n_inputs: int, url: str) -> Decod
         first = items[0]
         dtype = _DTYPES[(first.get("embed_dtype", "float32"), first.get("endianness", "little"))]
         dim = int(np.prod(first["shape"])) if "shape" in first else None
-        vectors = _fast_path(content, items, dtype, dim)
-        if vectors is None:
-            vectors = _slow_path(content, items, dtype, n_inputs)
+        fast = _fast_path(content, items, dtype, dim)
+        vectors = fast if fast is not None else _slow_path(content, items, dtype, n_inputs)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise _bad(url, f"inconsistent binary metadata: {exc}") from exc
     return Decoded(vectors, "bytes", prompt_tokens, model if isinstance(model, str) else None)
