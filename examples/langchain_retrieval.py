@@ -18,6 +18,7 @@ import sys
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 
+from vllm_embed import VLLMEmbedError
 from vllm_embed_langchain import VLLMEmbeddings
 
 PASSAGES = {
@@ -67,4 +68,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = _args(sys.argv[1:])
-    sys.exit(main(args.base_url, args.api_key, args.model))
+    try:
+        sys.exit(main(args.base_url, args.api_key, args.model))
+    except VLLMEmbedError as exc:  # one readable line, e.g. no base URL, wrong key
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

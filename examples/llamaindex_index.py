@@ -26,6 +26,7 @@ from llama_index.core import (
     load_index_from_storage,
 )
 
+from vllm_embed import VLLMEmbedError
 from vllm_embed_llamaindex import VLLMEmbedding
 
 DOCUMENTS = {
@@ -82,4 +83,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = _args(sys.argv[1:])
-    sys.exit(main(args.base_url, args.api_key, args.model, args.persist_dir))
+    try:
+        sys.exit(main(args.base_url, args.api_key, args.model, args.persist_dir))
+    except VLLMEmbedError as exc:  # one readable line, e.g. no base URL, wrong key
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vllm_embed import DimensionMismatchError
+from vllm_embed import DimensionMismatchError, VLLMEmbedError
 from vllm_embed_nanovectordb import VLLMEmbeddingFunction, aopen_db
 
 VIDEO = {"video_path": "videos/city_day.mp4", "duration_secs": 80, "fps": 1, "clip_secs": 10}
@@ -107,4 +107,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = _args(sys.argv[1:])
-    sys.exit(main(args.base_url, args.api_key, args.model, args.db))
+    try:
+        sys.exit(main(args.base_url, args.api_key, args.model, args.db))
+    except VLLMEmbedError as exc:  # one readable line, e.g. no base URL, wrong key
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
