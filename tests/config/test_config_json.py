@@ -145,3 +145,12 @@ def test_json_without_suffix_is_sniffed(tmp_path: Path) -> None:
     path = tmp_path / "embedder.conf"
     path.write_text(json.dumps({"embedder": {"base_url": "http://a:1/v1"}}))
     assert load_config(path, env={}).format == "json"
+
+
+def test_env_references_inside_headers(tmp_path: Path) -> None:
+    path = tmp_path / "app.json"
+    embedder = {"base_url": "http://a:1/v1", "headers": {"Authorization": "Bearer ${TOKEN}"}}
+    path.write_text(json.dumps({"pdf_knowledge": {"embedder": embedder}}))
+    cfg = load_config(path, env={"TOKEN": "t-1"})
+    assert cfg.headers == {"Authorization": "Bearer t-1"}
+    assert "t-1" not in repr(cfg)

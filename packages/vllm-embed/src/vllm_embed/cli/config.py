@@ -438,7 +438,13 @@ def _print_checks(cfg: EmbedConfig, checks: list[Check]) -> None:
 @click.option("--model", help="Model name; overrides the config's model.")
 @click.option("--dimension", type=int, help="The dimension your store was built with.")
 @click.option("--section", help="Dotted path of the settings table, e.g. pdf_knowledge.embedder.")
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per request.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds per request.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(
     file: str | None,
@@ -450,7 +456,11 @@ def doctor(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Check a config against its server: reachable, key, model, dimension, latency.
+    """Check a config against its live server.
+
+    Checks, each printed as PASS / FAIL / WARN / SKIP with a fix: server reachable, API
+    key accepted, model served, real dimension equals the declared one (else the
+    `vllm-embed migrate` command for the store), max_model_len, a timed round trip.
 
     FILE is a .toml / .json / .py config or a dotted module name (a Python config is
     executed to read it). Exit code 1 when any check fails.
