@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
@@ -35,7 +35,10 @@ from vllm_embed._errors import (
     VLLMEmbedError,
 )
 
-__all__ = ["Check", "config", "doctor", "run_checks"]
+if TYPE_CHECKING:
+    from vllm_embed._client import EmbeddingClient
+
+__all__ = ["Check", "config", "doctor", "migrate_command", "run_checks"]
 
 Status = Literal["pass", "fail", "warn", "skip"]
 
@@ -205,7 +208,7 @@ def migrate_command(cfg: EmbedConfig, *, section: str | None = None) -> str:
     return " ".join(p if p == "<store>" else shlex.quote(p) for p in parts)
 
 
-def _check_reachable(client: Any, url: str, probe: _Probe) -> Check:
+def _check_reachable(client: EmbeddingClient, url: str, probe: _Probe) -> Check:
     """GET /health (vLLM); servers without it (TEI, Ollama) count if /v1/models answers."""
     name = "server reachable"
     healthy = bool(client.health())  # never raises
@@ -237,7 +240,7 @@ def _quiet(call: Callable[[], Any]) -> Any:
         return None
 
 
-def _check_key(client: Any, cfg: EmbedConfig, probe: _Probe) -> Check:
+def _check_key(client: EmbeddingClient, cfg: EmbedConfig, probe: _Probe) -> Check:
     name = "API key accepted"
     try:
         if probe.models is None:
@@ -263,7 +266,7 @@ def _check_key(client: Any, cfg: EmbedConfig, probe: _Probe) -> Check:
     return Check(name, "pass", "accepted (GET /v1/models)")
 
 
-def _check_model(client: Any, cfg: EmbedConfig, probe: _Probe) -> Check:
+def _check_model(client: EmbeddingClient, cfg: EmbedConfig, probe: _Probe) -> Check:
     name = "model served"
     served = probe.models or []
     listing = ", ".join(repr(m) for m in served) or "nothing"
@@ -293,7 +296,7 @@ def _check_model(client: Any, cfg: EmbedConfig, probe: _Probe) -> Check:
     )
 
 
-def _check_dimension(client: Any, cfg: EmbedConfig, section: str | None) -> Check:
+def _check_dimension(client: EmbeddingClient, cfg: EmbedConfig, section: str | None) -> Check:
     name = "dimension"
     try:
         real = int(client.dimension())
@@ -338,7 +341,7 @@ def _check_dimension(client: Any, cfg: EmbedConfig, section: str | None) -> Chec
     )
 
 
-def _check_max_model_len(client: Any) -> Check:
+def _check_max_model_len(client: EmbeddingClient) -> Check:
     name = "max_model_len"
     length = _quiet(client.max_model_len)
     if length is None:
@@ -353,7 +356,7 @@ def _check_max_model_len(client: Any) -> Check:
     )
 
 
-def _check_round_trip(client: Any) -> Check:
+def _check_round_trip(client: EmbeddingClient) -> Check:
     name = "round trip"
     start = time.perf_counter()
     try:
@@ -396,7 +399,9 @@ def run_checks(
     return checks
 
 
-def _endpoint_checks(client: Any, url: str, cfg: EmbedConfig, section: str | None) -> list[Check]:
+def _endpoint_checks(
+    client: EmbeddingClient, url: str, cfg: EmbedConfig, section: str | None
+) -> list[Check]:
     probe = _Probe()
     checks = [_check_reachable(client, url, probe)]
     later = ("API key accepted", "model served", "dimension", "max_model_len", "round trip")
