@@ -89,8 +89,9 @@ def _embed_corpus(client: EmbeddingClient, timings: Timings) -> np.ndarray:
     started = time.perf_counter()
     client.embed(many)
     elapsed = time.perf_counter() - started
+    encoding = ", ".join(sorted(set(client.stats.encodings.values())))
     timings.add(
-        f"throughput ({THROUGHPUT_TEXTS} texts, {client.stats.encodings})",
+        f"throughput ({THROUGHPUT_TEXTS} texts, {encoding} transport)",
         f"{THROUGHPUT_TEXTS / elapsed:.0f} texts/s",
     )
     return vectors
@@ -140,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             client = stack.enter_context(EmbeddingClient(base_url, api_key=key))
             corpus = _embed_corpus(client, timings)
             wrong = _answer_queries(client, corpus, timings)
-            print("stopping the server", flush=True)
+            stopping = time.perf_counter()
+        if not args.base_url:
+            timings.add("server stop", f"{time.perf_counter() - stopping:.1f} s")
     except VLLMEmbedError as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
