@@ -170,3 +170,19 @@ def test_user_http_client_disables_the_lean_path() -> None:
     ):
         c.embed(["a"])
         assert c._lean is None
+
+
+@pytest.mark.enable_socket
+async def test_async_twin_uses_the_lean_path_in_worker_threads() -> None:
+    from vllm_embed import AsyncEmbeddingClient
+
+    texts = [f"sentence {i}" for i in range(300)]
+    with FakeEmbeddingServer(dim=32) as srv:
+        async with AsyncEmbeddingClient(srv.base_url, batch_size=16, max_concurrency=3) as c:
+            out = await c.embed(texts)
+            assert c._lean is not None and len(c._lean._all) > 0
+            np.testing.assert_array_equal(out, _expected(texts, 32))
+            async with AsyncEmbeddingClient(srv.base_url, model="nope") as bad:
+                with pytest.raises(ModelNotFoundError):
+                    await bad.embed(["a"])
+        assert c._executor is None  # shut down by aclose()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +24,7 @@ from vllm_embed._errors import (
     ModelNotFoundError,
 )
 from vllm_embed._http_errors import error_from_response
+from vllm_embed._lean_http import LeanHTTP, post_into
 from vllm_embed._retry import (
     RetryableStatus,
     acall_with_retries,
@@ -61,6 +64,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         self._http_client = http_client
         self._owns_http = http_client is None
         self._closed = False
+        self._lean: LeanHTTP | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._discovery_lock: asyncio.Lock | None = None
         #: How retries wait (tests replace it to avoid real sleeping).
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -93,6 +98,11 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         http, self._http_client = self._http_client, None
         if http is not None and self._owns_http:
             await http.aclose()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        if self._lean is not None:
+            self._lean.close()
 
     async def close(self) -> None:
         """Alias of :meth:`aclose`."""
@@ -336,9 +346,14 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
                     encoding, body = self._request_body(ep, model, inputs, tpt)
                     self.stats.add(requests=1)
                     try:
-                        resp = await self._http().post(
-                            ep.embeddings_url, content=body, headers=self._headers
-                        )
+                        if encoding == "bytes" and self._lean_ok(ep):
+                            resp = await self._lean_post(ep, body, out, start, n)
+                            if resp is None:  # read straight into the output
+                                return
+                        else:
+                            resp = await self._http().post(
+                                ep.embeddings_url, content=body, headers=self._headers
+                            )
                     except httpx.TransportError as exc:
                         err = self._transport_error(ep, exc)
                         failovers += 1
@@ -357,6 +372,40 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
             raise RuntimeError("encoding negotiation did not settle")  # pragma: no cover
 
         await self._with_retries(attempt)
+
+    # ------------------------------------------------------------ lean HTTP path
+    def _lean_ok(self, ep: Endpoint) -> bool:
+        """The lean path (see :mod:`vllm_embed._lean_http`) runs in worker threads here."""
+        if not self._owns_http:
+            return False
+        if self._lean is None:
+            self._lean = LeanHTTP(self._timeout)
+        return self._lean.allowed(ep.base_url)
+
+    async def _lean_post(
+        self, ep: Endpoint, body: bytes, out: Output, start: int, n: int
+    ) -> httpx.Response | None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._max_concurrency, thread_name_prefix="vllm-embed-async"
+            )
+        assert self._lean is not None
+        call = functools.partial(
+            post_into,
+            self._lean,
+            ep.embeddings_url,
+            ep.display_url,
+            body,
+            self._headers,
+            out,
+            start,
+            n,
+        )
+        resp = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        if resp is None:
+            self._pool.mark_up(ep)
+            self.stats.encodings[ep.display_url] = "bytes"
+        return resp
 
     # ------------------------------------------------------------ truncation
     async def _check_truncation(self, plan: EmbedPlan, model: str) -> list[int]:

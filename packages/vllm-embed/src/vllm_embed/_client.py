@@ -24,9 +24,9 @@ from vllm_embed._errors import (
     ModelNotFoundError,
 )
 from vllm_embed._http_errors import error_from_response
-from vllm_embed._lean_http import LeanHTTP
+from vllm_embed._lean_http import LeanHTTP, post_into
 from vllm_embed._retry import RetryableStatus, call_with_retries
-from vllm_embed._transport import Layout, parse_error_body, quick_layout
+from vllm_embed._transport import parse_error_body
 from vllm_embed._types import EmbedResult, ModelInfo
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ __all__ = ["EmbeddingClient"]
 
 T = TypeVar("T")
 _MAX_RENEGOTIATIONS = 6
-_LE_F4 = np.dtype("<f4")
 
 
 class EmbeddingClient(BaseEmbeddingClient):
@@ -387,27 +386,13 @@ class EmbeddingClient(BaseEmbeddingClient):
     def _lean_post(
         self, ep: Endpoint, body: bytes, out: Output, start: int, n: int
     ) -> httpx.Response | None:
-        """POST through the lean path; None when the vectors went straight into ``out``."""
-        url = ep.display_url
-        found: list[Layout] = []
-
-        def place(status: int, headers: httpx.Headers) -> memoryview | None:
-            meta = headers.get("metadata")
-            if meta is None or "json" in headers.get("content-type", ""):
-                return None
-            layout = quick_layout(meta, n)
-            if layout is None or layout.dtype != _LE_F4:
-                return None
-            found.append(layout)
-            rows = out.rows(start, start + n, layout.dim, url)
-            return memoryview(rows.data).cast("B")
-
         assert self._lean is not None
-        resp = self._lean.post(ep.embeddings_url, body, self._headers, place)
+        resp = post_into(
+            self._lean, ep.embeddings_url, ep.display_url, body, self._headers, out, start, n
+        )
         if resp is None:
             self._pool.mark_up(ep)
-            self.stats.encodings[url] = "bytes"
-            out.done(found[0].prompt_tokens, url)
+            self.stats.encodings[ep.display_url] = "bytes"
         return resp
 
     # ------------------------------------------------------------ truncation

@@ -27,10 +27,13 @@ from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+import numpy as np
 
+from vllm_embed._base import Output
+from vllm_embed._transport import Layout, quick_layout
 from vllm_embed._types import Timeout
 
-__all__ = ["LeanHTTP", "lean_path_allowed"]
+__all__ = ["LeanHTTP", "lean_path_allowed", "post_into"]
 
 #: Receives the response headers; returns the buffer the body must be read into, or None
 #: to get the whole body back as an ``httpx.Response`` instead.
@@ -172,3 +175,38 @@ def _as_httpx_error(exc: BaseException, conn: http.client.HTTPConnection) -> Bas
     if isinstance(exc, http.client.HTTPException):
         return httpx.RemoteProtocolError(str(exc) or type(exc).__name__)
     return httpx.ReadError(str(exc) or type(exc).__name__)
+
+
+_LE_F4 = np.dtype("<f4")
+
+
+def post_into(
+    lean: LeanHTTP,
+    url: str,
+    display_url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    out: Output,
+    start: int,
+    n: int,
+) -> httpx.Response | None:
+    """POST one embeddings batch; a float32 ``bytes`` answer in vLLM's usual layout is read
+    straight into ``out`` rows ``[start, start + n)`` (returns None). Any other answer comes
+    back whole as an ``httpx.Response`` for the normal decoding and error handling."""
+    found: list[Layout] = []
+
+    def place(status: int, response_headers: httpx.Headers) -> memoryview | None:
+        meta = response_headers.get("metadata")
+        if meta is None or "json" in response_headers.get("content-type", ""):
+            return None
+        layout = quick_layout(meta, n)
+        if layout is None or layout.dtype != _LE_F4:
+            return None
+        found.append(layout)
+        rows = out.rows(start, start + n, layout.dim, display_url)
+        return memoryview(rows.data).cast("B")
+
+    resp = lean.post(url, body, headers, place)
+    if resp is None:
+        out.done(found[0].prompt_tokens, display_url)
+    return resp
