@@ -8,7 +8,9 @@ or conversion fails.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -33,8 +35,7 @@ def expected(texts: list[str]) -> np.ndarray:
 def test_constructor_makes_no_request_and_no_client(server: respx.Route) -> None:
     emb = make()
     assert server.call_count == 0
-    assert emb._sync_client is None
-    assert len(emb._async_clients) == 0
+    assert emb._clients.built == 0
 
 
 def test_embed_documents_returns_python_floats_in_input_order(server: respx.Route) -> None:
@@ -173,7 +174,7 @@ def test_close_keeps_the_object_usable(server: respx.Route) -> None:
     emb = make()
     emb.embed_query("x")
     emb.close()
-    assert emb._sync_client is None
+    assert emb._clients.built == 0
     assert len(emb.embed_query("x")) == DIM
 
 
@@ -214,3 +215,13 @@ def test_authorization_header_is_used_and_never_shown(server: respx.Route) -> No
     assert len(emb.embed_query("x")) == DIM
     for text in (repr(emb), str(emb), emb.model_dump_json()):
         assert API_KEY not in text
+
+
+def test_copies_and_pickles_build_their_own_clients(server: respx.Route) -> None:
+    emb = make(instructions=None)
+    emb.embed_query("x")
+    for clone in (copy.deepcopy(emb), pickle.loads(pickle.dumps(emb))):
+        assert clone._clients.built == 0
+        assert clone.api_key is not None and clone.api_key.get_secret_value() == API_KEY
+        np.testing.assert_allclose(clone.embed_query("y"), fake_vector("y", DIM), rtol=1e-6)
+        assert clone.client is not emb.client

@@ -7,7 +7,9 @@ the fake server's deterministic vectors, so a wrong text, order or instruction f
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,7 +96,7 @@ def recorder() -> Iterator[_EventRecorder]:
 def test_constructor_makes_no_request_and_no_client(server: respx.Route) -> None:
     emb = make()
     assert server.call_count == 0
-    assert emb._sync_client is None
+    assert emb._clients.built == 0
 
 
 def test_query_and_text_instructions_come_from_the_core(server: respx.Route) -> None:
@@ -239,3 +241,12 @@ def test_authorization_header_is_used_and_never_shown(server: respx.Route) -> No
     assert len(emb.get_query_embedding("x")) == DIM
     for text in (repr(emb), emb.to_json(), repr(emb.to_dict())):
         assert API_KEY not in text
+
+
+def test_copies_and_pickles_build_their_own_clients(server: respx.Route) -> None:
+    emb = make(instructions=None)
+    emb.get_query_embedding("x")
+    for clone in (copy.deepcopy(emb), pickle.loads(pickle.dumps(emb))):
+        assert clone._clients.built == 0
+        np.testing.assert_allclose(clone.get_text_embedding("y"), fake_vector("y", DIM), rtol=1e-6)
+        assert clone.client is not emb.client

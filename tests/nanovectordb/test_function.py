@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import inspect
+from typing import Any
 
 import numpy as np
 import pytest
@@ -161,3 +164,19 @@ async def test_lightrag_context_argument_picks_the_instruction(server: respx.Rou
     assert embedding_inputs(server) == [["passage: chunk"], ["query: question"]]
     with pytest.raises(InvalidInputError, match="context"):
         await fn(["x"], context="summary")  # type: ignore[arg-type]
+
+
+def test_deep_copies_are_the_function_itself(server: respx.Route) -> None:
+    """LightRAG deep-copies its config (dataclasses.asdict) including the EmbeddingFunc's func:
+    like a plain function, the embedding function must survive that as itself."""
+
+    @dataclasses.dataclass
+    class EmbeddingFuncShape:  # the fields LightRAG's EmbeddingFunc has
+        embedding_dim: int
+        max_token_size: int | None
+        func: Any
+
+    fn = VLLMEmbeddingFunction(**KW)
+    fn.dimension()  # clients and locks exist now
+    config = dataclasses.asdict(EmbeddingFuncShape(fn.embedding_dim, fn.max_token_size, fn))
+    assert config["func"] is fn and copy.deepcopy(fn) is fn and copy.copy(fn) is fn

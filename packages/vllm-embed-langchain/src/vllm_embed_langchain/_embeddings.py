@@ -8,11 +8,8 @@ no network call and builds no client).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
-import threading
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -22,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from vllm_embed import AsyncEmbeddingClient, EmbeddingClient, InvalidInputError, RetryPolicy
 from vllm_embed._constants import API_KEY_ENV_VARS
+from vllm_embed_langchain._clients import LazyClients
 
 __all__ = ["VLLMEmbeddings"]
 
@@ -105,11 +103,7 @@ class VLLMEmbeddings(BaseModel, Embeddings):
     """Any other keyword argument of :class:`vllm_embed.EmbeddingClient` (e.g. ``retry``);
     the fields above win over it."""
 
-    _sync_client: EmbeddingClient | None = PrivateAttr(default=None)
-    _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEmbeddingClient] = (
-        PrivateAttr(default_factory=weakref.WeakKeyDictionary)
-    )
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _clients: LazyClients = PrivateAttr(default_factory=LazyClients)
 
     @classmethod
     def from_config(
@@ -158,33 +152,20 @@ class VLLMEmbeddings(BaseModel, Embeddings):
     @property
     def client(self) -> EmbeddingClient:
         """The core sync client (built on first use)."""
-        with self._lock:
-            if self._sync_client is None:
-                self._sync_client = EmbeddingClient(**self._client_kwargs())
-            return self._sync_client
+        return self._clients.sync(self._client_kwargs)
 
     @property
     def async_client(self) -> AsyncEmbeddingClient:
-        """The core async client for the running event loop (one per loop, built on use)."""
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            client = AsyncEmbeddingClient(**self._client_kwargs())
-            self._async_clients[loop] = client
-        return client
+        """The core async client of the running event loop (one per loop, built on use)."""
+        return self._clients.for_running_loop(self._client_kwargs)
 
     def close(self) -> None:
         """Close the sync client's connections (the object stays usable)."""
-        with self._lock:
-            client, self._sync_client = self._sync_client, None
-        if client is not None:
-            client.close()
+        self._clients.close()
 
     async def aclose(self) -> None:
-        """Close the async client of the running loop."""
-        client = self._async_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        """Close the running loop's async client (the object stays usable)."""
+        await self._clients.aclose()
 
     # -- Embeddings interface ----------------------------------------------------------
 

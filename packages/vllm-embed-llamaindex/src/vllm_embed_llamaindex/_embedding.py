@@ -13,11 +13,8 @@ and keeps several requests in flight; callbacks and instrumentation events still
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
-import threading
-import weakref
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -32,6 +29,7 @@ from llama_index.core.instrumentation.events.embedding import (
 
 from vllm_embed import AsyncEmbeddingClient, EmbeddingClient, InvalidInputError, RetryPolicy
 from vllm_embed._constants import API_KEY_ENV_VARS
+from vllm_embed_llamaindex._clients import LazyClients
 
 __all__ = ["VLLMEmbedding"]
 
@@ -114,9 +112,7 @@ class VLLMEmbedding(BaseEmbedding):
         default_factory=dict, exclude=True, repr=False, description="Other client kwargs."
     )
 
-    _sync_client: EmbeddingClient | None = PrivateAttr(default=None)
-    _async_clients: Any = PrivateAttr(default_factory=weakref.WeakKeyDictionary)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _clients: LazyClients = PrivateAttr(default_factory=LazyClients)
 
     @classmethod
     def class_name(cls) -> str:
@@ -186,33 +182,20 @@ class VLLMEmbedding(BaseEmbedding):
     @property
     def client(self) -> EmbeddingClient:
         """The core sync client (built on first use)."""
-        with self._lock:
-            if self._sync_client is None:
-                self._sync_client = EmbeddingClient(**self._client_kwargs())
-            return self._sync_client
+        return self._clients.sync(self._client_kwargs)
 
     @property
     def async_client(self) -> AsyncEmbeddingClient:
-        """The core async client for the running event loop (one per loop)."""
-        loop = asyncio.get_running_loop()
-        client: AsyncEmbeddingClient | None = self._async_clients.get(loop)
-        if client is None:
-            client = AsyncEmbeddingClient(**self._client_kwargs())
-            self._async_clients[loop] = client
-        return client
+        """The core async client of the running event loop (one per loop, built on use)."""
+        return self._clients.for_running_loop(self._client_kwargs)
 
     def close(self) -> None:
         """Close the sync client's connections (the object stays usable)."""
-        with self._lock:
-            client, self._sync_client = self._sync_client, None
-        if client is not None:
-            client.close()
+        self._clients.close()
 
     async def aclose(self) -> None:
-        """Close the async client of the running loop."""
-        client = self._async_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        """Close the running loop's async client (the object stays usable)."""
+        await self._clients.aclose()
 
     # -- BaseEmbedding hooks ------------------------------------------------------------
 

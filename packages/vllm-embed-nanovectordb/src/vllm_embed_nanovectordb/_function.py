@@ -105,6 +105,14 @@ class VLLMEmbeddingFunction:
         kwargs = {**config.client_kwargs(), **overrides}
         return cls(kind=kind, embedding_dim=config.dimension, **kwargs)
 
+    def __copy__(self) -> VLLMEmbeddingFunction:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> VLLMEmbeddingFunction:
+        """A copy is this same function (as for a plain function): it holds clients and
+        locks that must not be duplicated. LightRAG deep-copies its config (``asdict``)."""
+        return self
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(kind={self.kind!r}, embedding_dim={self._dim}, "
