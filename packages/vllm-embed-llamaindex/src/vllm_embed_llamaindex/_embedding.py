@@ -227,7 +227,13 @@ class VLLMEmbedding(BaseEmbedding):
     def get_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
-        """Embed all ``texts`` in one call to the core's pipelined batching."""
+        """Embed all ``texts`` in one call to the core's pipelined batching.
+
+        The core sends ``embed_batch_size`` texts per request with up to
+        ``max_concurrency`` requests in flight (``num_workers`` is not used), and returns
+        the vectors in input order. ``show_progress`` is accepted for compatibility; with
+        an ``embeddings_cache`` set, LlamaIndex's own cached loop runs instead.
+        """
         if getattr(self, "embeddings_cache", None) is not None:  # LlamaIndex's cache path
             return super().get_text_embedding_batch(texts, show_progress, **kwargs)
         if _is_empty_batch(texts):
