@@ -19,7 +19,7 @@ DEFAULT_RETRY_TOTAL_TIMEOUT = 120.0
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_TOKENS_PER_REQUEST = 16384
-DEFAULT_MAX_CONCURRENCY = 4
+DEFAULT_MAX_CONCURRENCY = 8
 
 #: How long an endpoint that refused a connection is left alone before it is tried again.
 ENDPOINT_COOLDOWN = 2.0
