@@ -21,10 +21,13 @@ def main() -> None:
     started = time.perf_counter()
     llm = LLM(model=model_dir, runner="pooling", dtype="float32")
     load_s = time.perf_counter() - started
-    llm.embed(texts[:64], use_tqdm=False)  # warm-up
-    t0 = time.perf_counter()
-    outputs = llm.embed(texts, use_tqdm=False)
-    wall = time.perf_counter() - t0
+    llm.embed(texts[:256], use_tqdm=False)  # warm-up
+    walls = []
+    for _ in range(2):  # the better of two runs, as the HTTP clients get
+        t0 = time.perf_counter()
+        outputs = llm.embed(texts, use_tqdm=False)
+        walls.append(time.perf_counter() - t0)
+    wall = min(walls)
     dim = len(outputs[0].outputs.embedding)
     print(
         json.dumps(
@@ -32,6 +35,7 @@ def main() -> None:
                 "texts": len(texts),
                 "dim": dim,
                 "seconds": wall,
+                "runs_seconds": walls,
                 "texts_per_s": len(texts) / wall,
                 "load_s": load_s,
             }

@@ -113,12 +113,22 @@ def live(n: int, queries: int) -> dict[str, Any]:
             budget_s=0,
             check=False,
         )
-        for name, (_factory, group) in CLIENTS.items():
-            _log(f"live: {name}")
-            result = run_worker(
-                "client", {"client": name, "cells": [cell_dict(base)]}, None, timeout=1800
-            )
-            out["clients"] += _rows(result, name, group)
+        _warm_up(server.base_url, "minilm", "sk-bench-live")
+        # Two passes in opposite orders; each client keeps its better pass, so a burst of
+        # other work on the machine does not decide the ranking.
+        names = list(CLIENTS)
+        passes: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for order in (names, names[::-1]):
+            for name in order:
+                _log(f"live: {name}")
+                result = run_worker(
+                    "client", {"client": name, "cells": [cell_dict(base)]}, None, timeout=1800
+                )
+                passes[name] += _rows(result, name, CLIENTS[name][1])
+        for name in names:
+            good = [r for r in passes[name] if "vectors_per_s" in r]
+            best = max(good, key=lambda r: r["vectors_per_s"]) if good else passes[name][0]
+            out["clients"].append({**best, "passes": len(passes[name])})
         _log("live: embed_query latency vs raw httpx")
         out["query"] = run_worker(
             "query", {"cell": cell_dict(base), "n": queries}, None, timeout=600
@@ -126,6 +136,18 @@ def live(n: int, queries: int) -> dict[str, Any]:
     _log("live: offline engine LLM(...).embed (server stopped first)")
     out["offline"] = offline_engine(str(python), model_path, n)
     return out
+
+
+def _warm_up(base_url: str, model: str, api_key: str) -> None:
+    """A few requests first: vLLM's first batches are slower than the steady state."""
+    import httpx
+
+    texts = live_texts(256)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(headers=headers, timeout=300) as client:
+        for start in range(0, len(texts), 64):
+            body = {"model": model, "input": texts[start : start + 64]}
+            client.post(f"{base_url}/embeddings", json=body).raise_for_status()
 
 
 def offline_engine(python: str, model_path: str, n: int) -> dict[str, Any]:

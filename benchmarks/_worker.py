@@ -154,19 +154,22 @@ def run_decode(cells: list[Cell]) -> list[dict[str, Any]]:
         n_batches = cell.n // cell.batch
         n = n_batches * cell.batch
         for label, encoding, decode in DECODERS:
-            gc.collect()
-            t0, c0 = time.perf_counter(), time.process_time()
-            decode(bodies[encoding], n_batches, cell.batch, cell.dim)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            best_wall, best_cpu = float("inf"), float("inf")
+            for _ in range(3):  # the floor: best of three, each with a fresh output
+                gc.collect()
+                t0, c0 = time.perf_counter(), time.process_time()
+                decode(bodies[encoding], n_batches, cell.batch, cell.dim)
+                best_wall = min(best_wall, time.perf_counter() - t0)
+                best_cpu = min(best_cpu, time.process_time() - c0)
             results.append(
                 {
                     "client": label,
                     "dim": cell.dim,
                     "batch": cell.batch,
                     "vectors": n,
-                    "rounds": 1,
-                    "vectors_per_s": n / wall,
-                    "cpu_us_per_vector": cpu / n * 1e6,
+                    "rounds": 3,
+                    "vectors_per_s": n / best_wall,
+                    "cpu_us_per_vector": best_cpu / n * 1e6,
                     "check": "ok",
                 }
             )
