@@ -247,3 +247,23 @@ def test_paths_with_spaces(tmp_path: Path, fake_vllm):
     path = make_dvd_store(directory / "database.json", n=2)
     result = _run(str(path), *_server_args())
     assert result.exit_code == 0, result.output
+
+
+def test_progress_reporters_count_rate_and_eta(capsys):
+    from vllm_embed.cli.migrate import _BarProgress, _LineProgress
+
+    bar = _BarProgress()
+    bar.start(total=10, done=4)
+    bar.advance(6)
+    assert (bar._bar.n, bar._bar.total) == (10, 10)
+    bar.close()
+    assert "10/10" in capsys.readouterr().err
+
+    lines = _LineProgress(every=0.0)
+    lines.start(total=8, done=2)
+    lines.advance(3)
+    lines.advance(3)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "resuming: 2/8 records already embedded"
+    assert err[1].startswith("embedded 5/8 (62%)") and "rec/s, ETA" in err[1]
+    assert err[2].startswith("embedded 8/8 (100%)")

@@ -21,11 +21,11 @@ from vllm_embed.migrate._jsonio import (
 
 class _Sink:
     def __init__(self) -> None:
-        self.parts: list[str] = []
+        self.parts: list[bytes] = []
 
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        return len(text)
+    def write(self, data: bytes) -> int:
+        self.parts.append(data)
+        return len(data)
 
 
 @given(st.lists(st.binary(max_size=50), max_size=20))
@@ -35,7 +35,7 @@ def test_base64_writer_equals_one_shot_encoding(chunks: list[bytes]) -> None:
     for chunk in chunks:
         writer.write(chunk)
     writer.close()
-    assert "".join(sink.parts) == base64.b64encode(b"".join(chunks)).decode()
+    assert b"".join(sink.parts) == base64.b64encode(b"".join(chunks))
 
 
 def test_matrix_span_is_found_without_loading_it(tmp_path):

@@ -9,7 +9,6 @@ cut out before the rest is parsed, and the base64 is validated and measured in p
 
 from __future__ import annotations
 
-import base64
 import binascii
 import contextlib
 import json
@@ -76,11 +75,14 @@ def load_json(path: Path) -> Any:
         raise StoreFormatError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def load_json_with_span(path: Path, key: str) -> tuple[Any, Base64Span | None]:
+def load_json_with_span(
+    path: Path, key: str, *, validate: bool = True
+) -> tuple[Any, Base64Span | None]:
     """Parse ``path``; if its top-level object has a string ``key``, return its span instead.
 
     Returns ``(document, span)``. When a span is returned, ``document[key]`` is
-    ``None`` and the string's content is validated as base64 without being loaded.
+    ``None`` and (unless ``validate`` is false) the string's content is checked to be
+    base64 without being loaded.
     Falls back to a plain parse (span ``None``) when the key is absent or not a string.
     """
     try:
@@ -96,7 +98,7 @@ def load_json_with_span(path: Path, key: str) -> tuple[Any, Base64Span | None]:
             _drop_pages(mm)
     if span is None:
         return load_json(path), None
-    return _parse_without(path, span, key)
+    return _parse_without(path, span, key, validate)
 
 
 def _find_top_level_string(path: Path, mm: mmap.mmap, key: str) -> Base64Span | None:
@@ -121,7 +123,9 @@ def _drop_pages(mm: mmap.mmap) -> None:
             mm.madvise(advice)
 
 
-def _parse_without(path: Path, span: Base64Span, key: str) -> tuple[Any, Base64Span | None]:
+def _parse_without(
+    path: Path, span: Base64Span, key: str, validate: bool
+) -> tuple[Any, Base64Span | None]:
     with open(path, "rb") as f:
         head = f.read(span.start)
         f.seek(span.end)
@@ -135,7 +139,8 @@ def _parse_without(path: Path, span: Base64Span, key: str) -> tuple[Any, Base64S
         # The longest candidate was not the top-level value: parse the plain way.
         return load_json(path), None
     document[key] = None
-    _validate_base64(span)
+    if validate:
+        _validate_base64(span)
     return document, span
 
 
@@ -173,7 +178,10 @@ def iter_f32_rows_b64(
         while remaining:
             block = f.read(min(step_chars, remaining))
             remaining -= len(block)
-            raw = pending + base64.b64decode(block)
+            try:
+                raw = pending + binascii.a2b_base64(block, strict_mode=True)
+            except binascii.Error as exc:
+                raise StoreFormatError(f"{span.path}: the matrix is not valid base64.") from exc
             usable = len(raw) - len(raw) % (dim * 4)
             pending = raw[usable:]
             if usable:
@@ -185,9 +193,9 @@ def iter_f32_rows_b64(
 
 
 class Base64Writer:
-    """Streams bytes as base64 into a text file without building one big string."""
+    """Streams bytes as base64 into a binary file without building one big string."""
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[bytes]) -> None:
         self._out = out
         self._pending = b""
 
@@ -196,11 +204,11 @@ class Base64Writer:
         usable = len(data) - len(data) % 3
         self._pending = data[usable:]
         if usable:
-            self._out.write(base64.b64encode(data[:usable]).decode("ascii"))
+            self._out.write(binascii.b2a_base64(data[:usable], newline=False))
 
     def close(self) -> None:
         if self._pending:
-            self._out.write(base64.b64encode(self._pending).decode("ascii"))
+            self._out.write(binascii.b2a_base64(self._pending, newline=False))
             self._pending = b""
 
 

@@ -30,7 +30,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -89,25 +89,25 @@ class NanoVectorDBStore(Store):
         records = [self._records[i] for i in keep]
         if any("vector" in r for r in records):
             records = _with_lightrag_vectors(records, rows)
-        with open(out, "w", encoding="utf-8") as f:
-            f.write("{")
+        with open(out, "wb") as f:
+            f.write(b"{")
             for n, (key, value) in enumerate(self._document.items()):
                 if n:
-                    f.write(", ")
-                f.write(json.dumps(key, ensure_ascii=False) + ": ")
+                    f.write(b", ")
+                f.write(_dumps(key) + b": ")
                 if key == "embedding_dim":
-                    f.write(json.dumps(rows.dim))
+                    f.write(_dumps(rows.dim))
                 elif key == "data":
-                    f.write(json.dumps(records, ensure_ascii=False))
+                    f.write(_dumps(records))
                 elif key == "matrix":
                     _write_matrix(f, rows)
                 else:
-                    f.write(json.dumps(value, ensure_ascii=False))
-            f.write("}")
+                    f.write(_dumps(value))
+            f.write(b"}")
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
-        written = read_nanovectordb(path, text_field=self.text_field)
+        written = read_nanovectordb(path, text_field=self.text_field, validate=False)
         where = f"written file {path}"
         if written.old_dim != dim:
             raise StoreFormatError(f"{where}: embedding_dim {written.old_dim}, expected {dim}")
@@ -136,7 +136,8 @@ class NanoVectorDBStore(Store):
                     f"nano-vectordb loaded {len(db)} records from {path}, expected {len(ids)}"
                 )
             if ids:
-                probe = next(read_nanovectordb(path, text_field="__id__").iter_matrix())[0]
+                written = read_nanovectordb(path, text_field="__id__", validate=False)
+                probe = next(written.iter_matrix())[0]
                 hits = db.query(probe, top_k=1)
                 if not hits or hits[0]["__metrics__"] < 0.999:
                     raise StoreFormatError(f"nano-vectordb cannot query {path} consistently")
@@ -159,12 +160,17 @@ def read_nanovectordb(
     text_field: str | None = None,
     document: dict[str, Any] | None = None,
     span: Base64Span | None = None,
+    validate: bool = True,
 ) -> NanoVectorDBStore:
-    """Read and validate a nano-vectordb file (``document``/``span`` if already parsed)."""
+    """Read and validate a nano-vectordb file (``document``/``span`` if already parsed).
+
+    ``validate=False`` skips the up-front base64 check of the matrix (for a file about to
+    be decoded anyway, which checks it strictly while decoding).
+    """
     if document is None:
         from ._jsonio import load_json_with_span
 
-        loaded, span = load_json_with_span(path, "matrix")
+        loaded, span = load_json_with_span(path, "matrix", validate=validate)
         if not looks_like_nanovectordb(loaded):
             raise StoreFormatError(
                 f"{path} is not a nano-vectordb file (needs embedding_dim, data and matrix)."
@@ -250,13 +256,18 @@ def _with_lightrag_vectors(records: list[dict[str, Any]], rows: Rows) -> list[di
     return out
 
 
-def _write_matrix(f: Any, rows: Rows) -> None:
-    f.write('"')
+def _write_matrix(f: BinaryIO, rows: Rows) -> None:
+    f.write(b'"')
     writer = Base64Writer(f)
     for block in rows.blocks():
         writer.write(l2_normalise(block).astype("<f4", copy=False).tobytes())
     writer.close()
-    f.write('"')
+    f.write(b'"')
+
+
+def _dumps(value: Any) -> bytes:
+    """``json.dump(..., ensure_ascii=False)`` as nano-vectordb writes it, as UTF-8 bytes."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
 @contextlib.contextmanager
