@@ -220,3 +220,16 @@ def test_respx_is_the_only_transport(router: respx.MockRouter) -> None:
     """Sanity: the router refuses unmocked hosts (so no test talks to a real network)."""
     with pytest.raises(respx.models.AllMockedAssertionError):
         httpx.get("http://unmocked.test/")
+
+
+def test_async_client_survives_several_event_loops(server) -> None:
+    """Frameworks call async code with asyncio.run() per call: each loop gets its own pool."""
+    import asyncio
+
+    from vllm_embed import AsyncEmbeddingClient
+
+    c = AsyncEmbeddingClient(server.url)
+    first = asyncio.run(c.embed(["a"]))
+    second = asyncio.run(c.embed(["b"]))
+    np.testing.assert_allclose(np.vstack([first, second]), expected(["a", "b"], 8), rtol=1e-6)
+    asyncio.run(c.aclose())

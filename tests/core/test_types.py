@@ -51,3 +51,10 @@ def test_retry_policy_validates(kwargs: dict[str, float]) -> None:
 
 def test_retry_policy_none_means_one_attempt() -> None:
     assert RetryPolicy.none().max_attempts == 1
+
+
+def test_secret_copies_are_the_same_secret() -> None:
+    import copy
+
+    s = Secret("k")
+    assert copy.copy(s) is s and copy.deepcopy({"key": s})["key"] is s

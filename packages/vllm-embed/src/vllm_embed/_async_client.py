@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -67,6 +68,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         self._lean: LeanHTTP | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._discovery_lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
         #: How retries wait (tests replace it to avoid real sleeping).
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -79,17 +82,30 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
 
     # ------------------------------------------------------------ resources
     def _http(self) -> httpx.AsyncClient:
-        if self._http_client is None:
-            if self._closed:
-                raise RuntimeError("This AsyncEmbeddingClient is closed; create a new one.")
-            self._http_client = httpx.AsyncClient(
-                timeout=self._httpx_timeout(), limits=self._httpx_limits()
-            )
+        """The pooled AsyncClient of the running event loop.
+
+        Connections belong to the loop that opened them; frameworks that call the client
+        from several loops (``asyncio.run`` per call) get a fresh pool per loop instead of
+        "Event loop is closed" errors. A client passed as ``http_client=`` is always used.
+        """
+        if self._closed:
+            raise RuntimeError("This AsyncEmbeddingClient is closed; create a new one.")
+        loop = asyncio.get_running_loop()
+        client = self._http_client
+        if client is not None and (not self._owns_http or self._http_loop is loop):
+            return client
+        self._http_client = httpx.AsyncClient(
+            timeout=self._httpx_timeout(), limits=self._httpx_limits()
+        )
+        self._http_loop = loop
+        self._discovery_lock = None
         return self._http_client
 
     def _lock(self) -> asyncio.Lock:
-        if self._discovery_lock is None:
+        loop = asyncio.get_running_loop()
+        if self._discovery_lock is None or self._lock_loop is not loop:
             self._discovery_lock = asyncio.Lock()
+            self._lock_loop = loop
         return self._discovery_lock
 
     async def aclose(self) -> None:
@@ -97,7 +113,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         self._closed = True
         http, self._http_client = self._http_client, None
         if http is not None and self._owns_http:
-            await http.aclose()
+            with contextlib.suppress(RuntimeError):  # its loop may be gone already
+                await http.aclose()
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -95,7 +95,48 @@ def _positive_int(name: str, value: object, *, allow_none: bool = False) -> int 
 
 
 class BaseEmbeddingClient:
-    """Settings and the I/O-free half of the embedding client (see ``EmbeddingClient``)."""
+    """Settings and the I/O-free half of the embedding client.
+
+    Use :class:`~vllm_embed.EmbeddingClient` or :class:`~vllm_embed.AsyncEmbeddingClient`;
+    both take these settings. Nothing here touches the network.
+
+    Args:
+        base_url: The server's OpenAI-style URL (``http://host:8000/v1``; ``/v1`` is added
+            when missing), or a list of them: batches then go to the healthy server with
+            the fewest requests in flight, and a server that refuses connections is left
+            alone for a cool-down. Default: ``VLLM_EMBED_BASE_URL``, then
+            ``OPENAI_BASE_URL``.
+        api_key: Sent as ``Authorization: Bearer ...``. Default: ``VLLM_EMBED_API_KEY``,
+            ``VLLM_API_KEY``, then ``OPENAI_API_KEY``. Never shown in reprs, errors or logs.
+        model: The served model name. Default: the one model ``/v1/models`` lists (an
+            error names them when there are several).
+        headers: Extra request headers; an explicit ``Authorization`` wins over ``api_key``.
+        timeout: :class:`Timeout` or seconds per request (default 60 s, connect 5 s).
+        retry: :class:`RetryPolicy` (default 5 attempts, backoff 0.5 s doubling to 8 s,
+            Retry-After honoured, at most 120 s in all). ``RetryPolicy.none()`` disables.
+        batch_size: Inputs per request (default 64).
+        max_tokens_per_request: Estimated tokens per request (default 16384; ``None``:
+            count only). Keeps batches of long texts under server limits.
+        max_concurrency: Requests in flight at once (default 8; the sync client uses a
+            small thread pool). Results always come back in input order.
+        encoding: ``"auto"`` negotiates vLLM ``bytes`` > ``base64`` > ``float`` per server
+            and remembers it; or force one.
+        embed_dtype: ``"float16"`` halves the transfer with vLLM's ``bytes`` encoding
+            (results are still float32 arrays).
+        dimensions: Matryoshka output size, sent to the server. vLLM refuses it for models
+            not loaded as Matryoshka (:class:`~vllm_embed.DimensionsNotSupportedError`).
+        client_side_dimensions: When the server refuses (or ignores) ``dimensions``,
+            truncate to ``dimensions`` and re-normalise on the client instead.
+        truncate: ``"end"`` (default) lets vLLM cut inputs to ``max_model_len - 1`` tokens
+            (``truncate_prompt_tokens``; one below the limit because of vLLM issue 29496)
+            and counts them (:meth:`embed_with_info`); ``"error"`` raises
+            :class:`~vllm_embed.ContextLengthError` naming the input, instead.
+        instructions: ``"auto"`` picks query/document prefixes from the model name
+            (Qwen3-Embedding, E5, BGE v1.5 English, Jina v3/v4, nomic-embed; others: none);
+            a preset name, an :class:`~vllm_embed.Instructions`, or ``None`` (off). Only
+            ``embed_query`` / ``embed_documents`` (and ``kind=``) apply them.
+        normalize: L2-normalise every vector on the client.
+    """
 
     def __init__(
         self,
