@@ -326,3 +326,20 @@ def test_out_must_be_new(store_dir, fake_vllm, client):
     with pytest.raises(MigrationError, match="already exists"):
         migrate_store(open_store(path), client, MigrationOptions(out=out))
     assert out.read_text() == "{}"
+
+
+def test_server_down_from_the_start(store_dir, fake_vllm, failing_after, client):
+    path = make_dvd_store(store_dir / "database.json", n=4)
+    before = _listing(store_dir)
+    fake_vllm.side_effect = _refuse_everything
+    with pytest.raises(MigrationError, match="Nothing was written") as info:
+        migrate_store(open_store(path), client)
+    assert isinstance(info.value.__cause__, Exception)
+    assert _listing(store_dir) == before
+    assert not work_dir_for(path).exists()
+
+
+def _refuse_everything(request):  # type: ignore[no-untyped-def]
+    import httpx
+
+    raise httpx.ConnectError("connection refused", request=request)

@@ -274,10 +274,17 @@ def migrate_store(
 def _settings(
     store: Store, embedder: Embedder, options: MigrationOptions, kept: int
 ) -> dict[str, object]:
+    try:
+        model = embedder.model_name()
+    except VLLMEmbedError as exc:
+        raise MigrationError(
+            f"could not ask the embedding server which model it serves: {_clause(exc)}. "
+            f"Nothing was written; {store.path} is untouched."
+        ) from exc
     return {
         "format": store.format,
         "text_field": store.text_field,
-        "model": embedder.model_name(),
+        "model": model,
         "dimensions": options.dimensions,
         "kind": options.kind,
         "drop_missing_text": options.drop_missing_text,
