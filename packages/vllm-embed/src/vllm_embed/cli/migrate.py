@@ -170,7 +170,8 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
     "--update-config",
     "update_config",
     type=click.Path(path_type=Path),
-    help="After success, set the new dimension (and model) in this TOML/JSON config.",
+    help="After success, set the new dimension (and model) in this TOML/JSON config "
+    "(for a Python config, print the lines to change).",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), help="Texts per request.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before replacing in place.")
@@ -190,7 +191,14 @@ def migrate(
     batch_size: int | None,
     yes: bool,
 ) -> None:
-    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain) with a new model."""
+    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain) with a new model.
+
+    STORE is a nano-vectordb JSON file (DVD database.json, LightRAG vdb_*.json), a
+    LlamaIndex persist directory or a LangChain InMemoryVectorStore.dump() file; the
+    format is detected. The original is replaced only once the new store is complete
+    and verified, and kept as NAME.d<old dim>.bak.EXT. An interrupted run (server gone,
+    Ctrl-C, reboot) resumes when the same command is run again.
+    """
     opened = open_store(store, text_field=text_field)
     click.echo(_describe(opened), err=True)
     plan: ConfigUpdate | None = None
