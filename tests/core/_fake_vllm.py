@@ -36,6 +36,7 @@ record = {
 with open(os.environ["FAKE_VLLM_RECORD"], "w") as f:
     json.dump(record, f)
 print("fake vllm starting", flush=True)
+signal.signal(signal.SIGTERM, lambda *_: (worker.kill(), os._exit(0)))
 if mode == "exit":
     print("RuntimeError: fake engine failed to start", flush=True)
     worker.kill()
@@ -44,6 +45,8 @@ if mode == "never":
     time.sleep(600)
 if mode == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+else:  # like vLLM: on SIGTERM, stop the workers, then exit
+    signal.signal(signal.SIGTERM, lambda *_: (worker.kill(), os._exit(0)))
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

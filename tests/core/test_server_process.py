@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,36 @@ def test_repr_and_command_hide_the_key(fake: Path, tmp_path: Path) -> None:
     assert KEY not in " ".join(server.command())
     with pytest.raises(RuntimeError, match="start"):
         server.wait_ready()
+
+
+_ORPHANING_PARENT = """
+import sys, time
+from vllm_embed.server import ServerSpec, VLLMServer
+server = VLLMServer(ServerSpec(model="m"), python=sys.executable, log_path=sys.argv[1])
+server.start()
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_server_dies_with_a_killed_parent(fake: Path, tmp_path: Path) -> None:
+    """kill -9 of the process that started the server (a CI timeout) leaves no stray."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHANING_PARENT, str(tmp_path / "server.log")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "ready"
+        record = json.loads(fake.read_text())
+        assert _alive(record["pid"])
+    finally:
+        parent.kill()
+        parent.wait()
+    for _ in range(200):  # bounded wait for the kernel's death signal to land
+        if not _alive(record["pid"]) and not _alive(record["worker"]):
+            break
+        time.sleep(0.05)
+    assert not _alive(record["pid"]), "the server outlived its killed parent"
+    assert not _alive(record["worker"])

@@ -58,6 +58,17 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: SIGTERM this child when the thread that started it dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -78,6 +89,11 @@ class VLLMServer:
     (the default) sets the CPU-only variables (``VLLM_CPU_KVCACHE_SPACE``), which GPU
     builds ignore. The log goes to ``log_path`` (a temporary file by default) and its
     tail is in every :class:`ServerStartError`.
+
+    With ``stop_with_parent=True`` (Linux) the server also gets SIGTERM if this
+    process is killed outright (a CI timeout, ``kill -9``), so nothing is left
+    running. The signal follows the *thread* that called :meth:`start`: start
+    long-lived servers from the main thread, or pass ``stop_with_parent=False``.
     """
 
     def __init__(
@@ -88,11 +104,13 @@ class VLLMServer:
         *,
         cpu: bool = True,
         start_timeout: float = DEFAULT_START_TIMEOUT,
+        stop_with_parent: bool = True,
     ) -> None:
         self.spec = spec
         self.python = str(python or sys.executable)
         self.cpu = cpu
         self.start_timeout = start_timeout
+        self.stop_with_parent = stop_with_parent and sys.platform == "linux"
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix="vllm-server-", suffix=".log")
             os.close(fd)
@@ -159,6 +177,7 @@ class VLLMServer:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent if self.stop_with_parent else None,
         )
         _LIVE.add(self)
         if wait:
