@@ -675,6 +675,13 @@ async def _serve(config: FakeServerConfig) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def parent_gone() -> None:  # stdin is a pipe from the parent: EOF means it died
+        if not os.read(0, 4096):
+            loop.remove_reader(0)
+            stop.set()
+
+    loop.add_reader(0, parent_gone)
     print(json.dumps({"port": port}), flush=True)
     async with server:
         await stop.wait()
@@ -762,7 +769,7 @@ class FakeEmbeddingServer:
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), json.dumps(asdict(self.config))],
             stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # the child exits when this pipe closes (parent gone)
         )
         try:
             self.port = self._read_port()
@@ -816,8 +823,9 @@ class FakeEmbeddingServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        for pipe in (self.process.stdout, self.process.stdin):
+            if pipe is not None:
+                pipe.close()
 
     def __enter__(self) -> FakeEmbeddingServer:
         return self

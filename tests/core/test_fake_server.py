@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -284,3 +289,34 @@ def test_bad_arguments_are_refused_in_the_parent() -> None:
         FakeEmbeddingServer(encodings=("float", "msgpack"))
     with pytest.raises(ValueError, match="fail_mode"):
         FakeEmbeddingServer(fail_mode="explode")
+
+
+def test_server_process_exits_when_its_parent_dies() -> None:
+    script = (
+        "import os, sys\n"
+        "from vllm_embed_testing.fake_server import FakeEmbeddingServer\n"
+        "server = FakeEmbeddingServer(dim=4)\n"
+        "print(server.process.pid, flush=True)\n"
+        "os._exit(0)  # no stop(): the child must notice on its own\n"
+    )
+    shared = str(Path(__file__).resolve().parents[2] / "shared")
+    env = {**os.environ, "PYTHONPATH": shared}
+    parent = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    child = int(parent.stdout.split()[0])
+    for _ in range(200):  # up to 10 s
+        if not _alive(child):
+            break
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by init) counts as gone
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
