@@ -174,6 +174,7 @@ def main() -> None:
     out = args.store_dir / "migrated.json"
     cpus = [os.cpu_count() - 1] if (os.cpu_count() or 1) > 1 else None  # type: ignore[operator]
     runs: dict[str, dict[str, Any]] = {}
+    load_before = os.getloadavg()[0]
     with FakeEmbeddingServer(dim=args.new_dim, model=MODEL, api_key=KEY, cpus=cpus) as server:
         runs["raw"] = _child("raw", server.base_url, str(args.records), args.encoding)
         for name in ("migrate", "trace"):
@@ -197,7 +198,13 @@ def main() -> None:
         "migrate_tracemalloc": runs["trace"],
         "migrate_vs_raw": runs["migrate"]["records_per_s"] / runs["raw"]["records_per_s"],
         "embed_phase_vs_raw": runs["migrate"]["embed_records_per_s"] / runs["raw"]["records_per_s"],
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            # other work on the machine skews every figure: report it
+            "loadavg_1min_before": load_before,
+            "loadavg_1min_after": os.getloadavg()[0],
+        },
         "server": "FakeEmbeddingServer (one process, pinned to the last core)",
         "encoding": args.encoding,
         "command": "python benchmarks/migrate_bench.py " + " ".join(sys.argv[1:]),
@@ -233,6 +240,11 @@ def _print_table(r: dict[str, Any]) -> None:
             f"(budget 2x = {r['memory_budget_mb']:,.0f} MiB)",
         ),
         ("verified with", ", ".join(m["verified_with"])),
+        (
+            "load average (1 min)",
+            f"{r['machine']['loadavg_1min_before']:.1f} before, "
+            f"{r['machine']['loadavg_1min_after']:.1f} after, on {r['machine']['cpus']} CPUs",
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
