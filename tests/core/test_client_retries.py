@@ -136,3 +136,17 @@ def test_auth_and_bad_request_classes(router, make_client) -> None:
         c.embed(["a"])
     with pytest.raises(BadRequestError):
         c.embed(["a"])
+
+
+def test_errors_carry_status_body_and_request_id(router, make_client) -> None:
+    srv = FakeServer(router)
+    srv.hooks[0] = lambda req: httpx.Response(
+        400, headers={"x-request-id": "req-42"}, json={"error": {"message": "bad input"}}
+    )
+    c = make_client(srv.url, model="fake-model")
+    with pytest.raises(BadRequestError) as info:
+        c.embed(["a"])
+    err = info.value
+    assert (err.status_code, err.request_id, err.url) == (400, "req-42", srv.url)
+    assert err.body == {"error": {"message": "bad input"}}
+    assert "bad input" in str(err)

@@ -27,7 +27,6 @@ from vllm_embed._endpoints import Endpoint, EndpointPool, redact_url
 from vllm_embed._errors import (
     APIConnectionError,
     APIError,
-    APIStatusError,
     APITimeoutError,
     ConfigValueError,
     ContextLengthError,
@@ -656,15 +655,3 @@ def _l2_normalize(out: npt.NDArray[np.float32]) -> None:
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.maximum(norms, np.float32(1e-12), out=norms)
     out /= norms
-
-
-def redact(url: str) -> str:
-    """Alias of :func:`vllm_embed._endpoints.redact_url` for the twins."""
-    return redact_url(url)
-
-
-def status_error_for(exc: BaseException) -> APIStatusError | None:
-    """The public status error inside a retry wrapper, if any."""
-    if isinstance(exc, RetryableStatus):
-        return exc.error
-    return None
