@@ -23,6 +23,7 @@ def test_end_sends_truncate_prompt_tokens_and_counts_exactly(router, make_client
     assert info.vectors.shape == (4, 8)
     assert info.truncated == 2
     assert info.truncated_indices == [1, 3]
+    assert info.truncation_exact is True
     body = srv.embed_requests[0]
     assert body["truncate_prompt_tokens"] == 63
     assert body["truncation_side"] == "right"
@@ -68,6 +69,7 @@ def test_without_tokenize_the_count_is_an_estimate(router, make_client) -> None:
     long_text = "x" * 400  # 400 bytes ~ 100 tokens by the estimate
     info = c.embed_with_info([SHORT, long_text, long_text])
     assert info.truncated_indices == [1, 2]
+    assert info.truncation_exact is False
     # /tokenize is not asked again once it answered 404.
     c.embed_with_info([long_text])
     assert router.calls  # sanity

@@ -295,7 +295,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         except ModelNotFoundError as err:
             raise self._model_not_found(err, await self._served_ids()) from None
         out = self._postprocess(out, url)
-        return self._result(out, truncated, prompt_tokens, model)
+        exact = self._truncation_exact(plan)
+        return self._result(out, truncated, prompt_tokens, model, exact=exact)
 
     async def _served_ids(self) -> list[str] | None:
         try:

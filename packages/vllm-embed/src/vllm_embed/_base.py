@@ -549,12 +549,18 @@ class BaseEmbeddingClient:
             _l2_normalize(out)
         return out
 
+    def _truncation_exact(self, plan: EmbedPlan) -> bool:
+        """False when truncation was judged by estimate (the server has no /tokenize)."""
+        return not plan.suspects or self._pool.first().tokenize_supported is not False
+
     def _result(
         self,
         vectors: npt.NDArray[np.float32],
         truncated: list[int],
         prompt_tokens: int,
         model: str,
+        *,
+        exact: bool = True,
     ) -> EmbedResult:
         if vectors.shape[0] and self._dimension is None:
             self._dimension = int(vectors.shape[1])
@@ -567,6 +573,7 @@ class BaseEmbeddingClient:
             truncated_indices=truncated,
             prompt_tokens=prompt_tokens,
             model=model,
+            truncation_exact=exact,
         )
 
     def _empty(self, dim: int) -> EmbedResult:

@@ -130,7 +130,8 @@ class EmbedResult:
 
     ``truncated`` counts inputs the server cut to fit the context (``truncate="end"``),
     ``truncated_indices`` lists their positions; ``prompt_tokens`` is the server's usage
-    count; ``model`` the model that produced the vectors.
+    count; ``model`` the model that produced the vectors. ``truncation_exact`` is False when
+    the server had no ``/tokenize`` route and the truncation count is an estimate.
     """
 
     vectors: npt.NDArray[np.float32]
@@ -138,6 +139,7 @@ class EmbedResult:
     truncated_indices: list[int]
     prompt_tokens: int
     model: str
+    truncation_exact: bool = True
 
 
 @dataclass
