@@ -20,9 +20,6 @@ from respx_vllm import API_KEY, BASE_URL, mount
 
 from vllm_embed import EmbeddingClient, RetryPolicy
 
-#: Encodings the fake server offers: like vLLM 0.11 (no ``bytes``), so the client negotiates.
-ENCODINGS = ["float", "base64"]
-
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,7 +37,7 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def fake_vllm() -> Iterator[respx.Route]:
     """The project's fake vLLM (dim DIM, API key required) behind respx."""
     with respx.mock(assert_all_called=False) as router:
-        yield mount(router, encodings=ENCODINGS)
+        yield mount(router)
 
 
 @pytest.fixture
@@ -65,6 +62,13 @@ def failing_after() -> Callable[[respx.Route, int], None]:
         route.side_effect = side_effect
 
     return install
+
+
+@pytest.fixture
+def old_vllm() -> Iterator[respx.Route]:
+    """Like vLLM before 0.11: no ``bytes`` encoding, so the client negotiates down to base64."""
+    with respx.mock(assert_all_called=False) as router:
+        yield mount(router, encodings=["float", "base64"])
 
 
 @pytest.fixture

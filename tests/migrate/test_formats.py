@@ -198,3 +198,13 @@ def test_langchain_dump(tmp_path, fake_vllm, client):
     docs = loaded.similarity_search_by_vector(fake_vector("the sea is blue", DIM).tolist(), k=1)
     assert docs[0].id == "b"
     assert path.read_text().startswith('{\n  "a": {\n')  # LangChain's indent=2 kept
+
+
+def test_server_without_bytes_encoding(tmp_path, old_vllm, client):
+    """Against a vLLM 0.11-like server the 400 on `bytes` is negotiated away, not embedded."""
+    path = make_dvd_store(tmp_path / "database.json", n=6)
+    result = migrate_store(open_store(path), client)
+    assert result.new_dim == DIM
+    assert sorted(embedded_texts(old_vllm)[1:]) == sorted(captions(6))
+    hit = _nano(path, DIM).query(fake_vector(captions(6)[2], DIM), top_k=1)[0]
+    assert hit["__id__"] == "clip-2"
