@@ -66,7 +66,9 @@ def _start_server(stack: ExitStack, timings: Timings) -> tuple[str, str]:
     timings.add("server env (create or reuse)", f"{time.perf_counter() - started:.1f} s")
     model = packaged_model_path(python)
     key = secrets.token_urlsafe(24)
-    spec = ServerSpec(model=model, served_model_name="minilm", api_key=key, dtype="float32")
+    spec = ServerSpec(
+        model=model, served_model_name="minilm", api_key=key, dtype="float32", enforce_eager=True
+    )
     server = VLLMServer(spec, python=str(python))
     print(f"[2/4] starting vLLM (log: {server.log_path})", flush=True)
     stack.enter_context(server)  # starts and waits for /health; stops on exit

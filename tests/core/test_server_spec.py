@@ -32,7 +32,13 @@ def test_command_runs_the_module_for_pooling() -> None:
     assert _flag(cmd, "--runner") == "pooling"
     assert _flag(cmd, "--host") == "127.0.0.1"
     assert _flag(cmd, "--port") == "8001"
-    for absent in ("--served-model-name", "--max-model-len", "--dtype", "--hf-overrides"):
+    for absent in (
+        "--served-model-name",
+        "--max-model-len",
+        "--dtype",
+        "--hf-overrides",
+        "--enforce-eager",
+    ):
         assert absent not in cmd
 
 
@@ -45,8 +51,10 @@ def test_command_carries_every_option() -> None:
         gpu_memory_utilization=0.3,
         hf_overrides={"is_matryoshka": True},
         extra_args=("--seed", "1"),
+        enforce_eager=True,
     )
     cmd = build_command(spec, "python", port=9000)
+    assert "--enforce-eager" in cmd
     assert _flag(cmd, "--port") == "9000"
     assert _flag(cmd, "--served-model-name") == "minilm"
     assert _flag(cmd, "--max-model-len") == "256"

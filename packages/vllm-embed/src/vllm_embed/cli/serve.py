@@ -242,6 +242,13 @@ def _wait_for_signal(server: VLLMServer) -> None:
     "--matryoshka", is_flag=True, help="Load the model as Matryoshka (accepts `dimensions`)."
 )
 @click.option(
+    "--eager/--compile",
+    "eager",
+    default=None,
+    help="Skip torch.compile (--enforce-eager). Default: eager on CPU (starts faster, "
+    "same speed for small models), vLLM's default on GPU.",
+)
+@click.option(
     "--print",
     "print_as",
     type=click.Choice(["command", "systemd", "k8s"]),
@@ -274,6 +281,7 @@ def serve(
     dtype: str | None,
     hf_overrides: str | None,
     matryoshka: bool,
+    eager: bool | None,
     print_as: str | None,
     image: str | None,
     log_file: Path | None,
@@ -296,6 +304,7 @@ def serve(
         gpu_memory_utilization=gpu_memory_utilization,
         hf_overrides=_parse_overrides(hf_overrides, matryoshka),
         extra_args=tuple(vllm_args),
+        enforce_eager=target.cpu if eager is None else eager,
     )
     if print_as is not None:
         click.echo(_render(print_as, spec, target, image), nl=False)
