@@ -82,9 +82,9 @@ def migrate(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHONS)
-@nox.parametrize("langchain_core", ["0.3.*", "latest"])
+@nox.parametrize("langchain_core", ["0.3.0", "latest"])
 def langchain(session: nox.Session, langchain_core: str) -> None:
-    """LangChain adapter at the oldest and newest supported langchain-core."""
+    """LangChain adapter at the oldest supported langchain-core and the newest (with langchain-tests)."""
     pin = "langchain-core" if langchain_core == "latest" else f"langchain-core=={langchain_core}"
     extra = ["langchain-tests"] if langchain_core == "latest" else []
     session.install(*TEST_DEPS, "-e", CORE, "-e", LANGCHAIN, pin, *extra)
@@ -92,7 +92,7 @@ def langchain(session: nox.Session, langchain_core: str) -> None:
 
 
 @nox.session(python=PYTHONS)
-@nox.parametrize("llama_index_core", ["0.12.*", "latest"])
+@nox.parametrize("llama_index_core", ["0.12.0", "latest"])
 def llamaindex(session: nox.Session, llama_index_core: str) -> None:
     """LlamaIndex adapter at the oldest and newest supported llama-index-core."""
     pin = (
