@@ -7,7 +7,13 @@
 
 from vllm_embed._async_client import AsyncEmbeddingClient
 from vllm_embed._client import EmbeddingClient
-from vllm_embed._config import EmbedConfig, load_config
+from vllm_embed._config import (
+    PYTHON_NAME_MAP,
+    ConfigWarning,
+    EmbedConfig,
+    UnknownConfigKeyWarning,
+    load_config,
+)
 from vllm_embed._errors import (
     APIConnectionError,
     APIError,
@@ -37,7 +43,7 @@ from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, 
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py checks)
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -49,6 +55,7 @@ __all__ = [
     "ConfigError",
     "ConfigFileError",
     "ConfigValueError",
+    "ConfigWarning",
     "ContextLengthError",
     "DimensionMismatchError",
     "DimensionsNotSupportedError",
@@ -62,6 +69,7 @@ __all__ = [
     "ModelInfo",
     "ModelNotFoundError",
     "NoHealthyEndpointError",
+    "PYTHON_NAME_MAP",
     "RateLimitError",
     "RetryPolicy",
     "Secret",
@@ -69,6 +77,7 @@ __all__ = [
     "StoreError",
     "StoreFormatError",
     "Timeout",
+    "UnknownConfigKeyWarning",
     "VLLMEmbedError",
     "__version__",
     "load_config",
