@@ -73,3 +73,15 @@ def test_from_config_toml_with_overrides(tmp_path) -> None:
     assert c._model == "e5"
     assert c._batch_size == 8
     assert c._max_tokens == 1000
+
+
+def test_from_config_with_an_embed_config_validates_overrides() -> None:
+    """An EmbedConfig source goes through load_config: overrides are coerced and checked."""
+    cfg = EmbedConfig(base_urls=("http://a:8000/v1",), api_key=None, model="m")
+    c = EmbeddingClient.from_config(cfg, batch_size="32", model="n")
+    assert c._batch_size == 32
+    assert c._model == "n"
+    with pytest.raises(ConfigValueError, match="dimension from the arguments"):
+        EmbeddingClient.from_config(cfg, dimension=-1)
+    with pytest.raises(ConfigValueError, match="Unknown setting 'bogus'"):
+        EmbeddingClient.from_config(cfg, bogus=1)
