@@ -29,6 +29,7 @@ EXPECTED = {
     "EncodingNotSupportedError",
     "Instructions",
     "InvalidInputError",
+    "LazyClients",
     "MigrationError",
     "ModelInfo",
     "ModelNotFoundError",

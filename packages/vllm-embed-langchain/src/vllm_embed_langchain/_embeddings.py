@@ -17,9 +17,14 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.utils import secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
-from vllm_embed import AsyncEmbeddingClient, EmbeddingClient, InvalidInputError, RetryPolicy
+from vllm_embed import (
+    AsyncEmbeddingClient,
+    EmbeddingClient,
+    InvalidInputError,
+    LazyClients,
+    RetryPolicy,
+)
 from vllm_embed._constants import API_KEY_ENV_VARS
-from vllm_embed_langchain._clients import LazyClients
 
 __all__ = ["VLLMEmbeddings"]
 
@@ -51,7 +56,7 @@ class VLLMEmbeddings(BaseModel, Embeddings):
             vectors = emb.embed_documents(["first text", "second text"])
             query = emb.embed_query("what is the first text about?")
 
-    Every field left at ``None`` takes the core client's default (batch 64, 4 requests in
+    Every field left at ``None`` takes the core client's default (batch 64, 8 requests in
     flight, 5 attempts with backoff, 60 s timeout, best encoding the server offers).
     The API key falls back to ``VLLM_EMBED_API_KEY``, ``VLLM_API_KEY``, ``OPENAI_API_KEY``;
     the base URL to ``VLLM_EMBED_BASE_URL``, ``OPENAI_BASE_URL`` (read by the core).

@@ -27,9 +27,14 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingStartEvent,
 )
 
-from vllm_embed import AsyncEmbeddingClient, EmbeddingClient, InvalidInputError, RetryPolicy
+from vllm_embed import (
+    AsyncEmbeddingClient,
+    EmbeddingClient,
+    InvalidInputError,
+    LazyClients,
+    RetryPolicy,
+)
 from vllm_embed._constants import API_KEY_ENV_VARS
-from vllm_embed_llamaindex._clients import LazyClients
 
 __all__ = ["VLLMEmbedding"]
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -36,6 +34,7 @@ from vllm_embed import (
     DimensionMismatchError,
     EmbeddingClient,
     InvalidInputError,
+    LazyClients,
 )
 
 __all__ = ["VLLMEmbeddingFunction"]
@@ -80,13 +79,7 @@ class VLLMEmbeddingFunction:
         self._dim: int | None = None
         self._max_token_size = max_token_size
         self._max_len_known = max_token_size is not None
-        self._lock = threading.Lock()
-        self._sync_client: EmbeddingClient | None = (
-            client if isinstance(client, EmbeddingClient) else None
-        )
-        self._async_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, AsyncEmbeddingClient
-        ] = weakref.WeakKeyDictionary()
+        self._clients = LazyClients()  # used only when no client was given
 
     @classmethod
     def from_config(
@@ -129,15 +122,14 @@ class VLLMEmbeddingFunction:
         return self._sync()
 
     def _sync(self) -> EmbeddingClient:
-        with self._lock:
-            if self._sync_client is None:
-                if self._client is not None:
-                    raise ConfigError(
-                        "this embedding function wraps an AsyncEmbeddingClient: call "
-                        "`await fn.resolve()` first (or pass embedding_dim=...)."
-                    )
-                self._sync_client = EmbeddingClient(**self._client_kwargs)
-            return self._sync_client
+        if isinstance(self._client, EmbeddingClient):
+            return self._client
+        if self._client is not None:
+            raise ConfigError(
+                "this embedding function wraps an AsyncEmbeddingClient: call "
+                "`await fn.resolve()` first (or pass embedding_dim=...)."
+            )
+        return self._clients.sync(self._client_kwargs)
 
     def _async(self) -> AsyncEmbeddingClient | None:
         """The async client for the running loop, or None to use the sync one in a thread."""
@@ -145,12 +137,7 @@ class VLLMEmbeddingFunction:
             return self._client
         if self._client is not None:
             return None
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            client = AsyncEmbeddingClient(**self._client_kwargs)
-            self._async_clients[loop] = client
-        return client
+        return self._clients.for_running_loop(self._client_kwargs)
 
     # -- server facts ------------------------------------------------------------------
 
@@ -241,16 +228,13 @@ class VLLMEmbeddingFunction:
     async def aclose(self) -> None:
         """Close the clients this function built (a client you passed in is yours)."""
         if self._client is None:
-            client = self._async_clients.pop(asyncio.get_running_loop(), None)
-            if client is not None:
-                await client.aclose()
-            self.close()
+            await self._clients.aclose()
+            self._clients.close()
 
     def close(self) -> None:
         """Close the sync client this function built (a client you passed in is yours)."""
-        if self._client is None and self._sync_client is not None:
-            self._sync_client.close()
-            self._sync_client = None
+        if self._client is None:
+            self._clients.close()
 
 
 async def _embed_async(

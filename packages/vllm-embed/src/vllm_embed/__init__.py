@@ -39,6 +39,7 @@ from vllm_embed._errors import (
     VLLMEmbedError,
 )
 from vllm_embed._instructions import Instructions
+from vllm_embed._lazy import LazyClients
 from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 
 __version__ = "0.1.0"
@@ -65,6 +66,7 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py ch
     "EncodingNotSupportedError",
     "Instructions",
     "InvalidInputError",
+    "LazyClients",
     "MigrationError",
     "ModelInfo",
     "ModelNotFoundError",
