@@ -52,6 +52,8 @@ __all__ = [
 
 #: The name every live server serves the packaged model under.
 SERVED_MODEL = "minilm"
+#: Where server logs go (CI can keep them as artifacts); default: pytest's tmp dir.
+LOG_DIR_VAR = "VLLM_EMBED_TEST_LOG_DIR"
 _KINDS: dict[str, dict[str, Any]] = {
     "plain": {},
     "matryoshka": {"hf_overrides": {"is_matryoshka": True}},
@@ -153,7 +155,14 @@ def vllm_server_pool(
         for kind, fixture in _FIXTURE_OF_KIND.items()
         if fixture in getattr(item, "fixturenames", ())
     }
-    pool = ServerPool(vllm_server_python, tmp_path_factory.mktemp("vllm-logs"), wanted)
+    log_dir_env = os.environ.get(LOG_DIR_VAR)
+    if log_dir_env:
+        log_dir = Path(log_dir_env)
+        log_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        log_dir = tmp_path_factory.mktemp("vllm-logs")
+    print(f"\n[vllm] starting {', '.join(sorted(wanted)) or 'no'} server(s); logs in {log_dir}")
+    pool = ServerPool(vllm_server_python, log_dir, wanted)
     yield pool
     pool.stop()
 
