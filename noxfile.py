@@ -62,7 +62,9 @@ def typecheck(session: nox.Session) -> None:
     """mypy: strict on the core, normal on the adapters."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.install("-e", CORE, "-e", LANGCHAIN, "-e", LLAMAINDEX, "-e", NANOVECTORDB)
-    session.run("mypy", f"{CORE}/src", f"{LANGCHAIN}/src", f"{LLAMAINDEX}/src", f"{NANOVECTORDB}/src")
+    session.run(
+        "mypy", f"{CORE}/src", f"{LANGCHAIN}/src", f"{LLAMAINDEX}/src", f"{NANOVECTORDB}/src"
+    )
 
 
 @nox.session(python=PYTHONS)
@@ -75,16 +77,14 @@ def unit(session: nox.Session) -> None:
 @nox.session(python=PYTHONS)
 def migrate(session: nox.Session) -> None:
     """Migration over stores written by the real libraries."""
-    session.install(
-        *TEST_DEPS, "-e", CORE, "nano-vectordb", "llama-index-core", "langchain-core"
-    )
+    session.install(*TEST_DEPS, "-e", CORE, "nano-vectordb", "llama-index-core", "langchain-core")
     _pytest(session, "tests/migrate")
 
 
 @nox.session(python=PYTHONS)
 @nox.parametrize("langchain_core", ["0.3.0", "latest"])
 def langchain(session: nox.Session, langchain_core: str) -> None:
-    """LangChain adapter at the oldest supported langchain-core and the newest (with langchain-tests)."""
+    """LangChain adapter at the oldest langchain-core and the newest (+ langchain-tests)."""
     pin = "langchain-core" if langchain_core == "latest" else f"langchain-core=={langchain_core}"
     extra = ["langchain-tests"] if langchain_core == "latest" else []
     session.install(*TEST_DEPS, "-e", CORE, "-e", LANGCHAIN, pin, *extra)
