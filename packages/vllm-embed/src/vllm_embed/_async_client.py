@@ -427,31 +427,23 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
 
     # ------------------------------------------------------------ truncation
     async def _check_truncation(self, plan: EmbedPlan, model: str) -> list[int]:
-        """Indices of inputs longer than the limit (exact via /tokenize when available)."""
-        if not plan.suspects or plan.limit is None:
-            return []
-        limit = plan.limit
-        texts = [plan.inputs[i] for i in plan.suspects]
-        counts: list[int | None] = [None] * len(texts)
+        """Indices of inputs longer than the limit (see ``count_truncated``).
 
-        async def count(text: str) -> int | None:
-            return await self._count_tokens(model, text)
+        vLLM's ``/tokenize`` takes one prompt per request, so the long inputs are counted
+        with up to ``max_concurrency`` requests in flight.
+        """
+        counts: list[int | None] = [None] * len(plan.suspects)
+        if self._wants_token_counts(plan):
+            texts = [plan.inputs[i] for i in plan.suspects]
 
-        def sink(i: int, value: int | None) -> None:
-            counts[i] = value
+            async def count(text: str) -> int | None:
+                return await self._count_tokens(model, text)
 
-        await self._map(count, texts, sink)
-        truncated: list[int] = []
-        for index, text, n_tokens in zip(plan.suspects, texts, counts, strict=True):
-            too_long = (
-                n_tokens > limit if n_tokens is not None else self._estimate_too_long(text, limit)
-            )
-            if not too_long:
-                continue
-            if self._truncate == "error" and n_tokens is not None:
-                raise self._context_error(index, n_tokens, limit, self._pool.first().display_url)
-            truncated.append(index)
-        return truncated if self._truncate == "end" else []
+            def sink(i: int, value: int | None) -> None:
+                counts[i] = value
+
+            await self._map(count, texts, sink)
+        return self._judge_truncation(plan, counts)
 
     async def _count_tokens(self, model: str, text: str) -> int | None:
         """Exact token count from vLLM's ``POST /tokenize``; None if the server has none."""

@@ -59,6 +59,10 @@ Kind = Literal["raw", "query", "document"]
 Encoding = Literal["auto", "bytes", "base64", "float"]
 EmbedDType = Literal["float32", "float16"]
 Truncate = Literal["end", "error"]
+CountTruncated = Literal["exact", "estimate", "off"]
+
+#: from_config overrides passed to the client as they are (not config-file settings).
+_DIRECT_OVERRIDES = frozenset({"retry", "http_client", "count_truncated"})
 
 
 class Renegotiate(Exception):
@@ -130,6 +134,15 @@ class BaseEmbeddingClient:
             (``truncate_prompt_tokens``; one below the limit because of vLLM issue 29496)
             and counts them (:meth:`embed_with_info`); ``"error"`` raises
             :class:`~vllm_embed.ContextLengthError` naming the input, instead.
+        count_truncated: How inputs cut by the server are counted (``EmbedResult.truncated``).
+            Only inputs long enough to possibly exceed the limit are ever looked at.
+            ``"exact"`` (default) asks vLLM's ``/tokenize`` once per such input (up to
+            ``max_concurrency`` at a time); ``"estimate"`` guesses from the length (about
+            4 UTF-8 bytes per token, no extra requests); ``"off"`` does not count. With
+            ``"estimate"`` / ``"off"``, ``EmbedResult.truncation_exact`` is False when there
+            were such inputs, and ``truncate="error"`` leaves the check to the server (its
+            400 becomes :class:`~vllm_embed.ContextLengthError`). For bulk jobs of long
+            texts, ``"estimate"`` or ``"off"`` saves one request per long input.
         instructions: ``"auto"`` picks query/document prefixes from the model name
             (Qwen3-Embedding, E5, BGE v1.5 English, Jina v3/v4, nomic-embed; others: none);
             a preset name, an :class:`~vllm_embed.Instructions`, or ``None`` (off). Only
@@ -154,6 +167,7 @@ class BaseEmbeddingClient:
         dimensions: int | None = None,
         client_side_dimensions: bool = False,
         truncate: Truncate = "end",
+        count_truncated: CountTruncated = "exact",
         instructions: Instructions | str | None = "auto",
         normalize: bool = False,
     ) -> None:
@@ -198,6 +212,11 @@ class BaseEmbeddingClient:
         if truncate not in ("end", "error"):
             raise ConfigValueError(f"truncate must be 'end' or 'error', got {truncate!r}")
         self._truncate: Truncate = truncate
+        if count_truncated not in ("exact", "estimate", "off"):
+            raise ConfigValueError(
+                f"count_truncated must be 'exact', 'estimate' or 'off', got {count_truncated!r}"
+            )
+        self._count_truncated: CountTruncated = count_truncated
         if instructions is not None and not isinstance(instructions, Instructions | str):
             raise ConfigValueError(
                 "instructions must be 'auto', a preset name, Instructions or None"
@@ -264,15 +283,16 @@ class BaseEmbeddingClient:
     ) -> dict[str, Any]:
         """Client kwargs from ``load_config(source, overrides=...)``.
 
-        Overrides that are objects only the client understands (``retry=RetryPolicy(...)``,
-        ``timeout=Timeout(...)``, ``http_client=...``) are applied after the config.
+        Overrides that only the client understands (``retry=RetryPolicy(...)``,
+        ``timeout=Timeout(...)``, ``http_client=...``, ``count_truncated=...``) are applied
+        after the config.
         """
         from vllm_embed._config import load_config
 
         direct = {
             k: v
             for k, v in overrides.items()
-            if k in ("retry", "http_client") or isinstance(v, Timeout | RetryPolicy)
+            if k in _DIRECT_OVERRIDES or isinstance(v, Timeout | RetryPolicy)
         }
         rest = {k: v for k, v in overrides.items() if k not in direct}
         kwargs = dict(load_config(source, overrides=rest or None).client_kwargs())
@@ -549,9 +569,43 @@ class BaseEmbeddingClient:
             _l2_normalize(out)
         return out
 
+    def _wants_token_counts(self, plan: EmbedPlan) -> bool:
+        """True when the plan's long inputs should be counted with ``/tokenize``."""
+        return (
+            bool(plan.suspects)
+            and plan.limit is not None
+            and self._count_truncated == "exact"
+            and self._pool.first().tokenize_supported is not False
+        )
+
+    def _judge_truncation(self, plan: EmbedPlan, counts: Sequence[int | None]) -> list[int]:
+        """Indices of the plan's long inputs that exceed the limit.
+
+        ``counts`` holds the exact token count of each suspect, or None where unknown (the
+        length estimate is used then, unless ``count_truncated="off"``). With
+        ``truncate="error"`` an exact count over the limit raises ContextLengthError.
+        """
+        if plan.limit is None or self._count_truncated == "off":
+            return []
+        limit = plan.limit
+        truncated: list[int] = []
+        for index, count in zip(plan.suspects, counts, strict=True):
+            text = plan.inputs[index]
+            too_long = count > limit if count is not None else self._estimate_too_long(text, limit)
+            if not too_long:
+                continue
+            if self._truncate == "error" and count is not None:
+                raise self._context_error(index, count, limit, self._pool.first().display_url)
+            truncated.append(index)
+        return truncated if self._truncate == "end" else []
+
     def _truncation_exact(self, plan: EmbedPlan) -> bool:
-        """False when truncation was judged by estimate (the server has no /tokenize)."""
-        return not plan.suspects or self._pool.first().tokenize_supported is not False
+        """False when truncation was estimated or not counted (no /tokenize, or by choice)."""
+        if not plan.suspects:
+            return True
+        return self._count_truncated == "exact" and (
+            self._pool.first().tokenize_supported is not False
+        )
 
     def _result(
         self,

@@ -275,7 +275,9 @@ class EmbeddingClient(BaseEmbeddingClient):
         ``kind``: ``"raw"`` (texts as given), ``"query"`` or ``"document"`` (instructions).
         Inputs that vLLM will truncate are counted exactly with its ``/tokenize`` route
         (only inputs long enough to possibly exceed the limit are checked). On servers
-        without ``/tokenize`` the count is an estimate (about 4 UTF-8 bytes per token).
+        without ``/tokenize`` the count is an estimate (about 4 UTF-8 bytes per token);
+        ``count_truncated="estimate"`` / ``"off"`` estimate or skip it on purpose
+        (``EmbedResult.truncation_exact`` says which you got).
         """
         items = self._validate(texts)
         try:
@@ -398,21 +400,16 @@ class EmbeddingClient(BaseEmbeddingClient):
 
     # ------------------------------------------------------------ truncation
     def _check_truncation(self, plan: EmbedPlan, model: str) -> list[int]:
-        """Indices of inputs longer than the limit (exact via /tokenize when available)."""
-        if not plan.suspects or plan.limit is None:
-            return []
-        limit = plan.limit
-        texts = [plan.inputs[i] for i in plan.suspects]
-        counts = list(self._map(lambda t: self._count_tokens(model, t), texts))
-        truncated: list[int] = []
-        for index, text, count in zip(plan.suspects, texts, counts, strict=True):
-            too_long = count > limit if count is not None else self._estimate_too_long(text, limit)
-            if not too_long:
-                continue
-            if self._truncate == "error" and count is not None:
-                raise self._context_error(index, count, limit, self._pool.first().display_url)
-            truncated.append(index)
-        return truncated if self._truncate == "end" else []
+        """Indices of inputs longer than the limit (see ``count_truncated``).
+
+        vLLM's ``/tokenize`` takes one prompt per request, so the long inputs are counted
+        with up to ``max_concurrency`` requests in flight.
+        """
+        counts: list[int | None] = [None] * len(plan.suspects)
+        if self._wants_token_counts(plan):
+            texts = [plan.inputs[i] for i in plan.suspects]
+            counts = list(self._map(lambda t: self._count_tokens(model, t), texts))
+        return self._judge_truncation(plan, counts)
 
     def _count_tokens(self, model: str, text: str) -> int | None:
         """Exact token count from vLLM's ``POST /tokenize``; None if the server has none."""

@@ -131,7 +131,9 @@ class EmbedResult:
     ``truncated`` counts inputs the server cut to fit the context (``truncate="end"``),
     ``truncated_indices`` lists their positions; ``prompt_tokens`` is the server's usage
     count; ``model`` the model that produced the vectors. ``truncation_exact`` is False when
-    the server had no ``/tokenize`` route and the truncation count is an estimate.
+    some input was long enough to be cut and the count is not exact: an estimate (the
+    server has no ``/tokenize`` route, or ``count_truncated="estimate"``) or not counted
+    at all (``count_truncated="off"``: ``truncated`` is then 0).
     """
 
     vectors: npt.NDArray[np.float32]
