@@ -162,7 +162,10 @@ def vllm_server_pool(
     else:
         log_dir = tmp_path_factory.mktemp("vllm-logs")
     print(f"\n[vllm] starting {', '.join(sorted(wanted)) or 'no'} server(s); logs in {log_dir}")
-    pool = ServerPool(vllm_server_python, log_dir, wanted)
+    try:
+        pool = ServerPool(vllm_server_python, log_dir, wanted)
+    except ServerEnvError as exc:
+        pytest.fail(f"the vLLM server environment has no packaged model:\n{exc}", pytrace=False)
     yield pool
     pool.stop()
 
