@@ -11,8 +11,8 @@ API keys never appear in any message, repr or attribute here.
     │   └── ConfigValueError         no base_url, bad dimension, bad type
     ├── APIError                     anything that came from talking to a server
     │   ├── APIConnectionError       cannot connect / connection dropped (after retries)
-    │   │   └── APITimeoutError      request timed out (after retries)
-    │   ├── NoHealthyEndpointError   every configured base URL is marked down
+    │   │   ├── APITimeoutError      request timed out (after retries)
+    │   │   └── NoHealthyEndpointError  every configured base URL is marked down
     │   ├── EncodingNotSupportedError  server answered no usable encoding_format
     │   └── APIStatusError           server answered with an HTTP error status
     │       ├── BadRequestError              400 (generic)
