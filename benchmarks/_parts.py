@@ -163,10 +163,11 @@ def offline_engine(python: str, model_path: str, n: int) -> dict[str, Any]:
     finally:
         texts_file.unlink(missing_ok=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
+    if not lines:
         tail = proc.stderr.strip().splitlines()[-8:]
         return {"error": f"offline engine exited {proc.returncode}: " + " | ".join(tail)}
-    result: dict[str, Any] = json.loads(lines[-1])
+    # vLLM's shutdown sometimes aborts ("terminate called ...") after the result is printed.
+    result: dict[str, Any] = {**json.loads(lines[-1]), "exit_code": proc.returncode}
     return result
 
 
