@@ -253,7 +253,7 @@ class VLLMEmbedding(BaseEmbedding):
                 limiter.acquire()
             embeddings = self._get_text_embeddings(texts)
             event.on_end(payload={EventPayload.CHUNKS: texts, EventPayload.EMBEDDINGS: embeddings})
-        dispatcher.event(EmbeddingEndEvent(chunks=texts, embeddings=embeddings))
+        dispatcher.event(_end_event(texts, embeddings))
         return embeddings
 
     @dispatcher.span
@@ -275,8 +275,16 @@ class VLLMEmbedding(BaseEmbedding):
                 await limiter.async_acquire()
             embeddings = await self._aget_text_embeddings(texts)
             event.on_end(payload={EventPayload.CHUNKS: texts, EventPayload.EMBEDDINGS: embeddings})
-        dispatcher.event(EmbeddingEndEvent(chunks=texts, embeddings=embeddings))
+        dispatcher.event(_end_event(texts, embeddings))
         return embeddings
+
+
+def _end_event(texts: list[str], embeddings: list[Embedding]) -> EmbeddingEndEvent:
+    """The end event, built without re-validating every float (we made them: they are floats).
+
+    Validating ``embeddings`` element by element was a third of this adapter's CPU per vector.
+    """
+    return EmbeddingEndEvent.model_construct(chunks=texts, embeddings=embeddings)
 
 
 def _is_empty_batch(texts: Any) -> bool:
