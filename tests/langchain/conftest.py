@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import respx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "_support"))
-
-from respx_vllm import mount
+from vllm_embed_testing.respx_vllm import mount
 
 # The standard suite needs PyPI's langchain-tests, which the langchain-core 0.3.* matrix
 # entry does not install: leave that one file out of collection there (not a skip).

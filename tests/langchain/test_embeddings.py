@@ -15,11 +15,11 @@ import pickle
 import numpy as np
 import pytest
 import respx
-from respx_vllm import API_KEY, BASE_URL, DIM, MODEL, embedding_inputs
 
 from vllm_embed import AuthenticationError, InvalidInputError, ServerError
 from vllm_embed_langchain import VLLMEmbeddings
 from vllm_embed_testing.fake_server import fake_vector
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, embedding_inputs
 
 
 def make(**kwargs: object) -> VLLMEmbeddings:

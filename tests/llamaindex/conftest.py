@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import respx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "_support"))
-
-from respx_vllm import mount
+from vllm_embed_testing.respx_vllm import mount
 
 
 @pytest.fixture(autouse=True)

@@ -26,11 +26,11 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingEndEvent,
     EmbeddingStartEvent,
 )
-from respx_vllm import API_KEY, BASE_URL, DIM, MODEL, embedding_inputs
 
 from vllm_embed import AuthenticationError, InvalidInputError
 from vllm_embed_llamaindex import VLLMEmbedding
 from vllm_embed_testing.fake_server import fake_vector
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, embedding_inputs
 
 
 def make(**kwargs: Any) -> VLLMEmbedding:

@@ -18,10 +18,10 @@ from llama_index.core import (
     load_index_from_storage,
 )
 from llama_index.core.schema import MetadataMode
-from respx_vllm import API_KEY, BASE_URL, DIM, MODEL, embedding_inputs
 
 from vllm_embed_llamaindex import VLLMEmbedding
 from vllm_embed_testing.fake_server import fake_vector
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, embedding_inputs
 
 TEXTS = [
     "The cat sat on the warm mat.",

@@ -6,19 +6,14 @@ The stores themselves are made by the real libraries in ``migrate_stores.py``.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import respx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "_support"))
-
-from respx_vllm import API_KEY, BASE_URL, mount
-
 from vllm_embed import EmbeddingClient, RetryPolicy
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, mount
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from migrate_stores import OLD_DIM, embedded_texts, make_dvd_store, make_llamaindex_store
-from respx_vllm import API_KEY, BASE_URL, DIM, MODEL
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import work_dir_for
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from migrate_stores import captions, embedded_texts, make_dvd_store, make_langchain_store
-from respx_vllm import DIM
 
 from vllm_embed import MigrationError, StoreFormatError
 from vllm_embed.migrate import (
@@ -26,6 +25,7 @@ from vllm_embed.migrate import (
     work_dir_for,
 )
 from vllm_embed.migrate._journal import WorkDir
+from vllm_embed_testing.respx_vllm import DIM
 
 
 def _listing(directory: Path) -> dict[str, bytes]:

@@ -17,13 +17,13 @@ from migrate_stores import (
     make_lightrag_store,
     make_llamaindex_store,
 )
-from respx_vllm import DIM
 
 from vllm_embed import StoreFormatError
 from vllm_embed.migrate import MigrationOptions, migrate_store, open_store, work_dir_for
 from vllm_embed.migrate.llamaindex import embed_text_fallback
 from vllm_embed.migrate.nanovectordb import decode_lightrag_vector
 from vllm_embed_testing.fake_server import fake_vector
+from vllm_embed_testing.respx_vllm import DIM
 
 
 def _nano(path: Path, dim: int):  # type: ignore[no-untyped-def]

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 import respx
-from respx_vllm import API_KEY, BASE_URL, DIM, MODEL, embedding_inputs
 
 from vllm_embed import (
     AsyncEmbeddingClient,
@@ -21,6 +20,7 @@ from vllm_embed import (
 )
 from vllm_embed_nanovectordb import VLLMEmbeddingFunction, l2_normalize
 from vllm_embed_testing.fake_server import fake_vector
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, embedding_inputs
 
 KW = {"base_url": BASE_URL, "model": MODEL, "api_key": API_KEY, "instructions": None}
 

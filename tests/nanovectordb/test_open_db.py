@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import respx
 from nano_vectordb import NanoVectorDB
-from respx_vllm import API_KEY, BASE_URL, DIM, MODEL
 
 from vllm_embed import (
     AsyncEmbeddingClient,
@@ -29,6 +28,7 @@ from vllm_embed_nanovectordb import (
     stored_dimension,
 )
 from vllm_embed_testing.fake_server import fake_vector
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL
 
 KW = {"base_url": BASE_URL, "model": MODEL, "api_key": API_KEY, "instructions": None}
 
