@@ -45,6 +45,9 @@ EXPECTED = {
     "UnknownConfigKeyWarning",
     "VLLMEmbedError",
     "__version__",
+    "adapter_client_kwargs",
+    "adapter_fields_from_config",
+    "is_empty_batch",
     "load_config",
 }
 

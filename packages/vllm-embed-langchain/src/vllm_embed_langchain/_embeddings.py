@@ -8,9 +8,7 @@ no network call and builds no client).
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
@@ -20,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 from vllm_embed import (
     AsyncEmbeddingClient,
     EmbeddingClient,
-    InvalidInputError,
     LazyClients,
-    RetryPolicy,
+    adapter_client_kwargs,
+    adapter_fields_from_config,
+    is_empty_batch,
 )
 from vllm_embed._constants import API_KEY_ENV_VARS
 
@@ -118,41 +117,26 @@ class VLLMEmbeddings(BaseModel, Embeddings):
 
         Keyword overrides win over the file, which wins over defaults.
         """
-        from vllm_embed import load_config
-
-        config = load_config(source, section=section)
-        fields: dict[str, Any] = {}
-        options: dict[str, Any] = {}
-        for key, value in config.client_kwargs().items():
-            if key in cls.model_fields and key != "client_options":
-                fields[key] = value
-            else:
-                options[key] = value
-        fields.update(overrides)
-        options.update(fields.pop("client_options", None) or {})
-        return cls(**fields, client_options=options)
+        return cls(
+            **adapter_fields_from_config(
+                source, section=section, fields=cls.model_fields, overrides=overrides
+            )
+        )
 
     # -- clients ---------------------------------------------------------------------
 
     def _client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the core client, from the fields that are set."""
-        kwargs: dict[str, Any] = {**self.client_options, "instructions": self.instructions}
-        if self.base_url is not None:
-            kwargs["base_url"] = self.base_url
-        if self.api_key is not None:
-            kwargs["api_key"] = self.api_key.get_secret_value()
-        if self.headers:
-            kwargs["headers"] = dict(self.headers)
-        if self.timeout is not None:
-            kwargs["timeout"] = self.timeout
-        if self.max_retries is not None:
-            base = self.client_options.get("retry") or RetryPolicy()
-            kwargs["retry"] = dataclasses.replace(base, max_attempts=self.max_retries + 1)
-        for name in _PASSTHROUGH:
-            value = getattr(self, name)
-            if value is not None:
-                kwargs[name] = value
-        return kwargs
+        return adapter_client_kwargs(
+            client_options=self.client_options,
+            instructions=self.instructions,
+            base_url=self.base_url,
+            api_key=self.api_key,
+            headers=self.headers,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            **{name: getattr(self, name) for name in _PASSTHROUGH},
+        )
 
     @property
     def client(self) -> EmbeddingClient:
@@ -176,7 +160,7 @@ class VLLMEmbeddings(BaseModel, Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents (document instruction applied), one list of floats each."""
-        if _is_empty_batch(texts):
+        if is_empty_batch(texts, caller="embed_documents", alternative="embed_query"):
             return []
         return self.client.embed_documents_list(texts)
 
@@ -186,20 +170,10 @@ class VLLMEmbeddings(BaseModel, Embeddings):
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`."""
-        if _is_empty_batch(texts):
+        if is_empty_batch(texts, caller="embed_documents", alternative="embed_query"):
             return []
         return await self.async_client.embed_documents_list(texts)
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""
         return await self.async_client.embed_query_list(text)
-
-
-def _is_empty_batch(texts: Sequence[str] | Mapping[str, Any] | None) -> bool:
-    """True for an empty list (answered locally); raise for things that are not lists."""
-    if texts is None or isinstance(texts, (str, bytes, Mapping)):
-        raise InvalidInputError(
-            f"embed_documents expects a list of strings, got {type(texts).__name__}; "
-            "wrap a single text in a list or use embed_query."
-        )
-    return len(texts) == 0

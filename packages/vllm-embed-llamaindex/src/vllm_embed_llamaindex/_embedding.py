@@ -13,9 +13,7 @@ and keeps several requests in flight; callbacks and instrumentation events still
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import llama_index.core.instrumentation as instrument
@@ -30,9 +28,10 @@ from llama_index.core.instrumentation.events.embedding import (
 from vllm_embed import (
     AsyncEmbeddingClient,
     EmbeddingClient,
-    InvalidInputError,
     LazyClients,
-    RetryPolicy,
+    adapter_client_kwargs,
+    adapter_fields_from_config,
+    is_empty_batch,
 )
 from vllm_embed._constants import API_KEY_ENV_VARS
 
@@ -131,21 +130,15 @@ class VLLMEmbedding(BaseEmbedding):
 
         Keyword overrides win over the file, which wins over defaults.
         """
-        from vllm_embed import load_config
-
-        config = load_config(source, section=section)
-        renames = {"model": "model_name", "batch_size": "embed_batch_size"}
-        fields: dict[str, Any] = {}
-        options: dict[str, Any] = {}
-        for key, value in config.client_kwargs().items():
-            name = renames.get(key, key)
-            if name in cls.model_fields and name != "client_options":
-                fields[name] = value
-            else:
-                options[key] = value
-        fields.update(overrides)
-        options.update(fields.pop("client_options", None) or {})
-        return cls(**fields, client_options=options)
+        return cls(
+            **adapter_fields_from_config(
+                source,
+                section=section,
+                fields=cls.model_fields,
+                overrides=overrides,
+                renames={"model": "model_name", "batch_size": "embed_batch_size"},
+            )
+        )
 
     def to_payload(self) -> dict[str, Any]:
         """What callbacks and instrumentation see: no key, no headers."""
@@ -160,29 +153,18 @@ class VLLMEmbedding(BaseEmbedding):
     # -- clients ---------------------------------------------------------------------
 
     def _client_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            **self.client_options,
-            "instructions": self.instructions,
-            "batch_size": self.embed_batch_size,
-        }
-        if self.model_name is not None:
-            kwargs["model"] = self.model_name
-        if self.base_url is not None:
-            kwargs["base_url"] = self.base_url
-        if self.api_key is not None:
-            kwargs["api_key"] = self.api_key.get_secret_value()
-        if self.headers:
-            kwargs["headers"] = dict(self.headers)
-        if self.timeout is not None:
-            kwargs["timeout"] = self.timeout
-        if self.max_retries is not None:
-            base = self.client_options.get("retry") or RetryPolicy()
-            kwargs["retry"] = dataclasses.replace(base, max_attempts=self.max_retries + 1)
-        for name in _PASSTHROUGH:
-            value = getattr(self, name)
-            if value is not None:
-                kwargs[name] = value
-        return kwargs
+        return adapter_client_kwargs(
+            client_options=self.client_options,
+            instructions=self.instructions,
+            base_url=self.base_url,
+            api_key=self.api_key,
+            headers=self.headers,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            model=self.model_name,
+            batch_size=self.embed_batch_size,
+            **{name: getattr(self, name) for name in _PASSTHROUGH},
+        )
 
     @property
     def client(self) -> EmbeddingClient:
@@ -217,12 +199,12 @@ class VLLMEmbedding(BaseEmbedding):
         return (await self._aget_text_embeddings([text]))[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        if _is_empty_batch(texts):
+        if is_empty_batch(texts, caller="VLLMEmbedding"):
             return []
         return self.client.embed_documents_list(texts)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        if _is_empty_batch(texts):
+        if is_empty_batch(texts, caller="VLLMEmbedding"):
             return []
         return await self.async_client.embed_documents_list(texts)
 
@@ -241,7 +223,7 @@ class VLLMEmbedding(BaseEmbedding):
         """
         if getattr(self, "embeddings_cache", None) is not None:  # LlamaIndex's cache path
             return super().get_text_embedding_batch(texts, show_progress, **kwargs)
-        if _is_empty_batch(texts):
+        if is_empty_batch(texts, caller="VLLMEmbedding"):
             return []
         payload = self.to_payload()
         dispatcher.event(EmbeddingStartEvent(model_dict=payload))
@@ -263,7 +245,7 @@ class VLLMEmbedding(BaseEmbedding):
         """Async :meth:`get_text_embedding_batch`."""
         if getattr(self, "embeddings_cache", None) is not None:
             return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
-        if _is_empty_batch(texts):
+        if is_empty_batch(texts, caller="VLLMEmbedding"):
             return []
         payload = self.to_payload()
         dispatcher.event(EmbeddingStartEvent(model_dict=payload))
@@ -285,12 +267,3 @@ def _end_event(texts: list[str], embeddings: list[Embedding]) -> EmbeddingEndEve
     Validating ``embeddings`` element by element was a third of this adapter's CPU per vector.
     """
     return EmbeddingEndEvent.model_construct(chunks=texts, embeddings=embeddings)
-
-
-def _is_empty_batch(texts: Any) -> bool:
-    """True for an empty list (answered locally); raise for things that are not lists."""
-    if texts is None or isinstance(texts, (str, bytes, Mapping)):
-        raise InvalidInputError(
-            f"expected a list of strings, got {type(texts).__name__}; wrap a single text in a list."
-        )
-    return len(texts) == 0

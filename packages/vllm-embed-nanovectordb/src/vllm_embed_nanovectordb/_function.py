@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -35,6 +35,7 @@ from vllm_embed import (
     EmbeddingClient,
     InvalidInputError,
     LazyClients,
+    is_empty_batch,
 )
 
 __all__ = ["VLLMEmbeddingFunction"]
@@ -200,7 +201,7 @@ class VLLMEmbeddingFunction:
         ``context`` (``"query"`` / ``"document"``, as LightRAG passes it with
         ``supports_asymmetric=True``) overrides this function's ``kind`` for the call.
         """
-        _check_batch(texts)
+        is_empty_batch(texts, caller="the embedding function")
         kind = self.kind if context is None else context
         if kind not in ("document", "query", "raw"):
             raise InvalidInputError(f"context must be 'query' or 'document', got {context!r}")
@@ -263,11 +264,3 @@ def l2_normalize(vectors: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         array, norms, out=np.zeros_like(array), where=norms > 0
     )
     return out
-
-
-def _check_batch(texts: Any) -> None:
-    if texts is None or isinstance(texts, (str, bytes, Mapping)):
-        raise InvalidInputError(
-            f"the embedding function expects a list of strings, got {type(texts).__name__}; "
-            "wrap a single text in a list."
-        )

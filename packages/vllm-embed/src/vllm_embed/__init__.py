@@ -39,7 +39,12 @@ from vllm_embed._errors import (
     VLLMEmbedError,
 )
 from vllm_embed._instructions import Instructions
-from vllm_embed._lazy import LazyClients
+from vllm_embed._lazy import (
+    LazyClients,
+    adapter_client_kwargs,
+    adapter_fields_from_config,
+    is_empty_batch,
+)
 from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 
 __version__ = "0.1.0"
@@ -82,5 +87,8 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py ch
     "UnknownConfigKeyWarning",
     "VLLMEmbedError",
     "__version__",
+    "adapter_client_kwargs",
+    "adapter_fields_from_config",
+    "is_empty_batch",
     "load_config",
 ]

@@ -23,20 +23,35 @@ Example::
 
         async def aembed(self, texts):
             return await self._clients.for_running_loop(self._kwargs).embed(texts)
+
+Three helpers hold the rest that every adapter with settings fields needs, free of any
+framework: :func:`adapter_client_kwargs` (fields -> client keyword arguments),
+:func:`adapter_fields_from_config` (config file -> fields + ``client_options``) and
+:func:`is_empty_batch` (the list check before a batch call).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import threading
 import weakref
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Protocol
 
 from vllm_embed._async_client import AsyncEmbeddingClient
 from vllm_embed._client import EmbeddingClient
+from vllm_embed._errors import InvalidInputError
+from vllm_embed._types import RetryPolicy
 
-__all__ = ["ClientKwargs", "LazyClients"]
+__all__ = [
+    "ClientKwargs",
+    "LazyClients",
+    "adapter_client_kwargs",
+    "adapter_fields_from_config",
+    "is_empty_batch",
+]
 
 #: The client's keyword arguments, or a function returning them (read at build time,
 #: so an object whose settings may still change can pass a bound method).
@@ -108,3 +123,95 @@ class LazyClients:
 
     def __reduce__(self) -> tuple[type[LazyClients], tuple[()]]:
         return (LazyClients, ())
+
+
+class _SecretValue(Protocol):
+    """A secret that gives its value on request (pydantic's ``SecretStr`` is one)."""
+
+    def get_secret_value(self) -> str: ...
+
+
+def adapter_client_kwargs(
+    *,
+    client_options: Mapping[str, Any],
+    instructions: Any,
+    base_url: str | Sequence[str] | None = None,
+    api_key: str | _SecretValue | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """The core client's keyword arguments from an adapter's settings fields.
+
+    ``client_options`` (any other client keyword argument) comes first; the named
+    settings win over it. ``None`` means "not set" (the core's default applies), and so
+    does an empty ``headers``. ``api_key`` may be a string or a secret object with
+    ``get_secret_value()``; ``max_retries`` (retries after the first attempt) becomes
+    ``retry=RetryPolicy(max_attempts=max_retries + 1)``, keeping the other fields of a
+    ``retry`` given in ``client_options``. ``settings`` are other client keyword
+    arguments (``model``, ``dimensions``, ``batch_size``, ...), copied when not ``None``.
+    """
+    kwargs: dict[str, Any] = {**client_options, "instructions": instructions}
+    if base_url is not None:
+        kwargs["base_url"] = base_url
+    if api_key is not None:
+        kwargs["api_key"] = api_key if isinstance(api_key, str) else api_key.get_secret_value()
+    if headers:
+        kwargs["headers"] = dict(headers)
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    if max_retries is not None:
+        base = client_options.get("retry") or RetryPolicy()
+        kwargs["retry"] = dataclasses.replace(base, max_attempts=max_retries + 1)
+    kwargs.update((name, value) for name, value in settings.items() if value is not None)
+    return kwargs
+
+
+def adapter_fields_from_config(
+    source: str | os.PathLike[str],
+    *,
+    section: str | None,
+    fields: Collection[str],
+    overrides: Mapping[str, Any],
+    renames: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """An adapter's constructor arguments from a config file or module.
+
+    Each of the config's client keyword arguments goes to the adapter field of that name
+    (after ``renames``, e.g. ``{"model": "model_name"}``) when ``fields`` has it, else
+    into ``client_options``. ``overrides`` win over the file, and an override
+    ``client_options`` is merged over the file's other options.
+    """
+    from vllm_embed._config import load_config
+
+    renames = renames or {}
+    config = load_config(source, section=section)
+    chosen: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for key, value in config.client_kwargs().items():
+        name = renames.get(key, key)
+        if name in fields and name != "client_options":
+            chosen[name] = value
+        else:
+            options[key] = value
+    chosen.update(overrides)
+    options.update(chosen.pop("client_options", None) or {})
+    return {**chosen, "client_options": options}
+
+
+def is_empty_batch(texts: Any, *, caller: str, alternative: str | None = None) -> bool:
+    """True for an empty list of texts (answer it locally, no request).
+
+    Raises:
+        InvalidInputError: ``texts`` is ``None``, a single string, bytes or a mapping;
+            the message names ``caller`` (e.g. ``"embed_documents"``) and, when given,
+            the ``alternative`` for a single text (e.g. ``"embed_query"``).
+    """
+    if texts is None or isinstance(texts, (str, bytes, Mapping)):
+        hint = f" or use {alternative}" if alternative else ""
+        raise InvalidInputError(
+            f"{caller} expects a list of strings, got {type(texts).__name__}; "
+            f"wrap a single text in a list{hint}."
+        )
+    return len(texts) == 0
