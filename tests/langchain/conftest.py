@@ -3,33 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 
-import pytest
-import respx
-
-from vllm_embed_testing.respx_vllm import mount
+from vllm_embed_testing.pytest_plugin import clean_env  # noqa: F401 (autouse here)
+from vllm_embed_testing.pytest_plugin import fake_vllm as server  # noqa: F401
 
 # The standard suite needs PyPI's langchain-tests, which the langchain-core 0.3.* matrix
 # entry does not install: leave that one file out of collection there (not a skip).
 collect_ignore = [] if importlib.util.find_spec("langchain_tests") else ["test_standard.py"]
-
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests choose their key and URL explicitly; the developer's environment must not leak in."""
-    for name in (
-        "VLLM_EMBED_API_KEY",
-        "VLLM_API_KEY",
-        "OPENAI_API_KEY",
-        "VLLM_EMBED_BASE_URL",
-        "OPENAI_BASE_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def server() -> Iterator[respx.Route]:
-    """A fake vLLM at BASE_URL (bytes/base64/float, API key required); the route records calls."""
-    with respx.mock(assert_all_called=False) as router:
-        yield mount(router)

@@ -13,26 +13,8 @@ import pytest
 import respx
 
 from vllm_embed import EmbeddingClient, RetryPolicy
+from vllm_embed_testing.pytest_plugin import clean_env, fake_vllm  # noqa: F401 (clean_env: autouse)
 from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, mount
-
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "VLLM_EMBED_API_KEY",
-        "VLLM_API_KEY",
-        "OPENAI_API_KEY",
-        "VLLM_EMBED_BASE_URL",
-        "OPENAI_BASE_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def fake_vllm() -> Iterator[respx.Route]:
-    """The project's fake vLLM (dim DIM, API key required) behind respx."""
-    with respx.mock(assert_all_called=False) as router:
-        yield mount(router)
 
 
 @pytest.fixture
