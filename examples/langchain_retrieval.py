@@ -11,15 +11,16 @@ passage it should, 1 otherwise.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
+from pathlib import Path
 
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 
-from vllm_embed import VLLMEmbedError
 from vllm_embed_langchain import VLLMEmbeddings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, also under runpy.run_path
+from _common import exit_with, server_parser
 
 PASSAGES = {
     "sourdough": "A sourdough starter needs flour, water and a few days of patience.",
@@ -58,18 +59,7 @@ def main(base_url: str | None, api_key: str | None, model: str | None) -> int:
     return 0 if wrong == 0 else 1
 
 
-def _args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base-url", default=os.environ.get("VLLM_EMBED_BASE_URL"))
-    parser.add_argument("--api-key", default=os.environ.get("VLLM_EMBED_API_KEY"))
-    parser.add_argument("--model", default=os.environ.get("VLLM_EMBED_MODEL"))
-    return parser.parse_args(argv)
-
-
 if __name__ == "__main__":
-    args = _args(sys.argv[1:])
-    try:
-        sys.exit(main(args.base_url, args.api_key, args.model))
-    except VLLMEmbedError as exc:  # one readable line, e.g. no base URL, wrong key
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    parser = server_parser(__doc__)
+    args = parser.parse_args()
+    exit_with(lambda: main(args.base_url, args.api_key, args.model))

@@ -12,8 +12,6 @@ a temporary directory). Exit code 0 when every question finds the right document
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,8 +24,10 @@ from llama_index.core import (
     load_index_from_storage,
 )
 
-from vllm_embed import VLLMEmbedError
 from vllm_embed_llamaindex import VLLMEmbedding
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, also under runpy.run_path
+from _common import exit_with, server_parser
 
 DOCUMENTS = {
     "risotto": "Risotto wants warm stock added one ladle at a time while stirring.",
@@ -72,19 +72,8 @@ def main(
     return 0 if wrong == 0 else 1
 
 
-def _args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base-url", default=os.environ.get("VLLM_EMBED_BASE_URL"))
-    parser.add_argument("--api-key", default=os.environ.get("VLLM_EMBED_API_KEY"))
-    parser.add_argument("--model", default=os.environ.get("VLLM_EMBED_MODEL"))
-    parser.add_argument("--persist-dir", help="keep the index here (default: a temp dir)")
-    return parser.parse_args(argv)
-
-
 if __name__ == "__main__":
-    args = _args(sys.argv[1:])
-    try:
-        sys.exit(main(args.base_url, args.api_key, args.model, args.persist_dir))
-    except VLLMEmbedError as exc:  # one readable line, e.g. no base URL, wrong key
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    parser = server_parser(__doc__)
+    parser.add_argument("--persist-dir", help="keep the index here (default: a temp dir)")
+    args = parser.parse_args()
+    exit_with(lambda: main(args.base_url, args.api_key, args.model, args.persist_dir))

@@ -19,15 +19,16 @@ With LightRAG, the same function is its embedding function::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-from vllm_embed import DimensionMismatchError, VLLMEmbedError
+from vllm_embed import DimensionMismatchError
 from vllm_embed_nanovectordb import VLLMEmbeddingFunction, aopen_db
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, also under runpy.run_path
+from _common import exit_with, server_parser
 
 VIDEO = {"video_path": "videos/city_day.mp4", "duration_secs": 80, "fps": 1, "clip_secs": 10}
 CAPTIONS = [
@@ -96,19 +97,8 @@ def main(
     return 0 if wrong == 0 else 1
 
 
-def _args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base-url", default=os.environ.get("VLLM_EMBED_BASE_URL"))
-    parser.add_argument("--api-key", default=os.environ.get("VLLM_EMBED_API_KEY"))
-    parser.add_argument("--model", default=os.environ.get("VLLM_EMBED_MODEL"))
-    parser.add_argument("--db", help="database.json to create or update (default: a temp dir)")
-    return parser.parse_args(argv)
-
-
 if __name__ == "__main__":
-    args = _args(sys.argv[1:])
-    try:
-        sys.exit(main(args.base_url, args.api_key, args.model, args.db))
-    except VLLMEmbedError as exc:  # one readable line, e.g. no base URL, wrong key
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    parser = server_parser(__doc__)
+    parser.add_argument("--db", help="database.json to create or update (default: a temp dir)")
+    args = parser.parse_args()
+    exit_with(lambda: main(args.base_url, args.api_key, args.model, args.db))
