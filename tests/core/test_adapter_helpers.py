@@ -1,14 +1,19 @@
 """The framework-free adapter helpers: settings -> client kwargs, config -> fields,
-the list check before a batch call."""
+the list check before a batch call, the lazy-clients mixin."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from vllm_embed import (
+    AsyncEmbeddingClient,
+    EmbeddingClient,
     InvalidInputError,
+    LazyClients,
+    LazyClientsMixin,
     RetryPolicy,
     adapter_client_kwargs,
     adapter_fields_from_config,
@@ -101,3 +106,51 @@ def test_is_empty_batch_names_the_caller_and_the_alternative(bad: object) -> Non
     assert "embed_documents expects a list of strings" in message
     assert type(bad).__name__ in message
     assert "or use embed_query" in message
+
+
+class _Settings(LazyClientsMixin):
+    """A framework-free adapter: plain attributes, the mixin's clients."""
+
+    def __init__(self, **client_options: Any) -> None:
+        self._clients = LazyClients()
+        self.client_options = client_options
+        self.instructions = None
+        self.base_url = "http://127.0.0.1:9/v1"
+        self.api_key = _Secret("sk-test-value")
+        self.headers = None
+        self.timeout = 2.0
+        self.max_retries = 0
+        self.model = "m"
+
+    def _client_settings(self) -> dict[str, Any]:
+        return {"model": self.model, "dimensions": None}
+
+
+def test_mixin_builds_the_client_from_the_settings_read_at_build_time() -> None:
+    settings = _Settings(batch_size=3)
+    settings.model = "changed-before-use"
+    assert settings._client_kwargs() == {
+        "batch_size": 3,
+        "instructions": None,
+        "base_url": "http://127.0.0.1:9/v1",
+        "api_key": "sk-test-value",
+        "timeout": 2.0,
+        "retry": RetryPolicy(max_attempts=1),
+        "model": "changed-before-use",
+    }
+    client = settings.client
+    assert isinstance(client, EmbeddingClient)
+    assert settings.client is client
+    settings.close()
+    assert settings.client is not client
+    settings.close()
+
+
+async def test_mixin_async_client_is_per_loop_and_closes() -> None:
+    settings = _Settings()
+    client = settings.async_client
+    assert isinstance(client, AsyncEmbeddingClient)
+    assert settings.async_client is client
+    await settings.aclose()
+    assert settings.async_client is not client
+    await settings.aclose()

@@ -30,6 +30,7 @@ EXPECTED = {
     "Instructions",
     "InvalidInputError",
     "LazyClients",
+    "LazyClientsMixin",
     "MigrationError",
     "ModelInfo",
     "ModelNotFoundError",

@@ -16,10 +16,8 @@ from langchain_core.utils import secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from vllm_embed import (
-    AsyncEmbeddingClient,
-    EmbeddingClient,
     LazyClients,
-    adapter_client_kwargs,
+    LazyClientsMixin,
     adapter_fields_from_config,
     is_empty_batch,
 )
@@ -43,7 +41,7 @@ _PASSTHROUGH = (
 )
 
 
-class VLLMEmbeddings(BaseModel, Embeddings):
+class VLLMEmbeddings(LazyClientsMixin, BaseModel, Embeddings):
     """Embeddings from your own vLLM (or any OpenAI-compatible) ``/v1/embeddings`` server.
 
     Example:
@@ -123,38 +121,11 @@ class VLLMEmbeddings(BaseModel, Embeddings):
             )
         )
 
-    # -- clients ---------------------------------------------------------------------
+    # -- clients (client, async_client, close, aclose: LazyClientsMixin) ---------------
 
-    def _client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the core client, from the fields that are set."""
-        return adapter_client_kwargs(
-            client_options=self.client_options,
-            instructions=self.instructions,
-            base_url=self.base_url,
-            api_key=self.api_key,
-            headers=self.headers,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            **{name: getattr(self, name) for name in _PASSTHROUGH},
-        )
-
-    @property
-    def client(self) -> EmbeddingClient:
-        """The core sync client (built on first use)."""
-        return self._clients.sync(self._client_kwargs)
-
-    @property
-    def async_client(self) -> AsyncEmbeddingClient:
-        """The core async client of the running event loop (one per loop, built on use)."""
-        return self._clients.for_running_loop(self._client_kwargs)
-
-    def close(self) -> None:
-        """Close the sync client's connections (the object stays usable)."""
-        self._clients.close()
-
-    async def aclose(self) -> None:
-        """Close the running loop's async client (the object stays usable)."""
-        await self._clients.aclose()
+    def _client_settings(self) -> dict[str, Any]:
+        """Client keyword arguments beyond the common fields (read by ``LazyClientsMixin``)."""
+        return {name: getattr(self, name) for name in _PASSTHROUGH}
 
     # -- Embeddings interface ----------------------------------------------------------
 

@@ -41,6 +41,7 @@ from vllm_embed._errors import (
 from vllm_embed._instructions import Instructions
 from vllm_embed._lazy import (
     LazyClients,
+    LazyClientsMixin,
     adapter_client_kwargs,
     adapter_fields_from_config,
     is_empty_batch,
@@ -72,6 +73,7 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py ch
     "Instructions",
     "InvalidInputError",
     "LazyClients",
+    "LazyClientsMixin",
     "MigrationError",
     "ModelInfo",
     "ModelNotFoundError",

@@ -24,8 +24,10 @@ Example::
         async def aembed(self, texts):
             return await self._clients.for_running_loop(self._kwargs).embed(texts)
 
-Three helpers hold the rest that every adapter with settings fields needs, free of any
-framework: :func:`adapter_client_kwargs` (fields -> client keyword arguments),
+The rest that every adapter with settings fields needs, free of any framework:
+:class:`LazyClientsMixin` (the ``client`` / ``async_client`` properties and
+``close`` / ``aclose`` over a ``LazyClients``), :func:`adapter_client_kwargs` (fields ->
+client keyword arguments),
 :func:`adapter_fields_from_config` (config file -> fields + ``client_options``) and
 :func:`is_empty_batch` (the list check before a batch call).
 """
@@ -38,7 +40,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vllm_embed._async_client import AsyncEmbeddingClient
 from vllm_embed._client import EmbeddingClient
@@ -48,6 +50,7 @@ from vllm_embed._types import RetryPolicy
 __all__ = [
     "ClientKwargs",
     "LazyClients",
+    "LazyClientsMixin",
     "adapter_client_kwargs",
     "adapter_fields_from_config",
     "is_empty_batch",
@@ -123,6 +126,62 @@ class LazyClients:
 
     def __reduce__(self) -> tuple[type[LazyClients], tuple[()]]:
         return (LazyClients, ())
+
+
+class LazyClientsMixin:
+    """``client``, ``async_client``, ``close`` and ``aclose`` for an adapter's settings class.
+
+    The class using it has a ``_clients`` :class:`LazyClients` (e.g. a pydantic private
+    attribute), the settings fields ``client_options``, ``instructions``, ``base_url``,
+    ``api_key``, ``headers``, ``timeout`` and ``max_retries`` (see
+    :func:`adapter_client_kwargs`), and a ``_client_settings()`` method giving its other
+    client keyword arguments (``model``, ``dimensions``, ...; ``None`` = not set).
+    The mixin declares no attributes at run time, so frameworks that read class
+    annotations (pydantic) see only the class's own fields.
+    """
+
+    if TYPE_CHECKING:
+        _clients: LazyClients
+        client_options: Mapping[str, Any]
+        instructions: Any
+        base_url: str | Sequence[str] | None
+        api_key: _SecretValue | None
+        headers: Mapping[str, str] | None
+        timeout: float | None
+        max_retries: int | None
+
+        def _client_settings(self) -> Mapping[str, Any]: ...
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the core client, from the fields that are set."""
+        return adapter_client_kwargs(
+            client_options=self.client_options,
+            instructions=self.instructions,
+            base_url=self.base_url,
+            api_key=self.api_key,
+            headers=self.headers,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            **self._client_settings(),
+        )
+
+    @property
+    def client(self) -> EmbeddingClient:
+        """The core sync client (built on first use)."""
+        return self._clients.sync(self._client_kwargs)
+
+    @property
+    def async_client(self) -> AsyncEmbeddingClient:
+        """The core async client of the running event loop (one per loop, built on use)."""
+        return self._clients.for_running_loop(self._client_kwargs)
+
+    def close(self) -> None:
+        """Close the sync client's connections (the object stays usable)."""
+        self._clients.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client (the object stays usable)."""
+        await self._clients.aclose()
 
 
 class _SecretValue(Protocol):
