@@ -4,6 +4,7 @@ the list check before a batch call, the lazy-clients mixin."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -154,3 +155,29 @@ async def test_mixin_async_client_is_per_loop_and_closes() -> None:
     await settings.aclose()
     assert settings.async_client is not client
     await settings.aclose()
+
+
+class _Renamed(LazyClientsMixin):
+    """Fields found from the constructor's parameters; one renamed config key."""
+
+    _config_renames = MappingProxyType({"model": "model_name"})
+
+    def __init__(
+        self,
+        model_name: str | None = None,
+        base_url: str | None = None,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.model_name = model_name
+        self.base_url = base_url
+        self.client_options = client_options or {}
+
+
+def test_mixin_from_config_fills_constructor_parameters(tmp_path: Path) -> None:
+    path = tmp_path / "embed.toml"
+    path.write_text('base_url = "http://127.0.0.1:9/v1"\nmodel = "m"\nbatch_size = 8\n')
+    built = _Renamed.from_config(path, base_url="http://127.0.0.1:10/v1")
+    assert isinstance(built, _Renamed)
+    assert built.model_name == "m"
+    assert built.base_url == "http://127.0.0.1:10/v1"
+    assert built.client_options == {"batch_size": 8}

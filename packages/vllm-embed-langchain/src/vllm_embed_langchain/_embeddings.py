@@ -8,7 +8,6 @@ no network call and builds no client).
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
@@ -18,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 from vllm_embed import (
     LazyClients,
     LazyClientsMixin,
-    adapter_fields_from_config,
     is_empty_batch,
 )
 from vllm_embed._constants import API_KEY_ENV_VARS
@@ -107,21 +105,7 @@ class VLLMEmbeddings(LazyClientsMixin, BaseModel, Embeddings):
 
     _clients: LazyClients = PrivateAttr(default_factory=LazyClients)
 
-    @classmethod
-    def from_config(
-        cls, source: str | os.PathLike[str], *, section: str | None = None, **overrides: Any
-    ) -> VLLMEmbeddings:
-        """Build from a config file or module (TOML / JSON / Python / env, see the core).
-
-        Keyword overrides win over the file, which wins over defaults.
-        """
-        return cls(
-            **adapter_fields_from_config(
-                source, section=section, fields=cls.model_fields, overrides=overrides
-            )
-        )
-
-    # -- clients (client, async_client, close, aclose: LazyClientsMixin) ---------------
+    # -- clients (client, async_client, close, aclose, from_config: LazyClientsMixin) --
 
     def _client_settings(self) -> dict[str, Any]:
         """Client keyword arguments beyond the common fields (read by ``LazyClientsMixin``)."""

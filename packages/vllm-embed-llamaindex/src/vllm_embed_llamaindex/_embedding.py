@@ -14,7 +14,8 @@ and keeps several requests in flight; callbacks and instrumentation events still
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import llama_index.core.instrumentation as instrument
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -28,7 +29,6 @@ from llama_index.core.instrumentation.events.embedding import (
 from vllm_embed import (
     LazyClients,
     LazyClientsMixin,
-    adapter_fields_from_config,
     is_empty_batch,
 )
 from vllm_embed._constants import API_KEY_ENV_VARS
@@ -116,27 +116,15 @@ class VLLMEmbedding(LazyClientsMixin, BaseEmbedding):
 
     _clients: LazyClients = PrivateAttr(default_factory=LazyClients)
 
+    #: Config keys named differently here (read by ``LazyClientsMixin.from_config``).
+    _config_renames: ClassVar[Mapping[str, str]] = {
+        "model": "model_name",
+        "batch_size": "embed_batch_size",
+    }
+
     @classmethod
     def class_name(cls) -> str:
         return "VLLMEmbedding"
-
-    @classmethod
-    def from_config(
-        cls, source: str | os.PathLike[str], *, section: str | None = None, **overrides: Any
-    ) -> VLLMEmbedding:
-        """Build from a config file or module (TOML / JSON / Python / env, see the core).
-
-        Keyword overrides win over the file, which wins over defaults.
-        """
-        return cls(
-            **adapter_fields_from_config(
-                source,
-                section=section,
-                fields=cls.model_fields,
-                overrides=overrides,
-                renames={"model": "model_name", "batch_size": "embed_batch_size"},
-            )
-        )
 
     def to_payload(self) -> dict[str, Any]:
         """What callbacks and instrumentation see: no key, no headers."""
@@ -148,7 +136,7 @@ class VLLMEmbedding(LazyClientsMixin, BaseEmbedding):
             "dimensions": self.dimensions,
         }
 
-    # -- clients (client, async_client, close, aclose: LazyClientsMixin) ---------------
+    # -- clients (client, async_client, close, aclose, from_config: LazyClientsMixin) --
 
     def _client_settings(self) -> dict[str, Any]:
         """Client keyword arguments beyond the common fields (read by ``LazyClientsMixin``)."""

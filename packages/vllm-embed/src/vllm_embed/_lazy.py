@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import os
 import threading
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from vllm_embed._async_client import AsyncEmbeddingClient
 from vllm_embed._client import EmbeddingClient
@@ -129,15 +131,19 @@ class LazyClients:
 
 
 class LazyClientsMixin:
-    """``client``, ``async_client``, ``close`` and ``aclose`` for an adapter's settings class.
+    """``client``, ``async_client``, ``close``, ``aclose`` and ``from_config`` for an
+    adapter's settings class.
 
     The class using it has a ``_clients`` :class:`LazyClients` (e.g. a pydantic private
     attribute), the settings fields ``client_options``, ``instructions``, ``base_url``,
     ``api_key``, ``headers``, ``timeout`` and ``max_retries`` (see
     :func:`adapter_client_kwargs`), and a ``_client_settings()`` method giving its other
     client keyword arguments (``model``, ``dimensions``, ...; ``None`` = not set).
-    The mixin declares no attributes at run time, so frameworks that read class
-    annotations (pydantic) see only the class's own fields.
+    :meth:`from_config` fills the class's fields (its pydantic ``model_fields``, else its
+    constructor's parameters); a class whose fields are named differently from the
+    config's keys sets ``_config_renames`` (a ``ClassVar``, e.g.
+    ``{"model": "model_name"}``). The mixin declares no other attributes at run time,
+    so frameworks that read class annotations (pydantic) see only the class's own fields.
     """
 
     if TYPE_CHECKING:
@@ -151,6 +157,28 @@ class LazyClientsMixin:
         max_retries: int | None
 
         def _client_settings(self) -> Mapping[str, Any]: ...
+
+    _config_renames: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
+    @classmethod
+    def from_config(
+        cls, source: str | os.PathLike[str], *, section: str | None = None, **overrides: Any
+    ) -> Self:
+        """Build from a config file or module (TOML / JSON / Python / env, see the core).
+
+        Keyword overrides win over the file, which wins over defaults; config keys that
+        are not fields of this class go to ``client_options``.
+        """
+        fields = getattr(cls, "model_fields", None) or inspect.signature(cls).parameters
+        return cls(
+            **adapter_fields_from_config(
+                source,
+                section=section,
+                fields=fields,
+                overrides=overrides,
+                renames=cls._config_renames,
+            )
+        )
 
     def _client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the core client, from the fields that are set."""
