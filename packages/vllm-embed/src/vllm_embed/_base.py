@@ -661,7 +661,7 @@ class BaseEmbeddingClient:
         self.stats.add(retries=1)
         what = type(exc.error).__name__ if isinstance(exc, RetryableStatus) else type(exc).__name__
         url = getattr(getattr(exc, "error", exc), "url", None)
-        logger.warning("retrying after %s from %s in %.2fs", what, url, wait)
+        logger.info("retrying after %s from %s in %.2fs", what, url, wait)
 
 
 class Output:
