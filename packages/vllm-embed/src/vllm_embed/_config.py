@@ -47,6 +47,8 @@ from vllm_embed._config_readers._expand import expand_tree
 from vllm_embed._config_readers._keys import (
     CLIENT_PASSTHROUGH_KEYS,
     KEY_ALIASES,
+    SETTING_KEYS,
+    SETTINGS,
     ConfigWarning,
     UnknownConfigKeyWarning,
     split_section,
@@ -85,20 +87,6 @@ PYTHON_NAME_MAP: dict[str, tuple[str, ...]] = {
     "max_concurrency": ("EMBEDDING_MAX_CONCURRENCY",),
 }
 
-#: The fields that go through precedence, in display order.
-SETTINGS: tuple[str, ...] = (
-    "base_urls",
-    "api_key",
-    "model",
-    "dimension",
-    "dimensions",
-    "headers",
-    "timeout",
-    "retries",
-    "backoff_factor",
-    "batch_size",
-    "max_concurrency",
-)
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -361,7 +349,7 @@ def _override_layer(overrides: Mapping[str, Any]) -> tuple[Layer, dict[str, Any]
         else:
             raise ConfigValueError(
                 f"Unknown setting {key!r} in overrides. Use one of: "
-                f"{', '.join(('base_url', *SETTINGS[1:]))} or a client option "
+                f"{', '.join(SETTING_KEYS)} or a client option "
                 f"({', '.join(sorted(CLIENT_PASSTHROUGH_KEYS))})."
             )
     return layer, extra
@@ -424,8 +412,7 @@ def _from_module(
         name = key if key in SETTINGS else KEY_ALIASES.get(key)
         if name is None:
             raise ConfigValueError(
-                f"names= has an unknown setting {key!r}; use one of "
-                f"{', '.join(('base_url', *SETTINGS[1:]))}."
+                f"names= has an unknown setting {key!r}; use one of {', '.join(SETTING_KEYS)}."
             )
         given = (extra_names,) if isinstance(extra_names, str) else tuple(extra_names)
         table[name] = given + table.get(name, ())

@@ -19,6 +19,8 @@ __all__ = [
     "CLIENT_PASSTHROUGH_KEYS",
     "INFORMATIONAL_KEYS",
     "KEY_ALIASES",
+    "SETTINGS",
+    "SETTING_KEYS",
     "ConfigWarning",
     "UnknownConfigKeyWarning",
     "split_section",
@@ -58,8 +60,9 @@ KEY_ALIASES: dict[str, str] = {
     "max_concurrency": "max_concurrency",
 }
 
-_CANONICAL_KEYS = (
-    "base_url",
+#: The fields that go through precedence, in display order.
+SETTINGS: tuple[str, ...] = (
+    "base_urls",
     "api_key",
     "model",
     "dimension",
@@ -71,6 +74,9 @@ _CANONICAL_KEYS = (
     "batch_size",
     "max_concurrency",
 )
+
+#: The same settings as users spell them in a file (one ``base_url``).
+SETTING_KEYS: tuple[str, ...] = ("base_url", *SETTINGS[1:])
 
 # Kept in ``extra`` without a warning: they describe the app's setup.
 INFORMATIONAL_KEYS = frozenset({"provider", "type", "name", "description", "enabled"})
@@ -116,7 +122,7 @@ def split_section(
             if close:
                 hint += f"; did you mean {close[0]!r}?"
         warnings.warn(
-            f"Unknown key {key!r} in {where}: {hint}. Known keys: {', '.join(_CANONICAL_KEYS)}.",
+            f"Unknown key {key!r} in {where}: {hint}. Known keys: {', '.join(SETTING_KEYS)}.",
             UnknownConfigKeyWarning,
             stacklevel=4,
         )

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 from vllm_embed import _constants as C
-from vllm_embed._config import SETTINGS, EmbedConfig, load_config
+from vllm_embed._config import EmbedConfig, load_config
+from vllm_embed._config_readers._keys import SETTINGS
 from vllm_embed._config_readers._mask import mask_tree, mask_url
 from vllm_embed._errors import (
     APIConnectionError,
