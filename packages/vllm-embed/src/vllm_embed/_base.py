@@ -344,10 +344,22 @@ class BaseEmbeddingClient:
         return None
 
     # ------------------------------------------------------------- planning
-    def _instructions_for(self, model: str) -> Instructions:
+    def instructions_for(self, model: str) -> Instructions:
+        """The query / document prefixes this client applies to ``model`` (no I/O).
+
+        ``instructions="auto"`` resolves from the model name once; an explicit preset,
+        :class:`Instructions` or ``None`` (no prefixes) is returned as configured.
+        """
         if self._instructions is None:
             self._instructions = resolve_instructions(self._instructions_spec, model)
         return self._instructions
+
+    _instructions_for = instructions_for
+
+    @property
+    def normalize(self) -> bool:
+        """True when the client L2-normalises every vector itself."""
+        return self._normalize
 
     def _apply_kind(self, items: list[str], kind: Kind, model: str) -> list[str]:
         if kind == "raw":

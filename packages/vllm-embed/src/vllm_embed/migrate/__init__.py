@@ -33,6 +33,15 @@ from ._engine import (
     migrate_store,
 )
 from ._journal import work_dir_for
+from ._space import (
+    EmbeddingSpace,
+    ProbeVerdict,
+    judge_probe,
+    read_sidecar,
+    sidecar_path,
+    space_of_client,
+    write_sidecar,
+)
 from ._store import Store
 from ._update_config import ConfigUpdate, plan_config_update
 
@@ -41,14 +50,21 @@ __all__ = [
     "ConfigUpdate",
     "DryRunReport",
     "Embedder",
+    "EmbeddingSpace",
     "MigrationOptions",
     "MigrationResult",
     "MissingTextError",
+    "ProbeVerdict",
     "Progress",
     "Store",
     "dry_run",
+    "judge_probe",
     "migrate_store",
     "open_store",
     "plan_config_update",
+    "read_sidecar",
+    "sidecar_path",
+    "space_of_client",
     "work_dir_for",
+    "write_sidecar",
 ]

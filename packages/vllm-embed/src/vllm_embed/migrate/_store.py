@@ -21,6 +21,8 @@ import numpy.typing as npt
 
 from vllm_embed._errors import StoreFormatError
 
+from ._space import EmbeddingSpace, read_sidecar
+
 __all__ = ["Rows", "Store", "check_rows", "l2_normalise"]
 
 F32Matrix = npt.NDArray[np.float32]
@@ -120,6 +122,22 @@ class Store(ABC):
 
     def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
         """Load ``path`` with the real library if importable; return its name, else None."""
+        return None
+
+    def recorded_space(self) -> EmbeddingSpace | None:
+        """The embedding space recorded with the store, if any (default: the sidecar).
+
+        Formats with a metadata slot of their own (nano-vectordb ``additional_data``,
+        Chroma collection metadata, kano's ``meta`` table) override this.
+        """
+        return read_sidecar(self.path)
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        """Up to ``count`` (stored text, stored vector) pairs for ``doctor``'s probe.
+
+        The texts are what was embedded before the document instruction was applied.
+        None when the format cannot give them (the probe is then skipped, with a WARN).
+        """
         return None
 
 
