@@ -6,6 +6,7 @@
 """
 
 from vllm_embed._async_client import AsyncEmbeddingClient
+from vllm_embed._cache import CacheWarning, EmbeddingCache
 from vllm_embed._client import EmbeddingClient
 from vllm_embed._config import (
     PYTHON_NAME_MAP,
@@ -21,6 +22,9 @@ from vllm_embed._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    CacheCorruptError,
+    CacheError,
+    CacheUnavailableError,
     ConfigError,
     ConfigFileError,
     ConfigValueError,
@@ -58,6 +62,10 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py ch
     "AsyncEmbeddingClient",
     "AuthenticationError",
     "BadRequestError",
+    "CacheCorruptError",
+    "CacheError",
+    "CacheUnavailableError",
+    "CacheWarning",
     "ClientStats",
     "ConfigError",
     "ConfigFileError",
@@ -68,6 +76,7 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py ch
     "DimensionsNotSupportedError",
     "EmbedConfig",
     "EmbedResult",
+    "EmbeddingCache",
     "EmbeddingClient",
     "EncodingNotSupportedError",
     "Instructions",

@@ -23,9 +23,12 @@ API keys never appear in any message, repr or attribute here.
     │       ├── RateLimitError               429 (after retries)
     │       └── ServerError                  5xx (after retries)
     ├── DimensionMismatchError       a store's / config's dimension != the server's
-    └── StoreError                   vector-store reading / writing / migration
-        ├── StoreFormatError         unknown or corrupt store format
-        └── MigrationError           a migration could not complete (original untouched)
+    ├── StoreError                   vector-store reading / writing / migration
+    │   ├── StoreFormatError         unknown or corrupt store format
+    │   └── MigrationError           a migration could not complete (original untouched)
+    └── CacheError                   the embedding cache (``cache=...``)
+        ├── CacheUnavailableError    Redis down, SQLite locked/unwritable (raised with strict=True)
+        └── CacheCorruptError        the SQLite cache file is damaged (says how to clear it)
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CacheCorruptError",
+    "CacheError",
+    "CacheUnavailableError",
     "ConfigError",
     "ConfigFileError",
     "ConfigValueError",
@@ -231,3 +237,23 @@ class StoreFormatError(StoreError):
 
 class MigrationError(StoreError):
     """A migration stopped before completing. The original store is untouched."""
+
+
+class CacheError(VLLMEmbedError):
+    """The embedding cache could not be used. ``location`` is where it is (no password)."""
+
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        super().__init__(message)
+        self.location = location
+
+
+class CacheUnavailableError(CacheError):
+    """The cache could not be read or written (Redis down, SQLite locked or unwritable).
+
+    Raised only by caches opened with ``strict=True``; otherwise embedding goes on without
+    the cache, with one :class:`~vllm_embed.CacheWarning`.
+    """
+
+
+class CacheCorruptError(CacheError):
+    """The SQLite cache file is damaged or is not a cache. The message says how to clear it."""

@@ -149,6 +149,9 @@ class ClientStats:
     """Cumulative counters of one client (thread-safe to update through :meth:`add`).
 
     ``encodings`` maps each endpoint URL to the transfer encoding it was last served with.
+    With ``cache=...``: ``cache_hits`` inputs answered by the cache, ``cache_misses`` unique
+    texts sent to the server instead, ``cache_bytes_read`` / ``cache_bytes_written``, and
+    ``cache_errors`` (cache failures the calls went on without).
     """
 
     requests: int = 0
@@ -156,6 +159,11 @@ class ClientStats:
     truncated: int = 0
     retries: int = 0
     prompt_tokens: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_bytes_read: int = 0
+    cache_bytes_written: int = 0
+    cache_errors: int = 0
     encodings: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -167,9 +175,19 @@ class ClientStats:
         truncated: int = 0,
         retries: int = 0,
         prompt_tokens: int = 0,
+        cache_hits: int = 0,
+        cache_misses: int = 0,
+        cache_bytes_read: int = 0,
+        cache_bytes_written: int = 0,
+        cache_errors: int = 0,
     ) -> None:
         """Add to the counters atomically."""
         with self._lock:
+            self.cache_hits += cache_hits
+            self.cache_misses += cache_misses
+            self.cache_bytes_read += cache_bytes_read
+            self.cache_bytes_written += cache_bytes_written
+            self.cache_errors += cache_errors
             self.requests += requests
             self.inputs += inputs
             self.truncated += truncated

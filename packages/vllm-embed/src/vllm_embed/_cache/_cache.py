@@ -1,0 +1,360 @@
+"""EmbeddingCache (what users open) and ClientCache (what one client does with it).
+
+Values are the vector's raw little-endian bytes (float32, or float16 when asked) followed
+by one flags byte (bit 0: the server truncated the input); never JSON.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from vllm_embed._cache._keys import SPACE_PREFIX_LEN, Space, text_keys
+from vllm_embed._cache._sqlite import SQLiteBackend
+from vllm_embed._errors import CacheError, ConfigValueError
+from vllm_embed._types import EmbedResult
+
+if TYPE_CHECKING:
+    from vllm_embed._cache._redis import RedisBackend
+    from vllm_embed._types import ClientStats
+
+__all__ = ["DEFAULT_MAX_BYTES", "CacheWarning", "ClientCache", "EmbeddingCache", "Lookup"]
+
+#: Default size limit of a SQLite cache (least recently used entries go first).
+DEFAULT_MAX_BYTES = 2 * 1024**3
+CacheDType = Literal["float32", "float16"]
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+#: Probes at least this similar (cosine) are the same model.
+_SAME_MODEL_COSINE = 0.9999
+
+
+class CacheWarning(UserWarning):
+    """The embedding cache failed and the call went to the server without it."""
+
+
+class EmbeddingCache:
+    """A per-text embedding cache: SQLite (a path) by default, Redis when shared.
+
+    >>> cache = EmbeddingCache("~/.cache/my-app/embeddings.sqlite", max_bytes=1 << 30)
+    >>> client = EmbeddingClient("http://localhost:8000/v1", cache=cache)
+
+    Args:
+        location: A file path or ``sqlite:///path`` (a directory gets
+            ``embeddings.sqlite`` inside it), or ``redis://host:port/db`` /
+            ``rediss://...`` (needs ``pip install 'vllm-embed[redis]'``).
+        max_bytes: SQLite only: size limit; least recently used entries are evicted
+            (default 2 GiB; ``None``: no limit).
+        ttl: Redis only: seconds an entry lives (default: until Redis evicts it).
+        dtype: ``"float32"`` (default) or ``"float16"`` (half the size; results are still
+            float32 arrays).
+        namespace: Keeps apps that share one cache apart (part of every key).
+        strict: Raise :class:`~vllm_embed.CacheUnavailableError` when the cache fails,
+            instead of embedding without it (one :class:`CacheWarning`).
+
+    A damaged SQLite file raises :class:`~vllm_embed.CacheCorruptError` saying how to
+    clear it. One cache object may serve several clients and threads.
+    """
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str],
+        *,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        ttl: float | None = None,
+        dtype: CacheDType = "float32",
+        namespace: str = "",
+        strict: bool = False,
+        busy_timeout: float = 2.0,
+    ) -> None:
+        if dtype not in ("float32", "float16"):
+            raise ConfigValueError(f"cache dtype must be 'float32' or 'float16', got {dtype!r}")
+        if max_bytes is not None and (isinstance(max_bytes, bool) or max_bytes < 1):
+            raise ConfigValueError(f"cache max_bytes must be positive or None, got {max_bytes!r}")
+        if ttl is not None and ttl <= 0:
+            raise ConfigValueError(f"cache ttl must be positive seconds or None, got {ttl!r}")
+        if not isinstance(namespace, str):
+            raise ConfigValueError("cache namespace must be a string")
+        self.dtype: CacheDType = dtype
+        self.namespace = namespace
+        self.strict = bool(strict)
+        spec = os.fspath(location)
+        if not isinstance(spec, str) or not spec:
+            raise ConfigValueError(f"cache must be a path or a redis:// URL, got {location!r}")
+        self.backend: SQLiteBackend | RedisBackend
+        if spec.startswith(_REDIS_SCHEMES):
+            from vllm_embed._cache._redis import RedisBackend
+
+            self.backend = RedisBackend(spec, ttl=ttl, namespace=namespace)
+        elif "://" in spec and not spec.startswith("sqlite:///"):
+            scheme = spec.split("://", 1)[0]
+            raise ConfigValueError(
+                f"cache={scheme}://... is not a cache this version knows: use a file path, "
+                "sqlite:///path, redis://host:port/db or rediss://..."
+            )
+        else:
+            path = spec[len("sqlite:///") :] if spec.startswith("sqlite:///") else spec
+            self.backend = SQLiteBackend(path, max_bytes=max_bytes, busy_timeout=busy_timeout)
+            if strict:
+                self.backend.ensure_ready()
+        self.location = self.backend.location
+        self.kind = self.backend.kind
+
+    @classmethod
+    def coerce(
+        cls, value: EmbeddingCache | str | os.PathLike[str] | None
+    ) -> tuple[EmbeddingCache | None, bool]:
+        """``(cache, owned)`` from a client's ``cache=`` argument (owned: opened here)."""
+        if value is None or value == "":
+            return None, False
+        if isinstance(value, EmbeddingCache):
+            return value, False
+        if isinstance(value, str | os.PathLike):
+            return cls(value), True
+        raise ConfigValueError(
+            "cache must be a path, sqlite:///path, redis://host:port/db or an "
+            f"EmbeddingCache, got {type(value).__name__}"
+        )
+
+    @property
+    def itemsize(self) -> int:
+        return 2 if self.dtype == "float16" else 4
+
+    def __repr__(self) -> str:
+        return f"EmbeddingCache({self.location!r}, dtype={self.dtype!r})"
+
+    # ------------------------------------------------------------------ admin
+    def stats(self) -> dict[str, Any]:
+        """Entries and bytes, in all and per model."""
+        return self.backend.stats()
+
+    def clear(self, model: str | None = None) -> int:
+        """Delete every entry (or those of one served model id); returns how many."""
+        return self.backend.clear(model)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> EmbeddingCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ model identity
+    def generation(self, space: Space, probe: npt.NDArray[np.float32]) -> int:
+        """The generation of the model behind these settings, judged by its probe vector.
+
+        The first probe for these settings starts generation 0; a probe of another
+        dimension or direction than the latest recorded one starts the next generation.
+        """
+        settings = space.settings_digest()
+        vec = np.ascontiguousarray(probe, dtype="<f4").reshape(-1)
+        for _ in range(3):
+            record = self.backend.fingerprint(settings)
+            if record is None:
+                self.backend.add_fingerprint(settings, 0, space.model, vec.tobytes())
+                continue  # re-read: another process may have won the race
+            gen, stored_bytes = record
+            if _same_model(np.frombuffer(stored_bytes, dtype="<f4"), vec):
+                return gen
+            self.backend.add_fingerprint(settings, gen + 1, space.model, vec.tobytes())
+        record = self.backend.fingerprint(settings)
+        return 0 if record is None else record[0]
+
+
+def _same_model(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> bool:
+    if a.shape != b.shape:
+        return False
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0.0 or nb == 0.0:
+        return bool(np.allclose(a, b))
+    return float(np.dot(a, b)) / (na * nb) >= _SAME_MODEL_COSINE
+
+
+@dataclass
+class Lookup:
+    """The cache's answer for one batch: hits decoded, unique misses to embed."""
+
+    n: int
+    dim: int
+    dtype: str
+    keys: list[bytes]
+    hit_positions: list[int] = field(default_factory=list)
+    hit_values: list[bytes] = field(default_factory=list)
+    #: the unique texts to embed, and for each input position not hit its index in them
+    miss_texts: list[str] = field(default_factory=list)
+    miss_keys: list[bytes] = field(default_factory=list)
+    miss_positions: list[int] = field(default_factory=list)
+    miss_slots: list[int] = field(default_factory=list)
+
+    def assemble(self, miss: EmbedResult | None, model: str) -> EmbedResult:
+        """Hits and the embedded misses back in input order."""
+        dim = self.dim
+        out = np.empty((self.n, dim), dtype=np.float32)
+        truncated: list[int] = []
+        if self.hit_positions:
+            width = len(self.hit_values[0])
+            block = np.frombuffer(b"".join(self.hit_values), dtype=np.uint8).reshape(-1, width)
+            vectors = block[:, : width - 1].view(self.dtype)
+            hit_idx = np.asarray(self.hit_positions, dtype=np.intp)
+            out[hit_idx] = vectors
+            flagged = np.flatnonzero(block[:, width - 1] & 1)
+            truncated.extend(int(hit_idx[i]) for i in flagged)
+        prompt_tokens, exact = 0, True
+        if miss is not None and self.miss_positions:
+            out[np.asarray(self.miss_positions, dtype=np.intp)] = miss.vectors[
+                np.asarray(self.miss_slots, dtype=np.intp)
+            ]
+            cut = set(miss.truncated_indices)
+            truncated.extend(
+                p for p, s in zip(self.miss_positions, self.miss_slots, strict=True) if s in cut
+            )
+            prompt_tokens, exact = miss.prompt_tokens, miss.truncation_exact
+            model = miss.model or model
+        truncated.sort()
+        return EmbedResult(
+            vectors=out,
+            truncated=len(truncated),
+            truncated_indices=truncated,
+            prompt_tokens=prompt_tokens,
+            model=model,
+            truncation_exact=exact,
+        )
+
+
+class ClientCache:
+    """What one client does with an :class:`EmbeddingCache`: probes the model once per
+    settings, looks batches up in one round, stores misses, and never lets a failing cache
+    fail the call (unless ``strict``)."""
+
+    #: Seconds a failed cache is left alone before it is tried again.
+    retry_after = 5.0
+
+    def __init__(self, cache: EmbeddingCache, stats: ClientStats, *, owned: bool) -> None:
+        self.cache = cache
+        self.stats = stats
+        self.owned = owned
+        self._generations: dict[bytes, tuple[int, int]] = {}  # settings -> (generation, dim)
+        self._registered: set[bytes] = set()
+        self._down_until = 0.0
+        self._warned = False
+
+    def close(self) -> None:
+        if self.owned:
+            self.cache.close()
+
+    # ------------------------------------------------------------------ failures
+    def _failed(self, exc: CacheError) -> None:
+        self.stats.add(cache_errors=1)
+        if self.cache.strict:
+            raise exc
+        self._down_until = time.monotonic() + self.retry_after
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"{exc} Embedding without the cache for now (counted in "
+                "client.stats.cache_errors; strict=True raises instead).",
+                CacheWarning,
+                stacklevel=4,
+            )
+
+    def _worked(self) -> None:
+        self._warned = False
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    # ------------------------------------------------------------------ model identity
+    def needs_probe(self, space: Space) -> bool:
+        """True when these settings have not been checked against the server yet."""
+        return self._available() and space.settings_digest() not in self._generations
+
+    def adopt_probe(self, space: Space, probe: npt.NDArray[np.float32]) -> None:
+        """Record which generation of the model the server runs (from the probe vector)."""
+        try:
+            gen = self.cache.generation(space, probe)
+        except CacheError as exc:
+            self._failed(exc)
+            return
+        self._generations[space.settings_digest()] = (gen, int(np.asarray(probe).shape[-1]))
+
+    def forget_model(self) -> None:
+        """The server's vectors changed under this client: probe again on the next call."""
+        self._generations.clear()
+
+    # ------------------------------------------------------------------ one batch
+    def lookup(self, space: Space, items: Sequence[str]) -> Lookup | None:
+        """One lookup round for the batch; None when the cache cannot be used now."""
+        known = self._generations.get(space.settings_digest())
+        if known is None or not self._available():
+            return None
+        gen, dim = known
+        full = space.with_generation(gen)
+        digest = full.digest()
+        keys = text_keys(digest, list(items))
+        try:
+            prefix = digest[:SPACE_PREFIX_LEN]
+            if prefix not in self._registered:
+                self.cache.backend.register_space(prefix, full.model, full.describe())
+                self._registered.add(prefix)
+            raw = self.cache.backend.get_many(keys)
+        except CacheError as exc:
+            self._failed(exc)
+            return None
+        self._worked()
+        width = dim * self.cache.itemsize + 1
+        lookup = Lookup(
+            n=len(keys), dim=dim, dtype="<f2" if self.cache.dtype == "float16" else "<f4", keys=keys
+        )
+        first: dict[bytes, int] = {}
+        read = 0
+        for i, (key, value) in enumerate(zip(keys, raw, strict=True)):
+            if value is not None and len(value) == width:
+                lookup.hit_positions.append(i)
+                lookup.hit_values.append(value)
+                read += width
+                continue
+            slot = first.get(key)
+            if slot is None:
+                slot = first[key] = len(lookup.miss_texts)
+                lookup.miss_texts.append(items[i])
+                lookup.miss_keys.append(key)
+            lookup.miss_positions.append(i)
+            lookup.miss_slots.append(slot)
+        self.stats.add(
+            cache_hits=len(lookup.hit_positions),
+            cache_misses=len(lookup.miss_texts),
+            cache_bytes_read=read,
+        )
+        return lookup
+
+    def store(self, lookup: Lookup, miss: EmbedResult) -> bool:
+        """Write the embedded misses. False when their dimension is not the probe's (the
+        model changed under the client): the caller re-embeds without the cache."""
+        vectors = miss.vectors
+        if vectors.shape[1] != lookup.dim:
+            self.forget_model()
+            return False
+        if not self._available():
+            return True
+        stored = np.ascontiguousarray(vectors, dtype=lookup.dtype)
+        cut = set(miss.truncated_indices)
+        items = [
+            (key, stored[j].tobytes() + (b"\x01" if j in cut else b"\x00"))
+            for j, key in enumerate(lookup.miss_keys)
+        ]
+        try:
+            self.cache.backend.put_many(items)
+        except CacheError as exc:
+            self._failed(exc)
+            return True
+        self._worked()
+        self.stats.add(cache_bytes_written=sum(len(v) for _, v in items))
+        return True
