@@ -27,6 +27,7 @@ nox.options.sessions = [
     "langchain",
     "llamaindex",
     "nanovectordb",
+    "cache",
     "contract",
 ]
 
@@ -109,6 +110,14 @@ def nanovectordb(session: nox.Session) -> None:
     """nano-vectordb / LightRAG adapter at nano-vectordb's current release."""
     session.install(*TEST_DEPS, "-e", CORE, "-e", NANOVECTORDB)
     _pytest(session, "tests/nanovectordb")
+
+
+@nox.session(python=PYTHONS[0])
+def cache(session: nox.Session) -> None:
+    """Embedding cache: SQLite (faults with real processes) and a real redis-server the
+    tests start on a free 127.0.0.1 port (.ci/run installs redis-server)."""
+    session.install(*TEST_DEPS, "-e", f"{CORE}[redis]")
+    _pytest(session, "tests/cache", network=True)
 
 
 def _install_everything(session: nox.Session) -> None:

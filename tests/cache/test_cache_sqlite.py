@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,20 +60,21 @@ def test_duplicates_in_one_call_embedded_once(cache: EmbeddingCache) -> None:
 
 def test_every_setting_is_its_own_space() -> None:
     base = Space(model="m", role="document", instruction="passage: ", limit=511)
-    variants = [
-        Space(model="m2", role="document", instruction="passage: ", limit=511),
-        Space(model="m", role="query", instruction="passage: ", limit=511),
-        Space(model="m", role="document", instruction="query: ", limit=511),
-        Space(model="m", role="document", instruction="passage: ", limit=1023),
-        Space(model="m", role="document", instruction="passage: ", limit=511, dimensions=64),
-        Space(model="m", role="document", instruction="passage: ", limit=511, normalize=True),
-        Space(model="m", role="document", instruction="passage: ", limit=511, truncate="error"),
-        Space(model="m", role="document", instruction="passage: ", limit=511, transfer_dtype="float16"),
-        Space(model="m", role="document", instruction="passage: ", limit=511, storage_dtype="float16"),
-        Space(model="m", role="document", instruction="passage: ", limit=511, namespace="app2"),
-        Space(model="m", role="document", instruction="passage: ", limit=511, generation=1),
-        Space(model="m", role="document", instruction="passage: ", limit=511, client_side_dimensions=True),
+    changes: list[dict[str, object]] = [
+        {"model": "m2"},
+        {"role": "query"},
+        {"instruction": "query: "},
+        {"limit": 1023},
+        {"dimensions": 64},
+        {"client_side_dimensions": True},
+        {"normalize": True},
+        {"truncate": "error"},
+        {"transfer_dtype": "float16"},
+        {"storage_dtype": "float16"},
+        {"namespace": "app2"},
+        {"generation": 1},
     ]
+    variants = [replace(base, **c) for c in changes]  # type: ignore[arg-type]
     keys = {text_keys(v.digest(), ["hello"])[0] for v in variants}
     keys.add(text_keys(base.digest(), ["hello"])[0])
     assert len(keys) == len(variants) + 1

@@ -22,6 +22,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("vllm_embed.cli.config", "config"),
     "doctor": ("vllm_embed.cli.config", "doctor"),
     "migrate": ("vllm_embed.cli.migrate", "migrate"),
+    "cache": ("vllm_embed.cli.cache", "cache"),
 }
 
 # exit codes
