@@ -28,6 +28,7 @@ nox.options.sessions = [
     "llamaindex",
     "nanovectordb",
     "cache",
+    "lightrag",
     "contract",
 ]
 
@@ -35,6 +36,8 @@ CORE = "packages/vllm-embed"
 LANGCHAIN = "packages/vllm-embed-langchain"
 LLAMAINDEX = "packages/vllm-embed-llamaindex"
 NANOVECTORDB = "packages/vllm-embed-nanovectordb"
+# The LightRAG release the lightrag session is tested with (lightrag-hku stays optional).
+LIGHTRAG_HKU = "lightrag-hku==1.5.7"
 TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
 # Unit tests never touch the network (asyncio's self-pipe needs unix sockets).
 NO_NETWORK = ("--disable-socket", "--allow-unix-socket")
@@ -118,6 +121,14 @@ def cache(session: nox.Session) -> None:
     tests start on a free 127.0.0.1 port (.ci/run installs redis-server)."""
     session.install(*TEST_DEPS, "-e", f"{CORE}[redis]")
     _pytest(session, "tests/cache", network=True)
+
+
+@nox.session(python=PYTHONS[0])
+def lightrag(session: nox.Session) -> None:
+    """LightRAG (pinned lightrag-hku 1.5.x) through the nano-vectordb adapter: insert, naive
+    query, model change, `vllm-embed migrate`, reopen; fake servers over HTTP, then live vLLM."""
+    session.install(*TEST_DEPS, "-e", CORE, "-e", NANOVECTORDB, LIGHTRAG_HKU)
+    _pytest(session, "tests/lightrag", network=True)
 
 
 def _install_everything(session: nox.Session) -> None:

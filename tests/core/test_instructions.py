@@ -63,3 +63,17 @@ def test_override_and_disable() -> None:
 def test_unknown_preset_name() -> None:
     with pytest.raises(ConfigValueError, match="Unknown instructions preset 'e6'"):
         resolve_instructions("e6", "m")
+
+
+def test_clients_tell_the_instructions_they_apply() -> None:
+    from vllm_embed import EmbeddingClient
+
+    e5 = EmbeddingClient("http://vllm.test/v1").instructions_for("intfloat/e5-large-v2")
+    assert (e5.query, e5.document) == ("query: ", "passage: ")
+    minilm = EmbeddingClient("http://vllm.test/v1")
+    assert minilm.instructions_for("sentence-transformers/all-MiniLM-L6-v2").is_empty
+    assert (
+        EmbeddingClient("http://vllm.test/v1", instructions=None)
+        .instructions_for("intfloat/e5-large-v2")
+        .is_empty
+    )

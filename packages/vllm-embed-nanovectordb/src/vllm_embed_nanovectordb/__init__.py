@@ -2,11 +2,14 @@
 
 from vllm_embed_nanovectordb._db import aopen_db, migrate_command, open_db, stored_dimension
 from vllm_embed_nanovectordb._function import VLLMEmbeddingFunction, l2_normalize
+from vllm_embed_nanovectordb._lightrag import alightrag_embedding_func, lightrag_embedding_func
 
 __all__ = [
     "VLLMEmbeddingFunction",
+    "alightrag_embedding_func",
     "aopen_db",
     "l2_normalize",
+    "lightrag_embedding_func",
     "migrate_command",
     "open_db",
     "stored_dimension",

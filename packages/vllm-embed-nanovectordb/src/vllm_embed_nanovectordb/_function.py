@@ -4,18 +4,11 @@ An async callable ``await fn(texts) -> np.ndarray`` (float32, one L2-normalised 
 text, as nano-vectordb stores them) plus ``embedding_dim`` and ``max_token_size``
 attributes. All the HTTP work is the core client's.
 
-LightRAG::
-
-    from lightrag.utils import EmbeddingFunc
-
-    fn = VLLMEmbeddingFunction(base_url="http://127.0.0.1:8000/v1", model="minilm")
-    await fn.resolve()                      # asks the server once: dimension, max_model_len
-    embedding_func = EmbeddingFunc(
-        embedding_dim=fn.embedding_dim,
-        max_token_size=fn.max_token_size,
-        func=fn,
-        supports_asymmetric=True,           # recent LightRAG: passes context="query"/"document"
-    )
+LightRAG: :func:`vllm_embed_nanovectordb.alightrag_embedding_func` builds the whole
+``EmbeddingFunc`` from the server. The function accepts what LightRAG 1.5 passes:
+``context="query" | "document"`` (``supports_asymmetric=True``) and ``embedding_dim=N``
+(``send_dimensions=True``: N-dim Matryoshka vectors are asked for when the server's own
+dimension differs).
 """
 
 from __future__ import annotations
@@ -81,6 +74,9 @@ class VLLMEmbeddingFunction:
         self._max_token_size = max_token_size
         self._max_len_known = max_token_size is not None
         self._clients = LazyClients()  # used only when no client was given
+        # embedding_dim=N calls (LightRAG's send_dimensions) other than the served size:
+        # one function per N, asking the server for N-dim (Matryoshka) vectors.
+        self._by_dimension: dict[int, VLLMEmbeddingFunction] = {}
 
     @classmethod
     def from_config(
@@ -194,17 +190,35 @@ class VLLMEmbeddingFunction:
     # -- embedding ----------------------------------------------------------------------
 
     async def __call__(
-        self, texts: Sequence[str], context: Kind | None = None
+        self,
+        texts: Sequence[str],
+        context: Kind | None = None,
+        *,
+        embedding_dim: int | None = None,
     ) -> npt.NDArray[np.float32]:
         """Embed ``texts``: float32 array (len(texts), dim), rows L2-normalised.
 
         ``context`` (``"query"`` / ``"document"``, as LightRAG passes it with
         ``supports_asymmetric=True``) overrides this function's ``kind`` for the call.
+
+        ``embedding_dim`` (as LightRAG passes it with ``send_dimensions=True``): the width
+        the caller wants. The server's own dimension is checked; another width is asked
+        for as a Matryoshka size (the core client's ``dimensions``), which a server whose
+        model is not Matryoshka refuses with
+        :class:`~vllm_embed.DimensionsNotSupportedError`. With a client you passed in, a
+        width other than that client's raises :class:`~vllm_embed.DimensionMismatchError`.
         """
-        is_empty_batch(texts, caller="the embedding function")
+        empty = is_empty_batch(texts, caller="the embedding function")
         kind = self.kind if context is None else context
         if kind not in ("document", "query", "raw"):
             raise InvalidInputError(f"context must be 'query' or 'document', got {context!r}")
+        if embedding_dim is not None:
+            _check_width(embedding_dim)
+            if empty:
+                return np.empty((0, embedding_dim), dtype=np.float32)
+            target = await self._for_dimension(embedding_dim)
+            if target is not self:
+                return await target(texts, kind)
         if len(texts) == 0 and (self._dim is not None or self._declared_dim is not None):
             return np.empty((0, self._dim or self._declared_dim or 0), dtype=np.float32)
         client = self._async()
@@ -217,6 +231,35 @@ class VLLMEmbeddingFunction:
             self._set_dim(int(vectors.shape[1]))
         return l2_normalize(vectors)
 
+    async def _for_dimension(self, width: int) -> VLLMEmbeddingFunction:
+        """The function producing ``width``-dim vectors: this one, or a Matryoshka one."""
+        if self._dim is None:
+            client = self._async()
+            dim = await client.dimension() if client else await asyncio.to_thread(self.dimension)
+            self._set_dim(dim)
+        if width == self._dim:
+            return self
+        target = self._by_dimension.get(width)
+        if target is not None:
+            return target
+        if self._client is not None:
+            raise DimensionMismatchError(
+                f"embedding_dim={width} was asked for (LightRAG's send_dimensions=True) but "
+                f"the client given produces {self._dim}-dim vectors: build that client with "
+                f"dimensions={width} (a Matryoshka model), or declare "
+                f"EmbeddingFunc(embedding_dim={self._dim}).",
+                expected=width,
+                actual=self._dim,
+            )
+        kwargs = {**self._client_kwargs, "dimensions": width}
+        target = VLLMEmbeddingFunction(
+            kind=self.kind,
+            max_token_size=self._max_token_size if self._max_len_known else None,
+            **kwargs,
+        )
+        self._by_dimension[width] = target
+        return target
+
     async def embed_query(self, text: str) -> npt.NDArray[np.float32]:
         """One query vector (query instruction applied), L2-normalised, shape (dim,)."""
         client = self._async()
@@ -228,12 +271,16 @@ class VLLMEmbeddingFunction:
 
     async def aclose(self) -> None:
         """Close the clients this function built (a client you passed in is yours)."""
+        for target in self._by_dimension.values():
+            await target.aclose()
         if self._client is None:
             await self._clients.aclose()
             self._clients.close()
 
     def close(self) -> None:
         """Close the sync client this function built (a client you passed in is yours)."""
+        for target in self._by_dimension.values():
+            target.close()
         if self._client is None:
             self._clients.close()
 
@@ -254,6 +301,11 @@ def _embed_sync(client: EmbeddingClient, texts: list[str], kind: Kind) -> npt.ND
     if kind == "query":
         return client.embed_with_info(texts, kind="query").vectors
     return client.embed(texts)
+
+
+def _check_width(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidInputError(f"embedding_dim must be a positive integer, got {value!r}")
 
 
 def l2_normalize(vectors: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
