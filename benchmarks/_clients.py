@@ -31,6 +31,17 @@ def _batches(texts: list[str], size: int) -> list[list[str]]:
 # -- vllm-embed ---------------------------------------------------------------------------
 
 
+def _batch(cell: Cell, name: str = "batch_size") -> dict[str, int]:
+    """The batch setting of a cell; nothing in a defaults cell (batch None)."""
+    return {} if cell.batch is None else {name: cell.batch}
+
+
+def _peer_batch(cell: Cell) -> int:
+    if cell.batch is None:
+        raise ValueError("peer clients need an explicit batch")
+    return cell.batch
+
+
 def core_sync(cell: Cell) -> Runner:
     from vllm_embed import EmbeddingClient
 
@@ -38,7 +49,7 @@ def core_sync(cell: Cell) -> Runner:
         cell.base_url,
         api_key=cell.api_key,
         model=cell.model,
-        batch_size=cell.batch,
+        **_batch(cell),
         **cell.extra,
     )
     return Runner(client.embed, client.close, "numpy")
@@ -52,7 +63,7 @@ def core_async(cell: Cell) -> Runner:
         cell.base_url,
         api_key=cell.api_key,
         model=cell.model,
-        batch_size=cell.batch,
+        **_batch(cell),
         **cell.extra,
     )
 
@@ -67,7 +78,7 @@ def langchain_adapter(cell: Cell) -> Runner:
     from vllm_embed_langchain import VLLMEmbeddings
 
     emb = VLLMEmbeddings(
-        base_url=cell.base_url, model=cell.model, api_key=cell.api_key, batch_size=cell.batch
+        base_url=cell.base_url, model=cell.model, api_key=cell.api_key, **_batch(cell)
     )
     return Runner(emb.embed_documents, emb.close, "list")
 
@@ -79,7 +90,7 @@ def llamaindex_adapter(cell: Cell) -> Runner:
         base_url=cell.base_url,
         model_name=cell.model,
         api_key=cell.api_key,
-        embed_batch_size=cell.batch,
+        **_batch(cell, "embed_batch_size"),
     )
     return Runner(emb.get_text_embedding_batch, emb.close, "list")
 
@@ -100,7 +111,7 @@ def openai_default(cell: Cell) -> Runner:
 
     def embed(texts: list[str]) -> list[list[float]]:
         out: list[list[float]] = []
-        for batch in _batches(texts, cell.batch):
+        for batch in _batches(texts, _peer_batch(cell)):
             response = client.embeddings.create(model=cell.model, input=batch)
             out.extend(item.embedding for item in response.data)
         return out
@@ -115,7 +126,7 @@ def openai_base64_numpy(cell: Cell) -> Runner:
 
     def embed(texts: list[str]) -> np.ndarray:
         rows: list[np.ndarray] = []
-        for batch in _batches(texts, cell.batch):
+        for batch in _batches(texts, _peer_batch(cell)):
             response = client.embeddings.create(
                 model=cell.model, input=batch, encoding_format="base64"
             )
@@ -146,7 +157,7 @@ def langchain_openai_default(cell: Cell) -> Runner:
 
 
 def langchain_openai_chunk(cell: Cell) -> Runner:
-    return _langchain_openai(cell, chunk_size=cell.batch)
+    return _langchain_openai(cell, chunk_size=_peer_batch(cell))
 
 
 def _openai_like(cell: Cell, **kwargs: Any) -> Runner:
@@ -163,7 +174,7 @@ def openai_like_default(cell: Cell) -> Runner:
 
 
 def openai_like_batch(cell: Cell) -> Runner:
-    return _openai_like(cell, embed_batch_size=cell.batch)
+    return _openai_like(cell, embed_batch_size=_peer_batch(cell))
 
 
 # -- references ---------------------------------------------------------------------------
@@ -178,10 +189,12 @@ def httpx_minimal(cell: Cell) -> Runner:
     client = httpx.Client(headers=headers, timeout=60)
     url = f"{cell.base_url}/embeddings"
 
+    size = _peer_batch(cell)
+
     def embed(texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), cell.dim), dtype=np.float32)
-        for start in range(0, len(texts), cell.batch):
-            batch = texts[start : start + cell.batch]
+        for start in range(0, len(texts), size):
+            batch = texts[start : start + size]
             body = {"model": cell.model, "input": batch, "encoding_format": "bytes"}
             response = client.post(url, json=body)
             response.raise_for_status()
@@ -191,6 +204,14 @@ def httpx_minimal(cell: Cell) -> Runner:
 
     return Runner(embed, client.close, "numpy")
 
+
+#: The rows measured with every setting at its default as well (cells with batch None).
+DEFAULTS_CLIENTS = (
+    "vllm-embed sync (numpy)",
+    "vllm-embed async (numpy)",
+    "vllm-embed-langchain (list)",
+    "vllm-embed-llamaindex (list)",
+)
 
 # name -> (factory, group). Group "core" rows are ours, "peer" rows are what users pick today.
 CLIENTS: dict[str, tuple[Callable[[Cell], Runner], str]] = {

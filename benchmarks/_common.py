@@ -104,7 +104,8 @@ class Cell:
     model: str
     api_key: str | None
     dim: int
-    batch: int
+    #: Texts per request; None: the library's own default (vllm-embed rows only).
+    batch: int | None
     n: int
     texts: str = "ceiling"  # "ceiling" | "live"
     rounds: int = 3

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _clients import CLIENTS
+from _clients import CLIENTS, DEFAULTS_CLIENTS
 from _common import BENCH_DIR, FAKE_KEY, FAKE_MODEL, Cell, cell_dict, cores, live_texts, run_worker
 
 from vllm_embed_testing.fake_server import FakeEmbeddingServer
@@ -28,38 +28,51 @@ def _log(message: str) -> None:
 
 
 def ceiling(
-    dims: tuple[int, ...], batches: tuple[int, ...], n: int, rounds: int, budget_s: float
+    dims: tuple[int, ...],
+    batches: tuple[int, ...],
+    n: int,
+    rounds: int,
+    budget_s: float,
+    default_dims: tuple[int, ...] = (),
 ) -> list[dict[str, Any]]:
     """Every client x (dim, batch) against fake servers pinned to the server core; each
-    client in a fresh interpreter pinned to the client core."""
+    client in a fresh interpreter pinned to the client core. ``default_dims``: also the
+    vllm-embed rows with every setting at its default (batch "default"), at these dims."""
     client_core, server_core = cores()
     servers = {
         dim: FakeEmbeddingServer(dim=dim, model=FAKE_MODEL, api_key=FAKE_KEY, cpus=[server_core])
-        for dim in dims
+        for dim in sorted({*dims, *default_dims})
     }
     rows: list[dict[str, Any]] = []
+
+    def cell(dim: int, batch: int | None) -> Cell:
+        return Cell(
+            base_url=servers[dim].base_url,
+            model=FAKE_MODEL,
+            api_key=FAKE_KEY,
+            dim=dim,
+            batch=batch,
+            n=n,
+            rounds=rounds,
+            budget_s=budget_s,
+        )
+
     try:
-        cells = [
-            Cell(
-                base_url=servers[dim].base_url,
-                model=FAKE_MODEL,
-                api_key=FAKE_KEY,
-                dim=dim,
-                batch=batch,
-                n=n,
-                rounds=rounds,
-                budget_s=budget_s,
-            )
-            for dim in dims
-            for batch in batches
-        ]
+        cells = [cell(dim, batch) for dim in dims for batch in batches]
+        defaults = [cell(dim, None) for dim in default_dims]
         payload = {"cells": [cell_dict(c) for c in cells]}
         _log("ceiling: decode-only reference")
         result = run_worker("decode", payload, client_core, timeout=600)
         rows += _rows(result, None, "reference")
         for name, (_factory, group) in CLIENTS.items():
+            mine = cells + (defaults if name in DEFAULTS_CLIENTS else [])
             _log(f"ceiling: {name}")
-            result = run_worker("client", {"client": name, **payload}, client_core, timeout=1800)
+            result = run_worker(
+                "client",
+                {"client": name, "cells": [cell_dict(c) for c in mine]},
+                client_core,
+                timeout=1800,
+            )
             rows += _rows(result, name, group)
     finally:
         for server in servers.values():

@@ -9,6 +9,8 @@ LC_ADAPTER = "vllm-embed-langchain (list)"
 LC_OPENAI = ("langchain-openai (default)", "langchain-openai (chunk_size=batch)")
 OPENAI_DEFAULT = "openai SDK (default)"
 TARGET_DIM = 1024
+#: Issue 14: vectors/s with every setting at its default, by dimension (sync and async).
+DEFAULTS_TARGETS = {384: 200_000, 1024: 150_000}
 
 
 def _find(rows: list[dict[str, Any]], client: str, **where: Any) -> dict[str, Any] | None:
@@ -45,7 +47,23 @@ def _target(name: str, measured: float | None, op: str, target: float, unit: str
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     rows = results.get("ceiling") or []
-    batches = sorted({r["batch"] for r in rows if r.get("dim") == TARGET_DIM and "batch" in r})
+    for dim, target in DEFAULTS_TARGETS.items():
+        for client in CORE_NUMPY:
+            if not any(r.get("client") == client and r.get("dim") == dim for r in rows):
+                continue
+            row = _find(rows, client, dim=dim, batch=None)
+            out.append(
+                _target(
+                    f"{client}: vectors/s, default settings (dim {dim})",
+                    row and row["vectors_per_s"],
+                    ">=",
+                    target,
+                    "vectors/s",
+                )
+            )
+    batches = sorted(
+        {r["batch"] for r in rows if r.get("dim") == TARGET_DIM and r.get("batch") is not None}
+    )
     for batch in batches:
         cell = {"dim": TARGET_DIM, "batch": batch}
         where = f"dim {TARGET_DIM}, batch {batch}"
@@ -162,6 +180,10 @@ def _table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _batch_label(batch: Any) -> str:
+    return "default" if batch is None else str(batch)
+
+
 def _client_rows(rows: list[dict[str, Any]], label: str = "vectors/s") -> str:
     body = []
     for row in rows:
@@ -170,7 +192,7 @@ def _client_rows(rows: list[dict[str, Any]], label: str = "vectors/s") -> str:
                 [
                     row.get("client", "?"),
                     str(row.get("dim", "")),
-                    str(row.get("batch", "")),
+                    _batch_label(row.get("batch", "")),
                     "error",
                     "-",
                     row["error"][:80],
@@ -181,7 +203,7 @@ def _client_rows(rows: list[dict[str, Any]], label: str = "vectors/s") -> str:
             [
                 row["client"],
                 str(row["dim"]),
-                str(row["batch"]),
+                _batch_label(row["batch"]),
                 _num(row["vectors_per_s"]),
                 _num(row["cpu_us_per_vector"], 1),
                 row.get("check", ""),
@@ -201,7 +223,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Command: `{results['command']}`"
     )
     if results.get("ceiling"):
-        rows = sorted(results["ceiling"], key=lambda r: (r.get("dim", 0), r.get("batch", 0)))
+        rows = sorted(results["ceiling"], key=lambda r: (r.get("dim", 0), r.get("batch") or 0))
         parts.append(
             "### 1. Client ceiling (fake server on its own core, client pinned to "
             "another; median of rounds)\n\n" + _client_rows(rows)
@@ -279,7 +301,7 @@ def markdown(results: dict[str, Any]) -> str:
             for r in rows
         ]
         parts.append(
-            "### Targets (issue 7)\n\n"
+            "### Targets (issues 7 and 14)\n\n"
             + _table(["target", "measured", "target", "ratio", "result"], body)
         )
     return "\n\n".join(parts) + "\n"

@@ -61,7 +61,7 @@ def run_client(name: str, cells: list[Cell]) -> list[dict[str, Any]]:
         texts = _texts(cell)
         runner = factory(cell)
         try:
-            runner.embed(texts[: 2 * cell.batch])  # connections, discovery, negotiation
+            runner.embed(texts[: 2 * (cell.batch or 64)])  # connections, discovery, negotiation
             walls: list[float] = []
             cpus: list[float] = []
             status = "ok"

@@ -59,10 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "ceiling" in parts:
         if args.quick:
-            results["ceiling"] = _parts.ceiling((1024,), (256,), n=2048, rounds=1, budget_s=0)
+            results["ceiling"] = _parts.ceiling(
+                (1024,), (256,), n=2048, rounds=1, budget_s=0, default_dims=(1024,)
+            )
         else:
             results["ceiling"] = _parts.ceiling(
-                (1024, 4096), (64, 256), n=20_480, rounds=3, budget_s=8.0
+                (1024, 4096),
+                (64, 256),
+                n=20_480,
+                rounds=3,
+                budget_s=8.0,
+                default_dims=(384, 1024),
             )
     if "live" in parts:
         try:

@@ -8,7 +8,8 @@ that directory only::
     from vllm_embed_testing.pytest_plugin import fake_vllm as server  # noqa: F401  (renamed)
 
 - ``clean_env`` (autouse where imported): the developer's API key / base URL variables
-  are removed, so tests choose their key and URL explicitly.
+  are removed, so tests choose their key and URL explicitly; and clients use the httpx
+  transport (``VLLM_EMBED_LEAN_HTTP=0``), the one respx mocks.
 - ``fake_vllm``: the project's fake vLLM (:func:`vllm_embed_testing.respx_vllm.mount`
   defaults: ``BASE_URL``, ``DIM``, ``MODEL``, API key required); the route records calls.
 """
@@ -39,6 +40,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests choose their key and URL explicitly; the developer's environment must not leak in."""
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VLLM_EMBED_LEAN_HTTP", "0")  # respx mocks httpx: use that transport
 
 
 @pytest.fixture

@@ -33,6 +33,8 @@ _READ_VARS = (
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in _READ_VARS:
         monkeypatch.delenv(name, raising=False)
+    # These tests mock httpx with respx: every client here uses the httpx transport.
+    monkeypatch.setenv("VLLM_EMBED_LEAN_HTTP", "0")
     return monkeypatch
 
 

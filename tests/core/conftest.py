@@ -30,6 +30,9 @@ def _no_env_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
         "OPENAI_API_KEY",
     ):
         monkeypatch.delenv(name, raising=False)
+    # The tests here mock httpx with respx: they pick the httpx transport (the lean one has
+    # its own tests against a real local server, test_lean_transport.py).
+    monkeypatch.setenv("VLLM_EMBED_LEAN_HTTP", "0")
 
 
 @pytest.fixture

@@ -16,13 +16,12 @@ from vllm_embed import (
 )
 from vllm_embed._retry import (
     RetryableStatus,
-    acall_with_retries,
+    Sleep,
     backoff_delay,
-    call_with_retries,
     is_retryable_exception,
     is_retryable_status,
-    make_retrying,
     parse_retry_after,
+    retrying,
     should_stop,
     wait_for,
 )
@@ -148,90 +147,101 @@ def test_should_stop(
     assert should_stop(attempt, elapsed, wait, policy) is stop
 
 
-def test_tenacity_glue_retries_then_reraises_the_last_error() -> None:
+def _drive(steps, sleeps: list[float]):
+    """Run a generator of steps the way the twins do: record each Sleep, answer the rest."""
+    try:
+        step = next(steps)
+        while True:
+            if isinstance(step, Sleep):
+                sleeps.append(step.seconds)
+            step = steps.send(None)
+    except StopIteration as done:
+        return done.value
+
+
+def _attempts(outcomes: list[BaseException | str], calls: list[int]):
+    """``attempt()`` factories for :func:`retrying`: each attempt makes one request step,
+    then raises or returns the next outcome."""
+
+    def attempt():
+        calls.append(1)
+        yield "request"
+        outcome = outcomes[min(len(calls), len(outcomes)) - 1]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return attempt
+
+
+def test_retrying_retries_then_reraises_the_last_error() -> None:
     sleeps: list[float] = []
     seen: list[float] = []
-    calls = {"n": 0}
-
-    def flaky() -> str:
-        calls["n"] += 1
-        raise RetryableStatus(_server_error(), 0.125)
-
-    retrying = make_retrying(
-        RetryPolicy(max_attempts=3), sleep=sleeps.append, on_retry=lambda e, w: seen.append(w)
-    )
+    calls: list[int] = []
+    attempt = _attempts([RetryableStatus(_server_error(), 0.125)], calls)
+    steps = retrying(attempt, RetryPolicy(max_attempts=3), on_retry=lambda e, w: seen.append(w))
     with pytest.raises(RetryableStatus):
-        retrying(flaky)
-    assert calls["n"] == 3
+        _drive(steps, sleeps)
+    assert len(calls) == 3
     assert sleeps == [0.125, 0.125]
     assert seen == [0.125, 0.125]
 
 
-def test_tenacity_glue_does_not_retry_final_errors() -> None:
-    calls = {"n": 0}
-
-    def bad() -> None:
-        calls["n"] += 1
-        raise ValueError("no")
-
-    with pytest.raises(ValueError):
-        make_retrying(RetryPolicy(), sleep=lambda s: None)(bad)
-    assert calls["n"] == 1
-
-
-def test_call_with_retries_fast_path_and_replay() -> None:
+def test_retrying_does_not_retry_final_errors() -> None:
+    calls: list[int] = []
     sleeps: list[float] = []
-    calls = {"n": 0}
+    with pytest.raises(ValueError):
+        _drive(retrying(_attempts([ValueError("no")], calls), RetryPolicy()), sleeps)
+    assert len(calls) == 1 and sleeps == []
 
-    def ok() -> str:
-        calls["n"] += 1
-        return "done"
 
-    assert call_with_retries(ok, POLICY, sleep=sleeps.append) == "done"
-    assert calls["n"] == 1 and sleeps == []
+def test_retrying_first_attempt_and_backoff() -> None:
+    sleeps: list[float] = []
+    calls: list[int] = []
+    assert _drive(retrying(_attempts(["done"], calls), POLICY), sleeps) == "done"
+    assert len(calls) == 1 and sleeps == []
 
-    def flaky() -> str:
-        calls["n"] += 1
-        if calls["n"] < 4:
-            raise httpx.ConnectError("refused")
-        return "up"
-
-    calls["n"] = 0
+    calls.clear()
+    refused = httpx.ConnectError("refused")
     policy = RetryPolicy(max_attempts=4, initial_delay=1.0, jitter=0.0)
-    assert call_with_retries(flaky, policy, sleep=sleeps.append) == "up"
+    outcomes: list[BaseException | str] = [refused, refused, refused, "up"]
+    assert _drive(retrying(_attempts(outcomes, calls), policy), sleeps) == "up"
     # The first failure counts as attempt 1: exactly 4 calls and backoff 1, 2, 4.
-    assert calls["n"] == 4
+    assert len(calls) == 4
     assert sleeps == [1.0, 2.0, 4.0]
 
 
-def test_call_with_retries_gives_up_after_max_attempts() -> None:
-    calls = {"n": 0}
-
-    def down() -> None:
-        calls["n"] += 1
-        raise httpx.ConnectError("refused")
-
+def test_retrying_gives_up_after_max_attempts() -> None:
+    calls: list[int] = []
+    down = [httpx.ConnectError("refused")]
     with pytest.raises(httpx.ConnectError):
-        call_with_retries(down, RetryPolicy(max_attempts=3, initial_delay=0), sleep=lambda s: None)
-    assert calls["n"] == 3
-    calls["n"] = 0
+        _drive(retrying(_attempts(down, calls), RetryPolicy(max_attempts=3, initial_delay=0)), [])
+    assert len(calls) == 3
+    calls.clear()
     with pytest.raises(httpx.ConnectError):
-        call_with_retries(down, RetryPolicy.none(), sleep=lambda s: None)
-    assert calls["n"] == 1
+        _drive(retrying(_attempts(down, calls), RetryPolicy.none()), [])
+    assert len(calls) == 1
 
 
-async def test_acall_with_retries() -> None:
+def test_retrying_stops_at_the_total_timeout() -> None:
+    """The clock starts with the first attempt; no attempt starts past total_timeout."""
+    now = [0.0]
+    calls: list[int] = []
+    policy = RetryPolicy(max_attempts=10, initial_delay=4.0, jitter=0.0, total_timeout=10.0)
+    steps = retrying(
+        _attempts([httpx.ConnectError("refused")], calls), policy, clock=lambda: now[0]
+    )
     sleeps: list[float] = []
-    calls = {"n": 0}
-
-    async def fake_sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-
-    async def flaky() -> str:
-        calls["n"] += 1
-        if calls["n"] < 3:
-            raise RetryableStatus(_server_error(), 0.5)
-        return "ok"
-
-    assert await acall_with_retries(flaky, POLICY, sleep=fake_sleep) == "ok"
-    assert calls["n"] == 3 and sleeps == [0.5, 0.5]
+    with pytest.raises(httpx.ConnectError):
+        try:
+            step = next(steps)
+            while True:
+                if isinstance(step, Sleep):
+                    sleeps.append(step.seconds)
+                    now[0] += step.seconds
+                step = steps.send(None)
+        except StopIteration:
+            pass
+    # Waits 4 then 8 would start the third attempt at 12 s > 10 s: two attempts only.
+    assert sleeps == [4.0]
+    assert len(calls) == 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,21 +15,17 @@ import numpy as np
 import numpy.typing as npt
 
 from vllm_embed import _constants as C
-from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Output, Renegotiate
+from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Steps
 from vllm_embed._endpoints import Endpoint
-from vllm_embed._errors import (
-    APIConnectionError,
-    APIStatusError,
-    ContextLengthError,
-    ModelNotFoundError,
+from vllm_embed._errors import APIStatusError, ModelNotFoundError
+from vllm_embed._retry import Sleep
+from vllm_embed._transports import (
+    AsyncHttpxTransport,
+    AsyncTransport,
+    InThreads,
+    LeanTransport,
+    choose_transport,
 )
-from vllm_embed._http_errors import error_from_response
-from vllm_embed._lean_http import LeanHTTP, post_into
-from vllm_embed._retry import (
-    RetryableStatus,
-    acall_with_retries,
-)
-from vllm_embed._transport import parse_error_body
 from vllm_embed._types import EmbedResult, ModelInfo
 
 if TYPE_CHECKING:
@@ -40,7 +35,6 @@ __all__ = ["AsyncEmbeddingClient"]
 
 T = TypeVar("T")
 U = TypeVar("U")
-_MAX_RENEGOTIATIONS = 6
 
 
 class AsyncEmbeddingClient(BaseEmbeddingClient):
@@ -51,7 +45,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
 
     Same settings and method names as :class:`~vllm_embed.EmbeddingClient`; methods that
     talk to the server are coroutines. Up to ``max_concurrency`` requests are in flight at
-    once over one pooled ``httpx.AsyncClient``; results come back in input order.
+    once (a pooled ``httpx.AsyncClient``, or the lean transport in worker threads for plain
+    ``http://`` endpoints); results come back in input order.
     """
 
     def __init__(
@@ -65,7 +60,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         self._http_client = http_client
         self._owns_http = http_client is None
         self._closed = False
-        self._lean: LeanHTTP | None = None
+        self._transports: dict[str, AsyncTransport] = {}
+        self._lean: LeanTransport | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._discovery_lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -100,6 +96,31 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         self._http_loop = loop
         self._discovery_lock = None
         return self._http_client
+
+    def _transport(self, ep: Endpoint) -> AsyncTransport:
+        """The transport of ``ep``, chosen on first use (see ``choose_transport``)."""
+        transport = self._transports.get(ep.base_url)
+        if transport is None:
+            if self._closed:
+                raise RuntimeError("This AsyncEmbeddingClient is closed; create a new one.")
+            if choose_transport(ep.base_url, http_client_given=not self._owns_http) == "lean":
+                if self._lean is None:
+                    self._lean = LeanTransport(self._timeout, self._headers)
+                transport = InThreads(self._lean, self._worker_threads)
+            else:
+                transport = AsyncHttpxTransport(self._http, self._headers)
+            self._transports[ep.base_url] = transport
+        return transport
+
+    def _worker_threads(self) -> ThreadPoolExecutor:
+        """Threads for the lean transport (blocking sockets), created on first use."""
+        if self._closed:
+            raise RuntimeError("This AsyncEmbeddingClient is closed; create a new one.")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._max_concurrency, thread_name_prefix="vllm-embed-async"
+            )
+        return self._executor
 
     def _lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -136,64 +157,58 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
     ) -> None:
         await self.aclose()
 
-    # ------------------------------------------------------------ retries
-    async def _with_retries(self, fn: Callable[[], Awaitable[T]]) -> T:
+    # ------------------------------------------------------------ running steps
+    async def _run(self, steps: Steps[T]) -> T:
+        """Run the request logic of :mod:`vllm_embed._base`: send, sleep, repeat."""
         try:
-            return await acall_with_retries(
-                fn, self._retry, sleep=self._sleep, on_retry=self._on_retry
-            )
-        except RetryableStatus as exc:
-            raise exc.error from None
-        except APIConnectionError as exc:
-            final = self._final_connection_error(exc)
-            if final is exc:
-                raise
-            raise final from exc
-
-    async def _call(
-        self, method: str, path: str, *, root: bool = False, content: bytes | None = None
-    ) -> tuple[httpx.Response, Endpoint]:
-        """See :meth:`EmbeddingClient._call`."""
-
-        async def attempt() -> tuple[httpx.Response, Endpoint]:
-            tried = 0
+            step = next(steps)
             while True:
-                ep = self._pool.first()
-                url = (ep.root_url if root else ep.base_url) + path
+                if isinstance(step, Sleep):
+                    await self._sleep(step.seconds)
+                    step = steps.send(None)
+                    continue
                 try:
-                    resp = await self._http().request(
-                        method, url, content=content, headers=self._headers
-                    )
-                except httpx.TransportError as exc:
-                    err = self._transport_error(ep, exc)
-                    tried += 1
-                    if tried < len(self._pool) and not self._pool.all_down():
-                        continue
-                    raise err from exc
-                self._check_retryable(ep, resp.status_code, resp.content, resp.headers)
-                return resp, ep
+                    reply = await self._transport(step.endpoint).send(step.request)
+                except BaseException as exc:  # the steps decide: failover, retry or raise
+                    step = steps.throw(exc)
+                else:
+                    step = steps.send(reply)
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
-        return await self._with_retries(attempt)
+    async def _map(
+        self, fn: Callable[[T], Awaitable[U]], items: Sequence[T], sink: Callable[[int, U], None]
+    ) -> None:
+        """Run ``fn`` over items with at most max_concurrency in flight; ``sink(i, result)``.
+
+        Workers pull the next item as soon as one finishes; the first failure cancels the
+        rest and is raised.
+        """
+        if len(items) <= 1 or self._max_concurrency == 1:
+            for i, item in enumerate(items):
+                sink(i, await fn(item))
+            return
+        queue = iter(range(len(items)))
+
+        async def worker() -> None:
+            for i in queue:
+                sink(i, await fn(items[i]))
+
+        tasks = [
+            asyncio.create_task(worker()) for _ in range(min(self._max_concurrency, len(items)))
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------ discovery
     async def models(self) -> list[ModelInfo]:
         """The models the server serves (``GET /v1/models``), with vLLM's max_model_len."""
-        resp, ep = await self._call("GET", "/models")
-        if resp.status_code != 200:
-            body = parse_error_body(resp.content)
-            raise error_from_response(
-                resp.status_code,
-                body,
-                url=ep.display_url,
-                request_id=resp.headers.get("x-request-id"),
-            )
-        try:
-            doc = resp.json()
-        except ValueError:
-            doc = None
-        models = self._parse_models(doc, ep.display_url)
-        self._models = models
-        return models
+        return await self._run(self._models_steps())
 
     async def model_name(self) -> str:
         """The model in use: the one given, else the single model the server serves."""
@@ -231,29 +246,11 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
 
     async def version(self) -> str | None:
         """The server's version (``GET /version``; vLLM), or None if it has no such route."""
-        resp, _ = await self._call("GET", "/version", root=True)
-        if resp.status_code != 200:
-            return None
-        try:
-            doc = resp.json()
-        except ValueError:
-            return None
-        version = doc.get("version") if isinstance(doc, dict) else None
-        return str(version) if version is not None else None
+        return await self._run(self._version_steps())
 
     async def health(self) -> bool:
         """True when at least one endpoint answers ``GET /health`` with 200. Never raises."""
-        ok = False
-        for ep in self._pool.endpoints:
-            try:
-                resp = await self._http().get(ep.root_url + "/health", headers=self._headers)
-            except httpx.TransportError:
-                self._pool.mark_down(ep)
-                continue
-            if resp.status_code == 200:
-                self._pool.mark_up(ep)
-                ok = True
-        return ok
+        return await self._run(self._health_steps())
 
     # ------------------------------------------------------------ embedding
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -287,16 +284,10 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
             model = await self.model_name()
             if not items:
                 return self._empty(await self.dimension())
-            inputs = self._apply_kind(items, kind, model)
-            mml = await self.max_model_len()
-            plan = self._plan(inputs, mml)
-            truncated = await self._check_truncation(plan, model)
-            out, prompt_tokens, url = await self._run_batches(plan, model)
+            plan = self._prepare(items, kind, model, await self.max_model_len())
+            return await self._embed_plan(plan, model)
         except ModelNotFoundError as err:
             raise self._model_not_found(err, await self._served_ids()) from None
-        out = self._postprocess(out, url)
-        exact = self._truncation_exact(plan)
-        return self._result(out, truncated, prompt_tokens, model, exact=exact)
 
     async def _served_ids(self) -> list[str] | None:
         try:
@@ -304,151 +295,27 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         except Exception:  # best effort: the original error matters more
             return None
 
-    async def _map(
-        self, fn: Callable[[T], Awaitable[U]], items: Sequence[T], sink: Callable[[int, U], None]
-    ) -> None:
-        """Run ``fn`` over items with at most max_concurrency in flight; ``sink(i, result)``.
-
-        Workers pull the next item as soon as one finishes; the first failure cancels the
-        rest and is raised.
-        """
-        if len(items) <= 1 or self._max_concurrency == 1:
-            for i, item in enumerate(items):
-                sink(i, await fn(item))
-            return
-        queue = iter(range(len(items)))
-
-        async def worker() -> None:
-            for i in queue:
-                sink(i, await fn(items[i]))
-
-        tasks = [
-            asyncio.create_task(worker()) for _ in range(min(self._max_concurrency, len(items)))
-        ]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _run_batches(
-        self, plan: EmbedPlan, model: str
-    ) -> tuple[npt.NDArray[np.float32], int, str]:
-        inputs, tpt = plan.inputs, plan.truncate_prompt_tokens
-        out = Output(len(inputs))
-
-        async def one(span: tuple[int, int]) -> None:
-            start, end = span
-            try:
-                await self._embed_batch(model, inputs[start:end], tpt, out, start)
-            except ContextLengthError as err:
-                if err.input_index is None and end - start == 1:
-                    err.input_index = start
-                raise
-
-        await self._map(one, plan.batches, lambda i, _: None)
-        return out.result(), out.prompt_tokens, out.url
-
-    async def _embed_batch(
-        self, model: str, inputs: list[str], tpt: int | None, out: Output, start: int
-    ) -> None:
-        """One batch into ``out[start:...]``, with failover, renegotiation and retries."""
-        n = len(inputs)
-
-        async def attempt() -> None:
-            failovers = 0
-            for _ in range(_MAX_RENEGOTIATIONS):
-                ep = self._pool.acquire()
-                try:
-                    encoding, body = self._request_body(ep, model, inputs, tpt)
-                    self.stats.add(requests=1)
-                    try:
-                        if encoding == "bytes" and self._lean_ok(ep):
-                            resp = await self._lean_post(ep, body, out, start, n)
-                            if resp is None:  # read straight into the output
-                                return
-                        else:
-                            resp = await self._http().post(
-                                ep.embeddings_url, content=body, headers=self._headers
-                            )
-                    except httpx.TransportError as exc:
-                        err = self._transport_error(ep, exc)
-                        failovers += 1
-                        if failovers < len(self._pool) and not self._pool.all_down():
-                            continue
-                        raise err from exc
-                finally:
-                    self._pool.release(ep)
-                try:
-                    decoded = self._handle_embed_response(ep, encoding, resp, n, model)
-                except Renegotiate:
-                    continue
-                out.put(start, start + n, decoded.vectors, ep.display_url)
-                out.done(decoded.prompt_tokens, ep.display_url)
-                return
-            raise RuntimeError("encoding negotiation did not settle")  # pragma: no cover
-
-        await self._with_retries(attempt)
-
-    # ------------------------------------------------------------ lean HTTP path
-    def _lean_ok(self, ep: Endpoint) -> bool:
-        """The lean path (see :mod:`vllm_embed._lean_http`) runs in worker threads here."""
-        if not self._owns_http:
-            return False
-        if self._lean is None:
-            self._lean = LeanHTTP(self._timeout)
-        return self._lean.allowed(ep.base_url)
-
-    async def _lean_post(
-        self, ep: Endpoint, body: bytes, out: Output, start: int, n: int
-    ) -> httpx.Response | None:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self._max_concurrency, thread_name_prefix="vllm-embed-async"
-            )
-        assert self._lean is not None
-        call = functools.partial(
-            post_into,
-            self._lean,
-            ep.embeddings_url,
-            ep.display_url,
-            body,
-            self._headers,
-            out,
-            start,
-            n,
-        )
-        resp = await asyncio.get_running_loop().run_in_executor(self._executor, call)
-        if resp is None:
-            self._pool.mark_up(ep)
-            self.stats.encodings[ep.display_url] = "bytes"
-        return resp
-
-    # ------------------------------------------------------------ truncation
-    async def _check_truncation(self, plan: EmbedPlan, model: str) -> list[int]:
-        """Indices of inputs longer than the limit (see ``count_truncated``).
-
-        vLLM's ``/tokenize`` takes one prompt per request, so the long inputs are counted
-        with up to ``max_concurrency`` requests in flight.
-        """
+    async def _embed_plan(self, plan: EmbedPlan, model: str) -> EmbedResult:
+        """Count what will be truncated, send every batch, and assemble the result."""
         counts: list[int | None] = [None] * len(plan.suspects)
         if self._wants_token_counts(plan):
+            # vLLM's /tokenize takes one prompt per request: up to max_concurrency at once.
             texts = [plan.inputs[i] for i in plan.suspects]
 
             async def count(text: str) -> int | None:
-                return await self._count_tokens(model, text)
+                return await self._run(self._count_tokens_steps(model, text))
 
             def sink(i: int, value: int | None) -> None:
                 counts[i] = value
 
             await self._map(count, texts, sink)
-        return self._judge_truncation(plan, counts)
+        truncated = self._judge_truncation(plan, counts)
+        inputs, tpt = plan.inputs, plan.truncate_prompt_tokens
+        out = self._output(len(inputs))
 
-    async def _count_tokens(self, model: str, text: str) -> int | None:
-        """Exact token count from vLLM's ``POST /tokenize``; None if the server has none."""
-        if self._pool.first().tokenize_supported is False:
-            return None
-        body = self._tokenize_body(model, text)
-        resp, ep = await self._call("POST", "/tokenize", root=True, content=body)
-        return self._tokenize_count(ep, resp.status_code, resp.content)
+        async def one(span: tuple[int, int]) -> None:
+            start, end = span
+            await self._run(self._batch_steps(model, inputs[start:end], tpt, out, start))
+
+        await self._map(one, plan.batches, lambda i, _: None)
+        return self._finish(plan, out, truncated, model)

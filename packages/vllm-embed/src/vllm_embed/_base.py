@@ -1,9 +1,15 @@
 """BaseEmbeddingClient: everything both twins share that does no I/O.
 
 Settings and their validation, request headers and bodies, response handling and error
-mapping, the plan for one ``embed`` call (instructions, truncation, batches) and putting
-the results back together. :mod:`vllm_embed._client` and :mod:`vllm_embed._async_client`
-add only the I/O.
+mapping, the plan for one ``embed`` call (instructions, truncation, batches), failover,
+renegotiation, retries and putting the results back together.
+
+The request logic is written once, as generators of *steps* (``..._steps`` methods): a step
+is :class:`Send` (one HTTP request to one endpoint; the twin sends the transport's
+:class:`~vllm_embed._transports.Reply` back in, or throws the network error in) or
+:class:`~vllm_embed._retry.Sleep`. :mod:`vllm_embed._client` and
+:mod:`vllm_embed._async_client` only run those steps (``_run``: blocking or awaiting),
+spread batches over threads or tasks (``_map``) and own the connections.
 """
 
 from __future__ import annotations
@@ -13,9 +19,9 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 import httpx
 import numpy as np
@@ -37,21 +43,30 @@ from vllm_embed._errors import (
 )
 from vllm_embed._http_errors import error_from_response, is_dimensions_refused
 from vllm_embed._instructions import Instructions, resolve_instructions
-from vllm_embed._retry import RetryableStatus, is_retryable_status, parse_retry_after
-from vllm_embed._transport import (
+from vllm_embed._retry import (
+    RetryableStatus,
+    Sleep,
+    is_retryable_status,
+    parse_retry_after,
+    retrying,
+)
+from vllm_embed._transports import Reply, Request
+from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
+from vllm_embed._wire import (
     Decoded,
+    Layout,
     build_body,
     decode_response,
+    direct_layout,
     parse_error_body,
     preference_for,
     rejects_encoding,
 )
-from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 
 if TYPE_CHECKING:
     from vllm_embed._config import EmbedConfig
 
-__all__ = ["BaseEmbeddingClient", "EmbedPlan", "Kind", "Output"]
+__all__ = ["BaseEmbeddingClient", "EmbedPlan", "Kind", "Output", "Send", "Steps"]
 
 logger = logging.getLogger("vllm_embed")
 
@@ -65,8 +80,29 @@ CountTruncated = Literal["exact", "estimate", "off"]
 _DIRECT_OVERRIDES = frozenset({"retry", "http_client", "count_truncated"})
 
 
+T = TypeVar("T")
+Ctx = TypeVar("Ctx")
+
+#: The most times one batch is re-sent at once because the endpoint refused something
+#: optional (an encoding, ``dimensions``, ``truncate_prompt_tokens``).
+_MAX_RENEGOTIATIONS = 6
+
+
 class Renegotiate(Exception):
     """Internal: the endpoint refused something optional; send the batch again at once."""
+
+
+@dataclass(slots=True)
+class Send:
+    """A step: send ``request`` with the transport of ``endpoint``."""
+
+    endpoint: Endpoint
+    request: Request
+
+
+#: A generator of steps returning T: the twins run it (``_run``), sending each Send's Reply
+#: back in (or throwing its network error in) and sleeping for each Sleep.
+Steps: TypeAlias = Generator[Send | Sleep, Any, T]
 
 
 @dataclass
@@ -482,31 +518,22 @@ class BaseEmbeddingClient:
         self,
         ep: Endpoint,
         encoding: str,
-        response: httpx.Response,
+        response: Reply,
         n_inputs: int,
         model: str,
     ) -> Decoded:
-        """Decode a response or raise: Renegotiate, RetryableStatus or the final error."""
-        status = response.status_code
+        """Decode a 200 answer or raise: Renegotiate, RetryableStatus or the final error."""
+        status = response.status
         url = ep.display_url
         if status == 200:
-            self._pool.mark_up(ep)
             headers = response.headers
-            decoded = decode_response(
+            return decode_response(
                 content=response.content,
                 content_type=headers.get("content-type", ""),
                 metadata_header=headers.get("metadata"),
                 n_inputs=n_inputs,
                 url=url,
             )
-            if decoded.encoding != encoding:
-                # The server ignored encoding_format: never ask it for that one again.
-                logger.debug(
-                    "%s ignored encoding_format=%s, answered %s", url, encoding, decoded.encoding
-                )
-                ep.encoding.reject(encoding)
-            self.stats.encodings[url] = decoded.encoding
-            return decoded
         body = parse_error_body(response.content)
         request_id = response.headers.get("x-request-id")
         if rejects_encoding(status, body, encoding):
@@ -552,7 +579,185 @@ class BaseEmbeddingClient:
         )
         return new if isinstance(new, ModelNotFoundError) else err
 
+    def _batch_done(
+        self, ep: Endpoint, asked: str, answered: str, prompt_tokens: int, out: Output
+    ) -> None:
+        """The one place a batch's success is recorded: endpoint up, encoding, output."""
+        url = ep.display_url
+        self._pool.mark_up(ep)
+        if answered != asked:
+            # The server ignored encoding_format: never ask it for that one again.
+            logger.debug("%s ignored encoding_format=%s, answered %s", url, asked, answered)
+            ep.encoding.reject(asked)
+        self.stats.encodings[url] = answered
+        out.done(prompt_tokens, url)
+
+    # ------------------------------------------------------------- steps (the request logic)
+    def _send_steps(
+        self,
+        acquire: Callable[[], Endpoint],
+        release: Callable[[Endpoint], None] | None,
+        request_for: Callable[[Endpoint], tuple[Request, Ctx]],
+    ) -> Steps[tuple[Endpoint, Ctx, Reply]]:
+        """One request with failover: when an endpoint cannot be reached, the next healthy
+        one is tried at once (the failed one cools down); the last failure is raised as
+        :class:`~vllm_embed.APIConnectionError` / :class:`~vllm_embed.APITimeoutError`."""
+        tried = 0
+        while True:
+            ep = acquire()
+            try:
+                request, context = request_for(ep)
+                try:
+                    reply = yield Send(ep, request)
+                except httpx.TransportError as exc:
+                    err = self._transport_error(ep, exc)
+                    tried += 1
+                    if tried < len(self._pool) and not self._pool.all_down():
+                        continue  # another endpoint is healthy: try it now
+                    raise err from exc
+            finally:
+                if release is not None:
+                    release(ep)
+            return ep, context, reply
+
+    def _retried(self, attempt: Callable[[], Steps[T]]) -> Steps[T]:
+        """``attempt`` under the retry policy; the final error is the one users see."""
+        try:
+            return (yield from retrying(attempt, self._retry, on_retry=self._on_retry))
+        except RetryableStatus as exc:
+            raise exc.error from None
+        except APIConnectionError as exc:
+            final = self._final_connection_error(exc)
+            if final is exc:
+                raise
+            raise final from exc
+
+    def _call_steps(
+        self, method: str, path: str, *, root: bool = False, body: bytes | None = None
+    ) -> Steps[tuple[Endpoint, Reply]]:
+        """A discovery / tokenize request on the first healthy endpoint, with failover and
+        retries on connection errors and retryable statuses. Other statuses are returned."""
+
+        def request_for(ep: Endpoint) -> tuple[Request, None]:
+            return Request(method, (ep.root_url if root else ep.base_url) + path, body), None
+
+        def attempt() -> Steps[tuple[Endpoint, Reply]]:
+            ep, _, reply = yield from self._send_steps(self._pool.first, None, request_for)
+            self._check_retryable(ep, reply.status, reply.content, reply.headers)
+            return ep, reply
+
+        return (yield from self._retried(attempt))
+
+    def _batch_steps(
+        self, model: str, inputs: list[str], tpt: int | None, out: Output, start: int
+    ) -> Steps[None]:
+        """One batch into ``out[start:...]``, with failover, renegotiation and retries."""
+        n = len(inputs)
+
+        def request_for(ep: Endpoint) -> tuple[Request, tuple[str, _Placement | None]]:
+            encoding, body = self._request_body(ep, model, inputs, tpt)
+            self.stats.add(requests=1)
+            place = _Placement(out, start, n, ep.display_url) if encoding == "bytes" else None
+            return Request("POST", ep.embeddings_url, body, place), (encoding, place)
+
+        def attempt() -> Steps[None]:
+            for _ in range(_MAX_RENEGOTIATIONS):
+                ep, (encoding, place), reply = yield from self._send_steps(
+                    self._pool.acquire, self._pool.release, request_for
+                )
+                if reply.placed:  # the transport read the vectors straight into `out`
+                    assert place is not None and place.layout is not None
+                    self._batch_done(ep, encoding, "bytes", place.layout.prompt_tokens, out)
+                    return
+                try:
+                    decoded = self._handle_embed_response(ep, encoding, reply, n, model)
+                except Renegotiate:
+                    continue
+                out.put(start, start + n, decoded.vectors, ep.display_url)
+                self._batch_done(ep, encoding, decoded.encoding, decoded.prompt_tokens, out)
+                return
+            raise RuntimeError("encoding negotiation did not settle")  # pragma: no cover
+
+        try:
+            yield from self._retried(attempt)
+        except ContextLengthError as err:
+            if err.input_index is None and n == 1:
+                err.input_index = start
+            raise
+
+    def _models_steps(self) -> Steps[list[ModelInfo]]:
+        """``GET /v1/models``, parsed and remembered."""
+        ep, reply = yield from self._call_steps("GET", "/models")
+        if reply.status != 200:
+            raise error_from_response(
+                reply.status,
+                parse_error_body(reply.content),
+                url=ep.display_url,
+                request_id=reply.headers.get("x-request-id"),
+            )
+        try:
+            doc = json.loads(reply.content)
+        except ValueError:
+            doc = None
+        models = self._parse_models(doc, ep.display_url)
+        self._models = models
+        return models
+
+    def _version_steps(self) -> Steps[str | None]:
+        """``GET /version`` (vLLM): the version, or None when there is no such route."""
+        _, reply = yield from self._call_steps("GET", "/version", root=True)
+        if reply.status != 200:
+            return None
+        try:
+            doc = json.loads(reply.content)
+        except ValueError:
+            return None
+        version = doc.get("version") if isinstance(doc, dict) else None
+        return str(version) if version is not None else None
+
+    def _health_steps(self) -> Steps[bool]:
+        """``GET /health`` on every endpoint (no retries); True when one answers 200."""
+        ok = False
+        for ep in self._pool.endpoints:
+            try:
+                reply = yield Send(ep, Request("GET", ep.root_url + "/health"))
+            except httpx.TransportError:
+                self._pool.mark_down(ep)
+                continue
+            if reply.status == 200:
+                self._pool.mark_up(ep)
+                ok = True
+        return ok
+
+    def _count_tokens_steps(self, model: str, text: str) -> Steps[int | None]:
+        """Exact token count from vLLM's ``POST /tokenize``; None if the server has none."""
+        if self._pool.first().tokenize_supported is False:
+            return None
+        body = self._tokenize_body(model, text)
+        ep, reply = yield from self._call_steps("POST", "/tokenize", root=True, body=body)
+        return self._tokenize_count(ep, reply.status, reply.content)
+
     # ------------------------------------------------------------- assembly
+    def _prepare(
+        self, items: list[str], kind: Kind, model: str, max_model_len: int | None
+    ) -> EmbedPlan:
+        """What one embed call sends: instructions applied (``kind``), batches planned.
+
+        Together with the twins' ``_embed_plan`` (which runs a plan and returns the
+        result) this is the seam for anything that wants to send fewer texts, e.g. a cache:
+        plan, look ``plan.inputs`` up, run a plan of the misses, merge.
+        """
+        return self._plan(self._apply_kind(items, kind, model), max_model_len)
+
+    def _finish(
+        self, plan: EmbedPlan, out: Output, truncated: list[int], model: str
+    ) -> EmbedResult:
+        """The result of a plan whose batches all landed in ``out``."""
+        vectors = self._postprocess(out.result(), out.url)
+        return self._result(
+            vectors, truncated, out.prompt_tokens, model, exact=self._truncation_exact(plan)
+        )
+
     def _output(self, n: int) -> Output:
         return Output(n)
 
@@ -669,7 +874,7 @@ class BaseEmbeddingClient:
         ep.tokenize_supported = False
         return None
 
-    def _on_retry(self, exc: BaseException | None, wait: float) -> None:
+    def _on_retry(self, exc: BaseException, wait: float) -> None:
         self.stats.add(retries=1)
         what = type(exc.error).__name__ if isinstance(exc, RetryableStatus) else type(exc).__name__
         url = getattr(getattr(exc, "error", exc), "url", None)
@@ -717,6 +922,26 @@ class Output:
         """The filled array."""
         assert self.array is not None, "no batch completed"
         return self.array
+
+
+class _Placement:
+    """``Request.place`` for a ``bytes`` batch: once the headers are in, the rows of
+    ``out`` to read the body into (when it is little-endian float32 in vLLM's usual
+    layout; see :func:`vllm_embed._wire.direct_layout`)."""
+
+    __slots__ = ("layout", "n", "out", "start", "url")
+
+    def __init__(self, out: Output, start: int, n: int, url: str) -> None:
+        self.out, self.start, self.n, self.url = out, start, n, url
+        self.layout: Layout | None = None
+
+    def __call__(self, headers: Mapping[str, str]) -> memoryview | None:
+        layout = direct_layout(headers.get("content-type", ""), headers.get("metadata"), self.n)
+        if layout is None:
+            return None
+        self.layout = layout
+        rows = self.out.rows(self.start, self.start + self.n, layout.dim, self.url)
+        return memoryview(rows.data).cast("B")
 
 
 def _mentions_truncation(body: Any) -> bool:

@@ -15,18 +15,11 @@ import numpy as np
 import numpy.typing as npt
 
 from vllm_embed import _constants as C
-from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Output, Renegotiate
+from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Steps
 from vllm_embed._endpoints import Endpoint
-from vllm_embed._errors import (
-    APIConnectionError,
-    APIStatusError,
-    ContextLengthError,
-    ModelNotFoundError,
-)
-from vllm_embed._http_errors import error_from_response
-from vllm_embed._lean_http import LeanHTTP, post_into
-from vllm_embed._retry import RetryableStatus, call_with_retries
-from vllm_embed._transport import parse_error_body
+from vllm_embed._errors import APIStatusError, ModelNotFoundError
+from vllm_embed._retry import Sleep
+from vllm_embed._transports import HttpxTransport, LeanTransport, Transport, choose_transport
 from vllm_embed._types import EmbedResult, ModelInfo
 
 if TYPE_CHECKING:
@@ -35,7 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["EmbeddingClient"]
 
 T = TypeVar("T")
-_MAX_RENEGOTIATIONS = 6
 
 
 class EmbeddingClient(BaseEmbeddingClient):
@@ -61,7 +53,8 @@ class EmbeddingClient(BaseEmbeddingClient):
         self._http_client = http_client
         self._owns_http = http_client is None
         self._executor: ThreadPoolExecutor | None = None
-        self._lean: LeanHTTP | None = None
+        self._transports: dict[str, Transport] = {}
+        self._lean: LeanTransport | None = None
         self._lock = threading.Lock()
         self._discovery_lock = threading.Lock()
         self._closed = False
@@ -93,6 +86,24 @@ class EmbeddingClient(BaseEmbeddingClient):
                 client = self._http_client
         return client
 
+    def _transport(self, ep: Endpoint) -> Transport:
+        """The transport of ``ep``, chosen on first use (see ``choose_transport``)."""
+        transport = self._transports.get(ep.base_url)
+        if transport is None:
+            with self._lock:
+                transport = self._transports.get(ep.base_url)
+                if transport is None:
+                    if choose_transport(ep.base_url, http_client_given=not self._owns_http) == (
+                        "lean"
+                    ):
+                        if self._lean is None:
+                            self._lean = LeanTransport(self._timeout, self._headers)
+                        transport = self._lean
+                    else:
+                        transport = HttpxTransport(self._http, self._headers)
+                    self._transports[ep.base_url] = transport
+        return transport
+
     def _pool_executor(self) -> ThreadPoolExecutor:
         if self._executor is None:
             with self._lock:
@@ -110,10 +121,11 @@ class EmbeddingClient(BaseEmbeddingClient):
             http, owns = self._http_client, self._owns_http
             if owns:
                 self._http_client = None
+            lean = self._lean
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
-        if self._lean is not None:
-            self._lean.close()
+        if lean is not None:
+            lean.close()
         if http is not None and owns:
             http.close()
 
@@ -128,61 +140,45 @@ class EmbeddingClient(BaseEmbeddingClient):
     ) -> None:
         self.close()
 
-    # ------------------------------------------------------------ retries
-    def _with_retries(self, fn: Callable[[], T]) -> T:
+    # ------------------------------------------------------------ running steps
+    def _run(self, steps: Steps[T]) -> T:
+        """Run the request logic of :mod:`vllm_embed._base`: send, sleep, repeat."""
         try:
-            return call_with_retries(fn, self._retry, sleep=self._sleep, on_retry=self._on_retry)
-        except RetryableStatus as exc:
-            raise exc.error from None
-        except APIConnectionError as exc:
-            final = self._final_connection_error(exc)
-            if final is exc:
-                raise
-            raise final from exc
-
-    def _call(
-        self, method: str, path: str, *, root: bool = False, content: bytes | None = None
-    ) -> tuple[httpx.Response, Endpoint]:
-        """A discovery / tokenize request on the first healthy endpoint, with failover and
-        retries on connection errors and retryable statuses. Other statuses are returned."""
-
-        def attempt() -> tuple[httpx.Response, Endpoint]:
-            tried = 0
+            step = next(steps)
             while True:
-                ep = self._pool.first()
-                url = (ep.root_url if root else ep.base_url) + path
+                if isinstance(step, Sleep):
+                    self._sleep(step.seconds)
+                    step = steps.send(None)
+                    continue
                 try:
-                    resp = self._http().request(method, url, content=content, headers=self._headers)
-                except httpx.TransportError as exc:
-                    err = self._transport_error(ep, exc)
-                    tried += 1
-                    if tried < len(self._pool) and not self._pool.all_down():
-                        continue
-                    raise err from exc
-                self._check_retryable(ep, resp.status_code, resp.content, resp.headers)
-                return resp, ep
+                    reply = self._transport(step.endpoint).send(step.request)
+                except BaseException as exc:  # the steps decide: failover, retry or raise
+                    step = steps.throw(exc)
+                else:
+                    step = steps.send(reply)
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
-        return self._with_retries(attempt)
+    def _map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> Iterator[T]:
+        """Apply ``fn`` to items with up to max_concurrency in flight, yielding in order."""
+        if len(items) <= 1 or self._max_concurrency == 1:
+            for item in items:
+                yield fn(item)
+            return
+        executor = self._pool_executor()
+        futures: list[Future[T]] = [executor.submit(fn, item) for item in items]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
     # ------------------------------------------------------------ discovery
     def models(self) -> list[ModelInfo]:
         """The models the server serves (``GET /v1/models``), with vLLM's max_model_len."""
-        resp, ep = self._call("GET", "/models")
-        if resp.status_code != 200:
-            body = parse_error_body(resp.content)
-            raise error_from_response(
-                resp.status_code,
-                body,
-                url=ep.display_url,
-                request_id=resp.headers.get("x-request-id"),
-            )
-        try:
-            doc = resp.json()
-        except ValueError:
-            doc = None
-        models = self._parse_models(doc, ep.display_url)
-        self._models = models
-        return models
+        return self._run(self._models_steps())
 
     def model_name(self) -> str:
         """The model in use: the one given, else the single model the server serves."""
@@ -220,29 +216,11 @@ class EmbeddingClient(BaseEmbeddingClient):
 
     def version(self) -> str | None:
         """The server's version (``GET /version``; vLLM), or None if it has no such route."""
-        resp, _ = self._call("GET", "/version", root=True)
-        if resp.status_code != 200:
-            return None
-        try:
-            doc = resp.json()
-        except ValueError:
-            return None
-        version = doc.get("version") if isinstance(doc, dict) else None
-        return str(version) if version is not None else None
+        return self._run(self._version_steps())
 
     def health(self) -> bool:
         """True when at least one endpoint answers ``GET /health`` with 200. Never raises."""
-        ok = False
-        for ep in self._pool.endpoints:
-            try:
-                resp = self._http().get(ep.root_url + "/health", headers=self._headers)
-            except httpx.TransportError:
-                self._pool.mark_down(ep)
-                continue
-            if resp.status_code == 200:
-                self._pool.mark_up(ep)
-                ok = True
-        return ok
+        return self._run(self._health_steps())
 
     # ------------------------------------------------------------ embedding
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -284,16 +262,10 @@ class EmbeddingClient(BaseEmbeddingClient):
             model = self.model_name()
             if not items:
                 return self._empty(self.dimension())
-            inputs = self._apply_kind(items, kind, model)
-            mml = self.max_model_len()
-            plan = self._plan(inputs, mml)
-            truncated = self._check_truncation(plan, model)
-            out, prompt_tokens, url = self._run_batches(plan, model)
+            plan = self._prepare(items, kind, model, self.max_model_len())
+            return self._embed_plan(plan, model)
         except ModelNotFoundError as err:
             raise self._model_not_found(err, self._served_ids()) from None
-        out = self._postprocess(out, url)
-        exact = self._truncation_exact(plan)
-        return self._result(out, truncated, prompt_tokens, model, exact=exact)
 
     def _served_ids(self) -> list[str] | None:
         try:
@@ -301,120 +273,21 @@ class EmbeddingClient(BaseEmbeddingClient):
         except Exception:  # best effort: the original error matters more
             return None
 
-    def _map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> Iterator[T]:
-        """Apply ``fn`` to items with up to max_concurrency in flight, yielding in order."""
-        if len(items) <= 1 or self._max_concurrency == 1:
-            for item in items:
-                yield fn(item)
-            return
-        executor = self._pool_executor()
-        futures: list[Future[T]] = [executor.submit(fn, item) for item in items]
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
-
-    def _run_batches(self, plan: EmbedPlan, model: str) -> tuple[npt.NDArray[np.float32], int, str]:
+    def _embed_plan(self, plan: EmbedPlan, model: str) -> EmbedResult:
+        """Count what will be truncated, send every batch, and assemble the result."""
+        counts: list[int | None] = [None] * len(plan.suspects)
+        if self._wants_token_counts(plan):
+            # vLLM's /tokenize takes one prompt per request: up to max_concurrency at once.
+            texts = [plan.inputs[i] for i in plan.suspects]
+            counts = list(self._map(lambda t: self._run(self._count_tokens_steps(model, t)), texts))
+        truncated = self._judge_truncation(plan, counts)
         inputs, tpt = plan.inputs, plan.truncate_prompt_tokens
-        out = Output(len(inputs))
+        out = self._output(len(inputs))
 
         def one(span: tuple[int, int]) -> None:
             start, end = span
-            try:
-                self._embed_batch(model, inputs[start:end], tpt, out, start)
-            except ContextLengthError as err:
-                if err.input_index is None and end - start == 1:
-                    err.input_index = start
-                raise
+            self._run(self._batch_steps(model, inputs[start:end], tpt, out, start))
 
         for _ in self._map(one, plan.batches):
             pass
-        return out.result(), out.prompt_tokens, out.url
-
-    def _embed_batch(
-        self, model: str, inputs: list[str], tpt: int | None, out: Output, start: int
-    ) -> None:
-        """One batch into ``out[start:...]``, with failover, renegotiation and retries."""
-        n = len(inputs)
-
-        def attempt() -> None:
-            failovers = 0
-            for _ in range(_MAX_RENEGOTIATIONS):
-                ep = self._pool.acquire()
-                try:
-                    encoding, body = self._request_body(ep, model, inputs, tpt)
-                    self.stats.add(requests=1)
-                    try:
-                        if encoding == "bytes" and self._lean_ok(ep):
-                            resp = self._lean_post(ep, body, out, start, n)
-                            if resp is None:  # read straight into the output
-                                return
-                        else:
-                            resp = self._http().post(
-                                ep.embeddings_url, content=body, headers=self._headers
-                            )
-                    except httpx.TransportError as exc:
-                        err = self._transport_error(ep, exc)
-                        failovers += 1
-                        if failovers < len(self._pool) and not self._pool.all_down():
-                            continue  # another endpoint is healthy: try it now
-                        raise err from exc
-                finally:
-                    self._pool.release(ep)
-                try:
-                    decoded = self._handle_embed_response(ep, encoding, resp, n, model)
-                except Renegotiate:
-                    continue
-                out.put(start, start + n, decoded.vectors, ep.display_url)
-                out.done(decoded.prompt_tokens, ep.display_url)
-                return
-            raise RuntimeError("encoding negotiation did not settle")  # pragma: no cover
-
-        self._with_retries(attempt)
-
-    # ------------------------------------------------------------ lean HTTP path
-    def _lean_ok(self, ep: Endpoint) -> bool:
-        if not self._owns_http:
-            return False
-        lean = self._lean
-        if lean is None:
-            with self._lock:
-                if self._lean is None:
-                    self._lean = LeanHTTP(self._timeout)
-                lean = self._lean
-        return lean.allowed(ep.base_url)
-
-    def _lean_post(
-        self, ep: Endpoint, body: bytes, out: Output, start: int, n: int
-    ) -> httpx.Response | None:
-        assert self._lean is not None
-        resp = post_into(
-            self._lean, ep.embeddings_url, ep.display_url, body, self._headers, out, start, n
-        )
-        if resp is None:
-            self._pool.mark_up(ep)
-            self.stats.encodings[ep.display_url] = "bytes"
-        return resp
-
-    # ------------------------------------------------------------ truncation
-    def _check_truncation(self, plan: EmbedPlan, model: str) -> list[int]:
-        """Indices of inputs longer than the limit (see ``count_truncated``).
-
-        vLLM's ``/tokenize`` takes one prompt per request, so the long inputs are counted
-        with up to ``max_concurrency`` requests in flight.
-        """
-        counts: list[int | None] = [None] * len(plan.suspects)
-        if self._wants_token_counts(plan):
-            texts = [plan.inputs[i] for i in plan.suspects]
-            counts = list(self._map(lambda t: self._count_tokens(model, t), texts))
-        return self._judge_truncation(plan, counts)
-
-    def _count_tokens(self, model: str, text: str) -> int | None:
-        """Exact token count from vLLM's ``POST /tokenize``; None if the server has none."""
-        if self._pool.first().tokenize_supported is False:
-            return None
-        body = self._tokenize_body(model, text)
-        resp, ep = self._call("POST", "/tokenize", root=True, content=body)
-        return self._tokenize_count(ep, resp.status_code, resp.content)
+        return self._finish(plan, out, truncated, model)

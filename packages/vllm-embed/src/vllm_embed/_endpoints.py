@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from vllm_embed import _constants as C
 from vllm_embed._errors import ConfigValueError
-from vllm_embed._transport import EncodingState
+from vllm_embed._wire import EncodingState
 
 __all__ = ["Endpoint", "EndpointPool", "normalize_base_url", "redact_url"]
 

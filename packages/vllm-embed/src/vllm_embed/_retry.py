@@ -1,11 +1,16 @@
-"""Retry decisions as small pure functions, plus the tenacity glue that uses them.
+"""Retry decisions as small pure functions, and the plain loop that uses them.
 
 What is retried: connection failures and timeouts (``httpx.TransportError`` and the
 client's :class:`~vllm_embed.APIConnectionError` made from it), and the
 statuses 408, 409, 429 and every 5xx. Every other 4xx is final: repeating a bad request
 cannot fix it. The wait before attempt ``n + 1`` is ``Retry-After`` when the server sent
 one, else exponential backoff with jitter; retrying stops after ``max_attempts`` or when
-the next attempt would start after ``total_timeout`` seconds.
+the next attempt would start more than ``total_timeout`` seconds after the first began.
+
+:func:`retrying` is a plain loop over these functions (no tenacity: with the decisions
+already pure, a loop of a dozen lines is simpler than configuring a retry library, and it
+costs nothing on the first attempt). It yields :class:`Sleep` steps instead of sleeping, so
+the sync and async twins share it (see ``docs/design.md``).
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-import tenacity
 
 from vllm_embed import _constants as C
 from vllm_embed._errors import APIConnectionError, APIStatusError, NoHealthyEndpointError
@@ -27,14 +32,14 @@ T = TypeVar("T")
 
 __all__ = [
     "RetryableStatus",
-    "acall_with_retries",
+    "Sleep",
     "backoff_delay",
-    "call_with_retries",
     "is_retryable_exception",
     "is_retryable_status",
-    "make_async_retrying",
-    "make_retrying",
     "parse_retry_after",
+    "retrying",
+    "should_stop",
+    "wait_for",
 ]
 
 
@@ -121,106 +126,41 @@ def should_stop(attempt: int, elapsed: float, upcoming_wait: float, policy: Retr
     return elapsed + upcoming_wait > policy.total_timeout
 
 
-def _tenacity_kwargs(
-    policy: RetryPolicy, on_retry: Callable[[BaseException | None, float], None] | None
-) -> dict[str, Any]:
-    def wait(rs: tenacity.RetryCallState) -> float:
-        exc = rs.outcome.exception() if rs.outcome is not None else None
-        return wait_for(exc, rs.attempt_number, policy, random.random())
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """A step of :func:`retrying`: wait this many seconds, then resume (the twin sleeps)."""
 
-    def stop(rs: tenacity.RetryCallState) -> bool:
-        elapsed = rs.seconds_since_start or 0.0
-        return should_stop(rs.attempt_number, elapsed, rs.upcoming_sleep, policy)
-
-    def before_sleep(rs: tenacity.RetryCallState) -> None:
-        if on_retry is not None:
-            exc = rs.outcome.exception() if rs.outcome is not None else None
-            on_retry(exc, rs.upcoming_sleep)
-
-    return {
-        "stop": stop,
-        "wait": wait,
-        "retry": tenacity.retry_if_exception(is_retryable_exception),
-        "before_sleep": before_sleep,
-        "reraise": True,
-    }
+    seconds: float
 
 
-def make_retrying(
+def retrying(
+    attempt: Callable[[], Generator[Any, Any, T]],
     policy: RetryPolicy,
     *,
-    sleep: Callable[[float], None] = time.sleep,
-    on_retry: Callable[[BaseException | None, float], None] | None = None,
-) -> tenacity.Retrying:
-    """A tenacity ``Retrying`` for the sync client."""
-    return tenacity.Retrying(sleep=sleep, **_tenacity_kwargs(policy, on_retry))
+    on_retry: Callable[[BaseException, float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    rand: Callable[[], float] = random.random,
+) -> Generator[Any, Any, T]:
+    """The steps of ``attempt()`` under ``policy``: a plain loop over the decisions above.
 
-
-def make_async_retrying(
-    policy: RetryPolicy,
-    *,
-    sleep: Callable[[float], Any] | None = None,
-    on_retry: Callable[[BaseException | None, float], None] | None = None,
-) -> tenacity.AsyncRetrying:
-    """A tenacity ``AsyncRetrying`` for the async client."""
-    kwargs = _tenacity_kwargs(policy, on_retry)
-    if sleep is not None:
-        kwargs["sleep"] = sleep
-    return tenacity.AsyncRetrying(**kwargs)
-
-
-def call_with_retries(
-    fn: Callable[[], T],
-    policy: RetryPolicy,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    on_retry: Callable[[BaseException | None, float], None] | None = None,
-) -> T:
-    """Call ``fn`` under ``policy``.
-
-    The first attempt runs without tenacity (the common case costs one function call);
-    only after a retryable failure does tenacity take over, replaying that failure as its
-    own first attempt so the attempt count and backoff stay exact. (The total-time bound
-    then starts after the first attempt.)
+    ``attempt()`` makes a fresh generator of steps (requests) for each attempt; its steps
+    are passed through. After a retryable failure this yields :class:`Sleep` and tries
+    again, until :func:`should_stop`; then the last failure is raised. The I/O-free core of
+    both twins' retries: the sync twin sleeps with ``time.sleep``, the async twin with
+    ``asyncio.sleep``.
     """
-    try:
-        return fn()
-    except Exception as exc:
-        if policy.max_attempts == 1 or not is_retryable_exception(exc):
-            raise
-        first: BaseException | None = exc
-
-    def replay() -> T:
-        nonlocal first
-        if first is not None:
-            exc, first = first, None
-            raise exc
-        return fn()
-
-    return make_retrying(policy, sleep=sleep, on_retry=on_retry)(replay)
-
-
-async def acall_with_retries(
-    fn: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    *,
-    sleep: Callable[[float], Any] | None = None,
-    on_retry: Callable[[BaseException | None, float], None] | None = None,
-) -> T:
-    """The asyncio twin of :func:`call_with_retries`."""
-    try:
-        return await fn()
-    except Exception as exc:
-        if policy.max_attempts == 1 or not is_retryable_exception(exc):
-            raise
-        first: BaseException | None = exc
-
-    async def replay() -> T:
-        nonlocal first
-        if first is not None:
-            exc, first = first, None
-            raise exc
-        return await fn()
-
-    result: T = await make_async_retrying(policy, sleep=sleep, on_retry=on_retry)(replay)
-    return result
+    started = clock()
+    number = 0
+    while True:
+        number += 1
+        try:
+            return (yield from attempt())
+        except Exception as exc:
+            if not is_retryable_exception(exc):
+                raise
+            wait = wait_for(exc, number, policy, rand())
+            if should_stop(number, clock() - started, wait, policy):
+                raise
+            if on_retry is not None:
+                on_retry(exc, wait)
+        yield Sleep(wait)

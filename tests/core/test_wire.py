@@ -9,7 +9,7 @@ import pytest
 from _vllm_fakes import expected, json_response, vllm_bytes_response
 
 from vllm_embed import APIError, EncodingNotSupportedError
-from vllm_embed._transport import (
+from vllm_embed._wire import (
     EncodingState,
     build_body,
     decode_response,

@@ -1,7 +1,8 @@
-"""The lean http.client path (sync, ``bytes`` over plain http) against a real local server.
+"""The lean transport (stdlib http.client, plain http) against a real local server.
 
 These tests open sockets to 127.0.0.1 (the project's fake server runs in its own process);
-everything else in tests/core runs with sockets disabled.
+everything else in tests/core runs with sockets disabled and picks the httpx transport
+(conftest.py); the tests here pick the lean one (the default for plain http).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from vllm_embed import (
     RetryPolicy,
     Timeout,
 )
-from vllm_embed._lean_http import lean_path_allowed
+from vllm_embed._transports import LeanTransport, choose_transport
 from vllm_embed_testing.fake_server import FakeEmbeddingServer, fake_vector
 
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_delay=0.01, max_delay=0.05)
@@ -28,8 +29,20 @@ def _expected(texts: list[str], dim: int) -> np.ndarray:
     return np.stack([fake_vector(t, dim) for t in texts])
 
 
+@pytest.fixture(autouse=True)
+def _lean_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the lean transport: undo conftest's choice of httpx."""
+    monkeypatch.delenv("VLLM_EMBED_LEAN_HTTP")
+
+
 def _lean_used(c: EmbeddingClient) -> bool:
-    return c._lean is not None and len(c._lean._all) > 0
+    transports = list(c._transports.values())
+    return (
+        bool(transports)
+        and all(isinstance(t, LeanTransport) for t in transports)
+        and c._lean is not None
+        and c._lean.connections_opened > 0
+    )
 
 
 @pytest.mark.enable_socket
@@ -147,16 +160,13 @@ def test_nothing_listening_is_a_connection_error() -> None:
         ),
     ],
 )
-def test_when_the_lean_path_is_allowed(monkeypatch, url, env, allowed) -> None:
+def test_which_transport_an_endpoint_gets(monkeypatch, url, env, allowed) -> None:
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert lean_path_allowed(url) is allowed
-
-
-def test_lean_path_stands_aside_under_respx(router) -> None:
-    assert lean_path_allowed("http://127.0.0.1:8000/v1") is False
+    assert choose_transport(url, http_client_given=False) == ("lean" if allowed else "httpx")
+    assert choose_transport(url, http_client_given=True) == "httpx"
 
 
 @pytest.mark.enable_socket
@@ -170,6 +180,7 @@ def test_user_http_client_disables_the_lean_path() -> None:
     ):
         c.embed(["a"])
         assert c._lean is None
+        assert {type(t).__name__ for t in c._transports.values()} == {"HttpxTransport"}
 
 
 @pytest.mark.enable_socket
@@ -180,7 +191,7 @@ async def test_async_twin_uses_the_lean_path_in_worker_threads() -> None:
     with FakeEmbeddingServer(dim=32) as srv:
         async with AsyncEmbeddingClient(srv.base_url, batch_size=16, max_concurrency=3) as c:
             out = await c.embed(texts)
-            assert c._lean is not None and len(c._lean._all) > 0
+            assert c._lean is not None and c._lean.connections_opened > 0
             np.testing.assert_array_equal(out, _expected(texts, 32))
             async with AsyncEmbeddingClient(srv.base_url, model="nope") as bad:
                 with pytest.raises(ModelNotFoundError):

@@ -1,4 +1,7 @@
-"""Response encodings: negotiation state per endpoint, request bodies, decoders.
+"""The wire format of ``/v1/embeddings``: encoding negotiation, request bodies, ONE decoder.
+
+No I/O here: the transports (:mod:`vllm_embed._transports`) move bytes, this module says
+what the bytes mean.
 
 The cheapest encoding a server supports wins, in this order:
 
@@ -21,7 +24,7 @@ import binascii
 import functools
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +40,9 @@ __all__ = [
     "Layout",
     "build_body",
     "decode_response",
+    "direct_layout",
+    "parse_error_body",
+    "preference_for",
     "quick_layout",
     "rejects_encoding",
 ]
@@ -280,6 +286,16 @@ def quick_layout(header: str, n_inputs: int) -> Layout | None:
     )
 
 
+def direct_layout(content_type: str, metadata_header: str | None, n_inputs: int) -> Layout | None:
+    """The layout of a ``bytes`` answer whose body can be read straight into float32 rows
+    (vLLM's usual layout, little-endian float32), or None: then read the body whole and
+    :func:`decode_response` it. Transports call this once the headers are in."""
+    if metadata_header is None or "json" in content_type:
+        return None
+    layout = quick_layout(metadata_header, n_inputs)
+    return layout if layout is not None and layout.dtype == _LE_F4 else None
+
+
 def _decode_bytes(content: bytes, header: str, n_inputs: int, url: str) -> Decoded:
     layout = quick_layout(header, n_inputs)
     if layout is not None and len(content) == layout.nbytes:
@@ -383,9 +399,3 @@ def parse_error_body(content: bytes) -> Any:
         return json.loads(content)
     except ValueError:
         return content.decode("utf-8", "replace")
-
-
-def header_get(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive header lookup on any mapping."""
-    value = headers.get(name)
-    return value if value is None or isinstance(value, str) else str(value)
