@@ -164,6 +164,10 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
     "--out", type=click.Path(path_type=Path), help="Write a new store here instead of in place."
 )
 @click.option("--text-field", help="Record field holding the text (generic nano-vectordb).")
+@click.option(
+    "--collection",
+    help="Migrate only this collection of a Chroma directory (default: every collection).",
+)
 @click.option("--drop-missing-text", is_flag=True, help="Leave out records that have no text.")
 @click.option("--dry-run", is_flag=True, help="Probe and estimate; write nothing.")
 @click.option(
@@ -185,6 +189,7 @@ def migrate(
     dimensions: int | None,
     out: Path | None,
     text_field: str | None,
+    collection: str | None,
     drop_missing_text: bool,
     dry_run: bool,
     update_config: Path | None,
@@ -194,12 +199,12 @@ def migrate(
     """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain) with a new model.
 
     STORE is a nano-vectordb JSON file (DVD database.json, LightRAG vdb_*.json), a
-    LlamaIndex persist directory or a LangChain InMemoryVectorStore.dump() file; the
-    format is detected. The original is replaced only once the new store is complete
+    LlamaIndex persist directory, a LangChain InMemoryVectorStore.dump() file or a Chroma
+    persistent directory; the format is detected. The original is replaced only once the new store is complete
     and verified, and kept as NAME.d<old dim>.bak.EXT. An interrupted run (server gone,
     Ctrl-C, reboot) resumes when the same command is run again.
     """
-    opened = open_store(store, text_field=text_field)
+    opened = open_store(store, text_field=text_field, collection=collection)
     click.echo(_describe(opened), err=True)
     plan: ConfigUpdate | None = None
     if update_config is not None and not dry_run:

@@ -9,6 +9,7 @@ from vllm_embed._errors import StoreFormatError
 
 from ._jsonio import load_json_with_span
 from ._store import Store
+from .chroma import CHROMA_FILE, is_chroma_dir, read_chroma
 from .langchain import looks_like_langchain_dump, read_langchain
 from .llamaindex import VECTOR_STORE_FILE, is_persist_dir, read_llamaindex
 from .nanovectordb import looks_like_nanovectordb, read_nanovectordb
@@ -19,6 +20,8 @@ SUPPORTED_FORMATS = (
     "nano-vectordb JSON (incl. DVD database.json, LightRAG vdb_*.json)",
     "LlamaIndex persist directory (default__vector_store.json + docstore.json)",
     "LangChain InMemoryVectorStore.dump() file",
+    "Chroma persistent directory (chromadb.PersistentClient, LangChain Chroma, LlamaIndex "
+    "ChromaVectorStore)",
 )
 
 
@@ -27,15 +30,28 @@ def _unknown(path: Path, why: str) -> StoreFormatError:
     return StoreFormatError(f"{path}: unknown store format ({why}). Supported: {formats}.")
 
 
-def open_store(path: str | os.PathLike[str], *, text_field: str | None = None) -> Store:
+def open_store(
+    path: str | os.PathLike[str],
+    *,
+    text_field: str | None = None,
+    collection: str | None = None,
+) -> Store:
     """Detect the format of ``path`` and read it (never loads a nano-vectordb matrix).
 
-    Raises `StoreFormatError` for a missing path, an unknown format, or a corrupt or
+    ``collection`` picks one collection of a store that holds several (Chroma); without
+    it every collection is migrated. Raises `StoreFormatError` for a missing path, an unknown format, or a corrupt or
     inconsistent store; the message says what was found and what to do.
     """
     path = Path(path)
     if not path.exists():
         raise StoreFormatError(f"{path} does not exist: give the path of the vector store.")
+    if is_chroma_dir(path) or path.name == CHROMA_FILE:
+        return _no_text_field(read_chroma(path, collection=collection), text_field)
+    if collection is not None:
+        raise StoreFormatError(
+            f"--collection applies to stores that hold collections (Chroma, kano); {path} is "
+            "not one."
+        )
     if path.is_dir():
         if not is_persist_dir(path):
             raise _unknown(path, f"a directory without {VECTOR_STORE_FILE}")

@@ -256,7 +256,7 @@ def migrate_store(
     return MigrationResult(
         format=store.format,
         source=store.path,
-        output=target,
+        output=store.final_path(target),
         backup=backup,
         records=len(keep),
         dropped=dropped,
@@ -376,6 +376,8 @@ def _assemble_and_check(store: Store, work: WorkDir, keep: list[int], target: Pa
 
 
 def _swap_in(store: Store, work: WorkDir, target: Path, *, in_place: bool) -> Path | None:
+    if store.installs_itself:
+        return store.install(work.output, target, in_place=in_place)
     backup = None
     if in_place:
         backup = store.backup_path()

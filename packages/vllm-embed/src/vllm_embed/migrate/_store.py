@@ -124,6 +124,19 @@ class Store(ABC):
         """Load ``path`` with the real library if importable; return its name, else None."""
         return None
 
+    #: True for stores that put their verified output in place themselves (`install`):
+    #: directories (Chroma) and files whose name changes with the model (kano).
+    installs_itself: bool = False
+
+    def install(self, new: Path, target: Path, *, in_place: bool) -> Path | None:
+        """Put the verified output ``new`` at ``target`` (or where the format says); return
+        the backup of the original (None for ``--out``). Only when `installs_itself`."""
+        raise NotImplementedError
+
+    def final_path(self, target: Path) -> Path:
+        """Where the migrated store ends up (``target``, unless the format renames it)."""
+        return target
+
     def recorded_space(self) -> EmbeddingSpace | None:
         """The embedding space recorded with the store, if any (default: the sidecar).
 

@@ -1,0 +1,591 @@
+"""Chroma persistent directories (``chromadb.PersistentClient(path=...)``).
+
+Written by plain chromadb, LangChain's ``Chroma(persist_directory=...)`` (default
+collection ``langchain``) and LlamaIndex's ``ChromaVectorStore`` (node JSON in the
+metadata key ``_node_content``, the node text in the document). The directory holds
+``chroma.sqlite3`` plus one directory of HNSW files per vector segment; the dimension
+is fixed per collection, so the files are never patched: everything goes through
+chromadb's own API.
+
+- Reading: the directory is copied to a scratch directory first and only the copy is
+  opened (opening a persistent directory may write to it); ids, documents, metadatas,
+  collection metadata and configuration are read a page at a time.
+- Text: the document. For LlamaIndex nodes, what LlamaIndex embeds: the node rebuilt
+  from ``_node_content`` + the document, ``get_content(MetadataMode.EMBED)``.
+- Writing (`ChromaStore.write`): the original directory is copied to the work
+  directory; in the copy every migrated collection is deleted and created again with
+  the same name, metadata (plus the embedding-space record under ``SPACE_KEY``) and
+  configuration (HNSW / SPANN parameters and the embedding-function record, which
+  chromadb 1.x refuses to see change), then filled in batches of at most
+  ``client.get_max_batch_size()`` with the same ids, documents and metadatas.
+- Verifying: the copy is reopened with chromadb: counts, ids in order, documents,
+  metadatas, configuration, dimension, and a query per collection that must return
+  its own record first.
+- Installing (`ChromaStore.install`): the new directory and the original are
+  exchanged atomically (``renameat2(RENAME_EXCHANGE)`` where the kernel has it, else
+  two renames), and the original ends up as ``NAME.d<old dim>.bak``.
+
+The embedding itself is the engine's: vectors are journaled in the work directory, so
+a killed run resumes without embedding anything twice; only the cheap copy-and-fill
+step is redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vllm_embed._errors import MigrationError, StoreFormatError
+
+from ._jsonio import fsync_dir, fsync_file
+from ._space import SPACE_KEY, EmbeddingSpace
+from ._store import F32Matrix, Rows, Store, check_rows
+from .llamaindex import embed_text_fallback
+
+__all__ = ["CHROMA_FILE", "ChromaStore", "is_chroma_dir", "read_chroma"]
+
+CHROMA_FILE = "chroma.sqlite3"
+LLAMAINDEX_NODE_KEY = "_node_content"
+#: Stored vectors kept from reading, for ``doctor --store``'s probe.
+SAMPLE_ROWS = 16
+_PAGE = 1000
+
+
+def is_chroma_dir(path: Path) -> bool:
+    """A directory holding ``chroma.sqlite3`` (a Chroma persistent directory)."""
+    return path.is_dir() and (path / CHROMA_FILE).is_file()
+
+
+def _chromadb() -> Any:
+    try:
+        import chromadb
+    except ImportError as exc:
+        raise MigrationError(
+            "this is a Chroma persistent directory; reading and writing it needs the chromadb "
+            "package (the same major version that wrote it): pip install chromadb"
+        ) from exc
+    return chromadb
+
+
+@contextlib.contextmanager
+def _client(path: Path) -> Iterator[Any]:
+    """A PersistentClient on ``path`` with chromadb's default settings, always closed.
+
+    Default settings, as LangChain and LlamaIndex use: chromadb refuses a second client
+    for one path with other settings. Closing releases the path's cached system, so a
+    later client for the same path (after a directory swap) opens the new files.
+    """
+    chromadb = _chromadb()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        client = chromadb.PersistentClient(path=str(path))
+    try:
+        yield client
+    finally:
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()
+        else:  # chromadb < 1.1: drop the cached system by hand
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
+
+
+def _chroma_error(path: Path, exc: Exception) -> StoreFormatError:
+    return StoreFormatError(
+        f"{path}: chromadb cannot open this Chroma directory ({type(exc).__name__}: {exc}). "
+        "It may be damaged or written by another chromadb major version; nothing was written."
+    )
+
+
+@dataclass
+class _Collection:
+    """One collection as read: everything needed to create it again."""
+
+    name: str
+    metadata: dict[str, Any] | None
+    configuration: dict[str, Any]
+    dimension: int | None
+    ids: list[str] = field(default_factory=list)
+    documents: list[str | None] = field(default_factory=list)
+    metadatas: list[dict[str, Any] | None] = field(default_factory=list)
+    start: int = 0  # index of the first record in the store's flat lists
+    llamaindex: bool = False
+
+
+class ChromaStore(Store):
+    """A Chroma persistent directory read for migration (every collection, or one)."""
+
+    def __init__(
+        self,
+        path: Path,
+        collections: list[_Collection],
+        untouched: dict[str, int],
+        sample: tuple[list[str], F32Matrix] | None,
+    ) -> None:
+        self.path = self.target = path
+        self._collections = collections
+        self._untouched = untouched  # other collections: name -> count (must not change)
+        self._sample = sample
+        self._space: EmbeddingSpace | None = None
+        llama = any(c.llamaindex for c in collections)
+        kind = "LlamaIndex ChromaVectorStore" if llama else None
+        if kind is None and [c.name for c in collections] == ["langchain"]:
+            kind = "LangChain Chroma"
+        names = ", ".join(c.name for c in collections)
+        self.format = f"Chroma ({kind}; collection {names})" if kind else f"Chroma ({names})"
+        self.text_field = (
+            "document (+ LlamaIndex node metadata, as LlamaIndex embeds it)" if llama else "document"
+        )
+        dims = {c.dimension for c in collections if c.dimension is not None}
+        self.old_dim = min(dims) if dims else None
+        prefix = len(collections) > 1
+        self.ids = []
+        self.texts = []
+        for c in collections:
+            self.ids.extend(f"{c.name}/{i}" if prefix else i for i in c.ids)
+            if c.llamaindex:
+                self.texts.extend(
+                    _llamaindex_text(d, m) for d, m in zip(c.documents, c.metadatas, strict=True)
+                )
+            else:
+                self.texts.extend(c.documents)
+
+    @property
+    def collections(self) -> list[str]:
+        return [c.name for c in self._collections]
+
+    # -- files ---------------------------------------------------------------------------
+    def source_files(self) -> list[Path]:
+        return sorted(p for p in self.path.rglob("*") if p.is_file())
+
+    def backup_path(self) -> Path:
+        """``chroma_db`` -> ``chroma_db.d384.bak`` (first free name)."""
+        dim = f"d{self.old_dim}" if self.old_dim is not None else "dunknown"
+        candidate = self.path.with_name(f"{self.path.name}.{dim}.bak")
+        n = 1
+        while candidate.exists():
+            candidate = self.path.with_name(f"{self.path.name}.{dim}.bak{n}")
+            n += 1
+        return candidate
+
+    def space_anchor(self, target: Path) -> Path:
+        return target
+
+    def stores_unit_vectors(self) -> bool:
+        return False
+
+    # -- the embedding space -------------------------------------------------------------
+    def record_space(self, out: Path, space: EmbeddingSpace) -> None:
+        """Kept for `write`: the record goes into each migrated collection's metadata."""
+        self._space = space
+
+    def recorded_space(self) -> EmbeddingSpace | None:
+        for c in self._collections:
+            value = (c.metadata or {}).get(SPACE_KEY)
+            if isinstance(value, str):
+                return EmbeddingSpace.from_json(value)
+        return None
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        if self._sample is None:
+            return None
+        texts, matrix = self._sample
+        return texts[:count], matrix[:count]
+
+    # -- writing -------------------------------------------------------------------------
+    def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
+        if out.exists():  # left by a run killed while writing: start the copy again
+            shutil.rmtree(out)
+        shutil.copytree(self.path, out, symlinks=True)
+        kept = set(keep)
+        blocks = rows.blocks()
+        pending: F32Matrix = np.empty((0, rows.dim), dtype=np.float32)
+        with _client(out) as client:
+            batch = max(1, min(int(client.get_max_batch_size()), 4096))
+            for c in self._collections:
+                mine = [i for i in range(len(c.ids)) if c.start + i in kept]
+                collection = self._create_again(client, c)
+                for first in range(0, len(mine), batch):
+                    part = mine[first : first + batch]
+                    while len(pending) < len(part):
+                        pending = np.concatenate([pending, next(blocks)])
+                    vectors, pending = pending[: len(part)], pending[len(part) :]
+                    collection.add(
+                        ids=[c.ids[i] for i in part],
+                        embeddings=vectors,
+                        documents=[c.documents[i] for i in part],
+                        metadatas=[c.metadatas[i] for i in part],
+                    )
+        for file in out.rglob("*"):
+            if file.is_file():
+                fsync_file(file)
+
+    def _create_again(self, client: Any, c: _Collection) -> Any:
+        """Delete ``c`` in the copy and create it again with the same settings."""
+        metadata = dict(c.metadata or {})
+        if self._space is not None:
+            metadata[SPACE_KEY] = self._space.to_json()
+        client.delete_collection(c.name)
+        last: dict[str, Any] | None = None
+        for kwargs in _create_attempts(c.configuration):
+            with warnings.catch_warnings(), _restore_registry():
+                warnings.simplefilter("ignore")
+                collection = client.create_collection(
+                    c.name, metadata=metadata or None, embedding_function=None, **kwargs
+                )
+            last = _configuration_of(collection)
+            if _same_configuration(last, c.configuration):
+                return collection
+            client.delete_collection(c.name)
+        raise StoreFormatError(
+            f"chromadb would not create collection {c.name!r} again with its configuration "
+            f"{c.configuration!r} (it made {last!r}); nothing was replaced."
+        )
+
+    # -- checking --------------------------------------------------------------------------
+    def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
+        where = f"written Chroma directory {path}"
+        kept = set(ids)
+        prefix = len(self._collections) > 1
+        with _client(path) as client:
+            names = {_name(c) for c in client.list_collections()}
+            for name, count in self._untouched.items():
+                if name not in names or client.get_collection(name).count() != count:
+                    raise StoreFormatError(f"{where}: collection {name!r} changed")
+            for c in self._collections:
+                expected = [i for i in c.ids if (f"{c.name}/{i}" if prefix else i) in kept]
+                if c.name not in names:
+                    raise StoreFormatError(f"{where}: collection {c.name!r} is missing")
+                collection = client.get_collection(c.name, embedding_function=None)
+                if collection.count() != len(expected):
+                    raise StoreFormatError(
+                        f"{where}: collection {c.name!r} holds {collection.count()} records, "
+                        f"expected {len(expected)}"
+                    )
+                if not _same_configuration(_configuration_of(collection), c.configuration):
+                    raise StoreFormatError(f"{where}: collection {c.name!r} lost its configuration")
+                meta = dict(collection.metadata or {})
+                meta.pop(SPACE_KEY, None)
+                if meta != dict(c.metadata or {}):
+                    raise StoreFormatError(f"{where}: collection {c.name!r} metadata differs")
+                _check_records(where, collection, c, expected, dim)
+
+    def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
+        """A nearest-neighbour query per collection must return the queried record first."""
+        with _client(path) as client:
+            for c in self._collections:
+                collection = client.get_collection(c.name, embedding_function=None)
+                if collection.count() == 0:
+                    continue
+                first = collection.get(limit=1, include=["embeddings"])
+                vector = np.asarray(first["embeddings"][0], dtype=np.float32)
+                hits = collection.query(query_embeddings=[vector], n_results=1, include=[])
+                if hits["ids"][0][:1] != first["ids"][:1]:
+                    raise StoreFormatError(
+                        f"chromadb cannot query the migrated collection {c.name!r} in {path} "
+                        "consistently (a record is not its own nearest neighbour)"
+                    )
+        return "chromadb"
+
+    # -- installing ------------------------------------------------------------------------
+    installs_itself = True
+
+    def install(self, new: Path, target: Path, *, in_place: bool) -> Path | None:
+        """Put the verified directory ``new`` at ``target``; the original becomes the backup."""
+        if not in_place:
+            os.rename(new, target)
+            fsync_dir(target.parent)
+            return None
+        backup = self.backup_path()
+        if _exchange(new, target):
+            os.rename(new, backup)  # `new` now holds the original
+        else:
+            os.rename(target, backup)
+            os.rename(new, target)
+        fsync_dir(target.parent)
+        fsync_dir(new.parent)
+        return backup
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if absent."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _create_attempts(configuration: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Ways to create a collection with ``configuration``, most faithful first.
+
+    A collection created from ``hnsw:*`` metadata only (LangChain, older code) records
+    no embedding function; one created with a configuration records one (``legacy``
+    when none was given). The embedding-function record is rebuilt with chromadb's own
+    registry, or carried over verbatim when its class is not importable here.
+    """
+    if configuration.get("embedding_function") is None:
+        yield {}
+    config: dict[str, Any] = {}
+    for index in ("hnsw", "spann"):
+        if configuration.get(index) is not None:
+            config[index] = dict(configuration[index])
+    ef = configuration.get("embedding_function")
+    if isinstance(ef, dict) and ef.get("type") == "known":
+        config["embedding_function"] = _known_function(ef)
+    yield {"configuration": config}
+
+
+@contextlib.contextmanager
+def _restore_registry() -> Iterator[None]:
+    """chromadb's registry of embedding functions as it was (see `_PersistedFunction`)."""
+    from chromadb.utils.embedding_functions import known_embedding_functions
+
+    saved = dict(known_embedding_functions)
+    try:
+        yield
+    finally:
+        known_embedding_functions.clear()
+        known_embedding_functions.update(saved)
+
+
+def _known_function(ef: dict[str, Any]) -> Any:
+    """The embedding function a ``{"type": "known", "name", "config"}`` record describes."""
+    from chromadb.utils.embedding_functions import known_embedding_functions
+
+    cls = known_embedding_functions.get(ef.get("name"))
+    if cls is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return cls.build_from_config(ef.get("config") or {})
+        except Exception:  # noqa: S110 - e.g. its package or API key missing here
+            pass
+    return _PersistedFunction.for_record(ef)
+
+
+class _PersistedFunction:
+    """Carries an embedding-function record over unchanged; never embeds.
+
+    Used when the function's class cannot be built in this process (its package or its
+    API-key variable is missing). chromadb registers the class under its name while
+    creating the collection; the registry entry is restored right after
+    (`_restore_registry`).
+    """
+
+    _record: dict[str, Any]
+
+    @classmethod
+    def for_record(cls, record: dict[str, Any]) -> _PersistedFunction:
+        name = str(record.get("name"))
+        sub = type("PersistedEmbeddingFunction", (cls,), {"name": staticmethod(lambda: name)})
+        instance: _PersistedFunction = sub()
+        instance._record = record
+        return instance
+
+    def __call__(self, input: Any) -> Any:  # noqa: A002 - chromadb's signature
+        raise MigrationError("the migrated vectors are given explicitly; nothing is embedded here")
+
+    def is_legacy(self) -> bool:
+        return False
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = self._record.get("config") or {}
+        return config
+
+    def default_space(self) -> str:
+        return "l2"
+
+    def supported_spaces(self) -> list[str]:
+        return ["l2", "cosine", "ip"]
+
+
+def _configuration_of(collection: Any) -> dict[str, Any]:
+    model = getattr(collection, "_model", None)
+    raw = getattr(model, "configuration_json", None)
+    if isinstance(raw, dict):
+        return raw
+    config = getattr(collection, "configuration_json", None)
+    return config if isinstance(config, dict) else {}
+
+
+def _same_configuration(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("hnsw", "spann", "embedding_function")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def _name(collection: Any) -> str:
+    return collection if isinstance(collection, str) else str(collection.name)
+
+
+def _check_records(where: str, collection: Any, c: _Collection, expected: list[str], dim: int) -> None:
+    want = {i: n for n, i in enumerate(c.ids)}
+    done = 0
+    for offset in range(0, len(expected), _PAGE):
+        page = collection.get(
+            offset=offset, limit=_PAGE, include=["documents", "metadatas", "embeddings"]
+        )
+        got_ids = list(page["ids"])
+        if got_ids != expected[offset : offset + _PAGE]:
+            raise StoreFormatError(f"{where}: collection {c.name!r}: record ids differ")
+        vectors = np.asarray(page["embeddings"], dtype=np.float32)
+        if vectors.shape != (len(got_ids), dim):
+            raise StoreFormatError(
+                f"{where}: collection {c.name!r} holds vectors of shape {vectors.shape}, "
+                f"expected ({len(got_ids)}, {dim})"
+            )
+        check_rows(vectors, f"{where}, collection {c.name!r}", done)
+        for rid, document, metadata in zip(got_ids, page["documents"], page["metadatas"], strict=True):
+            n = want[rid]
+            if document != c.documents[n] or (metadata or None) != (c.metadatas[n] or None):
+                raise StoreFormatError(
+                    f"{where}: collection {c.name!r}: record {rid!r} changed its document or "
+                    "metadata"
+                )
+        done += len(got_ids)
+
+
+def _llamaindex_text(document: str | None, metadata: dict[str, Any] | None) -> str | None:
+    """What LlamaIndex embeds for a node stored in Chroma (``MetadataMode.EMBED``)."""
+    if not isinstance(document, str):
+        return None
+    raw = (metadata or {}).get(LLAMAINDEX_NODE_KEY)
+    if not isinstance(raw, str):
+        return document
+    try:
+        from llama_index.core.schema import MetadataMode
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        node = metadata_dict_to_node(dict(metadata or {}), text=document)
+        return str(node.get_content(metadata_mode=MetadataMode.EMBED))
+    except ImportError:
+        pass
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return document
+    if not isinstance(data, dict):
+        return document
+    data["text"] = document
+    return embed_text_fallback(data)
+
+
+# -- reading ----------------------------------------------------------------------------
+def read_chroma(path: Path, *, collection: str | None = None) -> ChromaStore:
+    """Read a Chroma persistent directory (from a scratch copy; the original is only read)."""
+    if path.name == CHROMA_FILE:
+        path = path.parent
+    if not is_chroma_dir(path):
+        raise StoreFormatError(f"{path} is not a Chroma persistent directory (no {CHROMA_FILE}).")
+    _check_sqlite_header(path / CHROMA_FILE)
+    _chromadb()
+    with tempfile.TemporaryDirectory(prefix=".vllm-embed-read-", dir=path.parent) as scratch:
+        copy = Path(scratch) / path.name
+        shutil.copytree(path, copy, symlinks=True)
+        try:
+            return _read_copy(path, copy, collection)
+        except (StoreFormatError, MigrationError):
+            raise
+        except Exception as exc:
+            raise _chroma_error(path, exc) from exc
+
+
+def _check_sqlite_header(file: Path) -> None:
+    with open(file, "rb") as f:
+        header = f.read(16)
+    if header != b"SQLite format 3\x00":
+        raise StoreFormatError(
+            f"{file} is not an SQLite database (damaged or truncated); nothing was written. "
+            "Restore the Chroma directory from a backup."
+        )
+
+
+def _read_copy(path: Path, copy: Path, wanted: str | None) -> ChromaStore:
+    with _client(copy) as client:
+        names = sorted(_name(c) for c in client.list_collections())
+        if not names:
+            raise StoreFormatError(f"{path}: the Chroma directory holds no collection.")
+        if wanted is not None and wanted not in names:
+            raise StoreFormatError(
+                f"{path}: no collection {wanted!r}; collections: {', '.join(names)}."
+            )
+        chosen = [wanted] if wanted is not None else names
+        untouched = {n: int(client.get_collection(n).count()) for n in names if n not in chosen}
+        collections: list[_Collection] = []
+        start = 0
+        sample: tuple[list[str], F32Matrix] | None = None
+        for name in chosen:
+            c = _read_collection(client, name)
+            c.start = start
+            start += len(c.ids)
+            collections.append(c)
+        store = ChromaStore(path, collections, untouched, None)
+        for c in collections:
+            if sample is None and c.ids:
+                sample = _sample(client, c, store.texts[c.start : c.start + len(c.ids)])
+        store._sample = sample
+        return store
+
+
+def _read_collection(client: Any, name: str) -> _Collection:
+    collection = client.get_collection(name, embedding_function=None)
+    model = getattr(collection, "_model", None)
+    c = _Collection(
+        name=name,
+        metadata=dict(collection.metadata) if collection.metadata else None,
+        configuration=_configuration_of(collection),
+        dimension=getattr(model, "dimension", None),
+    )
+    total = int(collection.count())
+    page = max(1, min(int(client.get_max_batch_size()), 5000))
+    for offset in range(0, total, page):
+        got = collection.get(offset=offset, limit=page, include=["documents", "metadatas"])
+        c.ids.extend(got["ids"])
+        c.documents.extend(d if isinstance(d, str) else None for d in got["documents"])
+        c.metadatas.extend(dict(m) if m else None for m in got["metadatas"])
+    if len(c.ids) != total:
+        raise StoreFormatError(
+            f"collection {name!r} reports {total} records but {len(c.ids)} could be read"
+        )
+    c.llamaindex = any(m is not None and LLAMAINDEX_NODE_KEY in m for m in c.metadatas)
+    if c.dimension is None and total:
+        first = collection.get(limit=1, include=["embeddings"])
+        c.dimension = len(first["embeddings"][0])
+    return c
+
+
+def _sample(
+    client: Any, c: _Collection, texts: list[str | None]
+) -> tuple[list[str], F32Matrix] | None:
+    collection = client.get_collection(c.name, embedding_function=None)
+    got = collection.get(ids=c.ids[: SAMPLE_ROWS * 2], include=["embeddings"])
+    by_id = dict(zip(got["ids"], got["embeddings"], strict=True))
+    pairs = [
+        (t, by_id[i])
+        for i, t in zip(c.ids, texts, strict=False)
+        if isinstance(t, str) and t.strip() and i in by_id
+    ][:SAMPLE_ROWS]
+    if not pairs:
+        return None
+    return [t for t, _ in pairs], np.asarray([v for _, v in pairs], dtype=np.float32)
