@@ -10,6 +10,7 @@ from vllm_embed._errors import StoreFormatError
 from ._jsonio import load_json_with_span
 from ._store import Store
 from .chroma import CHROMA_FILE, is_chroma_dir, read_chroma
+from .kano import find_kano_index, looks_like_kano, read_kano
 from .langchain import looks_like_langchain_dump, read_langchain
 from .llamaindex import VECTOR_STORE_FILE, is_persist_dir, read_llamaindex
 from .nanovectordb import looks_like_nanovectordb, read_nanovectordb
@@ -22,6 +23,7 @@ SUPPORTED_FORMATS = (
     "LangChain InMemoryVectorStore.dump() file",
     "Chroma persistent directory (chromadb.PersistentClient, LangChain Chroma, LlamaIndex "
     "ChromaVectorStore)",
+    "kano-backlog SQLite index ({collection}.{hash}.sqlite3, its .meta.json, or .cache/vectors/)",
 )
 
 
@@ -47,6 +49,8 @@ def open_store(
         raise StoreFormatError(f"{path} does not exist: give the path of the vector store.")
     if is_chroma_dir(path) or path.name == CHROMA_FILE:
         return _no_text_field(read_chroma(path, collection=collection), text_field)
+    if looks_like_kano(path) or (path.is_dir() and find_kano_index(path, collection)):
+        return _no_text_field(read_kano(path, collection=collection), text_field)
     if collection is not None:
         raise StoreFormatError(
             f"--collection applies to stores that hold collections (Chroma, kano); {path} is "

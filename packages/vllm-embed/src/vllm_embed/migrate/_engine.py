@@ -35,6 +35,7 @@ from vllm_embed._errors import MigrationError, VLLMEmbedError
 
 from ._journal import WorkDir, work_dir_for
 from ._jsonio import fsync_dir, fsync_file
+from ._space import EmbeddingSpace
 from ._store import Rows, Store
 
 __all__ = [
@@ -250,6 +251,7 @@ def migrate_store(
     finally:
         progress.close()
     embed_seconds = time.perf_counter() - embed_began
+    store.record_space(work.output, _space_of(embedder, work, options))
     verified = _assemble_and_check(store, work, keep, target)
     backup = _swap_in(store, work, target, in_place=options.out is None)
     work.remove()
@@ -359,6 +361,27 @@ def _checked_vectors(
             f"{start + count - 1}; check the server. The original store is untouched."
         )
     return vectors
+
+
+def _space_of(embedder: Embedder, work: WorkDir, options: MigrationOptions) -> EmbeddingSpace:
+    """The space of the new store: the server's model, the new dimension, the instructions."""
+    from vllm_embed import __version__
+
+    model = embedder.model_name()
+    document = query = ""
+    instructions_for = getattr(embedder, "instructions_for", None)
+    if callable(instructions_for):
+        instructions = instructions_for(model)
+        query = str(instructions.query)
+        document = str(instructions.document) if options.kind == "document" else ""
+    return EmbeddingSpace(
+        model=model,
+        dimension=work.dim,
+        document_instruction=document,
+        query_instruction=query,
+        tool_version=__version__,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+    )
 
 
 def _assemble_and_check(store: Store, work: WorkDir, keep: list[int], target: Path) -> list[str]:

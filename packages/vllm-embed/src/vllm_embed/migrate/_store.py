@@ -124,6 +124,10 @@ class Store(ABC):
         """Load ``path`` with the real library if importable; return its name, else None."""
         return None
 
+    def record_space(self, out: Path, space: EmbeddingSpace) -> None:
+        """Record ``space`` with the new store about to be written at ``out`` (interim:
+        formats with a metadata slot override this; the default keeps no record)."""
+
     #: True for stores that put their verified output in place themselves (`install`):
     #: directories (Chroma) and files whose name changes with the model (kano).
     installs_itself: bool = False
