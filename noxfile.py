@@ -24,6 +24,7 @@ nox.options.sessions = [
     "typecheck",
     "unit",
     "migrate",
+    "stores",
     "langchain",
     "llamaindex",
     "nanovectordb",
@@ -83,6 +84,25 @@ def migrate(session: nox.Session) -> None:
     """Migration over stores written by the real libraries."""
     session.install(*TEST_DEPS, "-e", CORE, "nano-vectordb", "llama-index-core", "langchain-core")
     _pytest(session, "tests/migrate")
+
+
+@nox.session(python=PYTHONS)
+def stores(session: nox.Session) -> None:
+    """Migration of Chroma directories and kano-backlog SQLite indexes (stores written by
+    chromadb, langchain-chroma, LlamaIndex's Chroma store, sqlite3 + sqlite-vec)."""
+    session.install(
+        *TEST_DEPS,
+        "-e",
+        CORE,
+        "chromadb",
+        "langchain-chroma",
+        "llama-index-core",
+        "llama-index-vector-stores-chroma",
+        "sqlite-vec",
+        # sqlite-vec needs a sqlite3 that loads extensions; some Python builds lack it
+        "pysqlite3-binary",
+    )
+    _pytest(session, "tests/stores")
 
 
 @nox.session(python=PYTHONS)

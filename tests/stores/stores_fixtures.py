@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from vllm_embed.migrate.kano import connect_vec
+
 OLD_DIM = 24
 KANO_SPACE = (
     "corpus:repo|emb:openai:BAAI/bge-large-zh-v1.5:d24|tok:tiktoken:cl100k_base:max8192"
@@ -88,7 +90,9 @@ def make_plain_chroma(directory: Path, missing: int = 0) -> Path:
         documents=documents,
         metadatas=[{"k": i} if i % 2 else None for i in range(8)],
     )
-    other = client.create_collection("other", metadata={"hnsw:space": "l2"}, embedding_function=None)
+    other = client.create_collection(
+        "other", metadata={"hnsw:space": "l2"}, embedding_function=None
+    )
     other.add(ids=["o1", "o2"], embeddings=old_vectors(2, seed=4), documents=["x one", "x two"])
     client.close()
     return directory
@@ -103,7 +107,9 @@ def make_llamaindex_chroma(directory: Path) -> Path:
 
     client = chromadb.PersistentClient(path=str(directory))
     collection = client.get_or_create_collection("quickstart")
-    storage = StorageContext.from_defaults(vector_store=ChromaVectorStore(chroma_collection=collection))
+    storage = StorageContext.from_defaults(
+        vector_store=ChromaVectorStore(chroma_collection=collection)
+    )
     VectorStoreIndex.from_documents(
         [
             Document(
@@ -139,12 +145,7 @@ def make_kano_index(
     directory.mkdir(parents=True, exist_ok=True)
     stem = kano_name(collection, space_id)
     db = directory / f"{stem}.sqlite3"
-    conn = sqlite3.connect(db)
-    if vec0:
-        import sqlite_vec
-
-        conn.enable_load_extension(True)
-        sqlite_vec.load(conn)
+    conn = connect_vec(db) if vec0 else sqlite3.connect(db)
     conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     meta = {
         "dims": str(OLD_DIM),
@@ -185,10 +186,16 @@ def make_kano_index(
             ),
         )
         if vec0:
-            conn.execute(
-                f"INSERT OR REPLACE INTO {collection}_vec (chunk_id, embedding) VALUES (?, ?)",
-                (f"chunk-{i:03d}", json.dumps(vector, separators=(",", ":")).encode()),
-            )
+            # kano's upsert: JSON text as bytes, which vec0 reads as raw float32 and refuses
+            # (dimension mismatch); kano ignores the OperationalError, so its vec0 mirror
+            # stays empty. Reproduced as is.
+            try:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {collection}_vec (chunk_id, embedding) VALUES (?, ?)",
+                    (f"chunk-{i:03d}", json.dumps(vector, separators=(",", ":")).encode()),
+                )
+            except Exception as exc:  # sqlite3 or pysqlite3 OperationalError
+                assert type(exc).__name__ == "OperationalError", exc
     conn.commit()
     conn.close()
     components = {}
@@ -203,7 +210,11 @@ def make_kano_index(
                 "embedding_space_id": space_id,
                 "hash": stem.rsplit(".", 1)[1],
                 "created_at": "2026-01-15T10:00:00Z",
-                "config": {"dimensions": OLD_DIM, "metric": "cosine", "storage_format": storage_format},
+                "config": {
+                    "dimensions": OLD_DIM,
+                    "metric": "cosine",
+                    "storage_format": storage_format,
+                },
                 "components": components,
             },
             indent=2,
@@ -221,3 +232,15 @@ def listing(directory: Path) -> dict[str, bytes]:
         for p in sorted(directory.rglob("*"))
         if p.is_file()
     }
+
+
+def embedded_texts(route: Any) -> list[str]:
+    """Every text a respx route answered with 200 on /v1/embeddings, in order."""
+    out: list[str] = []
+    for call in route.calls:
+        if not call.request.url.path.endswith("/embeddings"):
+            continue
+        response = call.response if call.has_response else None
+        if response is not None and response.status_code == 200:
+            out.extend(json.loads(call.request.content)["input"])
+    return out

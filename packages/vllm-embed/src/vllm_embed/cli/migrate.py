@@ -166,7 +166,8 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
 @click.option("--text-field", help="Record field holding the text (generic nano-vectordb).")
 @click.option(
     "--collection",
-    help="Migrate only this collection of a Chroma directory (default: every collection).",
+    help="Migrate only this collection of a Chroma directory, or pick the kano index of "
+    "this collection (default: every collection).",
 )
 @click.option("--drop-missing-text", is_flag=True, help="Leave out records that have no text.")
 @click.option("--dry-run", is_flag=True, help="Probe and estimate; write nothing.")
@@ -196,12 +197,14 @@ def migrate(
     batch_size: int | None,
     yes: bool,
 ) -> None:
-    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain) with a new model.
+    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, Chroma, kano).
 
     STORE is a nano-vectordb JSON file (DVD database.json, LightRAG vdb_*.json), a
-    LlamaIndex persist directory, a LangChain InMemoryVectorStore.dump() file or a Chroma
-    persistent directory; the format is detected. The original is replaced only once the new store is complete
-    and verified, and kept as NAME.d<old dim>.bak.EXT. An interrupted run (server gone,
+    LlamaIndex persist directory, a LangChain InMemoryVectorStore.dump() file, a Chroma
+    persistent directory or a kano-backlog SQLite index (file, meta.json or
+    .cache/vectors/); the format is detected. The original is replaced only once the new
+    store is complete and verified, and kept as NAME.d<old dim>.bak[.EXT] (a kano index
+    is written under the file name of its new embedding space). An interrupted run (server gone,
     Ctrl-C, reboot) resumes when the same command is run again.
     """
     opened = open_store(store, text_field=text_field, collection=collection)

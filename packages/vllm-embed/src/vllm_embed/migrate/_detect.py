@@ -40,8 +40,9 @@ def open_store(
 ) -> Store:
     """Detect the format of ``path`` and read it (never loads a nano-vectordb matrix).
 
-    ``collection`` picks one collection of a store that holds several (Chroma); without
-    it every collection is migrated. Raises `StoreFormatError` for a missing path, an unknown format, or a corrupt or
+    ``collection`` picks one collection of a store that holds several (Chroma, a kano
+    ``.cache/vectors/`` directory); without it every collection is migrated. Raises
+    `StoreFormatError` for a missing path, an unknown format, or a corrupt or
     inconsistent store; the message says what was found and what to do.
     """
     path = Path(path)

@@ -127,6 +127,7 @@ class Store(ABC):
     def record_space(self, out: Path, space: EmbeddingSpace) -> None:
         """Record ``space`` with the new store about to be written at ``out`` (interim:
         formats with a metadata slot override this; the default keeps no record)."""
+        return None
 
     #: True for stores that put their verified output in place themselves (`install`):
     #: directories (Chroma) and files whose name changes with the model (kano).

@@ -147,7 +147,9 @@ class ChromaStore(Store):
         names = ", ".join(c.name for c in collections)
         self.format = f"Chroma ({kind}; collection {names})" if kind else f"Chroma ({names})"
         self.text_field = (
-            "document (+ LlamaIndex node metadata, as LlamaIndex embeds it)" if llama else "document"
+            "document (+ LlamaIndex node metadata, as LlamaIndex embeds it)"
+            if llama
+            else "document"
         )
         dims = {c.dimension for c in collections if c.dimension is not None}
         self.old_dim = min(dims) if dims else None
@@ -380,7 +382,7 @@ def _known_function(ef: dict[str, Any]) -> Any:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return cls.build_from_config(ef.get("config") or {})
-        except Exception:  # noqa: S110 - e.g. its package or API key missing here
+        except Exception:
             pass
     return _PersistedFunction.for_record(ef)
 
@@ -404,7 +406,7 @@ class _PersistedFunction:
         instance._record = record
         return instance
 
-    def __call__(self, input: Any) -> Any:  # noqa: A002 - chromadb's signature
+    def __call__(self, input: Any) -> Any:
         raise MigrationError("the migrated vectors are given explicitly; nothing is embedded here")
 
     def is_legacy(self) -> bool:
@@ -439,7 +441,9 @@ def _name(collection: Any) -> str:
     return collection if isinstance(collection, str) else str(collection.name)
 
 
-def _check_records(where: str, collection: Any, c: _Collection, expected: list[str], dim: int) -> None:
+def _check_records(
+    where: str, collection: Any, c: _Collection, expected: list[str], dim: int
+) -> None:
     want = {i: n for n, i in enumerate(c.ids)}
     done = 0
     for offset in range(0, len(expected), _PAGE):
@@ -456,7 +460,9 @@ def _check_records(where: str, collection: Any, c: _Collection, expected: list[s
                 f"expected ({len(got_ids)}, {dim})"
             )
         check_rows(vectors, f"{where}, collection {c.name!r}", done)
-        for rid, document, metadata in zip(got_ids, page["documents"], page["metadatas"], strict=True):
+        for rid, document, metadata in zip(
+            got_ids, page["documents"], page["metadatas"], strict=True
+        ):
             n = want[rid]
             if document != c.documents[n] or (metadata or None) != (c.metadatas[n] or None):
                 raise StoreFormatError(

@@ -145,17 +145,34 @@ def _connect_ro(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
-def _load_vec(conn: sqlite3.Connection) -> bool:
+def vec_sqlite() -> Any:
+    """A DB-API sqlite module that can load sqlite-vec: the standard library's when this
+    Python was built with loadable extensions, else ``pysqlite3`` (pysqlite3-binary)."""
     try:
-        import sqlite_vec
-    except ImportError:
-        return False
+        import sqlite_vec  # noqa: F401
+    except ImportError as exc:
+        raise MigrationError(_NEEDS_SQLITE_VEC) from exc
+    if hasattr(sqlite3.Connection, "enable_load_extension"):
+        return sqlite3
+    try:
+        from pysqlite3 import dbapi2
+    except ImportError as exc:
+        raise MigrationError(_NEEDS_LOADABLE) from exc
+    return dbapi2
+
+
+def connect_vec(path: Path, *, read_only: bool = False) -> Any:
+    """A connection with sqlite-vec loaded."""
+    import sqlite_vec
+
+    module = vec_sqlite()
+    conn = module.connect(f"file:{path}?mode=ro", uri=True) if read_only else module.connect(path)
     conn.enable_load_extension(True)
     try:
         sqlite_vec.load(conn)
     finally:
         conn.enable_load_extension(False)
-    return True
+    return conn
 
 
 class KanoStore(Store):
@@ -257,10 +274,8 @@ class KanoStore(Store):
         model, dim = self._space.model, rows.dim
         space_id = self.new_space_id(model, dim)
         shutil.copy2(self.path, out)
-        conn = sqlite3.connect(out)
+        conn = connect_vec(out) if self.has_vec else sqlite3.connect(out)
         try:
-            if self.has_vec and not _load_vec(conn):
-                raise MigrationError(_NEEDS_SQLITE_VEC.format(path=self.path))
             conn.execute("BEGIN")
             self._rewrite(conn, keep, rows, model)
             meta = {
@@ -280,9 +295,7 @@ class KanoStore(Store):
         pending.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", "utf-8")
         fsync_file(pending)
 
-    def _rewrite(
-        self, conn: sqlite3.Connection, keep: Sequence[int], rows: Rows, model: str
-    ) -> None:
+    def _rewrite(self, conn: Any, keep: Sequence[int], rows: Rows, model: str) -> None:
         kept = set(keep)
         dropped = [(self.ids[i],) for i in range(len(self.ids)) if i not in kept]
         conn.executemany(f"DELETE FROM {self.chunks_table} WHERE chunk_id = ?", dropped)
@@ -316,7 +329,10 @@ class KanoStore(Store):
             if self.has_vec:
                 conn.executemany(
                     f"INSERT INTO {self.vec_table} (chunk_id, embedding) VALUES (?, ?)",
-                    [(cid, v.astype(np.float32).tobytes()) for cid, v in zip(ids, block, strict=True)],
+                    [
+                        (cid, v.astype(np.float32).tobytes())
+                        for cid, v in zip(ids, block, strict=True)
+                    ],
                 )
 
     def _encode(self, vector: F32Matrix) -> bytes | str:
@@ -388,9 +404,8 @@ class KanoStore(Store):
         """With a vec0 table: sqlite-vec's KNN returns each probed chunk first."""
         if not self.has_vec or not ids:
             return None
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = connect_vec(path, read_only=True)
         try:
-            _load_vec(conn)
             count = conn.execute(f"SELECT count(*) FROM {self.vec_table}").fetchone()[0]
             if count != len(ids):
                 raise StoreFormatError(f"{path}: the vec0 table holds {count} rows, not {len(ids)}")
@@ -451,8 +466,14 @@ class KanoStore(Store):
 
 
 _NEEDS_SQLITE_VEC = (
-    "{path} has a sqlite-vec (vec0) table, which can only be rebuilt with the sqlite-vec "
-    "extension: pip install sqlite-vec, then run the same command again. Nothing was written."
+    "this kano index has a sqlite-vec (vec0) table, which can only be rebuilt with the "
+    "sqlite-vec extension: pip install sqlite-vec, then run the same command again. Nothing "
+    "was written."
+)
+_NEEDS_LOADABLE = (
+    "this kano index has a sqlite-vec (vec0) table, and this Python's sqlite3 cannot load "
+    "extensions: pip install pysqlite3-binary (or use a Python built with loadable SQLite "
+    "extensions), then run the same command again. Nothing was written."
 )
 
 
@@ -548,10 +569,7 @@ def _read(db: Path, meta_json: dict[str, Any] | None, wanted: str | None) -> Kan
     finally:
         conn.close()
     if has_vec:
-        try:
-            import sqlite_vec  # noqa: F401
-        except ImportError as exc:
-            raise MigrationError(_NEEDS_SQLITE_VEC.format(path=db)) from exc
+        vec_sqlite()  # refuse now, before any request, if the vec0 table cannot be rebuilt
     return KanoStore(db, collection, meta, meta_json, ids, texts, has_vec, vec_sql)
 
 
