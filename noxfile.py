@@ -25,6 +25,7 @@ nox.options.sessions = [
     "unit",
     "migrate",
     "stores",
+    "migrate_live",
     "langchain",
     "llamaindex",
     "nanovectordb",
@@ -103,6 +104,23 @@ def stores(session: nox.Session) -> None:
         "pysqlite3-binary",
     )
     _pytest(session, "tests/stores")
+
+
+@nox.session(python=PYTHONS[0])
+def migrate_live(session: nox.Session) -> None:
+    """Migrations on a live vLLM CPU server the session starts, then a query through the
+    store's real library (never skips)."""
+    session.install(
+        *TEST_DEPS,
+        "-e",
+        CORE,
+        "chromadb",
+        "langchain-chroma",
+        "langchain-core",
+        "sqlite-vec",
+        "pysqlite3-binary",
+    )
+    _pytest(session, "tests/migrate_live", network=True)
 
 
 @nox.session(python=PYTHONS)
