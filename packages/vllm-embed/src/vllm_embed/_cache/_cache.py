@@ -1,14 +1,25 @@
 """EmbeddingCache (what users open) and ClientCache (what one client does with it).
 
-Values are the vector's raw little-endian bytes (float32, or float16 when asked) followed
-by one flags byte (bit 0: the server truncated the input); never JSON.
+Values are a 4-byte little-endian flags word (bit 0: the server truncated the input)
+followed by the vector's raw little-endian bytes (float32, or float16 when asked); never
+JSON. The header keeps the vector 4-byte aligned, so a batch of hits decodes in one
+numpy view.
+
+Writes go to the backend from one background thread per cache (write-behind), so storing
+misses adds almost nothing to an embed call; entries still being written are answered
+from memory. ``strict=True`` caches write synchronously (so a failure raises in the call).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import queue
+import threading
 import time
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,6 +44,11 @@ CacheDType = Literal["float32", "float16"]
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 #: Probes at least this similar (cosine) are the same model.
 _SAME_MODEL_COSINE = 0.9999
+#: Bytes before the vector in every value (flags, little-endian uint32).
+HEADER = 4
+_FLAG_TRUNCATED = 1
+#: Write-behind batches that may wait; a full queue makes the caller wait (bounded memory).
+_MAX_PENDING_BATCHES = 64
 
 
 class CacheWarning(UserWarning):
@@ -105,6 +121,76 @@ class EmbeddingCache:
                 self.backend.ensure_ready()
         self.location = self.backend.location
         self.kind = self.backend.kind
+        self._pending: dict[bytes, bytes] = {}
+        self._pending_lock = threading.Lock()
+        self._queue: queue.Queue[list[tuple[bytes, bytes]] | None] | None = None
+        self._writer: threading.Thread | None = None
+        self._writer_pid = 0
+        self._write_errors: list[CacheError] = []
+        self._closed = False
+
+    # ------------------------------------------------------------------ reads and writes
+    def read(self, keys: list[bytes]) -> list[bytes | None]:
+        """One lookup round; entries still being written come from memory."""
+        values = self.backend.get_many(keys)
+        if self._pending:
+            with self._pending_lock:
+                pending = self._pending
+                for i, value in enumerate(values):
+                    if value is None:
+                        values[i] = pending.get(keys[i])
+        return values
+
+    def write(self, items: list[tuple[bytes, bytes]]) -> None:
+        """Store entries: in the background (or now, for ``strict`` caches)."""
+        if self.strict or self._closed:
+            self.backend.put_many(items)
+            return
+        with self._pending_lock:
+            self._pending.update(items)
+        self._writer_queue().put(items)
+
+    def _writer_queue(self) -> queue.Queue[list[tuple[bytes, bytes]] | None]:
+        pid = os.getpid()
+        if self._queue is None or self._writer_pid != pid:
+            with self._pending_lock:
+                if self._queue is None or self._writer_pid != pid:
+                    q: queue.Queue[list[tuple[bytes, bytes]] | None] = queue.Queue(
+                        _MAX_PENDING_BATCHES
+                    )
+                    thread = threading.Thread(
+                        target=_write_loop,
+                        args=(weakref.ref(self), q),
+                        name="vllm-embed-cache-writer",
+                        daemon=True,
+                    )
+                    self._queue, self._writer, self._writer_pid = q, thread, pid
+                    thread.start()
+                    _LIVE.add(self)
+        return self._queue
+
+    def _written(self, items: list[tuple[bytes, bytes]], error: CacheError | None) -> None:
+        with self._pending_lock:
+            pending = self._pending
+            for key, value in items:
+                if pending.get(key) is value:
+                    del pending[key]
+            if error is not None:
+                self._write_errors.append(error)
+
+    def take_write_errors(self) -> list[CacheError]:
+        """Failures of background writes since the last call (reported by the clients)."""
+        if not self._write_errors:
+            return []
+        with self._pending_lock:
+            errors, self._write_errors = self._write_errors, []
+        return errors
+
+    def flush(self) -> None:
+        """Wait until every entry given so far is written."""
+        q = self._queue
+        if q is not None and self._writer_pid == os.getpid():
+            q.join()
 
     @classmethod
     def coerce(
@@ -139,6 +225,17 @@ class EmbeddingCache:
         return self.backend.clear(model)
 
     def close(self) -> None:
+        """Write what is pending, then close the connections. Idempotent."""
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        q = self._queue
+        if q is not None and self._writer_pid == os.getpid():
+            q.put(None)
+            if self._writer is not None:
+                self._writer.join(timeout=30)
+        _LIVE.discard(self)
         self.backend.close()
 
     def __enter__(self) -> EmbeddingCache:
@@ -167,6 +264,38 @@ class EmbeddingCache:
             self.backend.add_fingerprint(settings, gen + 1, space.model, vec.tobytes())
         record = self.backend.fingerprint(settings)
         return 0 if record is None else record[0]
+
+
+def _write_loop(
+    ref: weakref.ref[EmbeddingCache], q: queue.Queue[list[tuple[bytes, bytes]] | None]
+) -> None:
+    while True:
+        items = q.get()
+        try:
+            if items is None:
+                return
+            cache = ref()
+            if cache is None:
+                return
+            error: CacheError | None = None
+            try:
+                cache.backend.put_many(items)
+            except CacheError as exc:
+                error = exc
+            cache._written(items, error)
+            del cache
+        finally:
+            q.task_done()
+
+
+_LIVE: weakref.WeakSet[EmbeddingCache] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:  # pragma: no cover - runs at interpreter exit
+    for cache in list(_LIVE):
+        with contextlib.suppress(Exception):
+            cache.flush()
 
 
 def _same_model(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> bool:
@@ -200,13 +329,17 @@ class Lookup:
         out = np.empty((self.n, dim), dtype=np.float32)
         truncated: list[int] = []
         if self.hit_positions:
-            width = len(self.hit_values[0])
-            block = np.frombuffer(b"".join(self.hit_values), dtype=np.uint8).reshape(-1, width)
-            vectors = block[:, : width - 1].view(self.dtype)
-            hit_idx = np.asarray(self.hit_positions, dtype=np.intp)
-            out[hit_idx] = vectors
-            flagged = np.flatnonzero(block[:, width - 1] & 1)
-            truncated.extend(int(hit_idx[i]) for i in flagged)
+            itemsize = np.dtype(self.dtype).itemsize
+            lead = HEADER // itemsize
+            block = np.frombuffer(b"".join(self.hit_values), dtype=self.dtype)
+            block = block.reshape(len(self.hit_values), lead + dim)
+            if len(self.hit_positions) == self.n:
+                out[:] = block[:, lead:]
+            else:
+                out[np.asarray(self.hit_positions, dtype=np.intp)] = block[:, lead:]
+            flags = block[:, :lead].view("<u4").reshape(-1)
+            for i in np.flatnonzero(flags & _FLAG_TRUNCATED):
+                truncated.append(self.hit_positions[int(i)])
         prompt_tokens, exact = 0, True
         if miss is not None and self.miss_positions:
             out[np.asarray(self.miss_positions, dtype=np.intp)] = miss.vectors[
@@ -304,12 +437,14 @@ class ClientCache:
             if prefix not in self._registered:
                 self.cache.backend.register_space(prefix, full.model, full.describe())
                 self._registered.add(prefix)
-            raw = self.cache.backend.get_many(keys)
+            for error in self.cache.take_write_errors():
+                raise error
+            raw = self.cache.read(keys)
         except CacheError as exc:
             self._failed(exc)
             return None
         self._worked()
-        width = dim * self.cache.itemsize + 1
+        width = dim * self.cache.itemsize + HEADER
         lookup = Lookup(
             n=len(keys), dim=dim, dtype="<f2" if self.cache.dtype == "float16" else "<f4", keys=keys
         )
@@ -342,16 +477,20 @@ class ClientCache:
         if vectors.shape[1] != lookup.dim:
             self.forget_model()
             return False
-        if not self._available():
+        if not self._available() or not lookup.miss_keys:
             return True
-        stored = np.ascontiguousarray(vectors, dtype=lookup.dtype)
-        cut = set(miss.truncated_indices)
-        items = [
-            (key, stored[j].tobytes() + (b"\x01" if j in cut else b"\x00"))
-            for j, key in enumerate(lookup.miss_keys)
-        ]
+        itemsize = np.dtype(lookup.dtype).itemsize
+        lead = HEADER // itemsize
+        block = np.zeros((len(lookup.miss_keys), lead + lookup.dim), dtype=lookup.dtype)
+        block[:, lead:] = vectors
+        if miss.truncated_indices:
+            flags = block[:, :lead].view("<u4").reshape(-1)
+            flags[np.asarray(miss.truncated_indices, dtype=np.intp)] = _FLAG_TRUNCATED
+        raw = block.tobytes()
+        width = len(raw) // max(len(lookup.miss_keys), 1)
+        items = [(key, raw[j * width : (j + 1) * width]) for j, key in enumerate(lookup.miss_keys)]
         try:
-            self.cache.backend.put_many(items)
+            self.cache.write(items)
         except CacheError as exc:
             self._failed(exc)
             return True

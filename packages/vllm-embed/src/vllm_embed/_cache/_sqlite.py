@@ -29,6 +29,8 @@ __all__ = ["SQLiteBackend"]
 _SCHEMA_VERSION = "1"
 _CHUNK = 4096  # keys per SELECT ... IN (...); SQLite >= 3.32 allows 32766 variables
 _PAGE_SIZE = 16384  # several 4 KiB vectors per page
+_MMAP_BYTES = 1 << 30  # read pages through the OS page cache, without copying them
+_PAGE_CACHE_KIB = 32768
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -127,6 +129,8 @@ class SQLiteBackend:
         )
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
+        conn.execute(f"PRAGMA cache_size = -{_PAGE_CACHE_KIB}")
         with self._all_lock:
             self._all.append(conn)
         return conn
