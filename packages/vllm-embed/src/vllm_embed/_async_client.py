@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from vllm_embed import _constants as C
 from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Steps
+from vllm_embed._cache import PROBE_TEXT
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._retry import Sleep
@@ -141,6 +142,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
             executor.shutdown(wait=False, cancel_futures=True)
         if self._lean is not None:
             self._lean.close()
+        if self._cache is not None:
+            await asyncio.to_thread(self._close_cache)
 
     async def close(self) -> None:
         """Alias of :meth:`aclose`."""
@@ -284,10 +287,34 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
             model = await self.model_name()
             if not items:
                 return self._empty(await self.dimension())
-            plan = self._prepare(items, kind, model, await self.max_model_len())
-            return await self._embed_plan(plan, model)
+            if self._cache is not None:
+                return await self._embed_cached(items, kind, model)
+            return await self._embed_items(items, kind, model)
         except ModelNotFoundError as err:
             raise self._model_not_found(err, await self._served_ids()) from None
+
+    async def _embed_items(self, items: list[str], kind: Kind, model: str) -> EmbedResult:
+        """Embed on the server: instructions, plan, truncation counts, batches."""
+        plan = self._prepare(items, kind, model, await self.max_model_len())
+        return await self._embed_plan(plan, model)
+
+    async def _embed_cached(self, items: list[str], kind: Kind, model: str) -> EmbedResult:
+        """Through the cache (its I/O in a worker thread): see the sync twin."""
+        cache = self._cache
+        assert cache is not None
+        space = self._cache_space(kind, model, await self.max_model_len())
+        if cache.needs_probe(space):
+            probe = (await self._embed_items([PROBE_TEXT], "raw", model)).vectors[0]
+            await asyncio.to_thread(cache.adopt_probe, space, probe)
+        lookup = await asyncio.to_thread(cache.lookup, space, items)
+        if lookup is None:  # the cache is down: the server alone
+            return await self._embed_items(items, kind, model)
+        miss = None
+        if lookup.miss_texts:
+            miss = await self._embed_items(lookup.miss_texts, kind, model)
+            if not await asyncio.to_thread(cache.store, lookup, miss):
+                return await self._embed_items(items, kind, model)  # the model changed
+        return self._cached_result(lookup, miss, model)
 
     async def _served_ids(self) -> list[str] | None:
         try:

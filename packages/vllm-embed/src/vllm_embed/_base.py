@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from vllm_embed import _constants as C
 from vllm_embed._batching import plan_batches, validate_texts
+from vllm_embed._cache import ClientCache, EmbeddingCache, Lookup, Space
 from vllm_embed._endpoints import Endpoint, EndpointPool, redact_url
 from vllm_embed._errors import (
     APIConnectionError,
@@ -184,6 +185,13 @@ class BaseEmbeddingClient:
             a preset name, an :class:`~vllm_embed.Instructions`, or ``None`` (off). Only
             ``embed_query`` / ``embed_documents`` (and ``kind=``) apply them.
         normalize: L2-normalise every vector on the client.
+        cache: A per-text embedding cache: a path or ``sqlite:///path`` (SQLite),
+            ``redis://host:port/db`` / ``rediss://...`` (``pip install
+            'vllm-embed[redis]'``), or an :class:`~vllm_embed.EmbeddingCache` for size
+            limit, TTL, dtype, namespace and ``strict``. Only texts not cached go to the
+            server; keys cover the served model (re-checked once per client with a probe
+            vector), role, instruction, dimensions, normalisation, truncation and dtype.
+            Default ``None``: no cache. ``VLLM_EMBED_CACHE`` / the config's ``cache``.
     """
 
     def __init__(
@@ -206,6 +214,7 @@ class BaseEmbeddingClient:
         count_truncated: CountTruncated = "exact",
         instructions: Instructions | str | None = "auto",
         normalize: bool = False,
+        cache: EmbeddingCache | str | os.PathLike[str] | None = None,
     ) -> None:
         if base_url is None:
             base_url = _env_first(C.BASE_URL_ENV_VARS)
@@ -269,6 +278,10 @@ class BaseEmbeddingClient:
         self._max_model_len_known = False
         self._dimension: int | None = None
         self.stats = ClientStats()
+        cache_obj, owned = EmbeddingCache.coerce(cache)
+        self._cache: ClientCache | None = (
+            ClientCache(cache_obj, self.stats, owned=owned) if cache_obj is not None else None
+        )
 
     # ----------------------------------------------------------------- settings
     def _build_headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -396,6 +409,44 @@ class BaseEmbeddingClient:
     def normalize(self) -> bool:
         """True when the client L2-normalises every vector itself."""
         return self._normalize
+
+    @property
+    def cache(self) -> EmbeddingCache | None:
+        """The embedding cache in use (``cache=...``), or None."""
+        return self._cache.cache if self._cache is not None else None
+
+    def _cache_space(self, kind: Kind, model: str, max_model_len: int | None) -> Space:
+        """Everything that changes the vector of a text of this kind (the cache key)."""
+        assert self._cache is not None
+        instruction = ""
+        if kind == "query":
+            instruction = self.instructions_for(model).query
+        elif kind == "document":
+            instruction = self.instructions_for(model).document
+        return Space(
+            model=model,
+            role=kind,
+            instruction=instruction,
+            dimensions=self._dimensions,
+            client_side_dimensions=self._client_side_dimensions,
+            normalize=self._normalize,
+            truncate=self._truncate,
+            limit=self._truncation_limit(max_model_len),
+            transfer_dtype=self._embed_dtype,
+            storage_dtype=self._cache.cache.dtype,
+            namespace=self._cache.cache.namespace,
+        )
+
+    def _cached_result(self, lookup: Lookup, miss: EmbedResult | None, model: str) -> EmbedResult:
+        """Hits and misses in input order; the hits count as inputs served."""
+        result = lookup.assemble(miss, model)
+        if self._dimension is None:
+            self._dimension = lookup.dim
+        return result
+
+    def _close_cache(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
 
     def _apply_kind(self, items: list[str], kind: Kind, model: str) -> list[str]:
         if kind == "raw":

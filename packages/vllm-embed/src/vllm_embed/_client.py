@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from vllm_embed import _constants as C
 from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Steps
+from vllm_embed._cache import PROBE_TEXT
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._retry import Sleep
@@ -128,6 +129,7 @@ class EmbeddingClient(BaseEmbeddingClient):
             lean.close()
         if http is not None and owns:
             http.close()
+        self._close_cache()
 
     def __enter__(self) -> EmbeddingClient:
         return self
@@ -262,10 +264,31 @@ class EmbeddingClient(BaseEmbeddingClient):
             model = self.model_name()
             if not items:
                 return self._empty(self.dimension())
-            plan = self._prepare(items, kind, model, self.max_model_len())
-            return self._embed_plan(plan, model)
+            if self._cache is not None:
+                return self._embed_cached(items, kind, model)
+            return self._embed_items(items, kind, model)
         except ModelNotFoundError as err:
             raise self._model_not_found(err, self._served_ids()) from None
+
+    def _embed_items(self, items: list[str], kind: Kind, model: str) -> EmbedResult:
+        """Embed on the server: instructions, plan, truncation counts, batches."""
+        plan = self._prepare(items, kind, model, self.max_model_len())
+        return self._embed_plan(plan, model)
+
+    def _embed_cached(self, items: list[str], kind: Kind, model: str) -> EmbedResult:
+        """Through the cache: one lookup round, only the (unique) misses to the server."""
+        cache = self._cache
+        assert cache is not None
+        space = self._cache_space(kind, model, self.max_model_len())
+        if cache.needs_probe(space):
+            cache.adopt_probe(space, self._embed_items([PROBE_TEXT], "raw", model).vectors[0])
+        lookup = cache.lookup(space, items)
+        if lookup is None:  # the cache is down: the server alone
+            return self._embed_items(items, kind, model)
+        miss = self._embed_items(lookup.miss_texts, kind, model) if lookup.miss_texts else None
+        if miss is not None and not cache.store(lookup, miss):
+            return self._embed_items(items, kind, model)  # the model changed under us
+        return self._cached_result(lookup, miss, model)
 
     def _served_ids(self) -> list[str] | None:
         try:
