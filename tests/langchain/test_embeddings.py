@@ -225,3 +225,16 @@ def test_copies_and_pickles_build_their_own_clients(server: respx.Route) -> None
         assert clone.api_key is not None and clone.api_key.get_secret_value() == API_KEY
         np.testing.assert_allclose(clone.embed_query("y"), fake_vector("y", DIM), rtol=1e-6)
         assert clone.client is not emb.client
+
+
+def test_cache_pass_through(server: respx.Route, tmp_path) -> None:
+    emb = make(cache=tmp_path / "lc.sqlite", instructions="e5")
+    docs = emb.embed_documents(["a", "b"])
+    calls = server.call_count
+    assert emb.embed_documents(["b", "a"]) == [docs[1], docs[0]]
+    assert server.call_count == calls  # all from the cache
+    query = emb.embed_query("a")  # a query is not the document's vector
+    np.testing.assert_allclose(query, fake_vector("query: a", DIM), rtol=1e-6)
+    assert emb.client.stats.cache_hits == 2
+    assert copy.deepcopy(emb).cache == emb.cache
+    emb.close()

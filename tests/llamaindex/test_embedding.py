@@ -250,3 +250,13 @@ def test_copies_and_pickles_build_their_own_clients(server: respx.Route) -> None
         assert clone._clients.built == 0
         np.testing.assert_allclose(clone.get_text_embedding("y"), fake_vector("y", DIM), rtol=1e-6)
         assert clone.client is not emb.client
+
+
+def test_cache_pass_through(server: respx.Route, tmp_path) -> None:
+    emb = make(cache=str(tmp_path / "li.sqlite"))
+    first = emb.get_text_embedding_batch(["x", "y"])
+    calls = server.call_count
+    assert emb.get_text_embedding_batch(["y", "x"]) == [first[1], first[0]]
+    assert server.call_count == calls
+    assert emb.client.stats.cache_hits == 2
+    emb.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -267,3 +268,21 @@ def test_progress_reporters_count_rate_and_eta(capsys):
     assert err[0] == "resuming: 2/8 records already embedded"
     assert err[1].startswith("embedded 5/8 (62%)") and "rec/s, ETA" in err[1]
     assert err[2].startswith("embedded 8/8 (100%)")
+
+
+def test_second_migration_with_cache_costs_no_server_time(tmp_path, fake_vllm):
+    cache = str(tmp_path / "migrate-cache.sqlite")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_dvd_store(tmp_path / "a" / "database.json", n=12)
+    result = _run(str(first), *_server_args(), "--cache", cache, "--yes")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"cache +\d+ texts from the cache, 1[23] embedded", result.stdout)
+    embedded = len(embedded_texts(fake_vllm))
+    # the same texts in another store of the app (or a re-run): nothing re-embedded
+    second = make_dvd_store(tmp_path / "b" / "database.json", n=12)
+    result = _run(str(second), *_server_args(), "--cache", cache, "--yes")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"cache +1[23] texts from the cache, 0 embedded", result.stdout)
+    assert len(embedded_texts(fake_vllm)) - embedded <= 1  # at most the model probe
+    assert json.loads(second.read_bytes())["data"] == json.loads(first.read_bytes())["data"]

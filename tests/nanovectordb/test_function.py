@@ -180,3 +180,12 @@ def test_deep_copies_are_the_function_itself(server: respx.Route) -> None:
     fn.dimension()  # clients and locks exist now
     config = dataclasses.asdict(EmbeddingFuncShape(fn.embedding_dim, fn.max_token_size, fn))
     assert config["func"] is fn and copy.deepcopy(fn) is fn and copy.copy(fn) is fn
+
+
+async def test_cache_pass_through(server: respx.Route, tmp_path) -> None:
+    fn = VLLMEmbeddingFunction(**KW, cache=tmp_path / "nv.sqlite")
+    first = await fn(["p", "q"])
+    calls = server.call_count
+    again = await fn(["q", "p"])
+    assert server.call_count == calls
+    np.testing.assert_array_equal(again, first[[1, 0]])

@@ -36,6 +36,7 @@ _PASSTHROUGH = (
     "embed_dtype",
     "truncate",
     "normalize",
+    "cache",
 )
 
 
@@ -99,6 +100,10 @@ class VLLMEmbeddings(LazyClientsMixin, BaseModel, Embeddings):
     (``"e5"``, ``"qwen3"``, ...), a :class:`vllm_embed.Instructions`, or ``None`` (off)."""
     normalize: bool | None = None
     """L2-normalise vectors client-side."""
+    cache: Any = None
+    """Per-text embedding cache: a path / ``sqlite:///path``, ``redis://host:port/db``, or a
+    :class:`vllm_embed.EmbeddingCache`; keyed on model, role, instruction and settings, so
+    queries and documents never share vectors. ``None``: no cache."""
     client_options: dict[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
     """Any other keyword argument of :class:`vllm_embed.EmbeddingClient` (e.g. ``retry``);
     the fields above win over it."""

@@ -47,6 +47,7 @@ _PASSTHROUGH = (
     "embed_dtype",
     "truncate",
     "normalize",
+    "cache",
 )
 
 
@@ -110,6 +111,11 @@ class VLLMEmbedding(LazyClientsMixin, BaseEmbedding):
         description='"auto" (preset by model name), a preset name, Instructions, or None (off).',
     )
     normalize: bool | None = None
+    cache: Any = Field(
+        default=None,
+        description="Per-text embedding cache: a path, sqlite:///path, redis://host:port/db "
+        "or a vllm_embed.EmbeddingCache (None: no cache).",
+    )
     client_options: dict[str, Any] = Field(
         default_factory=dict, exclude=True, repr=False, description="Other client kwargs."
     )

@@ -42,7 +42,8 @@ class VLLMEmbeddingFunction:
     Args:
         client: an :class:`~vllm_embed.EmbeddingClient` or
             :class:`~vllm_embed.AsyncEmbeddingClient` to use. If omitted, clients are built
-            lazily from ``client_kwargs`` (the core client's keyword arguments).
+            lazily from ``client_kwargs`` (the core client's keyword arguments, e.g.
+            ``cache="embeddings.sqlite"`` so a re-ingest embeds only changed texts).
         kind: which instruction the texts get: ``"document"`` (default; what a store
             holds), ``"query"`` or ``"raw"`` (none).
         embedding_dim: the dimension the app expects. When given, :meth:`resolve` checks it

@@ -99,6 +99,18 @@ class EmbeddingCache:
             raise ConfigValueError("cache namespace must be a string")
         self.dtype: CacheDType = dtype
         self.namespace = namespace
+        # to reopen in another process (pickling an adapter); never shown anywhere
+        self._reopen = (
+            location,
+            {
+                "max_bytes": max_bytes,
+                "ttl": ttl,
+                "dtype": dtype,
+                "namespace": namespace,
+                "strict": strict,
+                "busy_timeout": busy_timeout,
+            },
+        )
         self.strict = bool(strict)
         spec = os.fspath(location)
         if not isinstance(spec, str) or not spec:
@@ -215,6 +227,18 @@ class EmbeddingCache:
     def __repr__(self) -> str:
         return f"EmbeddingCache({self.location!r}, dtype={self.dtype!r})"
 
+    def __copy__(self) -> EmbeddingCache:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EmbeddingCache:
+        """Copies are this cache (it holds connections and a writer thread)."""
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Unpickled (e.g. in a worker process), the cache is opened again there."""
+        location, options = self._reopen
+        return (_reopen, (location, options))
+
     # ------------------------------------------------------------------ admin
     def stats(self) -> dict[str, Any]:
         """Entries and bytes, in all and per model."""
@@ -264,6 +288,10 @@ class EmbeddingCache:
             self.backend.add_fingerprint(settings, gen + 1, space.model, vec.tobytes())
         record = self.backend.fingerprint(settings)
         return 0 if record is None else record[0]
+
+
+def _reopen(location: str | os.PathLike[str], options: dict[str, Any]) -> EmbeddingCache:
+    return EmbeddingCache(location, **options)
 
 
 def _write_loop(

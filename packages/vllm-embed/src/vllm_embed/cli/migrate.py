@@ -179,6 +179,11 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
     "(for a Python config, print the lines to change).",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), help="Texts per request.")
+@click.option(
+    "--cache",
+    help="Embedding cache (a SQLite path or redis:// URL): texts embedded by an earlier "
+    "run, or for another store of the same app, cost no server time.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before replacing in place.")
 def migrate(
     store: Path,
@@ -195,6 +200,7 @@ def migrate(
     dry_run: bool,
     update_config: Path | None,
     batch_size: int | None,
+    cache: str | None,
     yes: bool,
 ) -> None:
     """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, Chroma, kano).
@@ -218,6 +224,7 @@ def migrate(
         "model": model,
         "dimensions": dimensions,
         "batch_size": batch_size,
+        "cache": cache,
     }
     chunk_rows = max(DEFAULT_CHUNK_ROWS, 16 * (batch_size or 0))
     options = MigrationOptions(
@@ -244,7 +251,16 @@ def migrate(
             )
             raise
         config_lines = plan.apply(result.new_dim, client.model_name()) if plan else []
+        stats = client.stats
+        cache_line = (
+            f"{stats.cache_hits} texts from the cache, {stats.cache_misses} embedded "
+            f"({client.cache.location})"
+            if client.cache is not None
+            else None
+        )
     _print_summary(result, config_lines)
+    if cache_line:
+        click.echo(f"cache        {cache_line}")
 
 
 def _confirm(store: Store, out: Path | None, yes: bool) -> None:
