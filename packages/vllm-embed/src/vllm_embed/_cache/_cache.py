@@ -241,11 +241,13 @@ class EmbeddingCache:
 
     # ------------------------------------------------------------------ admin
     def stats(self) -> dict[str, Any]:
-        """Entries and bytes, in all and per model."""
+        """Entries and bytes, in all and per model (after pending writes)."""
+        self.flush()
         return self.backend.stats()
 
     def clear(self, model: str | None = None) -> int:
         """Delete every entry (or those of one served model id); returns how many."""
+        self.flush()
         return self.backend.clear(model)
 
     def close(self) -> None:
