@@ -7,7 +7,10 @@ pyproject's classifiers; interpreters missing on this machine are skipped.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import nox
@@ -31,6 +34,7 @@ nox.options.sessions = [
     "nanovectordb",
     "cache",
     "lightrag",
+    "package",
     "contract",
 ]
 
@@ -204,3 +208,90 @@ def demo(session: nox.Session) -> None:
     """The main job: start a local vLLM CPU server, embed a corpus, answer queries."""
     _install_everything(session)
     session.run("python", "examples/demo.py", *session.posargs)
+
+
+# -- package: the built files, as users will install them ------------------------------------
+
+# Each package's README quick start (its first ```python block) is run against the fake
+# server under this model name, with the README's server URL swapped for the fake one.
+README_URLS = ("http://127.0.0.1:8000/v1", "http://localhost:8000/v1")
+README_MODEL = "minilm"
+
+
+def _packages() -> list[tuple[str, Path]]:
+    """(distribution name, directory) of every package under packages/, core first."""
+    found = []
+    for pyproject in sorted(ROOT.glob("packages/*/pyproject.toml")):
+        name = nox.project.load_toml(pyproject)["project"]["name"]
+        found.append((name, pyproject.parent))
+    return sorted(found, key=lambda item: item[0] != "vllm-embed")
+
+
+def _readme_example(readme: Path, base_url: str) -> str:
+    text = readme.read_text(encoding="utf-8")
+    start = text.index("```python\n") + len("```python\n")
+    code = text[start : text.index("\n```", start)]
+    for url in README_URLS:
+        code = code.replace(url, base_url)
+    return code
+
+
+def _start_fake_server(python: str) -> tuple[subprocess.Popen[bytes], str]:
+    server = ROOT / "shared" / "vllm_embed_testing" / "fake_server.py"
+    config = json.dumps({"model": README_MODEL, "dim": 384})
+    process = subprocess.Popen(
+        [python, str(server), config], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        raise RuntimeError(f"fake server did not start (exit code {process.wait()})")
+    return process, f"http://127.0.0.1:{json.loads(line)['port']}/v1"
+
+
+@nox.session(python=PYTHONS[0])
+def package(session: nox.Session) -> None:
+    """Build wheel + sdist of every package, `twine check` them, then install each one into
+    a fresh virtualenv from the built files plus the package registries only, import it and
+    run its README quick start against the fake server (a missing dependency fails here)."""
+    session.install("uv", "twine", "numpy")
+    tmp = Path(session.create_tmp()).resolve()
+    dist = tmp / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    packages = _packages()
+    for _, directory in packages:
+        session.run("uv", "build", "--no-sources", "--out-dir", str(dist), str(directory))
+    built = sorted(str(f) for pattern in ("*.whl", "*.tar.gz") for f in dist.glob(pattern))
+    session.run("twine", "check", "--strict", *built)
+
+    python = str(Path(session.bin) / "python")
+    server, base_url = _start_fake_server(python)
+    try:
+        for name, directory in packages:
+            wheel = next(dist.glob(f"{name.replace('-', '_')}-*.whl"))
+            version = wheel.name.split("-")[1]
+            venv = tmp / f"venv-{name}"
+            shutil.rmtree(venv, ignore_errors=True)
+            session.run("uv", "venv", "--quiet", "--python", python, str(venv))
+            venv_python = str(venv / "bin" / "python")
+            session.run(
+                "uv", "pip", "install", "--python", venv_python, "--find-links", str(dist),
+                f"{name}=={version}",
+            )  # fmt: skip
+            module = name.replace("-", "_")
+            check = (
+                "import importlib.metadata as m, sys; "
+                f"import {module}; "
+                f"assert m.version({name!r}) == {module}.__version__ == {version!r}; "
+                f"print({module}.__name__, m.version({name!r}), 'from', {module}.__file__)"
+            )
+            session.run(venv_python, "-c", check, external=True)
+            work = tmp / f"readme-{name}"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            example = _readme_example(directory / "README.md", base_url)
+            with session.chdir(work):
+                session.run(venv_python, "-c", example, external=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

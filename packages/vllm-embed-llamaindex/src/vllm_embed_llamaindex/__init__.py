@@ -2,4 +2,6 @@
 
 from vllm_embed_llamaindex._embedding import VLLMEmbedding
 
+__version__ = "0.1.0"
+
 __all__ = ["VLLMEmbedding"]

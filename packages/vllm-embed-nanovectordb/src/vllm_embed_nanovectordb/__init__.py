@@ -4,6 +4,8 @@ from vllm_embed_nanovectordb._db import aopen_db, migrate_command, open_db, stor
 from vllm_embed_nanovectordb._function import VLLMEmbeddingFunction, l2_normalize
 from vllm_embed_nanovectordb._lightrag import alightrag_embedding_func, lightrag_embedding_func
 
+__version__ = "0.1.0"
+
 __all__ = [
     "VLLMEmbeddingFunction",
     "alightrag_embedding_func",

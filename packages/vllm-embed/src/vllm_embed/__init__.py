@@ -51,8 +51,7 @@ from vllm_embed._lazy import (
     is_empty_batch,
 )
 from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
-
-__version__ = "0.1.0"
+from vllm_embed._version import __version__
 
 __all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py checks)
     "APIConnectionError",

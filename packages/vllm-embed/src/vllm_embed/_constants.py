@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vllm_embed._version import __version__
+
 #: Environment variables read when ``base_url`` is not given, in order.
 BASE_URL_ENV_VARS: tuple[str, ...] = ("VLLM_EMBED_BASE_URL", "OPENAI_BASE_URL")
 #: Environment variables read when ``api_key`` is not given, in order.
@@ -35,4 +37,4 @@ ENCODING_PREFERENCE: tuple[str, ...] = ("bytes", "base64", "float")
 #: Statuses that are worth another attempt (besides every 5xx).
 RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429})
 
-USER_AGENT = "vllm-embed/0.1"
+USER_AGENT = f"vllm-embed/{__version__}"
