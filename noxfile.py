@@ -264,6 +264,7 @@ def package(session: nox.Session) -> None:
     built = sorted(str(f) for pattern in ("*.whl", "*.tar.gz") for f in dist.glob(pattern))
     session.run("twine", "check", "--strict", *built)
 
+    refresh = [arg for name, _ in packages for arg in ("--refresh-package", name)]
     python = str(Path(session.bin) / "python")
     server, base_url = _start_fake_server(python)
     try:
@@ -274,9 +275,11 @@ def package(session: nox.Session) -> None:
             shutil.rmtree(venv, ignore_errors=True)
             session.run("uv", "venv", "--quiet", "--python", python, str(venv))
             venv_python = str(venv / "bin" / "python")
+            # --refresh-package: uv's cache keeps a wheel per file name; ours must come
+            # from this build, never from an earlier one of the same version.
             session.run(
                 "uv", "pip", "install", "--python", venv_python, "--find-links", str(dist),
-                f"{name}=={version}",
+                *refresh, f"{name}=={version}",
             )  # fmt: skip
             module = name.replace("-", "_")
             check = (
