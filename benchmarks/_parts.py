@@ -34,10 +34,12 @@ def ceiling(
     rounds: int,
     budget_s: float,
     default_dims: tuple[int, ...] = (),
+    only: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """Every client x (dim, batch) against fake servers pinned to the server core; each
     client in a fresh interpreter pinned to the client core. ``default_dims``: also the
-    vllm-embed rows with every setting at its default (batch "default"), at these dims."""
+    vllm-embed rows with every setting at its default (batch "default"), at these dims.
+    ``only``: run just the clients whose name contains one of these strings."""
     client_core, server_core = cores()
     servers = {
         dim: FakeEmbeddingServer(dim=dim, model=FAKE_MODEL, api_key=FAKE_KEY, cpus=[server_core])
@@ -65,6 +67,8 @@ def ceiling(
         result = run_worker("decode", payload, client_core, timeout=600)
         rows += _rows(result, None, "reference")
         for name, (_factory, group) in CLIENTS.items():
+            if only and not any(part in name for part in only):
+                continue
             mine = cells + (defaults if name in DEFAULTS_CLIENTS else [])
             _log(f"ceiling: {name}")
             result = run_worker(

@@ -40,6 +40,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--parts", default="ceiling,live,scaleout", help="comma list of parts to run"
     )
+    parser.add_argument(
+        "--clients",
+        default="",
+        help="comma list of client-name substrings to run in part 1 (default: every client)",
+    )
     parser.add_argument("--out", type=Path, help="JSON output path")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser.parse_args(argv)
@@ -58,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
     }
     if "ceiling" in parts:
+        only = tuple(name for name in args.clients.split(",") if name)
         if args.quick:
             results["ceiling"] = _parts.ceiling(
-                (1024,), (256,), n=2048, rounds=1, budget_s=0, default_dims=(1024,)
+                (1024,), (256,), n=2048, rounds=1, budget_s=0, default_dims=(1024,), only=only
             )
         else:
             results["ceiling"] = _parts.ceiling(
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 rounds=3,
                 budget_s=8.0,
                 default_dims=(384, 1024),
+                only=only,
             )
     if "live" in parts:
         try:

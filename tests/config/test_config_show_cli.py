@@ -36,7 +36,7 @@ def test_seed_000_settings_with_origins_and_the_vector_table() -> None:
     assert "http://localhost:8000/v1" in row(result, "base_url")
     assert f"file {KANO} [embedding.base_url]" in row(result, "base_url")
     assert "1024" in row(result, "dimension")
-    assert "64 (client default)" in row(result, "batch_size")
+    assert "256 (client default)" in row(result, "batch_size")
     assert row(result, "batch_size").rstrip().endswith("default")
     assert "*** (masked, 9 chars)" in row(result, "api_key")
     assert "dummy-key" not in result.output

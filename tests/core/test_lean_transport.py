@@ -184,16 +184,51 @@ def test_user_http_client_disables_the_lean_path() -> None:
 
 
 @pytest.mark.enable_socket
-async def test_async_twin_uses_the_lean_path_in_worker_threads() -> None:
+async def test_async_twin_uses_the_lean_transport_on_its_event_loop() -> None:
     from vllm_embed import AsyncEmbeddingClient
+    from vllm_embed._transports import AsyncLeanTransport
 
     texts = [f"sentence {i}" for i in range(300)]
     with FakeEmbeddingServer(dim=32) as srv:
         async with AsyncEmbeddingClient(srv.base_url, batch_size=16, max_concurrency=3) as c:
             out = await c.embed(texts)
-            assert c._lean is not None and c._lean.connections_opened > 0
+            lean = c._lean
+            assert isinstance(lean, AsyncLeanTransport)
+            assert list(c._transports.values()) == [lean]
+            # At most max_concurrency requests at once: connections are reused, not piled up.
+            assert 1 <= lean.connections_opened <= 3
             np.testing.assert_array_equal(out, _expected(texts, 32))
             async with AsyncEmbeddingClient(srv.base_url, model="nope") as bad:
                 with pytest.raises(ModelNotFoundError):
                     await bad.embed(["a"])
-        assert c._executor is None  # shut down by aclose()
+        assert lean._all == []  # closed by aclose()
+
+
+@pytest.mark.enable_socket
+async def test_async_lean_transport_failures() -> None:
+    from vllm_embed import AsyncEmbeddingClient
+
+    texts = [f"t{i}" for i in range(10)]
+    with FakeEmbeddingServer(dim=8, fail_after=1, fail_mode="drop", fail_count=1) as srv:
+        async with AsyncEmbeddingClient(
+            srv.base_url, model="fake-model", batch_size=5, max_concurrency=1, retry=FAST_RETRY
+        ) as c:
+            np.testing.assert_array_equal(await c.embed(texts), _expected(texts, 8))
+        assert srv.stats()["failures"] == 1
+    with FakeEmbeddingServer(dim=8, fail_after=0, fail_mode="hang") as srv:
+        async with AsyncEmbeddingClient(
+            srv.base_url,
+            model="fake-model",
+            timeout=Timeout(total=0.5, connect=0.5),
+            retry=RetryPolicy(max_attempts=2, initial_delay=0),
+        ) as c:
+            c._max_model_len_known = True
+            with pytest.raises(APITimeoutError, match="timed out"):
+                await c.embed(["a"])
+        url = srv.base_url
+    async with AsyncEmbeddingClient(
+        url, model="m", retry=RetryPolicy(max_attempts=2, initial_delay=0)
+    ) as c:
+        c._max_model_len_known = True
+        with pytest.raises(APIConnectionError, match="Is the server up"):
+            await c.embed(["a"])

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,9 +21,8 @@ from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._retry import Sleep
 from vllm_embed._transports import (
     AsyncHttpxTransport,
+    AsyncLeanTransport,
     AsyncTransport,
-    InThreads,
-    LeanTransport,
     choose_transport,
 )
 from vllm_embed._types import EmbedResult, ModelInfo
@@ -46,8 +44,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
 
     Same settings and method names as :class:`~vllm_embed.EmbeddingClient`; methods that
     talk to the server are coroutines. Up to ``max_concurrency`` requests are in flight at
-    once (a pooled ``httpx.AsyncClient``, or the lean transport in worker threads for plain
-    ``http://`` endpoints); results come back in input order.
+    once (the lean transport on the event loop for plain ``http://`` endpoints, else a
+    pooled ``httpx.AsyncClient``); results come back in input order.
     """
 
     def __init__(
@@ -62,8 +60,7 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         self._owns_http = http_client is None
         self._closed = False
         self._transports: dict[str, AsyncTransport] = {}
-        self._lean: LeanTransport | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._lean: AsyncLeanTransport | None = None
         self._discovery_lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._http_loop: asyncio.AbstractEventLoop | None = None
@@ -106,22 +103,12 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
                 raise RuntimeError("This AsyncEmbeddingClient is closed; create a new one.")
             if choose_transport(ep.base_url, http_client_given=not self._owns_http) == "lean":
                 if self._lean is None:
-                    self._lean = LeanTransport(self._timeout, self._headers)
-                transport = InThreads(self._lean, self._worker_threads)
+                    self._lean = AsyncLeanTransport(self._timeout, self._headers)
+                transport = self._lean
             else:
                 transport = AsyncHttpxTransport(self._http, self._headers)
             self._transports[ep.base_url] = transport
         return transport
-
-    def _worker_threads(self) -> ThreadPoolExecutor:
-        """Threads for the lean transport (blocking sockets), created on first use."""
-        if self._closed:
-            raise RuntimeError("This AsyncEmbeddingClient is closed; create a new one.")
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self._max_concurrency, thread_name_prefix="vllm-embed-async"
-            )
-        return self._executor
 
     def _lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -137,11 +124,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         if http is not None and self._owns_http:
             with contextlib.suppress(RuntimeError):  # its loop may be gone already
                 await http.aclose()
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
         if self._lean is not None:
-            self._lean.close()
+            await self._lean.aclose()
         if self._cache is not None:
             await asyncio.to_thread(self._close_cache)
 

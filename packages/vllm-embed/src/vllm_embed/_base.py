@@ -154,7 +154,7 @@ class BaseEmbeddingClient:
         timeout: :class:`Timeout` or seconds per request (default 60 s, connect 5 s).
         retry: :class:`RetryPolicy` (default 5 attempts, backoff 0.5 s doubling to 8 s,
             Retry-After honoured, at most 120 s in all). ``RetryPolicy.none()`` disables.
-        batch_size: Inputs per request (default 64).
+        batch_size: Inputs per request (default 256; vLLM batches across requests itself).
         max_tokens_per_request: Estimated tokens per request (default 16384; ``None``:
             count only). Keeps batches of long texts under server limits.
         max_concurrency: Requests in flight at once (default 8; the sync client uses a
@@ -480,7 +480,7 @@ class BaseEmbeddingClient:
     def _plan(self, inputs: list[str], max_model_len: int | None) -> EmbedPlan:
         limit = self._truncation_limit(max_model_len)
         suspects: list[int] = []
-        if limit is not None:
+        if limit is not None and inputs and max(map(len, inputs)) * 4 + 2 >= limit:
             # Each token covers at least one UTF-8 byte, plus at most 2 special tokens:
             # an input with bytes + 2 < limit cannot exceed the limit. Cheap len() first.
             for i, text in enumerate(inputs):

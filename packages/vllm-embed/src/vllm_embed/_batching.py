@@ -65,6 +65,14 @@ def plan_batches(
     n = len(texts)
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    if max_tokens is not None and n:
+        # When even batch_size copies of the longest text fit the budget, the budget never
+        # splits a batch: skip the per-text loop (the common case of short texts).
+        most = max(map(len, texts)) // 3 + 2
+        if token_cap is not None and most > token_cap:
+            most = token_cap
+        if most * batch_size <= max_tokens:
+            max_tokens = None
     if max_tokens is None:
         return [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
     batches: list[tuple[int, int]] = []

@@ -9,10 +9,10 @@ The client decides *what* to send and what an answer means (:mod:`vllm_embed._ba
 
 ``httpx``  (:class:`HttpxTransport`, :class:`AsyncHttpxTransport`) handles everything:
            https, proxies, a caller's own ``http_client=``, test mocks (respx).
-``lean``   (:class:`LeanTransport`) the standard library's ``http.client``, one keep-alive
-           connection per worker thread and host; a vLLM ``bytes`` answer is read straight
-           into the result array (``Request.place``). About 4x less CPU per vector than
-           httpx. The async twin runs it in worker threads (:class:`InThreads`).
+``lean``   (:class:`LeanTransport`, :class:`AsyncLeanTransport`) plain sockets speaking a
+           small HTTP/1.1 (:mod:`._http11`, sans I/O, shared by both), keep-alive; a vLLM
+           ``bytes`` answer is read straight into the result array (``Request.place``).
+           Several times less CPU per request than httpx or ``http.client``.
 
 :func:`choose_transport` is the one rule that picks between them. Both raise the same
 ``httpx.TransportError`` subclasses for network failures; the client turns those into its
@@ -31,13 +31,13 @@ from vllm_embed._transports._base import (
     choose_transport,
 )
 from vllm_embed._transports._httpx import AsyncHttpxTransport, HttpxTransport
-from vllm_embed._transports._lean import InThreads, LeanTransport
+from vllm_embed._transports._lean import AsyncLeanTransport, LeanTransport
 
 __all__ = [
     "AsyncHttpxTransport",
+    "AsyncLeanTransport",
     "AsyncTransport",
     "HttpxTransport",
-    "InThreads",
     "LeanTransport",
     "Placer",
     "Reply",

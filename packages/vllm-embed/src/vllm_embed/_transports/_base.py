@@ -53,7 +53,7 @@ class Reply:
 
 
 class Transport(Protocol):
-    """A blocking transport (the sync twin; the async twin via :class:`InThreads`)."""
+    """A blocking transport (the sync twin)."""
 
     def send(self, request: Request) -> Reply:
         """Send ``request``; raise an ``httpx.TransportError`` when the network fails."""

@@ -1,165 +1,317 @@
-"""The lean transport: the standard library's ``http.client``, for plain ``http://``.
+"""The lean transports: plain sockets speaking :mod:`._http11`, for plain ``http://``.
 
 httpx costs about 20 µs of CPU per 1024-dimensional vector receiving a vLLM ``bytes``
-answer (h11 buffers, per-request URL merging, cookie extraction), several times what the
-rest of the client costs. This transport keeps one keep-alive ``HTTPConnection`` per worker
-thread and host and, when the request carries a ``place`` callback, reads a 200 answer's
-body with ``readinto`` straight into the buffer it hands out (one copy, kernel to result).
-:func:`~vllm_embed._transports.choose_transport` says where it may be used.
+answer (h11 buffers, per-request URL merging, cookie extraction) and the standard
+library's ``http.client`` spends most of its time in the ``email`` header parser; at a
+few hundred thousand vectors per second that is the whole budget. These transports keep
+keep-alive sockets, cache each request's head, parse answers with :mod:`._http11` and,
+when the request carries a ``place`` callback, read a 200 answer's body straight into the
+buffer it hands out (one copy, kernel to result).
+:func:`~vllm_embed._transports.choose_transport` says where they may be used.
 
-Socket errors are raised as the matching httpx exceptions so retries, failover and error
-messages are the same with both transports.
+:class:`LeanTransport` (sync): one connection per worker thread and host.
+:class:`AsyncLeanTransport`: a pool of idle connections per host, driven by the event loop
+(``loop.sock_sendall`` / ``loop.sock_recv_into``; no threads).
+
+Failures are raised as the matching httpx exceptions so retries, failover and error
+messages are the same with every transport.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
 import socket
+import struct
 import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httpx
 
-from vllm_embed._transports._base import Placer, Reply, Request
+from vllm_embed._transports._base import Reply, Request
+from vllm_embed._transports._http11 import Buffers, Disconnected, Fill, ProtocolError, exchange
+from vllm_embed._transports._http11 import request_head as _request_head
 from vllm_embed._types import Timeout
 
-__all__ = ["InThreads", "LeanTransport"]
+__all__ = ["AsyncLeanTransport", "LeanTransport"]
+
+_WAITALL = getattr(socket, "MSG_WAITALL", 0)
 
 
 class _Conn:
-    __slots__ = ("conn", "used")
+    """One socket and its read buffers."""
 
-    def __init__(self, conn: http.client.HTTPConnection) -> None:
-        self.conn = conn
+    __slots__ = ("buffers", "sock", "used")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffers = Buffers()
         self.used = False
 
+    def close(self) -> None:
+        self.sock.close()
 
-class LeanTransport:
-    """Keep-alive ``http.client`` connections per (thread, host). Thread-safe."""
 
+class _Target:
+    """What a URL needs: the host to connect to and the cached request heads."""
+
+    __slots__ = ("heads", "host", "netloc", "path", "port")
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.netloc = parts.netloc
+        self.host = parts.hostname or ""
+        self.port = parts.port or 80
+        self.path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        self.heads: dict[str, bytes] = {}
+
+
+class _Common:
     def __init__(self, timeout: Timeout, headers: Mapping[str, str]) -> None:
         self._timeout = timeout
         self._headers = dict(headers)
-        self._local = threading.local()
+        self._targets: dict[str, _Target] = {}
         self._lock = threading.Lock()
-        self._all: list[http.client.HTTPConnection] = []
-        self._split: dict[str, tuple[str, str, int | None, str]] = {}
+        self._all: list[_Conn] = []
+        self._opened = 0
 
     @property
     def connections_opened(self) -> int:
-        """Connections made so far by any thread (tests and diagnostics)."""
-        return len(self._all)
+        """Connections made so far (tests and diagnostics)."""
+        return self._opened
 
-    def _parts(self, url: str) -> tuple[str, str, int | None, str]:
-        """(netloc, host, port, path?query) of ``url`` (cached: URLs repeat)."""
-        parts = self._split.get(url)
-        if parts is None:
-            s = urlsplit(url)
-            target = s.path + ("?" + s.query if s.query else "")
-            parts = self._split[url] = (s.netloc, s.hostname or "", s.port, target)
-        return parts
+    def _target(self, url: str) -> _Target:
+        target = self._targets.get(url)
+        if target is None:
+            target = self._targets[url] = _Target(url)
+        return target
 
-    def _conn(self, netloc: str, host: str, port: int | None) -> _Conn:
-        conns: dict[str, _Conn] | None = getattr(self._local, "conns", None)
-        if conns is None:
-            conns = self._local.conns = {}
-        c = conns.get(netloc)
-        if c is None:
-            conn = http.client.HTTPConnection(host, port, timeout=self._timeout.connect)
-            c = conns[netloc] = _Conn(conn)
-            with self._lock:
-                self._all.append(conn)
-        return c
+    def _head(self, target: _Target, method: str) -> bytes:
+        head = target.heads.get(method)
+        if head is None:
+            head = _request_head(method, target.path, target.netloc, self._headers)
+            target.heads[method] = head
+        return head
 
-    def _drop(self, netloc: str) -> None:
-        conns: dict[str, _Conn] = getattr(self._local, "conns", {})
-        c = conns.pop(netloc, None)
-        if c is not None:
-            c.conn.close()
+    def _opened_conn(self, sock: socket.socket) -> _Conn:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = _Conn(sock)
+        with self._lock:
+            self._all.append(conn)
+            self._opened += 1
+        return conn
 
-    def send(self, request: Request) -> Reply:
-        netloc, host, port, target = self._parts(request.url)
-        c = self._conn(netloc, host, port)
-        try:
-            try:
-                resp = self._send(c, request.method, target, request.body)
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                if not c.used:
-                    raise
-                # A kept-alive connection the server had closed: reconnect once, as httpx does.
-                self._drop(netloc)
-                c = self._conn(netloc, host, port)
-                resp = self._send(c, request.method, target, request.body)
-            c.used = True
-            return self._receive(resp, request.place)
-        except BaseException as exc:
-            err = _as_httpx_error(exc, c.conn)
-            self._drop(netloc)  # its state is unknown: never reuse it
-            if err is exc:
-                raise
-            raise err from exc
+    def _forget(self, conn: _Conn) -> None:
+        conn.close()
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
 
-    def _send(
-        self, c: _Conn, method: str, target: str, body: bytes | None
-    ) -> http.client.HTTPResponse:
-        conn = c.conn
-        if conn.sock is None:
-            conn.timeout = self._timeout.connect
-            conn.connect()
-            assert conn.sock is not None
-            conn.sock.settimeout(self._timeout.total)
-        conn.request(method, target, body=body, headers=self._headers)
-        return conn.getresponse()
-
-    @staticmethod
-    def _receive(resp: http.client.HTTPResponse, place: Placer | None) -> Reply:
-        headers = {name.lower(): value for name, value in resp.getheaders()}
-        target = place(headers) if place is not None and resp.status == 200 else None
-        if target is None or resp.length != target.nbytes:
-            return Reply(resp.status, headers, resp.read())
-        got, size = 0, target.nbytes
-        while got < size:
-            k = resp.readinto(target[got:])
-            if not k:
-                raise http.client.IncompleteRead(b"", size - got)
-            got += k
-        return Reply(resp.status, headers, b"", placed=True)
-
-    def close(self) -> None:
-        """Close every connection made by any thread."""
+    def _close_all(self) -> None:
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
             conn.close()
 
 
-class InThreads:
-    """A blocking transport used from asyncio: each request runs in a worker thread."""
+class LeanTransport(_Common):
+    """Blocking sockets: one keep-alive connection per (thread, host). Thread-safe."""
 
-    def __init__(self, transport: LeanTransport, executor: Callable[[], Executor]) -> None:
-        self.transport = transport
-        self._executor = executor
+    def __init__(self, timeout: Timeout, headers: Mapping[str, str]) -> None:
+        super().__init__(timeout, headers)
+        self._local = threading.local()
+
+    def _conn(self, target: _Target) -> _Conn:
+        conns: dict[str, _Conn] | None = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        conn = conns.get(target.netloc)
+        if conn is None:
+            try:
+                sock = socket.create_connection(
+                    (target.host, target.port), timeout=self._timeout.connect
+                )
+            except BaseException as exc:
+                raise _as_httpx_error(exc, connected=False) from exc
+            _blocking_with_timeouts(sock, self._timeout.total)
+            conn = conns[target.netloc] = self._opened_conn(sock)
+        return conn
+
+    def _drop(self, target: _Target, conn: _Conn) -> None:
+        conns: dict[str, _Conn] = getattr(self._local, "conns", {})
+        if conns.get(target.netloc) is conn:
+            del conns[target.netloc]
+        self._forget(conn)
+
+    def send(self, request: Request) -> Reply:
+        target = self._target(request.url)
+        head = self._head(target, request.method)
+        conn = self._conn(target)
+        try:
+            try:
+                reply, keep_alive = self._run(conn, head, request)
+            except (Disconnected, ConnectionResetError, BrokenPipeError):
+                if not conn.used:
+                    raise
+                # A kept-alive connection the server had closed: reconnect once, as httpx does.
+                self._drop(target, conn)
+                conn = self._conn(target)
+                reply, keep_alive = self._run(conn, head, request)
+        except BaseException as exc:
+            self._drop(target, conn)  # its state is unknown: never reuse it
+            err = _as_httpx_error(exc, connected=True)
+            if err is exc:
+                raise
+            raise err from exc
+        conn.used = True
+        if not keep_alive:
+            self._drop(target, conn)
+        return reply
+
+    @staticmethod
+    def _run(conn: _Conn, head: bytes, request: Request) -> tuple[Reply, bool]:
+        sock = conn.sock
+        steps = exchange(conn.buffers, head, request.body, request.place)
+        try:
+            op = next(steps)
+            while True:
+                if isinstance(op, bytes):
+                    sock.sendall(op)
+                    op = steps.send(0)
+                elif isinstance(op, Fill):
+                    op = steps.send(sock.recv_into(op.view, 0, _WAITALL))
+                else:
+                    op = steps.send(sock.recv_into(op))
+        except StopIteration as done:
+            result: tuple[Reply, bool] = done.value
+            return result
+        except BlockingIOError as exc:  # SO_RCVTIMEO / SO_SNDTIMEO ran out
+            raise TimeoutError("timed out") from exc
+
+    def close(self) -> None:
+        """Close every connection made by any thread."""
+        self._close_all()
+
+
+class AsyncLeanTransport(_Common):
+    """Non-blocking sockets driven by the running event loop; idle connections pooled per
+    host (a connection serves one request at a time)."""
+
+    def __init__(self, timeout: Timeout, headers: Mapping[str, str]) -> None:
+        super().__init__(timeout, headers)
+        self._idle: dict[str, list[_Conn]] = {}
+
+    async def _connect(self, target: _Target) -> _Conn:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._timeout.connect):
+                infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+                error: OSError | None = None
+                for family, kind, proto, _, address in infos:
+                    sock = socket.socket(family, kind, proto)
+                    sock.setblocking(False)
+                    try:
+                        await loop.sock_connect(sock, address)
+                    except OSError as exc:
+                        sock.close()
+                        error = exc
+                        continue
+                    except BaseException:
+                        sock.close()
+                        raise
+                    return self._opened_conn(sock)
+                raise error or OSError(f"no address for {target.host}")
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(f"connecting to {target.netloc} timed out") from exc
+        except OSError as exc:
+            raise _as_httpx_error(exc, connected=False) from exc
 
     async def send(self, request: Request) -> Reply:
+        target = self._target(request.url)
+        head = self._head(target, request.method)
+        idle = self._idle.setdefault(target.netloc, [])
+        conn = idle.pop() if idle else await self._connect(target)
+        try:
+            try:
+                reply, keep_alive = await self._run(conn, head, request)
+            except (Disconnected, ConnectionResetError, BrokenPipeError):
+                if not conn.used:
+                    raise
+                self._forget(conn)  # a kept-alive connection the server had closed
+                conn = await self._connect(target)
+                reply, keep_alive = await self._run(conn, head, request)
+        except BaseException as exc:
+            self._forget(conn)  # its state is unknown (or the task was cancelled)
+            if isinstance(exc, TimeoutError):
+                raise httpx.ReadTimeout(f"no answer from {target.netloc} in time") from exc
+            err = _as_httpx_error(exc, connected=True)
+            if err is exc:
+                raise
+            raise err from exc
+        conn.used = True
+        if keep_alive:
+            idle.append(conn)
+        else:
+            self._forget(conn)
+        return reply
+
+    async def _run(self, conn: _Conn, head: bytes, request: Request) -> tuple[Reply, bool]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor(), self.transport.send, request)
+        sock = conn.sock
+        steps = exchange(conn.buffers, head, request.body, request.place)
+        async with asyncio.timeout(self._timeout.total):
+            try:
+                op = next(steps)
+                while True:
+                    if isinstance(op, bytes):
+                        await loop.sock_sendall(sock, op)
+                        op = steps.send(0)
+                    elif isinstance(op, Fill):
+                        op = steps.send(await loop.sock_recv_into(sock, op.view))
+                    else:
+                        op = steps.send(await loop.sock_recv_into(sock, op))
+            except StopIteration as done:
+                result: tuple[Reply, bool] = done.value
+                return result
 
     async def aclose(self) -> None:
-        self.transport.close()
+        """Close every connection."""
+        self._idle.clear()
+        self._close_all()
+
+    def close(self) -> None:
+        """Close every connection (usable without an event loop)."""
+        self._idle.clear()
+        self._close_all()
 
 
-def _as_httpx_error(exc: BaseException, conn: http.client.HTTPConnection) -> BaseException:
+def _blocking_with_timeouts(sock: socket.socket, seconds: float | None) -> None:
+    """Blocking mode (so ``MSG_WAITALL`` waits in the kernel) with the timeout kept by the
+    kernel (``SO_RCVTIMEO`` / ``SO_SNDTIMEO``) instead of Python's poll-then-read."""
+    if seconds is None:
+        sock.settimeout(None)
+        return
+    try:
+        whole = int(seconds)
+        timeval = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except (OSError, struct.error):  # no kernel timeouts here: Python's own, no WAITALL
+        sock.settimeout(seconds)
+        return
+    sock.settimeout(None)
+
+
+def _as_httpx_error(exc: BaseException, *, connected: bool) -> BaseException:
     """The httpx exception the same failure would have raised with the httpx transport."""
-    if not isinstance(exc, OSError | http.client.HTTPException):
+    if isinstance(exc, httpx.TransportError):
         return exc
-    connected = conn.sock is not None
+    if isinstance(exc, ProtocolError):
+        return httpx.RemoteProtocolError(str(exc))
+    if not isinstance(exc, OSError):
+        return exc
     if isinstance(exc, socket.timeout | TimeoutError):
         return httpx.ReadTimeout(str(exc)) if connected else httpx.ConnectTimeout(str(exc))
     if isinstance(exc, ConnectionRefusedError | socket.gaierror) or not connected:
         return httpx.ConnectError(str(exc) or type(exc).__name__)
-    if isinstance(exc, http.client.HTTPException):
-        return httpx.RemoteProtocolError(str(exc) or type(exc).__name__)
     return httpx.ReadError(str(exc) or type(exc).__name__)
