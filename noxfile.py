@@ -45,6 +45,15 @@ NANOVECTORDB = "packages/vllm-embed-nanovectordb"
 # The LightRAG release the lightrag session is tested with (lightrag-hku stays optional).
 LIGHTRAG_HKU = "lightrag-hku==1.5.7"
 TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
+# The libraries whose stores `vllm-embed migrate` reads (fixtures are written by them).
+MIGRATE_STORE_LIBS = (
+    "nano-vectordb",
+    "llama-index-core",
+    "langchain-core",
+    "faiss-cpu",
+    "langchain-community",
+    "lightrag-hku",
+)
 # Unit tests never touch the network (asyncio's self-pipe needs unix sockets).
 NO_NETWORK = ("--disable-socket", "--allow-unix-socket")
 
@@ -87,7 +96,7 @@ def unit(session: nox.Session) -> None:
 @nox.session(python=PYTHONS)
 def migrate(session: nox.Session) -> None:
     """Migration over stores written by the real libraries."""
-    session.install(*TEST_DEPS, "-e", CORE, "nano-vectordb", "llama-index-core", "langchain-core")
+    session.install(*TEST_DEPS, "-e", CORE, *MIGRATE_STORE_LIBS)
     _pytest(session, "tests/migrate")
 
 

@@ -77,6 +77,22 @@ def make_generic_store(path: Path, n: int = 6, **extra: Any) -> Path:
     return path
 
 
+def make_content_store(path: Path, n: int = 5) -> Path:
+    """A nano-vectordb store whose only string field is ``content`` (no LightRAG markers)."""
+    from nano_vectordb import NanoVectorDB
+
+    db = NanoVectorDB(OLD_DIM, storage_file=str(path))
+    vectors = _old_vectors(n, seed=3)
+    db.upsert(
+        [
+            {"__id__": f"c{i}", "__vector__": vectors[i], "content": f"content {i}", "page": i}
+            for i in range(n)
+        ]
+    )
+    db.save()
+    return path
+
+
 def lightrag_vector(vector: np.ndarray) -> str:
     """LightRAG's per-record ``vector``: base64(zlib(float16 bytes))."""
     return base64.b64encode(zlib.compress(vector.astype(np.float16).tobytes())).decode()
@@ -148,3 +164,126 @@ def make_langchain_store(path: Path) -> Path:
     )
     store.dump(str(path))
     return path
+
+
+def faiss_texts(n: int) -> list[str]:
+    topics = ["harbour cranes at dawn", "a violin lesson", "glaciers retreat", "tax forms"]
+    return [f"doc {i:03d}: {topics[i % 4]} (part {i})" for i in range(n)]
+
+
+def make_langchain_faiss(
+    folder: Path, *, kind: str = "flat", n: int = 40, index_name: str = "index"
+) -> Path:
+    """A ``FAISS.save_local`` folder written by langchain-community (fake old embeddings).
+
+    ``kind``: ``flat`` (LangChain's default IndexFlatL2), ``cosine`` (IndexFlatIP with
+    ``normalize_L2=True``), or a faiss factory string (``IVF4,Flat``, ``HNSW8``,
+    ``PQ4x8``, ...) for an index built by hand and handed to ``FAISS(...)``.
+    """
+    import faiss
+    from langchain_community.docstore.in_memory import InMemoryDocstore
+    from langchain_community.vectorstores import FAISS
+    from langchain_community.vectorstores.utils import DistanceStrategy
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    embedding = DeterministicFakeEmbedding(size=OLD_DIM)
+    texts = faiss_texts(n)
+    metadatas = [{"n": i, "source": f"file{i % 3}.md"} for i in range(n)]
+    ids = [f"doc-{i}" for i in range(n)]
+    if kind == "flat":
+        db = FAISS.from_texts(texts, embedding, metadatas=metadatas, ids=ids)
+    elif kind == "cosine":
+        db = FAISS.from_texts(
+            texts,
+            embedding,
+            metadatas=metadatas,
+            ids=ids,
+            distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
+            normalize_L2=True,
+        )
+    else:
+        index = faiss.index_factory(OLD_DIM, kind)
+        if not index.is_trained:
+            index.train(_old_vectors(max(n, 300), seed=5))
+        db = FAISS(embedding, index, InMemoryDocstore(), {})
+        db.add_texts(texts, metadatas=metadatas, ids=ids)
+    db.save_local(str(folder), index_name)
+    return folder
+
+
+def make_lightrag_faiss(directory: Path, n: int = 12, namespace: str = "chunks") -> Path:
+    """``faiss_index_{namespace}.index`` + ``.meta.json`` written by LightRAG itself.
+
+    Uses lightrag-hku's ``FaissVectorDBStorage`` (upsert, then ``index_done_callback``
+    saves both files), with a fake embedding function of dimension ``OLD_DIM``.
+    """
+    import asyncio
+
+    from lightrag.kg.faiss_impl import FaissVectorDBStorage
+    from lightrag.kg.shared_storage import initialize_share_data
+    from lightrag.utils import EmbeddingFunc
+
+    async def embed(texts: list[str], **_: Any) -> np.ndarray:
+        return np.stack([_old_vectors(1, seed=len(t))[0] for t in texts])
+
+    async def write() -> None:
+        initialize_share_data()
+        storage = FaissVectorDBStorage(
+            namespace=namespace,
+            workspace="",
+            global_config={
+                "working_dir": str(directory),
+                "embedding_batch_num": 8,
+                "vector_db_storage_cls_kwargs": {"cosine_better_than_threshold": 0.2},
+            },
+            embedding_func=EmbeddingFunc(embedding_dim=OLD_DIM, func=embed),
+            meta_fields={"content", "full_doc_id"},
+        )
+        await storage.initialize()
+        await storage.upsert(
+            {
+                f"chunk-{i:03d}": {"content": t, "full_doc_id": f"doc-{i // 4}"}
+                for i, t in enumerate(faiss_texts(n))
+            }
+        )
+        await storage.index_done_callback()
+        await storage.finalize()
+
+    asyncio.run(write())
+    return directory / f"faiss_index_{namespace}.index"
+
+
+def lightrag_faiss_query(index_path: Path, dim: int, text: str) -> list[str]:
+    """Ask LightRAG's own FaissVectorDBStorage (new dimension) for ``text``: ids, best first."""
+    import asyncio
+
+    from lightrag.kg.faiss_impl import FaissVectorDBStorage
+    from lightrag.kg.shared_storage import initialize_share_data
+    from lightrag.utils import EmbeddingFunc
+
+    from vllm_embed_testing.fake_server import fake_vector
+
+    namespace = index_path.name[len("faiss_index_") : -len(".index")]
+
+    async def embed(texts: list[str], **_: Any) -> np.ndarray:
+        return np.stack([fake_vector(t, dim) for t in texts])
+
+    async def query() -> list[str]:
+        initialize_share_data()
+        storage = FaissVectorDBStorage(
+            namespace=namespace,
+            workspace="",
+            global_config={
+                "working_dir": str(index_path.parent),
+                "embedding_batch_num": 8,
+                "vector_db_storage_cls_kwargs": {"cosine_better_than_threshold": 0.2},
+            },
+            embedding_func=EmbeddingFunc(embedding_dim=dim, func=embed),
+            meta_fields={"content", "full_doc_id"},
+        )
+        await storage.initialize()
+        hits = await storage.query(text, top_k=3)
+        await storage.finalize()
+        return [h["id"] for h in hits]
+
+    return asyncio.run(query())

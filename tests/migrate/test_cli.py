@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from migrate_stores import OLD_DIM, embedded_texts, make_dvd_store, make_llamaindex_store
+from migrate_stores import (
+    OLD_DIM,
+    embedded_texts,
+    make_content_store,
+    make_dvd_store,
+    make_langchain_faiss,
+    make_llamaindex_store,
+)
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import work_dir_for
@@ -189,7 +196,9 @@ def test_llamaindex_out_directory(tmp_path, fake_vllm):
     out = tmp_path / "storage-384"
     result = _run(str(directory), *_server_args(), "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in directory.iterdir())
+    # the same files, plus the record of the new embedding space
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted([*(p.name for p in directory.iterdir()), "vllm-embed-space.json"])
     vectors = json.loads((out / "default__vector_store.json").read_bytes())["embedding_dict"]
     assert {len(v) for v in vectors.values()} == {DIM}
     assert "backup" not in result.stdout
@@ -217,6 +226,7 @@ def test_help_lists_the_options():
         "--out",
         "--text-field",
         "--drop-missing-text",
+        "--allow-dangerous-deserialization",
         "--dry-run",
         "--update-config",
         "--batch-size",
@@ -286,3 +296,27 @@ def test_second_migration_with_cache_costs_no_server_time(tmp_path, fake_vllm):
     assert re.search(r"cache +1[23] texts from the cache, 0 embedded", result.stdout)
     assert len(embedded_texts(fake_vllm)) - embedded <= 1  # at most the model probe
     assert json.loads(second.read_bytes())["data"] == json.loads(first.read_bytes())["data"]
+
+
+def test_faiss_folder_needs_the_consent_flag(tmp_path, fake_vllm):
+    folder = make_langchain_faiss(tmp_path / "faiss_index", n=6)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    refused = CliRunner().invoke(main, ["migrate", str(folder), *_server_args(), "--yes"])
+    assert refused.exit_code == 1
+    assert "--allow-dangerous-deserialization" in refused.output
+    assert "runs code" in refused.output
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert fake_vllm.call_count == 0
+
+    result = _run(str(folder), *_server_args(), "--allow-dangerous-deserialization", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "format: LangChain FAISS (save_local); 6 records" in result.output
+    assert f"dimension    {OLD_DIM} -> {DIM}" in result.output
+    assert "langchain-community FAISS.load_local" in result.output
+
+
+def test_generic_store_says_which_field_it_chose(tmp_path, fake_vllm):
+    path = make_content_store(tmp_path / "kb.json")
+    result = _run(str(path), *_server_args(), "--yes")
+    assert result.exit_code == 0, result.output
+    assert "text from content (the only string field present in every record" in result.output

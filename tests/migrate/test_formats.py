@@ -11,6 +11,7 @@ from migrate_stores import (
     OLD_DIM,
     captions,
     embedded_texts,
+    make_content_store,
     make_dvd_store,
     make_generic_store,
     make_langchain_store,
@@ -19,11 +20,17 @@ from migrate_stores import (
 )
 
 from vllm_embed import StoreFormatError
-from vllm_embed.migrate import MigrationOptions, migrate_store, open_store, work_dir_for
+from vllm_embed.migrate import (
+    EmbeddingSpace,
+    MigrationOptions,
+    migrate_store,
+    open_store,
+    work_dir_for,
+)
 from vllm_embed.migrate.llamaindex import embed_text_fallback
 from vllm_embed.migrate.nanovectordb import decode_lightrag_vector
 from vllm_embed_testing.fake_server import fake_vector
-from vllm_embed_testing.respx_vllm import DIM
+from vllm_embed_testing.respx_vllm import DIM, MODEL
 
 
 def _nano(path: Path, dim: int):  # type: ignore[no-untyped-def]
@@ -48,7 +55,13 @@ def test_dvd_database_json(tmp_path, fake_vllm, client):
     assert list(after) == list(before)  # key order kept
     assert after["embedding_dim"] == DIM
     assert after["data"] == before["data"]  # every __id__ and field, unchanged
+    # the video info kept; the embedding space recorded beside it
+    space = after["additional_data"].pop("vllm_embed_space")
     assert after["additional_data"] == before["additional_data"]
+    assert (space["model"], space["dimension"], space["normalized"]) == (MODEL, DIM, True)
+    assert store.recorded_space() is None
+    assert open_store(path).recorded_space() == EmbeddingSpace.from_dict(space)
+    assert not list(tmp_path.glob("*.vllm-embed-space.json"))  # in the store, no sidecar
     # the backup carries the old dimension and is the original, byte for byte
     assert result.backup == tmp_path / f"database.d{OLD_DIM}.bak.json"
     assert result.backup.read_bytes() == original
@@ -110,6 +123,18 @@ def test_generic_store_needs_a_text_field(tmp_path, fake_vllm, client):
     assert sorted(embedded_texts(fake_vllm)[1:]) == [f"body text {i}" for i in range(6)]
     hit = _nano(path, DIM).query(fake_vector("body text 4", DIM), top_k=1)[0]
     assert hit["__id__"] == "g4"
+
+
+def test_generic_store_with_one_string_field_uses_it_and_says_so(tmp_path, fake_vllm, client):
+    path = make_content_store(tmp_path / "kb.json")
+    store = open_store(path)
+    assert (store.format, store.text_field) == ("nano-vectordb", "content")
+    assert "only string field present in every record" in store.text_field_reason
+    migrate_store(store, client)
+    assert sorted(embedded_texts(fake_vllm)[1:]) == [f"content {i}" for i in range(5)]
+    assert _nano(path, DIM).query(fake_vector("content 3", DIM), top_k=1)[0]["__id__"] == "c3"
+    recorded = _nano(path, DIM).get_additional_data()["vllm_embed_space"]
+    assert (recorded["model"], recorded["dimension"]) == (MODEL, DIM)
 
 
 def test_out_writes_a_new_file_and_leaves_the_store_alone(tmp_path, fake_vllm, client):
@@ -198,6 +223,13 @@ def test_langchain_dump(tmp_path, fake_vllm, client):
     docs = loaded.similarity_search_by_vector(fake_vector("the sea is blue", DIM).tolist(), k=1)
     assert docs[0].id == "b"
     assert path.read_text().startswith('{\n  "a": {\n')  # LangChain's indent=2 kept
+    # no slot in the format: the space is recorded in a sidecar
+    recorded = open_store(path).recorded_space()
+    assert recorded is not None and (recorded.model, recorded.dimension) == (MODEL, DIM)
+    assert (tmp_path / "lc.json.vllm-embed-space.json").is_file()
+    texts, vectors = open_store(path).sample_vectors(2)
+    assert texts == ["apples are red", "the sea is blue"]
+    np.testing.assert_allclose(vectors[1], fake_vector("the sea is blue", DIM), atol=1e-6)
 
 
 def test_server_without_bytes_encoding(tmp_path, old_vllm, client):

@@ -100,9 +100,10 @@ def _client(
 
 def _describe(store: Store) -> str:
     dim = store.old_dim if store.old_dim is not None else "unknown"
+    why = f" ({store.text_field_reason})" if store.text_field_reason else ""
     return (
-        f"format: {store.format}; {len(store.ids)} records; text from {store.text_field}; "
-        f"dimension {dim}"
+        f"format: {store.format}; {len(store.ids)} records; text from {store.text_field}"
+        f"{why}; dimension {dim}"
     )
 
 
@@ -170,6 +171,12 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
     "this collection (default: every collection).",
 )
 @click.option("--drop-missing-text", is_flag=True, help="Leave out records that have no text.")
+@click.option(
+    "--allow-dangerous-deserialization",
+    is_flag=True,
+    help="Unpickle a LangChain FAISS folder's .pkl (runs code from the file, as LangChain's "
+    "FAISS.load_local warns): only for stores you trust.",
+)
 @click.option("--dry-run", is_flag=True, help="Probe and estimate; write nothing.")
 @click.option(
     "--update-config",
@@ -197,23 +204,32 @@ def migrate(
     text_field: str | None,
     collection: str | None,
     drop_missing_text: bool,
+    allow_dangerous_deserialization: bool,
     dry_run: bool,
     update_config: Path | None,
     batch_size: int | None,
     cache: str | None,
     yes: bool,
 ) -> None:
-    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, Chroma, kano).
+    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, FAISS, Chroma, kano).
 
     STORE is a nano-vectordb JSON file (DVD database.json, LightRAG vdb_*.json), a
-    LlamaIndex persist directory, a LangChain InMemoryVectorStore.dump() file, a Chroma
-    persistent directory or a kano-backlog SQLite index (file, meta.json or
-    .cache/vectors/); the format is detected. The original is replaced only once the new
-    store is complete and verified, and kept as NAME.d<old dim>.bak[.EXT] (a kano index
-    is written under the file name of its new embedding space). An interrupted run (server gone,
-    Ctrl-C, reboot) resumes when the same command is run again.
+    LlamaIndex persist directory, a LangChain InMemoryVectorStore.dump() file, a LangChain
+    FAISS save_local folder (needs --allow-dangerous-deserialization), LightRAG's
+    faiss_index_NAMESPACE.index, a Chroma persistent directory or a kano-backlog SQLite
+    index (file, meta.json or .cache/vectors/); the format is detected. The new store
+    records the embedding space (model, dimension, instructions) for `vllm-embed doctor
+    --store`. The original is replaced only once the new store is complete and verified,
+    and kept as NAME.d<old dim>.bak[.EXT] (a kano index is written under the file name of
+    its new embedding space). An interrupted run (server gone, Ctrl-C, reboot) resumes
+    when the same command is run again.
     """
-    opened = open_store(store, text_field=text_field, collection=collection)
+    opened = open_store(
+        store,
+        text_field=text_field,
+        collection=collection,
+        allow_dangerous_deserialization=allow_dangerous_deserialization,
+    )
     click.echo(_describe(opened), err=True)
     plan: ConfigUpdate | None = None
     if update_config is not None and not dry_run:

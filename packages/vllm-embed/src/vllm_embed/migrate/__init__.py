@@ -12,10 +12,13 @@ behind it::
     print(result.old_dim, "->", result.new_dim, "backup:", result.backup)
 
 Formats: nano-vectordb JSON (DVD ``database.json``, LightRAG ``vdb_*.json``),
-LlamaIndex persist directories and LangChain ``InMemoryVectorStore.dump`` files.
-None of those libraries is needed; when one is importable it is used to verify the
-result. Safety: the original is not written until the new store is complete and
-verified; an interrupted run resumes from its work directory
+LlamaIndex persist directories, LangChain ``InMemoryVectorStore.dump`` files, LangChain
+FAISS ``save_local`` folders (``open_store(..., allow_dangerous_deserialization=True)``:
+the ``.pkl`` is a pickle) and LightRAG's FAISS storage (both need ``faiss-cpu``).
+Otherwise none of those libraries is needed; when one is importable it is used to
+verify the result. Every store written records its embedding space (in the store, or a
+``*.vllm-embed-space.json`` sidecar). Safety: the original is not written until the new
+store is complete and verified; an interrupted run resumes from its work directory
 (``<store>.vllm-embed-migrate/``) when the same command is run again.
 """
 
@@ -44,6 +47,7 @@ from ._space import (
 )
 from ._store import Store
 from ._update_config import ConfigUpdate, plan_config_update
+from .faiss import PickleConsentError, UnsupportedIndexError
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -54,9 +58,11 @@ __all__ = [
     "MigrationOptions",
     "MigrationResult",
     "MissingTextError",
+    "PickleConsentError",
     "ProbeVerdict",
     "Progress",
     "Store",
+    "UnsupportedIndexError",
     "dry_run",
     "judge_probe",
     "migrate_store",

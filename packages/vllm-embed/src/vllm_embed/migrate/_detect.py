@@ -10,6 +10,7 @@ from vllm_embed._errors import StoreFormatError
 from ._jsonio import load_json_with_span
 from ._store import Store
 from .chroma import CHROMA_FILE, is_chroma_dir, read_chroma
+from .faiss import find_faiss_store
 from .kano import find_kano_index, looks_like_kano, read_kano
 from .langchain import looks_like_langchain_dump, read_langchain
 from .llamaindex import VECTOR_STORE_FILE, is_persist_dir, read_llamaindex
@@ -24,6 +25,8 @@ SUPPORTED_FORMATS = (
     "Chroma persistent directory (chromadb.PersistentClient, LangChain Chroma, LlamaIndex "
     "ChromaVectorStore)",
     "kano-backlog SQLite index ({collection}.{hash}.sqlite3, its .meta.json, or .cache/vectors/)",
+    "LangChain FAISS save_local folder (index.faiss + index.pkl, any index_name)",
+    "LightRAG FAISS storage (faiss_index_{namespace}.index + .meta.json)",
 )
 
 
@@ -37,11 +40,15 @@ def open_store(
     *,
     text_field: str | None = None,
     collection: str | None = None,
+    allow_dangerous_deserialization: bool = False,
 ) -> Store:
     """Detect the format of ``path`` and read it (never loads a nano-vectordb matrix).
 
     ``collection`` picks one collection of a store that holds several (Chroma, a kano
-    ``.cache/vectors/`` directory); without it every collection is migrated. Raises
+    ``.cache/vectors/`` directory); without it every collection is migrated.
+    ``allow_dangerous_deserialization`` is the consent LangChain's ``FAISS.load_local``
+    asks for: a LangChain FAISS folder's ``.pkl`` is only unpickled with it (else
+    `PickleConsentError`). Raises
     `StoreFormatError` for a missing path, an unknown format, or a corrupt or
     inconsistent store; the message says what was found and what to do.
     """
@@ -57,6 +64,11 @@ def open_store(
             f"--collection applies to stores that hold collections (Chroma, kano); {path} is "
             "not one."
         )
+    faiss_store = find_faiss_store(
+        path, allow_dangerous_deserialization=allow_dangerous_deserialization
+    )
+    if faiss_store is not None:
+        return _no_text_field(faiss_store, text_field)
     if path.is_dir():
         if not is_persist_dir(path):
             raise _unknown(path, f"a directory without {VECTOR_STORE_FILE}")

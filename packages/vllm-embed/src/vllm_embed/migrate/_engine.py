@@ -6,10 +6,12 @@ Order of a run (each step only starts when the previous one succeeded):
 2. Fingerprint source + settings; resume the work dir of the same fingerprint or
    create one (refuse a work dir of another fingerprint).
 3. Embed the chunks not yet journaled; each chunk's rows are fsynced, then journaled.
-4. Write the new store to ``<work dir>/output.tmp``, fsync, re-read it with our own
-   parser, load it with the real library when importable.
-5. In place: hard-link the original to ``<name>.d<old dim>.bak<ext>``, then
-   ``os.replace`` the new file over it. ``--out``: ``os.replace`` to the new path.
+4. Record the embedding space (`Store.record_space`: inside the store, or a pending
+   sidecar in the work dir), write the new store to ``<work dir>/output.tmp``, fsync,
+   re-read it with our own parser, load it with the real library when importable.
+5. In place: hard-link the original to ``<name>.d<old dim>.bak<ext>`` (an older space
+   record moves beside the backup), then ``os.replace`` the new file over it and move
+   the pending sidecar beside it. ``--out``: ``os.replace`` to the new path.
 6. Remove the work dir.
 
 Until step 5 the original is never opened for writing.
@@ -35,8 +37,8 @@ from vllm_embed._errors import MigrationError, VLLMEmbedError
 
 from ._journal import WorkDir, work_dir_for
 from ._jsonio import fsync_dir, fsync_file
-from ._space import EmbeddingSpace
-from ._store import Rows, Store
+from ._space import EmbeddingSpace, sidecar_path
+from ._store import Rows, Store, pending_sidecar
 
 __all__ = [
     "DryRunReport",
@@ -179,6 +181,16 @@ def kept_records(store: Store, drop_missing_text: bool) -> tuple[list[int], list
             "--drop-missing-text to leave them out of the migrated store.",
             ids=missing_ids,
         )
+    if missing and not store.can_drop_records:
+        shown = ", ".join(repr(i) for i in missing_ids[:MISSING_LISTED])
+        raise MissingTextError(
+            f"{len(missing)} of {len(store.ids)} records in {store.path} have no text in "
+            f"{store.text_field}: {shown}. A {store.format} store cannot leave records out "
+            "(its row numbers are tied to files the migration keeps unchanged), so "
+            "--drop-missing-text does not apply. Nothing was sent or written; give those "
+            "records text or rebuild the store without them.",
+            ids=missing_ids,
+        )
     skip = set(missing)
     return [i for i in range(len(store.ids)) if i not in skip], missing_ids
 
@@ -251,8 +263,8 @@ def migrate_store(
     finally:
         progress.close()
     embed_seconds = time.perf_counter() - embed_began
-    store.record_space(work.output, _space_of(embedder, work, options))
-    verified = _assemble_and_check(store, work, keep, target)
+    space = _space_of(embedder, store, work, options)
+    verified = _assemble_and_check(store, work, keep, target, space)
     backup = _swap_in(store, work, target, in_place=options.out is None)
     work.remove()
     return MigrationResult(
@@ -363,8 +375,14 @@ def _checked_vectors(
     return vectors
 
 
-def _space_of(embedder: Embedder, work: WorkDir, options: MigrationOptions) -> EmbeddingSpace:
-    """The space of the new store: the server's model, the new dimension, the instructions."""
+def _space_of(
+    embedder: Embedder, store: Store, work: WorkDir, options: MigrationOptions
+) -> EmbeddingSpace:
+    """The space of the new store: the server's model, the new dimension, the instructions.
+
+    ``normalized`` is read from the rows as they will be stored: the format normalises
+    them (`Store.stores_unit_vectors`), or the server's rows are unit vectors already.
+    """
     from vllm_embed import __version__
 
     model = embedder.model_name()
@@ -373,21 +391,36 @@ def _space_of(embedder: Embedder, work: WorkDir, options: MigrationOptions) -> E
     if callable(instructions_for):
         instructions = instructions_for(model)
         query = str(instructions.query)
-        document = str(instructions.document) if options.kind == "document" else ""
+        if options.kind == "document":
+            document = str(instructions.document)
+        elif options.kind == "query":
+            document = query
+    normalized = store.stores_unit_vectors()
+    if not normalized:
+        first = next(Rows(work.vectors, work.count, work.dim).blocks(1024), None)
+        normalized = first is not None and bool(
+            np.allclose(np.linalg.norm(first, axis=-1), 1.0, atol=1e-3)
+        )
     return EmbeddingSpace(
         model=model,
         dimension=work.dim,
         document_instruction=document,
         query_instruction=query,
+        normalized=normalized,
         tool_version=__version__,
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        # no timestamp: a resumed run must write the same bytes as an uninterrupted one
     )
 
 
-def _assemble_and_check(store: Store, work: WorkDir, keep: list[int], target: Path) -> list[str]:
+def _assemble_and_check(
+    store: Store, work: WorkDir, keep: list[int], target: Path, space: EmbeddingSpace
+) -> list[str]:
     rows = Rows(work.vectors, len(keep), work.dim)
     ids = [store.ids[i] for i in keep]
     store.prepare_output(target)
+    pending = pending_sidecar(work.output)
+    pending.unlink(missing_ok=True)
+    store.record_space(work.output, space)
     store.write(work.output, keep, rows)
     fsync_file(work.output)
     store.check_written(work.output, ids, work.dim)
@@ -409,8 +442,21 @@ def _swap_in(store: Store, work: WorkDir, target: Path, *, in_place: bool) -> Pa
         except OSError:
             shutil.copy2(store.target, backup)
             fsync_file(backup)
+    # An older record describes the old vectors: it goes with the backup (or away),
+    # before the new store is in place, so no store is ever beside a wrong record.
+    side = sidecar_path(store.space_anchor(target))
+    if side.is_file():
+        if backup is not None:
+            os.replace(side, sidecar_path(backup))
+        else:
+            side.unlink()
     os.replace(work.output, target)
+    pending = pending_sidecar(work.output)
+    if pending.is_file():
+        os.replace(pending, side)
     fsync_dir(target.parent)
+    if side.parent != target.parent:
+        fsync_dir(side.parent)
     return backup
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "sidecar_path",
     "space_of_client",
     "write_sidecar",
+    "write_space_file",
 ]
 
 #: The key under which a space is stored inside a store's own metadata slot.
@@ -194,7 +195,11 @@ def read_sidecar(store_path: str | os.PathLike[str]) -> EmbeddingSpace | None:
 
 def write_sidecar(store_path: str | os.PathLike[str], space: EmbeddingSpace) -> Path:
     """Write the record atomically (temp file + fsync + replace); returns its path."""
-    side = sidecar_path(store_path)
+    return write_space_file(sidecar_path(store_path), space)
+
+
+def write_space_file(side: Path, space: EmbeddingSpace) -> Path:
+    """Write a record to the file ``side`` atomically (temp file + fsync + replace)."""
     tmp = side.with_name(side.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(space.to_dict(), f, ensure_ascii=False, indent=2, sort_keys=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +21,9 @@ import numpy.typing as npt
 
 from vllm_embed._errors import StoreFormatError
 
-from ._space import EmbeddingSpace, read_sidecar
+from ._space import SIDECAR_SUFFIX, EmbeddingSpace, read_sidecar, write_space_file
 
-__all__ = ["Rows", "Store", "check_rows", "l2_normalise"]
+__all__ = ["Rows", "Store", "check_rows", "l2_normalise", "pending_sidecar"]
 
 F32Matrix = npt.NDArray[np.float32]
 
@@ -54,6 +54,14 @@ class Rows:
             yield from block
 
 
+def pending_sidecar(out: Path) -> Path:
+    """Where the default `Store.record_space` puts the record of the work copy ``out``.
+
+    The engine moves it beside the final store right after the store is swapped in.
+    """
+    return out.with_name(out.name + SIDECAR_SUFFIX)
+
+
 def l2_normalise(block: F32Matrix) -> F32Matrix:
     """Rows divided by their L2 norm, as nano-vectordb's ``normalize`` does."""
     norms = np.linalg.norm(block, axis=-1, keepdims=True)
@@ -82,6 +90,8 @@ class Store(ABC):
     old_dim: int | None
     #: Where the text comes from, for messages ("caption", "docstore text", ...).
     text_field: str
+    #: Why ``text_field`` was chosen when it was inferred from the records (printed).
+    text_field_reason: str = ""
     ids: list[str]
     texts: list[str | None]
 
@@ -124,10 +134,35 @@ class Store(ABC):
         """Load ``path`` with the real library if importable; return its name, else None."""
         return None
 
+    #: False for formats whose rows cannot be left out without rewriting files the
+    #: migration keeps byte-identical (FAISS: the pickle maps row numbers to documents).
+    can_drop_records: bool = True
+
+    def stores_unit_vectors(self) -> bool:
+        """True when the format L2-normalises the rows it stores (nano-vectordb does)."""
+        return False
+
+    def space_anchor(self, target: Path) -> Path:
+        """The path whose sidecar records the space of the store produced at ``target``.
+
+        Default: ``target`` itself (``database.json`` ->
+        ``database.json.vllm-embed-space.json``). A directory store returns its directory.
+        """
+        return target
+
     def record_space(self, out: Path, space: EmbeddingSpace) -> None:
-        """Record ``space`` with the new store about to be written at ``out`` (interim:
-        formats with a metadata slot override this; the default keeps no record)."""
-        return None
+        """Record ``space`` with the new store about to be written at ``out`` (work copy).
+
+        Called by the engine right before `write` (``out`` may not exist yet). The
+        default writes the record to `pending_sidecar` (``out`` + the sidecar suffix);
+        after the store is verified and swapped in, the engine moves it beside the
+        final store (``sidecar_path(space_anchor(target))``), having first moved any
+        older record beside the backup. Formats with a metadata slot of their own
+        (nano-vectordb ``additional_data``, Chroma collection metadata, kano's ``meta``
+        table) override this to keep ``space`` and put it inside the store in `write`,
+        so it is verified and swapped with the store; they write no sidecar.
+        """
+        write_space_file(pending_sidecar(out), space)
 
     #: True for stores that put their verified output in place themselves (`install`):
     #: directories (Chroma) and files whose name changes with the model (kano).
@@ -148,7 +183,7 @@ class Store(ABC):
         Formats with a metadata slot of their own (nano-vectordb ``additional_data``,
         Chroma collection metadata, kano's ``meta`` table) override this.
         """
-        return read_sidecar(self.path)
+        return read_sidecar(self.space_anchor(self.target))
 
     def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
         """Up to ``count`` (stored text, stored vector) pairs for ``doctor``'s probe.
@@ -157,6 +192,17 @@ class Store(ABC):
         None when the format cannot give them (the probe is then skipped, with a WARN).
         """
         return None
+
+
+def sample_from(
+    texts: Sequence[str | None], vector_of: Callable[[int], Sequence[float]], count: int
+) -> tuple[list[str], F32Matrix] | None:
+    """The first ``count`` records that have text, with their stored vectors."""
+    wanted = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()][:count]
+    if not wanted:
+        return None
+    matrix = np.asarray([vector_of(i) for i in wanted], dtype=np.float32)
+    return [str(texts[i]) for i in wanted], matrix
 
 
 def copy_file(src: Path, dst: Path) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from vllm_embed._errors import StoreFormatError
 
 from ._jsonio import load_json
-from ._store import Rows, Store, check_rows
+from ._store import F32Matrix, Rows, Store, check_rows, sample_from
 
 __all__ = ["LangChainStore", "looks_like_langchain_dump", "read_langchain"]
 
@@ -54,6 +54,10 @@ class LangChainStore(Store):
                 "one store; restore the file from a backup or rebuild it."
             )
         self.old_dim = dims.pop() if dims else None
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        values = list(self._document.values())
+        return sample_from(self.texts, lambda i: values[i]["vector"], count)
 
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
         records = list(self._document.items())

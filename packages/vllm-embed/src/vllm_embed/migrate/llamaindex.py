@@ -35,7 +35,7 @@ import numpy as np
 from vllm_embed._errors import StoreFormatError
 
 from ._jsonio import load_json
-from ._store import Rows, Store, check_rows
+from ._store import F32Matrix, Rows, Store, check_rows, sample_from
 
 __all__ = ["LlamaIndexStore", "embed_text_fallback", "read_llamaindex"]
 
@@ -119,6 +119,14 @@ class LlamaIndexStore(Store):
 
     def output_target(self, out: Path | None) -> Path:
         return self.target if out is None else out / VECTOR_STORE_FILE
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        vectors = self._document["embedding_dict"]
+        return sample_from(self.texts, lambda i: vectors[self.ids[i]], count)
+
+    def space_anchor(self, target: Path) -> Path:
+        """The persist directory: its record is ``<dir>/vllm-embed-space.json``."""
+        return target.parent
 
     def prepare_output(self, out: Path) -> None:
         """Copy the rest of the persist dir next to a new vector store (``--out DIR``)."""

@@ -13,10 +13,13 @@ Variants, told apart by file name and record fields:
 - LightRAG (``vdb_entities.json``, ``vdb_relationships.json``, ``vdb_chunks.json``):
   text in ``content``; newer versions keep a per-record ``vector`` =
   base64(zlib(float16 bytes of the un-normalised embedding)), rewritten here too.
-- Anything else: the text field must be named (``--text-field``).
+- Anything else: the one string field present in every record (said so when the store
+  is opened), else the text field must be named (``--text-field``).
 
 The migrated file keeps every ``__id__``, every record field, the top-level key
-order and ``additional_data``; ``embedding_dim`` and the matrix are new.
+order and ``additional_data``; ``embedding_dim`` and the matrix are new, and the
+embedding space is recorded in ``additional_data["vllm_embed_space"]`` (the key is
+added when the store had no ``additional_data``; ``get_additional_data()`` returns it).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import numpy as np
 from vllm_embed._errors import StoreFormatError
 
 from ._jsonio import Base64Span, Base64Writer, iter_f32_rows_b64
-from ._store import Rows, Store, check_rows, l2_normalise
+from ._space import SPACE_KEY, EmbeddingSpace, read_sidecar
+from ._store import F32Matrix, Rows, Store, check_rows, l2_normalise
 
 __all__ = ["NanoVectorDBStore", "looks_like_nanovectordb", "read_nanovectordb"]
 
@@ -71,8 +75,11 @@ class NanoVectorDBStore(Store):
         variant: str,
         text_field: str,
         span: Base64Span | None = None,
+        text_field_reason: str = "",
     ) -> None:
         self.path = self.target = path
+        self.text_field_reason = text_field_reason
+        self._space: EmbeddingSpace | None = None
         self._document = document
         self._span = span
         self.variant = variant
@@ -84,14 +91,47 @@ class NanoVectorDBStore(Store):
         self.ids = [str(r["__id__"]) for r in records]
         self.texts = [_text_of(r, text_field) for r in records]
 
+    # -- the embedding space ---------------------------------------------------------------
+    def stores_unit_vectors(self) -> bool:
+        return True
+
+    def record_space(self, out: Path, space: EmbeddingSpace) -> None:
+        """Kept for `write`, which puts it in ``additional_data`` (no sidecar)."""
+        self._space = space
+
+    def recorded_space(self) -> EmbeddingSpace | None:
+        extra = self._document.get("additional_data")
+        if isinstance(extra, dict) and isinstance(extra.get(SPACE_KEY), dict):
+            return EmbeddingSpace.from_dict(extra[SPACE_KEY])
+        return read_sidecar(self.path)
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        wanted = [i for i, t in enumerate(self.texts) if isinstance(t, str) and t.strip()]
+        wanted = wanted[:count]
+        if not wanted or self.old_dim is None:
+            return None
+        last = wanted[-1]
+        rows: list[np.ndarray] = []
+        seen = 0
+        for block in self.iter_matrix():
+            rows.append(block)
+            seen += len(block)
+            if seen > last:
+                break
+        matrix = np.concatenate(rows)[wanted].astype(np.float32)
+        return [str(self.texts[i]) for i in wanted], matrix
+
     # -- writing -------------------------------------------------------------------------
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
         records = [self._records[i] for i in keep]
         if any("vector" in r for r in records):
             records = _with_lightrag_vectors(records, rows)
+        items = list(self._document.items())
+        if self._space is not None and "additional_data" not in self._document:
+            items.append(("additional_data", {}))
         with open(out, "wb") as f:
             f.write(b"{")
-            for n, (key, value) in enumerate(self._document.items()):
+            for n, (key, value) in enumerate(items):
                 if n:
                     f.write(b", ")
                 f.write(_dumps(key) + b": ")
@@ -101,6 +141,9 @@ class NanoVectorDBStore(Store):
                     f.write(_dumps(records))
                 elif key == "matrix":
                     _write_matrix(f, rows)
+                elif key == "additional_data" and self._space is not None:
+                    extra = value if isinstance(value, dict) else {}
+                    f.write(_dumps({**extra, SPACE_KEY: self._space.to_dict()}))
                 else:
                     f.write(_dumps(value))
             f.write(b"}")
@@ -177,8 +220,8 @@ def read_nanovectordb(
             )
         document = loaded
     _validate_layout(path, document, span)
-    variant, field = _choose_text_field(path, document["data"], text_field)
-    return NanoVectorDBStore(path, document, variant, field, span)
+    variant, field, reason = _choose_text_field(path, document["data"], text_field)
+    return NanoVectorDBStore(path, document, variant, field, span, reason)
 
 
 def _validate_layout(path: Path, document: dict[str, Any], span: Base64Span | None) -> None:
@@ -220,21 +263,26 @@ def _validate_layout(path: Path, document: dict[str, Any], span: Base64Span | No
 
 def _choose_text_field(
     path: Path, records: list[dict[str, Any]], text_field: str | None
-) -> tuple[str, str]:
+) -> tuple[str, str, str]:
+    """(variant, text field, why that field when it was inferred from the records)."""
     lightrag = _LIGHTRAG_FILE.match(path.name) is not None
     if text_field is not None:
         variant = "LightRAG" if lightrag else "generic"
-        return variant, text_field
+        return variant, text_field, ""
     fields = Counter(k for r in records for k in r)
     if lightrag or (fields["content"] and (fields["vector"] or fields["__created_at__"])):
-        return "LightRAG", "content"
+        return "LightRAG", "content", ""
     if fields["caption"] or (path.name == "database.json" and not records):
-        return "DVD database.json", "caption"
+        return "DVD database.json", "caption", ""
     if not records:
-        return "generic", "content"
+        return "generic", "content", ""
     candidates = Counter(
         k for r in records for k, v in r.items() if isinstance(v, str) and k not in _RESERVED
     )
+    everywhere = [k for k, n in candidates.items() if n == len(records)]
+    if len(everywhere) == 1:
+        reason = "the only string field present in every record; choose another with --text-field"
+        return "generic", everywhere[0], reason
     listing = ", ".join(f"{k} ({n} of {len(records)} records)" for k, n in candidates.most_common())
     raise StoreFormatError(
         f"{path}: a nano-vectordb store whose text field is not known. Re-run with "
