@@ -55,6 +55,17 @@ def open_store(
     path = Path(path)
     if not path.exists():
         raise StoreFormatError(f"{path} does not exist: give the path of the vector store.")
+    # first: a LightRAG ``faiss_index_*.index.meta.json`` is not a kano meta.json
+    faiss_store = find_faiss_store(
+        path, allow_dangerous_deserialization=allow_dangerous_deserialization
+    )
+    if faiss_store is not None:
+        if collection is not None:
+            raise StoreFormatError(
+                f"--collection applies to stores that hold collections (Chroma, kano); "
+                f"{path} is a {faiss_store.format} index."
+            )
+        return _no_text_field(faiss_store, text_field)
     if is_chroma_dir(path) or path.name == CHROMA_FILE:
         return _no_text_field(read_chroma(path, collection=collection), text_field)
     if looks_like_kano(path) or (path.is_dir() and find_kano_index(path, collection)):
@@ -64,11 +75,6 @@ def open_store(
             f"--collection applies to stores that hold collections (Chroma, kano); {path} is "
             "not one."
         )
-    faiss_store = find_faiss_store(
-        path, allow_dangerous_deserialization=allow_dangerous_deserialization
-    )
-    if faiss_store is not None:
-        return _no_text_field(faiss_store, text_field)
     if path.is_dir():
         if not is_persist_dir(path):
             raise _unknown(path, f"a directory without {VECTOR_STORE_FILE}")
