@@ -131,3 +131,21 @@ async def test_send_dimensions_on_a_server_that_is_not_matryoshka(tmp_path: Path
         with pytest.raises(DimensionsNotSupportedError, match="dimensions"):
             await other(["refused"])
         await fn.aclose()
+
+
+async def test_cache_passes_through_so_a_reingest_embeds_nothing_new(tmp_path: Path) -> None:
+    """``cache=`` goes to the core client: a second app ingesting the same documents (a new
+    LightRAG workspace, a new server process) gets every vector from the cache."""
+    cache = str(tmp_path / "embeddings.sqlite")
+    served = []
+    for run in ("first", "second"):
+        with FakeEmbeddingServer(dim=OLD_DIM, model="old-model") as server:
+            embedding_func = await alightrag_embedding_func(base_url=server.base_url, cache=cache)
+            rag = await open_rag(tmp_path / run, embedding_func, StubLLM())
+            await rag.ainsert(DOCS)
+            assert DOCS[0] in await naive_context(rag, DOCS[0])
+            await rag.finalize_storages()
+            await embedding_func.func.aclose()
+            embedding_func.func.close()
+            served.append(server.stats()["vectors"])
+    assert served[0] > len(DOCS) and served[1] <= 1, served  # at most the dimension probe

@@ -85,9 +85,9 @@ async def alightrag_embedding_func(
             :class:`~vllm_embed.AsyncEmbeddingClient` to use; else one is built from
             ``options``.
         options: the core client's keyword arguments (``base_url``, ``api_key``, ``model``,
-            ``instructions``, ...) and :class:`VLLMEmbeddingFunction`'s own (``kind``,
-            ``embedding_dim`` to declare the dimension your stores were built with,
-            ``max_token_size``).
+            ``instructions``, ``dimensions``, ``cache``, ...) and
+            :class:`VLLMEmbeddingFunction`'s own (``kind``, ``embedding_dim`` to declare
+            the dimension your stores were built with, ``max_token_size``).
 
     Raises:
         ImportError: ``lightrag-hku`` is not installed (the message says what to install).
