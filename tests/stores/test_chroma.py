@@ -268,3 +268,72 @@ def test_chromadb_missing_is_a_named_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "chromadb", None)
     with pytest.raises(MigrationError, match="pip install chromadb"):
         open_store(db)
+
+
+def test_embedding_function_record_of_an_unimportable_class_is_carried_over(
+    tmp_path, fake_vllm, client
+):
+    """The app's own embedding function is not importable by the migration: its record
+    (name + config) is carried over verbatim, and chromadb's registry is left as it was."""
+    import chromadb
+    from chromadb.api.types import Documents, EmbeddingFunction
+    from chromadb.utils.embedding_functions import known_embedding_functions
+
+    class AppFunction(EmbeddingFunction[Documents]):
+        def __init__(self, url: str = "http://app") -> None:
+            self.url = url
+
+        def __call__(self, input: Documents):  # type: ignore[no-untyped-def]
+            return [np.zeros(3, dtype=np.float32) for _ in input]
+
+        @staticmethod
+        def name() -> str:
+            return "my-app-function"
+
+        def get_config(self):  # type: ignore[no-untyped-def]
+            return {"url": self.url}
+
+        @staticmethod
+        def build_from_config(config):  # type: ignore[no-untyped-def]
+            return AppFunction(config["url"])
+
+    db = tmp_path / "db"
+    c = chromadb.PersistentClient(path=str(db))
+    made = c.create_collection("appdocs", embedding_function=AppFunction("http://emb:9000"))
+    made.add(ids=["a", "b"], embeddings=[[0.1] * 3, [0.3] * 3], documents=["alpha", "beta"])
+    record = made.configuration_json["embedding_function"]
+    c.close()
+    assert record == {
+        "type": "known",
+        "name": "my-app-function",
+        "config": {"url": "http://emb:9000"},
+    }
+    known_embedding_functions.pop("my-app-function", None)  # a fresh process would not know it
+    registry = dict(known_embedding_functions)
+
+    migrate_store(open_store(db), client)
+    assert dict(known_embedding_functions) == registry
+    c, after = _collection(db, "appdocs")
+    try:
+        assert after.configuration_json["embedding_function"] == record
+        assert after.get(include=["embeddings"])["embeddings"].shape == (2, DIM)
+    finally:
+        c.close()
+
+
+def test_a_client_still_open_in_the_process_is_warned_about(tmp_path, fake_vllm, client, caplog):
+    import chromadb
+
+    db = make_langchain_chroma(tmp_path / "chroma_db", n=3)
+    app = chromadb.PersistentClient(path=str(db))  # the app's own client, left open
+    try:
+        with caplog.at_level("WARNING", logger="vllm_embed.migrate.chroma"):
+            migrate_store(open_store(db), client)
+        assert "still open on" in caplog.text and "Close it" in caplog.text
+    finally:
+        app.close()
+    c, collection = _collection(db, "langchain")
+    try:  # a new client sees the migrated store
+        assert collection.get(include=["embeddings"])["embeddings"].shape == (3, DIM)
+    finally:
+        c.close()

@@ -179,3 +179,17 @@ def test_vec0_without_sqlite_vec_is_refused_before_any_request(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "sqlite_vec", None)
     with pytest.raises(MigrationError, match="pip install sqlite-vec"):
         open_store(db)
+
+
+def test_out_writes_the_new_pair_into_a_new_directory(tmp_path, fake_vllm, client):
+    db = make_kano_index(tmp_path / "vectors")
+    before = listing(tmp_path / "vectors")
+    out = tmp_path / "migrated"
+    result = migrate_store(open_store(db), client, MigrationOptions(out=out))
+    assert result.backup is None and result.output == out / f"{_name(NEW_SPACE)}.sqlite3"
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"{_name(NEW_SPACE)}.meta.json",
+        f"{_name(NEW_SPACE)}.sqlite3",
+    ]
+    assert listing(tmp_path / "vectors") == before
+    assert open_store(out).recorded_space().dimension == DIM

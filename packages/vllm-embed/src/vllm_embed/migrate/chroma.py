@@ -36,6 +36,7 @@ import contextlib
 import ctypes
 import errno
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -55,6 +56,8 @@ from ._store import F32Matrix, Rows, Store, check_rows
 from .llamaindex import embed_text_fallback
 
 __all__ = ["CHROMA_FILE", "ChromaStore", "is_chroma_dir", "read_chroma"]
+
+logger = logging.getLogger(__name__)
 
 CHROMA_FILE = "chroma.sqlite3"
 LLAMAINDEX_NODE_KEY = "_node_content"
@@ -89,18 +92,31 @@ def _client(path: Path) -> Iterator[Any]:
     """
     chromadb = _chromadb()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        # chromadb's notes about legacy / unbuildable embedding-function records: the
+        # migration carries those records over and never embeds through them
+        warnings.filterwarnings("ignore", module=r"chromadb(\..*)?$")
         client = chromadb.PersistentClient(path=str(path))
-    try:
-        yield client
-    finally:
-        close = getattr(client, "close", None)
-        if callable(close):
-            close()
-        else:  # chromadb < 1.1: drop the cached system by hand
-            from chromadb.api.shared_system_client import SharedSystemClient
+        try:
+            yield client
+        finally:
+            close = getattr(client, "close", None)
+            if callable(close):
+                close()
+            else:  # chromadb < 1.1: drop the cached system by hand
+                from chromadb.api.shared_system_client import SharedSystemClient
 
-            SharedSystemClient.clear_system_cache()
+                SharedSystemClient.clear_system_cache()
+
+
+def _still_open(path: Path) -> bool:
+    """True when this process still holds a chromadb client on ``path`` (it would keep
+    reading the files that are now the backup)."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+    except ImportError:
+        return False
+    systems = getattr(SharedSystemClient, "_identifier_to_system", {})
+    return str(path) in systems
 
 
 def _chroma_error(path: Path, exc: Exception) -> StoreFormatError:
@@ -319,6 +335,13 @@ class ChromaStore(Store):
             os.rename(new, target)
         fsync_dir(target.parent)
         fsync_dir(new.parent)
+        if _still_open(target):
+            logger.warning(
+                "a chromadb client in this process is still open on %s: it keeps reading the "
+                "old files (now %s). Close it and open a new one to see the migrated store.",
+                target,
+                backup,
+            )
         return backup
 
 
