@@ -39,7 +39,7 @@ from vllm_embed._errors import (
 if TYPE_CHECKING:
     from vllm_embed._client import EmbeddingClient
 
-__all__ = ["Check", "config", "doctor", "migrate_command", "run_checks"]
+__all__ = ["Check", "check_store", "config", "doctor", "migrate_command", "run_checks"]
 
 Status = Literal["pass", "fail", "warn", "skip"]
 
@@ -196,9 +196,11 @@ def _config_hint(cfg: EmbedConfig, field: str) -> str:
     return f"with --{option}"
 
 
-def migrate_command(cfg: EmbedConfig, *, section: str | None = None) -> str:
-    """The ``vllm-embed migrate`` command that re-embeds the app's store for this config."""
-    parts = ["vllm-embed", "migrate", cfg.store_path or "<store>"]
+def migrate_command(
+    cfg: EmbedConfig, *, section: str | None = None, store: str | None = None
+) -> str:
+    """The ``vllm-embed migrate`` command that re-embeds the app's store (or ``store``)."""
+    parts = ["vllm-embed", "migrate", store or cfg.store_path or "<store>"]
     if cfg.source and cfg.format != "env":
         parts += ["--config", cfg.source]
         if section:
@@ -420,6 +422,131 @@ def _endpoint_checks(
     return checks
 
 
+#: Stored texts re-embedded by the probe of a store that records no embedding space.
+PROBE_TEXTS = 8
+
+
+def check_store(
+    cfg: EmbedConfig,
+    store_path: str,
+    *,
+    timeout: float = 10.0,
+    section: str | None = None,
+    allow_dangerous_deserialization: bool = False,
+) -> Check:
+    """Compare the embedding space a store was built in with the config's live server.
+
+    The store's record (written by ``vllm-embed migrate``) when it has one: same space
+    -> PASS, another model, dimension or instruction -> FAIL with the ``migrate``
+    command. Without a record, a probe: a few stored texts are embedded again and
+    compared with their stored vectors (cosine): same -> PASS, different -> FAIL, in
+    between -> WARN with the figures.
+    """
+    from vllm_embed._client import EmbeddingClient
+    from vllm_embed._errors import StoreError
+    from vllm_embed._types import RetryPolicy, Timeout
+    from vllm_embed.migrate import (
+        PickleConsentError,
+        judge_probe,
+        open_store,
+        read_sidecar,
+        space_of_client,
+    )
+
+    name = "store space"
+    fix_cmd = _store_migrate_command(cfg, store_path, section, allow_dangerous_deserialization)
+    store = None
+    try:
+        store = open_store(
+            store_path, allow_dangerous_deserialization=allow_dangerous_deserialization
+        )
+        recorded = store.recorded_space()
+    except PickleConsentError as exc:
+        recorded = read_sidecar(exc.index_path)
+        fix_cmd = _store_migrate_command(cfg, store_path, section, True)
+    except StoreError as exc:
+        return Check(name, "fail", f"cannot read {store_path}: {exc}", None)
+    if not cfg.base_urls:
+        return Check(name, "skip", "no server configured")
+    kwargs = cfg.client_kwargs()
+    kwargs.update(
+        base_url=cfg.base_urls[0],
+        retry=RetryPolicy.none(),
+        timeout=Timeout(total=timeout, connect=min(timeout, C.DEFAULT_TIMEOUT_CONNECT)),
+    )
+    with EmbeddingClient(**kwargs) as client:
+        try:
+            live = space_of_client(client)
+        except VLLMEmbedError as exc:
+            return Check(name, "fail", f"cannot ask the server for its space: {exc}")
+        if recorded is not None:
+            diffs = recorded.differences(live)
+            if not diffs:
+                return Check(name, "pass", f"{store_path} was built in {live.describe()}")
+            return Check(
+                name,
+                "fail",
+                f"{store_path} was built in {recorded.describe()}; the server embeds in "
+                f"{live.describe()} ({'; '.join(diffs)}): queries would be compared with "
+                "vectors of another space",
+                f"Re-embed the store with the served model: `{fix_cmd}` (or point the "
+                f"config at the server for {recorded.model!r}).",
+            )
+        if store is None:
+            return Check(
+                name,
+                "warn",
+                f"{store_path} records no embedding space, and probing it needs its pickle read",
+                "Re-run with --allow-dangerous-deserialization (only for a store you trust) "
+                "to compare a few stored vectors with the server's.",
+            )
+        sample = store.sample_vectors(PROBE_TEXTS)
+        if sample is None:
+            return Check(
+                name,
+                "warn",
+                f"{store_path} records no embedding space and has no stored text to probe",
+                f"Migrate it once to record the space: `{fix_cmd}`.",
+            )
+        texts, stored = sample
+        if stored.shape[1] != live.dimension:
+            return Check(
+                name,
+                "fail",
+                f"{store_path} holds {stored.shape[1]}-dim vectors; the server produces "
+                f"{live.dimension} ({live.model!r})",
+                f"Re-embed the store with the served model: `{fix_cmd}`.",
+            )
+        try:
+            fresh = client.embed_with_info(texts, kind="document").vectors
+        except VLLMEmbedError as exc:
+            return Check(name, "fail", f"the probe request failed: {exc}")
+    verdict = judge_probe(stored, fresh)
+    detail = f"{store_path} records no space; {verdict.describe()}"
+    if verdict.verdict == "same":
+        return Check(name, "pass", f"{detail}: the server's model {live.model!r} made it")
+    if verdict.verdict == "different":
+        return Check(
+            name,
+            "fail",
+            f"{detail}: another model (or instruction) made this store, not {live.model!r}",
+            f"Re-embed the store with the served model: `{fix_cmd}`.",
+        )
+    return Check(
+        name,
+        "warn",
+        f"{detail}: cannot tell whether {live.model!r} made it",
+        f"If the model changed, re-embed the store: `{fix_cmd}`.",
+    )
+
+
+def _store_migrate_command(
+    cfg: EmbedConfig, store_path: str, section: str | None, consent: bool
+) -> str:
+    command = migrate_command(cfg, section=section, store=store_path)
+    return command + (" --allow-dangerous-deserialization" if consent else "")
+
+
 _MARK = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "SKIP"}
 
 
@@ -452,6 +579,17 @@ def _print_checks(cfg: EmbedConfig, checks: list[Check]) -> None:
     help="Seconds per request.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option(
+    "--store",
+    "store",
+    help="A vector store to compare with the live server: its recorded embedding space, or "
+    "a probe of a few stored vectors.",
+)
+@click.option(
+    "--allow-dangerous-deserialization",
+    is_flag=True,
+    help="Let --store read a LangChain FAISS .pkl (a pickle runs code: trusted stores only).",
+)
 def doctor(
     file: str | None,
     base_url: str | None,
@@ -461,12 +599,17 @@ def doctor(
     section: str | None,
     timeout: float,
     as_json: bool,
+    store: str | None,
+    allow_dangerous_deserialization: bool,
 ) -> None:
     """Check a config against its live server.
 
     Checks, each printed as PASS / FAIL / WARN / SKIP with a fix: server reachable, API
     key accepted, model served, real dimension equals the declared one (else the
     `vllm-embed migrate` command for the store), max_model_len, a timed round trip.
+    With --store PATH: the store's embedding space (model, dimension, instructions, as
+    `vllm-embed migrate` records it) against the server's; a store without a record is
+    probed (a few stored texts re-embedded, cosine against the stored vectors).
 
     FILE is a .toml / .json / .py config or a dotted module name (a Python config is
     executed to read it). Exit code 1 when any check fails.
@@ -474,6 +617,19 @@ def doctor(
     overrides = {"base_url": base_url, "api_key": api_key, "model": model, "dimension": dimension}
     cfg = _load(file, section, overrides)
     checks = run_checks(cfg, timeout=timeout, section=section)
+    if store is not None:
+        if all(c.status in ("pass", "warn") for c in checks):
+            checks.append(
+                check_store(
+                    cfg,
+                    store,
+                    timeout=timeout,
+                    section=section,
+                    allow_dangerous_deserialization=allow_dangerous_deserialization,
+                )
+            )
+        else:
+            checks.append(Check("store space", "skip", "the server checks failed"))
     if as_json:
         click.echo(json.dumps([asdict(c) for c in checks], indent=2))
     else:
