@@ -337,3 +337,28 @@ def test_a_client_still_open_in_the_process_is_warned_about(tmp_path, fake_vllm,
         assert collection.get(include=["embeddings"])["embeddings"].shape == (3, DIM)
     finally:
         c.close()
+
+
+def test_uris_are_kept(tmp_path, fake_vllm, client):
+    import chromadb
+
+    db = tmp_path / "db"
+    c = chromadb.PersistentClient(path=str(db))
+    made = c.create_collection("images", embedding_function=None)
+    made.add(
+        ids=["a", "b"],
+        embeddings=[[0.1] * 3, [0.3] * 3],
+        documents=["a red car", "a blue bus"],
+        uris=["s3://bucket/car.jpg", None],
+        metadatas=[None, {"k": 1}],
+    )
+    c.close()
+    migrate_store(open_store(db), client)
+    c, after = _collection(db, "images")
+    try:
+        got = after.get(include=["uris", "documents", "metadatas"])
+        assert got["uris"] == ["s3://bucket/car.jpg", None]
+        assert got["documents"] == ["a red car", "a blue bus"]
+        assert got["metadatas"][1] == {"k": 1}
+    finally:
+        c.close()

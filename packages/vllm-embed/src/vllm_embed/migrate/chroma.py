@@ -137,6 +137,7 @@ class _Collection:
     ids: list[str] = field(default_factory=list)
     documents: list[str | None] = field(default_factory=list)
     metadatas: list[dict[str, Any] | None] = field(default_factory=list)
+    uris: list[str | None] = field(default_factory=list)
     start: int = 0  # index of the first record in the store's flat lists
     llamaindex: bool = False
 
@@ -241,11 +242,13 @@ class ChromaStore(Store):
                     while len(pending) < len(part):
                         pending = np.concatenate([pending, next(blocks)])
                     vectors, pending = pending[: len(part)], pending[len(part) :]
+                    uris = [c.uris[i] for i in part]
                     collection.add(
                         ids=[c.ids[i] for i in part],
                         embeddings=vectors,
                         documents=[c.documents[i] for i in part],
                         metadatas=[c.metadatas[i] for i in part],
+                        **({"uris": uris} if any(u is not None for u in uris) else {}),
                     )
         for file in out.rglob("*"):
             if file.is_file():
@@ -471,7 +474,7 @@ def _check_records(
     done = 0
     for offset in range(0, len(expected), _PAGE):
         page = collection.get(
-            offset=offset, limit=_PAGE, include=["documents", "metadatas", "embeddings"]
+            offset=offset, limit=_PAGE, include=["documents", "metadatas", "embeddings", "uris"]
         )
         got_ids = list(page["ids"])
         if got_ids != expected[offset : offset + _PAGE]:
@@ -483,11 +486,16 @@ def _check_records(
                 f"expected ({len(got_ids)}, {dim})"
             )
         check_rows(vectors, f"{where}, collection {c.name!r}", done)
-        for rid, document, metadata in zip(
-            got_ids, page["documents"], page["metadatas"], strict=True
+        uris = page.get("uris") or [None] * len(got_ids)
+        for rid, document, metadata, uri in zip(
+            got_ids, page["documents"], page["metadatas"], uris, strict=True
         ):
             n = want[rid]
-            if document != c.documents[n] or (metadata or None) != (c.metadatas[n] or None):
+            if (
+                document != c.documents[n]
+                or (metadata or None) != (c.metadatas[n] or None)
+                or uri != c.uris[n]
+            ):
                 raise StoreFormatError(
                     f"{where}: collection {c.name!r}: record {rid!r} changed its document or "
                     "metadata"
@@ -589,10 +597,13 @@ def _read_collection(client: Any, name: str) -> _Collection:
     total = int(collection.count())
     page = max(1, min(int(client.get_max_batch_size()), 5000))
     for offset in range(0, total, page):
-        got = collection.get(offset=offset, limit=page, include=["documents", "metadatas"])
+        got = collection.get(offset=offset, limit=page, include=["documents", "metadatas", "uris"])
         c.ids.extend(got["ids"])
         c.documents.extend(d if isinstance(d, str) else None for d in got["documents"])
         c.metadatas.extend(dict(m) if m else None for m in got["metadatas"])
+        c.uris.extend(u if isinstance(u, str) else None for u in (got.get("uris") or []))
+    if len(c.uris) != len(c.ids):  # a chromadb without uris
+        c.uris = [None] * len(c.ids)
     if len(c.ids) != total:
         raise StoreFormatError(
             f"collection {name!r} reports {total} records but {len(c.ids)} could be read"
