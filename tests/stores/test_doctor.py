@@ -1,0 +1,79 @@
+"""``vllm-embed doctor --store`` on Chroma directories and kano indexes (fake server):
+the space recorded by ``migrate`` in the collection metadata / the ``meta`` table, else
+the probe of stored vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import respx
+from click.testing import CliRunner, Result
+from stores_fixtures import make_kano_index, make_langchain_chroma, texts
+
+from vllm_embed.cli import main
+from vllm_embed.migrate import migrate_store, open_store
+from vllm_embed_testing.fake_server import fake_vector
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, mount
+
+
+def _doctor(store: Path) -> Result:
+    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(store)]
+    return CliRunner().invoke(main, args)
+
+
+def _line(result: Result) -> str:
+    return next(line for line in result.output.splitlines() if "store space" in line)
+
+
+def test_migrated_chroma_passes_and_another_model_fails(tmp_path, client):
+    db = make_langchain_chroma(tmp_path / "chroma_db", n=6)
+    with respx.mock(assert_all_called=False) as router:
+        mount(router)
+        migrate_store(open_store(db), client)
+        passed = _doctor(db)
+    assert passed.exit_code == 0, passed.output
+    assert _line(passed).lstrip().startswith("PASS")
+    assert f"model {MODEL!r}, dim {DIM}" in _line(passed)
+    with respx.mock(assert_all_called=False) as router:
+        mount(router, model="intfloat/other-model")  # same dimension, another model
+        failed = _doctor(db)
+    assert failed.exit_code == 1, failed.output
+    assert _line(failed).lstrip().startswith("FAIL")
+    assert MODEL in _line(failed) and "intfloat/other-model" in _line(failed)
+    assert f"vllm-embed migrate {db}" in failed.output
+
+
+def test_migrated_kano_index_passes(tmp_path, fake_vllm, client):
+    db = make_kano_index(tmp_path / "vectors")
+    result = migrate_store(open_store(db), client)
+    doctor = _doctor(result.output)
+    assert doctor.exit_code == 0, doctor.output
+    assert _line(doctor).lstrip().startswith("PASS")
+
+
+def _chroma_with(path: Path, vectors: np.ndarray) -> Path:
+    """A Chroma collection (no record) holding ``texts`` with the given vectors."""
+    import chromadb
+
+    client = chromadb.PersistentClient(path=str(path))
+    collection = client.create_collection("docs", embedding_function=None)
+    collection.add(
+        ids=[f"d{i}" for i in range(len(vectors))],
+        embeddings=vectors,
+        documents=texts(len(vectors)),
+    )
+    client.close()
+    return path
+
+
+def test_chroma_without_a_record_is_probed(tmp_path, fake_vllm):
+    same = _chroma_with(tmp_path / "same", np.stack([fake_vector(t, DIM) for t in texts(6)]))
+    result = _doctor(same)
+    assert result.exit_code == 0, result.output
+    assert _line(result).lstrip().startswith("PASS") and "mean cosine 1.0000" in _line(result)
+
+    other = np.random.default_rng(7).standard_normal((6, DIM)).astype(np.float32)
+    result = _doctor(_chroma_with(tmp_path / "other", other))
+    assert result.exit_code == 1, result.output
+    assert _line(result).lstrip().startswith("FAIL") and "another model" in _line(result)
