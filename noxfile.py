@@ -35,6 +35,7 @@ nox.options.sessions = [
     "cache",
     "lightrag",
     "package",
+    "pgvector",
     "contract",
 ]
 
@@ -180,6 +181,22 @@ def lightrag(session: nox.Session) -> None:
     query, model change, `vllm-embed migrate`, reopen; fake servers over HTTP, then live vLLM."""
     session.install(*TEST_DEPS, "-e", CORE, "-e", NANOVECTORDB, LIGHTRAG_HKU)
     _pytest(session, "tests/lightrag", network=True)
+
+
+@nox.session(python=PYTHONS[0])
+def pgvector(session: nox.Session) -> None:
+    """`migrate postgresql://`: a real Postgres 16 + pgvector (PyPI pgserver) started by the
+    tests, tables made by langchain-postgres / llama-index-vector-stores-postgres / LightRAG's
+    DDL, faults, and the three layouts on live vLLM. Sockets: loopback only."""
+    session.install(
+        *TEST_DEPS,
+        "-e",
+        f"{CORE}[postgres]",
+        "pgserver",
+        "langchain-postgres",
+        "llama-index-vector-stores-postgres",
+    )
+    session.run("pytest", "tests/pgvector", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
 
 
 def _install_everything(session: nox.Session) -> None:

@@ -149,7 +149,7 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
 
 
 @click.command("migrate")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store")
 @click.option("--config", "config", help="App config to read the server settings from.")
 @click.option("--section", help="Section of --config holding the settings (e.g. embedding).")
 @click.option("--base-url", help="Server URL, e.g. http://localhost:8000/v1.")
@@ -168,7 +168,7 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
 @click.option(
     "--collection",
     help="Migrate only this collection of a Chroma directory, or pick the kano index of "
-    "this collection (default: every collection).",
+    "this collection, or (Postgres) only this LangChain collection (default: every one).",
 )
 @click.option("--drop-missing-text", is_flag=True, help="Leave out records that have no text.")
 @click.option(
@@ -192,8 +192,24 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
     "run, or for another store of the same app, cost no server time.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before replacing in place.")
+@click.option(
+    "--table", "tables", multiple=True, help="Postgres: only this table (repeatable; SCHEMA.T ok)."
+)
+@click.option("--id-column", help="Postgres, another table shape: its unique key column.")
+@click.option("--text-column", help="Postgres, another table shape: the text column.")
+@click.option("--vector-column", help="Postgres, another table shape: the vector column.")
+@click.option(
+    "--drop-backup", is_flag=True, help="Postgres: drop the backups of finished migrations."
+)
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0.001),
+    default=5.0,
+    show_default=True,
+    help="Postgres: seconds to wait for another session's lock before giving up.",
+)
 def migrate(
-    store: Path,
+    store: str,
     config: str | None,
     section: str | None,
     base_url: str | None,
@@ -210,6 +226,12 @@ def migrate(
     batch_size: int | None,
     cache: str | None,
     yes: bool,
+    tables: tuple[str, ...],
+    id_column: str | None,
+    text_column: str | None,
+    vector_column: str | None,
+    drop_backup: bool,
+    lock_timeout: float,
 ) -> None:
     """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, FAISS, Chroma, kano).
 
@@ -223,17 +245,12 @@ def migrate(
     and kept as NAME.d<old dim>.bak[.EXT] (a kano index is written under the file name of
     its new embedding space). An interrupted run (server gone, Ctrl-C, reboot) resumes
     when the same command is run again.
+
+    STORE may also be a postgresql://USER@HOST:PORT/DB URL (password from the URL,
+    PGPASSWORD or ~/.pgpass): LangChain, LlamaIndex and LightRAG pgvector tables are
+    found and listed; each is re-embedded into a shadow table and switched in one
+    transaction, the old table kept as <table>_vllm_bak_d<old dim> until --drop-backup.
     """
-    opened = open_store(
-        store,
-        text_field=text_field,
-        collection=collection,
-        allow_dangerous_deserialization=allow_dangerous_deserialization,
-    )
-    click.echo(_describe(opened), err=True)
-    plan: ConfigUpdate | None = None
-    if update_config is not None and not dry_run:
-        plan = plan_config_update(update_config, section)
     explicit = {
         "base_url": base_url,
         "api_key": api_key,
@@ -242,6 +259,39 @@ def migrate(
         "batch_size": batch_size,
         "cache": cache,
     }
+    if store.startswith(("postgresql://", "postgres://")):
+        from vllm_embed.cli._postgres import PgArgs, migrate_postgres
+
+        pg_args = PgArgs(
+            tables=tables,
+            collections=(collection,) if collection else (),
+            id_column=id_column,
+            text_column=text_column,
+            vector_column=vector_column,
+            drop_backup=drop_backup,
+            lock_timeout=lock_timeout,
+            batch_rows=max(2048, 4 * (batch_size or 0)),
+        )
+        migrate_postgres(
+            store,
+            pg_args,
+            lambda: _client(config, section, explicit),
+            dry_run=dry_run,
+            yes=yes,
+            progress=lambda: _BarProgress() if sys.stderr.isatty() else _LineProgress(),
+        )
+        return
+    path = Path(store)
+    opened = open_store(
+        path,
+        text_field=text_field,
+        collection=collection,
+        allow_dangerous_deserialization=allow_dangerous_deserialization,
+    )
+    click.echo(_describe(opened), err=True)
+    plan: ConfigUpdate | None = None
+    if update_config is not None and not dry_run:
+        plan = plan_config_update(update_config, section)
     chunk_rows = max(DEFAULT_CHUNK_ROWS, 16 * (batch_size or 0))
     options = MigrationOptions(
         out=out,
