@@ -24,7 +24,6 @@ Prints a table and writes ``benchmarks/results/pg_migrate.json``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -174,7 +173,9 @@ def phase_migrate(url: str, base_url: str) -> dict[str, Any]:
 
 
 def _child(*args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--phase", *args], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True
+    )
     if out.returncode:
         raise SystemExit(f"phase {args[0]} failed:\n{out.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -215,7 +216,9 @@ def main() -> None:
             run["index"] = index
             run["setup_index_seconds"] = setup_index
             run["vs_raw"] = run["rows_per_s"] / raw["rows_per_s"]
-            run["vs_raw_without_index_build"] = run["rows_per_s_without_index_build"] / raw["rows_per_s"]
+            run["vs_raw_without_index_build"] = (
+                run["rows_per_s_without_index_build"] / raw["rows_per_s"]
+            )
             cases[index] = run
     report = {
         "benchmark": "pg_migrate_bench",
@@ -233,7 +236,9 @@ def main() -> None:
 
 def _print_table(r: dict[str, Any]) -> None:
     raw = r["raw_client"]["rows_per_s"]
-    print(f"\npgvector migration, {r['rows']:,} rows (fake vLLM; load {r['machine']['load'][0]:.1f})")
+    print(
+        f"\npgvector migration, {r['rows']:,} rows (fake vLLM; load {r['machine']['load'][0]:.1f})"
+    )
     print(f"  core client embed(): {raw:,.0f} rows/s")
     head = f"  {'index':<8}{'rows/s':>10}{'vs raw':>8}{'w/o index':>10}{'readers blocked':>17}"
     print(head + f"{'slowest read':>14}{'index build':>13}")
