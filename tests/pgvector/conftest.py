@@ -22,8 +22,9 @@ from vllm_embed import EmbeddingClient, RetryPolicy
 from vllm_embed_testing.fake_server import FakeEmbeddingServer
 from vllm_embed_testing.postgres import PostgresServer, pg_server
 from vllm_embed_testing.pytest_plugin import clean_env  # noqa: F401 (autouse)
+from vllm_embed_testing.vllm import vllm_server, vllm_server_pool, vllm_server_python
 
-__all__ = ["pg_server"]
+__all__ = ["pg_server", "vllm_server", "vllm_server_pool", "vllm_server_python"]
 
 HERE = Path(__file__).parent
 SHARED = HERE.parents[1] / "shared"

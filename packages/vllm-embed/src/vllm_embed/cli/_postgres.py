@@ -141,7 +141,7 @@ def store_checks(url: str, client: Any) -> list[Any]:
     a same-dimension model change fails too. A table without a record is probed: a few
     stored texts are embedded again and compared with their stored vectors.
     """
-    from vllm_embed.cli.config import Check
+    from vllm_embed.cli.config import Check, Status
     from vllm_embed.migrate import judge_probe, space_of_client
     from vllm_embed.migrate import pgvector as pg
 
@@ -190,8 +190,11 @@ def store_checks(url: str, client: Any) -> list[Any]:
                     continue
                 fresh = client.embed_with_info(texts, kind="document").vectors
                 verdict = judge_probe(stored, fresh)
-                status = {"same": "pass", "different": "fail", "unsure": "warn"}[verdict.verdict]
-                checks.append(
-                    Check(name, status, f"no recorded space; {verdict.describe()}", fix)
-                )
+                statuses: dict[str, Status] = {
+                    "same": "pass",
+                    "different": "fail",
+                    "unsure": "warn",
+                }
+                status = statuses[verdict.verdict]
+                checks.append(Check(name, status, f"no recorded space; {verdict.describe()}", fix))
     return checks
