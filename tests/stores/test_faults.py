@@ -133,3 +133,40 @@ def test_kano_server_gone_mid_run_then_resume(
     reference = migrate_store(open_store(ref), client, MigrationOptions(chunk_rows=4))
     assert result.output.name == reference.output.name
     assert _kano_content(result.output) == _kano_content(reference.output)
+
+
+def test_chroma_killed_while_filling_goes_on_from_the_collection_count(
+    tmp_path, fake_vllm, client, monkeypatch
+):
+    from chromadb.api.models.Collection import Collection
+
+    from vllm_embed.migrate import chroma
+
+    db = make_langchain_chroma(tmp_path / "chroma_db", n=10)
+    original = listing(db)
+    monkeypatch.setattr(chroma.ChromaStore, "batch_cap", 3)
+    added: list[list[str]] = []
+    kill = {"after": 2}
+    real_add = Collection.add
+
+    def add(self, ids, **kwargs):  # type: ignore[no-untyped-def]
+        if len(added) == kill["after"]:
+            raise KeyboardInterrupt  # killed after two batches went in
+        added.append(list(ids))
+        return real_add(self, ids=ids, **kwargs)
+
+    monkeypatch.setattr(Collection, "add", add)
+    with pytest.raises(KeyboardInterrupt):
+        migrate_store(open_store(db), client)
+    assert listing(db) == original
+    assert added == [["id-0", "id-1", "id-2"], ["id-3", "id-4", "id-5"]]
+
+    fake_vllm.reset()
+    added.clear()
+    kill["after"] = -1
+    result = migrate_store(open_store(db), client)
+    assert embedded_texts(fake_vllm) == [] and result.resumed == 10
+    assert added == [["id-6", "id-7", "id-8"], ["id-9"]]  # only what was missing
+    content = _chroma_content(db)["langchain"]
+    assert content[0] == [f"id-{i}" for i in range(10)]
+    assert content[1] == texts(10)

@@ -26,8 +26,9 @@ chromadb's own API.
   two renames), and the original ends up as ``NAME.d<old dim>.bak``.
 
 The embedding itself is the engine's: vectors are journaled in the work directory, so
-a killed run resumes without embedding anything twice; only the cheap copy-and-fill
-step is redone.
+a killed run resumes without embedding anything twice. Filling the copy is resumable
+too: the copy and the collections already created in it are journaled beside it
+(``output.tmp.progress.json``), and a collection goes on from its ``count()``.
 """
 
 from __future__ import annotations
@@ -225,23 +226,38 @@ class ChromaStore(Store):
         return texts[:count], matrix[:count]
 
     # -- writing -------------------------------------------------------------------------
+    #: Most records per ``collection.add`` (chromadb's own limit can only lower it).
+    batch_cap = 4096
+
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
-        if out.exists():  # left by a run killed while writing: start the copy again
-            shutil.rmtree(out)
-        shutil.copytree(self.path, out, symlinks=True)
+        """Fill a copy of the directory; resumable per batch (see `_Progress`)."""
+        progress = _Progress(out)
+        if not progress.copied():  # no copy yet, or one a killed run left half made
+            shutil.rmtree(out, ignore_errors=True)
+            progress.reset()
+            shutil.copytree(self.path, out, symlinks=True)
+            progress.mark_copied()
         kept = set(keep)
-        blocks = rows.blocks()
-        pending: F32Matrix = np.empty((0, rows.dim), dtype=np.float32)
+        matrix = (
+            np.memmap(rows.path, dtype="<f4", mode="r", shape=(rows.count, rows.dim))
+            if rows.count
+            else np.empty((0, rows.dim), dtype=np.float32)
+        )
+        row = 0  # the first row of the current collection in `rows`
         with _client(out) as client:
-            batch = max(1, min(int(client.get_max_batch_size()), 4096))
+            batch = max(1, min(int(client.get_max_batch_size()), self.batch_cap))
             for c in self._collections:
                 mine = [i for i in range(len(c.ids)) if c.start + i in kept]
-                collection = self._create_again(client, c)
-                for first in range(0, len(mine), batch):
+                if progress.created(c.name):  # a killed run made it: go on where it stopped
+                    collection = client.get_collection(c.name, embedding_function=None)
+                    done = int(collection.count())
+                else:
+                    collection = self._create_again(client, c)
+                    progress.mark_created(c.name)
+                    done = 0
+                for first in range(done, len(mine), batch):
                     part = mine[first : first + batch]
-                    while len(pending) < len(part):
-                        pending = np.concatenate([pending, next(blocks)])
-                    vectors, pending = pending[: len(part)], pending[len(part) :]
+                    vectors = np.asarray(matrix[row + first : row + first + len(part)])
                     uris = [c.uris[i] for i in part]
                     collection.add(
                         ids=[c.ids[i] for i in part],
@@ -250,6 +266,8 @@ class ChromaStore(Store):
                         metadatas=[c.metadatas[i] for i in part],
                         **({"uris": uris} if any(u is not None for u in uris) else {}),
                     )
+                row += len(mine)
+        del matrix
         for file in out.rglob("*"):
             if file.is_file():
                 fsync_file(file)
@@ -346,6 +364,50 @@ class ChromaStore(Store):
                 backup,
             )
         return backup
+
+
+class _Progress:
+    """How far `ChromaStore.write` got with the copy, beside it in the work directory.
+
+    ``copied``: the copy of the original is complete. ``created``: collections already
+    created again in the copy; their records were added in order, one atomic
+    ``collection.add`` per batch, so ``collection.count()`` says where to go on. A run
+    killed while filling a large collection resumes there instead of from scratch.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.path = out.with_name(out.name + ".progress.json")
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            loaded = {}
+        self._state: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+
+    def copied(self) -> bool:
+        return bool(self._state.get("copied"))
+
+    def created(self, name: str) -> bool:
+        return name in self._state.get("created", [])
+
+    def reset(self) -> None:
+        self._state = {}
+        self.path.unlink(missing_ok=True)
+
+    def mark_copied(self) -> None:
+        self._state = {"copied": True, "created": []}
+        self._save()
+
+    def mark_created(self, name: str) -> None:
+        self._state.setdefault("created", []).append(name)
+        self._save()
+
+    def _save(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self._state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
 
 
 def _exchange(a: Path, b: Path) -> bool:
