@@ -36,6 +36,7 @@ nox.options.sessions = [
     "lightrag",
     "package",
     "pgvector",
+    "ray",
     "contract",
 ]
 
@@ -45,6 +46,9 @@ LLAMAINDEX = "packages/vllm-embed-llamaindex"
 NANOVECTORDB = "packages/vllm-embed-nanovectordb"
 # The LightRAG release the lightrag session is tested with (lightrag-hku stays optional).
 LIGHTRAG_HKU = "lightrag-hku==1.5.7"
+RAY = "packages/vllm-embed-ray"
+#: The Ray release the ray session tests (vllm-embed-ray pins ray[data] to this range).
+RAY_VERSION = "2.60.0"
 TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
 # The libraries whose stores `vllm-embed migrate` reads (fixtures are written by them).
 MIGRATE_STORE_LIBS = (
@@ -82,8 +86,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy: strict on the core, normal on the adapters."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.install("-e", CORE, "-e", LANGCHAIN, "-e", LLAMAINDEX, "-e", NANOVECTORDB)
+    # vllm-embed-ray is checked without installing Ray (its imports are then untyped).
     session.run(
-        "mypy", f"{CORE}/src", f"{LANGCHAIN}/src", f"{LLAMAINDEX}/src", f"{NANOVECTORDB}/src"
+        "mypy",
+        f"{CORE}/src",
+        f"{LANGCHAIN}/src",
+        f"{LLAMAINDEX}/src",
+        f"{NANOVECTORDB}/src",
+        f"{RAY}/src",
     )
 
 
@@ -197,6 +207,14 @@ def pgvector(session: nox.Session) -> None:
         "llama-index-vector-stores-postgres",
     )
     session.run("pytest", "tests/pgvector", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def ray(session: nox.Session) -> None:
+    """vllm-embed-ray and `vllm-embed embed` on a real two-node local Ray cluster, against
+    fake servers and (contract) the live vLLM CPU server."""
+    session.install(*TEST_DEPS, "-e", CORE, "-e", RAY, f"ray[data]=={RAY_VERSION}", "pyarrow")
+    _pytest(session, "tests/ray", network=True)
 
 
 def _install_everything(session: nox.Session) -> None:

@@ -6,6 +6,8 @@ API keys never appear in any message, repr or attribute here.
 
     VLLMEmbedError
     ├── InvalidInputError            (also ValueError)  non-string / None input, empty query
+    │   └── InvalidRowError          a dataset row whose text is missing / not a string
+    ├── MissingDependencyError       (also ImportError)  an optional extra is not installed
     ├── ConfigError                  (also ValueError)
     │   ├── ConfigFileError          missing, unreadable, syntax error (line/column), module raised
     │   └── ConfigValueError         no base_url, bad dimension, bad type
@@ -53,7 +55,9 @@ __all__ = [
     "DimensionsNotSupportedError",
     "EncodingNotSupportedError",
     "InvalidInputError",
+    "InvalidRowError",
     "MigrationError",
+    "MissingDependencyError",
     "ModelNotFoundError",
     "NoHealthyEndpointError",
     "RateLimitError",
@@ -64,12 +68,54 @@ __all__ = [
 ]
 
 
+def _rebuild_error(
+    cls: type[VLLMEmbedError], args: tuple[Any, ...], state: dict[str, Any]
+) -> VLLMEmbedError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
 class VLLMEmbedError(Exception):
-    """Base class of every error raised by vllm-embed."""
+    """Base class of every error raised by vllm-embed.
+
+    Every error pickles with its attributes (keyword-only constructor arguments
+    included), so it crosses process boundaries intact (Ray workers, multiprocessing).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
 
 
 class InvalidInputError(VLLMEmbedError, ValueError):
     """An input that cannot be embedded (None, not a string, ...)."""
+
+
+class InvalidRowError(InvalidInputError):
+    """A dataset row whose text is missing or not a string.
+
+    ``row`` is the offending row (a dict of its columns; long values shortened),
+    ``column`` the text column, ``location`` where it is when known (file and line or
+    row number).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        row: dict[str, Any] | None = None,
+        column: str | None = None,
+        location: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.row = row
+        self.column = column
+        self.location = location
+
+
+class MissingDependencyError(VLLMEmbedError, ImportError):
+    """An optional dependency is not installed; the message names what to install."""
 
 
 class ConfigError(VLLMEmbedError, ValueError):

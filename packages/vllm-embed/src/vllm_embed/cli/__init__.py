@@ -23,6 +23,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("vllm_embed.cli.config", "doctor"),
     "migrate": ("vllm_embed.cli.migrate", "migrate"),
     "cache": ("vllm_embed.cli.cache", "cache"),
+    "embed": ("vllm_embed.cli.embed", "embed"),
 }
 
 # exit codes
