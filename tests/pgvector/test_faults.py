@@ -5,6 +5,7 @@ error or a mixed result."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 from conftest import NEW_DIM, OLD_DIM, SHARED, lightrag_tables, sql
@@ -41,12 +43,16 @@ def migrate(url: str, client: EmbeddingClient, **kw: Any) -> pg.MigrationReport:
 def wholly_old(url: str) -> None:
     assert sql(url, f"SELECT DISTINCT vector_dims(content_vector) FROM {CHUNKS}") == [(OLD_DIM,)]
     assert sql(url, f"SELECT count(*) FROM {CHUNKS}") == [(ROWS,)]
+    # no backup: the switch never committed (a staging table left by a killed run is not
+    # the application's and is rebuilt by the next run)
     tables = {r[0] for r in sql(url, "SELECT tablename FROM pg_tables")}
-    assert not [t for t in tables if "vllm_bak" in t or "vllm_new" in t], tables
+    assert not [t for t in tables if "vllm_bak" in t], tables
 
 
 def wholly_new(url: str) -> None:
     assert sql(url, f"SELECT DISTINCT vector_dims(content_vector) FROM {CHUNKS}") == [(NEW_DIM,)]
+    tables = {r[0] for r in sql(url, "SELECT tablename FROM pg_tables")}
+    assert not [t for t in tables if "vllm_new" in t or "vllm_embed_shadow" in t], tables
     assert sql(url, f"SELECT count(*) FROM {CHUNKS}") == [(ROWS,)]
     assert sql(url, f"SELECT count(*) FROM {CHUNKS}_vllm_bak_d{OLD_DIM}") == [(ROWS,)]
 
@@ -199,3 +205,48 @@ def test_concurrent_reader_never_errors_nor_mixes(db: str, client: EmbeddingClie
         f"reader: {len(seen)} queries, max latency {max(latencies) * 1000:.0f} ms; "
         f"switch blocked readers {report.readers_blocked_seconds * 1000:.0f} ms"
     )
+
+
+def test_writes_during_migration_are_kept(db: str, client: EmbeddingClient) -> None:
+    """Rows inserted, updated and deleted while the migration runs (between batches and
+    after the new table was built) are in the switched table with vectors of their text."""
+    from vllm_embed_testing.fake_server import fake_vector
+
+    lightrag_tables(db, ROWS, only=CHUNKS)
+    seen = {"batch": 0}
+
+    def write(phase: str) -> None:
+        seen["batch"] += phase == "batch"
+        if phase == "batch" and seen["batch"] == 2:
+            sql(db, f"UPDATE {CHUNKS} SET content = 'changed early' WHERE id = '{CHUNKS}-1'")
+            sql(db, f"DELETE FROM {CHUNKS} WHERE id = '{CHUNKS}-10'")
+            sql(
+                db,
+                f"INSERT INTO {CHUNKS} (id, workspace, content, content_vector) VALUES "
+                f"('{CHUNKS}-zz-early', 'default', 'added early', %s)",
+                [str([1.0] * OLD_DIM)],
+            )
+        if phase == "built":
+            sql(db, f"UPDATE {CHUNKS} SET content = 'changed late' WHERE id = '{CHUNKS}-5'")
+            sql(db, f"DELETE FROM {CHUNKS} WHERE id = '{CHUNKS}-6'")
+            sql(
+                db,
+                f"INSERT INTO {CHUNKS} (id, workspace, content, content_vector) VALUES "
+                f"('{CHUNKS}-000-late', 'default', 'added late', %s)",
+                [str([1.0] * OLD_DIM)],
+            )
+
+    report = migrate(db, client, on_phase=write)
+    assert report.caught_up >= 3
+    rows = dict(sql(db, f"SELECT id, content_vector::text FROM {CHUNKS}"))
+    assert len(rows) == ROWS  # two deleted, two added
+    assert f"{CHUNKS}-10" not in rows and f"{CHUNKS}-6" not in rows
+    for key, text in [
+        (f"{CHUNKS}-1", "changed early"),  # embedded in the first batch, then changed
+        (f"{CHUNKS}-5", "changed late"),
+        (f"{CHUNKS}-zz-early", "added early"),
+        (f"{CHUNKS}-000-late", "added late"),
+        (f"{CHUNKS}-8", sql(db, f"SELECT content FROM {CHUNKS} WHERE id = '{CHUNKS}-8'")[0][0]),
+    ]:
+        stored = np.array(json.loads(rows[key]), dtype=np.float32)
+        assert np.allclose(stored, fake_vector(text, NEW_DIM), atol=1e-6), key

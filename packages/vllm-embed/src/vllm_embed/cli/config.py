@@ -39,7 +39,15 @@ from vllm_embed._errors import (
 if TYPE_CHECKING:
     from vllm_embed._client import EmbeddingClient
 
-__all__ = ["Check", "check_store", "config", "doctor", "migrate_command", "run_checks"]
+__all__ = [
+    "Check",
+    "check_postgres_store",
+    "check_store",
+    "config",
+    "doctor",
+    "migrate_command",
+    "run_checks",
+]
 
 Status = Literal["pass", "fail", "warn", "skip"]
 
@@ -540,6 +548,34 @@ def check_store(
     )
 
 
+def check_postgres_store(cfg: EmbedConfig, url: str, *, timeout: float = 10.0) -> list[Check]:
+    """``--store postgresql://...``: one check per pgvector table (LangChain: per collection).
+
+    The space recorded by ``vllm-embed migrate`` (column comment, ``vllm_embed_spaces``)
+    against the server's, or a probe of a few stored rows when none is recorded.
+    """
+    from vllm_embed._client import EmbeddingClient
+    from vllm_embed._errors import StoreError
+    from vllm_embed._types import RetryPolicy, Timeout
+    from vllm_embed.cli._postgres import store_checks
+
+    if not cfg.base_urls:
+        return [Check("store space", "skip", "no server configured")]
+    kwargs = cfg.client_kwargs()
+    kwargs.update(
+        base_url=cfg.base_urls[0],
+        retry=RetryPolicy.none(),
+        timeout=Timeout(total=timeout, connect=min(timeout, C.DEFAULT_TIMEOUT_CONNECT)),
+    )
+    with EmbeddingClient(**kwargs) as client:
+        try:
+            return store_checks(url, client)
+        except StoreError as exc:
+            return [Check("store space", "fail", str(exc))]
+        except VLLMEmbedError as exc:
+            return [Check("store space", "fail", f"cannot ask the server for its space: {exc}")]
+
+
 def _store_migrate_command(
     cfg: EmbedConfig, store_path: str, section: str | None, consent: bool
 ) -> str:
@@ -609,7 +645,8 @@ def doctor(
     `vllm-embed migrate` command for the store), max_model_len, a timed round trip.
     With --store PATH: the store's embedding space (model, dimension, instructions, as
     `vllm-embed migrate` records it) against the server's; a store without a record is
-    probed (a few stored texts re-embedded, cosine against the stored vectors).
+    probed (a few stored texts re-embedded, cosine against the stored vectors). --store
+    postgresql://USER@HOST:PORT/DB checks every pgvector table found the same way.
 
     FILE is a .toml / .json / .py config or a dotted module name (a Python config is
     executed to read it). Exit code 1 when any check fails.
@@ -618,7 +655,11 @@ def doctor(
     cfg = _load(file, section, overrides)
     checks = run_checks(cfg, timeout=timeout, section=section)
     if store is not None:
-        if all(c.status in ("pass", "warn") for c in checks):
+        if all(c.status in ("pass", "warn") for c in checks) and store.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            checks.extend(check_postgres_store(cfg, store, timeout=timeout))
+        elif all(c.status in ("pass", "warn") for c in checks):
             checks.append(
                 check_store(
                     cfg,

@@ -21,15 +21,17 @@ How a table is migrated (:func:`migrate_table`):
    shadow table ``vllm_embed_shadow_<hash>`` (key, md5 of the text, new vector). Each
    batch commits together with its position in ``vllm_embed_migrations``, so a killed
    run resumes after the last committed batch and re-embeds nothing committed.
-3. Switch, one transaction: ``LOCK ... EXCLUSIVE`` (writers wait, readers go on); rows
-   added or changed since they were embedded are embedded now; the new table is built
-   (same columns, defaults, constraints, grants, owner; the vector column keeps its name
-   and becomes ``vector(n)`` where it was typed), its indexes are built with the same
-   definitions (HNSW / IVFFlat opclass and parameters kept); then ``ACCESS EXCLUSIVE``
-   and renames only: the old table becomes the backup ``<table>_vllm_bak_d<old dim>``,
-   the new one takes the name. Readers wait only for the renames (measured:
-   ``MigrationReport.readers_blocked_seconds``); until the commit they see the old
-   vectors, after it the new ones. A crash anywhere rolls everything back.
+3. Switch. First, while the application keeps reading and writing: rows added or changed
+   since they were embedded are embedded, and the new table ``<table>__vllm_new`` is built
+   beside the old one (same columns, defaults, constraints; the vector column keeps its
+   name and becomes ``vector(n)`` where it was typed) with every index of the old table
+   (same definition: HNSW / IVFFlat opclass and parameters kept). Then ONE transaction:
+   ``LOCK ... EXCLUSIVE`` (writers wait, readers go on), the rows written meanwhile are
+   embedded and applied, foreign keys, grants, owner and sequences are carried over, and
+   under ``ACCESS EXCLUSIVE`` only renames happen: the old table becomes the backup
+   ``<table>_vllm_bak_d<old dim>`` and the new one takes its name. Readers wait only for
+   the renames (``MigrationReport.readers_blocked_seconds``); until the commit they see
+   the old vectors, after it the new ones. A crash anywhere rolls the switch back.
 4. The embedding space (model, dimension, instructions) is recorded as a comment on the
    vector column and in ``vllm_embed_spaces``; ``vllm-embed doctor --store URL`` reads it.
 
@@ -900,7 +902,9 @@ class PgOptions:
     batch_rows: int = DEFAULT_BATCH_ROWS
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     kind: str = "document"
-    #: Test hook: called with the phase name ("batch", "switch") at the fault points.
+    #: Test hook: called with the phase name at the fault points: "batch" (after each
+    #: committed batch), "built" (new table built, before the switch), "switch" (writers
+    #: held), "renamed" (before the commit).
     on_phase: Callable[[str], None] | None = None
 
 
@@ -953,7 +957,7 @@ def migrate_table(
         switch_seconds=switch.seconds,
         index_seconds=switch.index_seconds,
         readers_blocked_seconds=switch.readers_blocked,
-        writers_blocked_seconds=switch.seconds,
+        writers_blocked_seconds=switch.writers_blocked,
         truncated=truncated,
         verified_with=["row count", "dimension", "index definitions"],
     )
@@ -1091,6 +1095,7 @@ class _SwitchResult:
     seconds: float
     index_seconds: float
     readers_blocked: float
+    writers_blocked: float
     caught_up: int
 
 
@@ -1107,47 +1112,75 @@ def _switch(
     state: _State,
     options: PgOptions,
 ) -> _SwitchResult:
+    """Build the new table beside the old (no lock that blocks anyone), then switch.
+
+    Before the switch transaction: rows changed since they were embedded are embedded,
+    the new table is filled and its indexes are built while the application keeps reading
+    and writing. The switch transaction then holds writers (EXCLUSIVE), applies the rows
+    written meanwhile, and holds readers (ACCESS EXCLUSIVE) only for the renames.
+    """
     psycopg = _psycopg()
     began = time.perf_counter()
+    plan = _new_table_plan(conn, target, space, state)
+    with conn.transaction():
+        caught_up = _catch_up(conn, target, embedder, plan.shadow, space.dimension, options)
+    index_seconds = _build_new_table(conn, target, plan)
+    if options.on_phase is not None:
+        options.on_phase("built")
+    writers_began = time.perf_counter()
     try:
         with conn.transaction():
             conn.execute(f"SET LOCAL lock_timeout = {_ms(options.lock_timeout)}")
             conn.execute(f"LOCK TABLE {target.qualified} IN EXCLUSIVE MODE")
+            writers_began = time.perf_counter()
             if options.on_phase is not None:
                 options.on_phase("switch")
-            result = _build_and_rename(conn, target, embedder, space, state, options, began)
+            caught_up += _catch_up(conn, target, embedder, plan.shadow, space.dimension, options)
+            _sync_new_table(conn, target, plan)
+            _verify(conn, target, plan.new, space.dimension)
+            _copy_table_properties(conn, target, plan.new)
+            blocked_began = _rename_into_place(conn, target, plan)
+            _record_space(conn, target, space, plan.backup, index_seconds)
+            if options.on_phase is not None:
+                options.on_phase("renamed")
     except psycopg.errors.LockNotAvailable:
         raise _locked(conn, target, options.lock_timeout) from None
-    blocked = time.perf_counter() - result.readers_blocked
-    result.readers_blocked = blocked
-    result.seconds = time.perf_counter() - began
+    done = time.perf_counter()
+    blocked = done - blocked_began
     with conn.transaction():
         conn.execute(
             f"UPDATE {_q(target.schema)}.{MIGRATIONS_TABLE} SET readers_blocked_seconds = %s "
             "WHERE target = %s",
             [blocked, target.name],
         )
-    return result
+    return _SwitchResult(
+        backup=plan.backup,
+        seconds=done - began,
+        index_seconds=index_seconds,
+        readers_blocked=blocked,
+        writers_blocked=done - writers_began,
+        caught_up=caught_up,
+    )
 
 
-def _build_and_rename(
-    conn: psycopg.Connection[Any],
-    target: PgTarget,
-    embedder: Embedder,
-    space: EmbeddingSpace,
-    state: _State,
-    options: PgOptions,
-    began: float,
-) -> _SwitchResult:
-    psycopg = _psycopg()
+@dataclass
+class _NewTable:
+    """Names and the column expressions of the table that replaces the old one."""
+
+    new: str
+    shadow: str
+    backup: str
+    names: list[str]
+    values: list[str]
+    params: list[Any]
+    dim: int
+    renames: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _new_table_plan(
+    conn: psycopg.Connection[Any], target: PgTarget, space: EmbeddingSpace, state: _State
+) -> _NewTable:
     schema = _q(target.schema)
-    shadow = f"{schema}.{_q(state.shadow)}"
-    new_name = _short(f"{target.table}__vllm_new")
-    new = f"{schema}.{_q(new_name)}"
-    backup = _backup_name(target)
-    dim = space.dimension
-    caught_up = _catch_up(conn, target, embedder, shadow, dim, options)
-
     columns = conn.execute(
         """
         SELECT attname, attgenerated <> '' FROM pg_attribute
@@ -1157,7 +1190,7 @@ def _build_and_rename(
     ).fetchall()
     vec = target.vector_column
     scope, params = target.scope_sql("t")
-    cast = f"::vector({dim})" if target.typed else ""
+    cast = f"::vector({space.dimension})" if target.typed else ""
     names, values = [], []
     for name, generated in columns:
         if generated:
@@ -1167,37 +1200,94 @@ def _build_and_rename(
             values.append(f"CASE WHEN {scope} THEN s.embedding{cast} ELSE t.{_q(vec)} END")
         else:
             values.append(f"t.{_q(name)}")
-    join = " AND ".join(f"s.k{i} = t.{_q(k)}::text" for i, k in enumerate(target.key_columns))
-    conn.execute(f"DROP TABLE IF EXISTS {new}")
-    conn.execute(
-        f"CREATE TABLE {new} (LIKE {target.qualified} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
-        "INCLUDING IDENTITY INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS "
-        "INCLUDING COMPRESSION)"
+    return _NewTable(
+        new=f"{schema}.{_q(_short(f'{target.table}__vllm_new'))}",
+        shadow=f"{schema}.{_q(state.shadow)}",
+        backup=_backup_name(target),
+        names=names,
+        values=values,
+        params=params * sum(1 for n in columns if n[0] == vec),
+        dim=space.dimension,
     )
-    if target.typed:
-        conn.execute(f"ALTER TABLE {new} ALTER COLUMN {_q(vec)} TYPE vector({dim})")
+
+
+def _shadow_join(target: PgTarget) -> str:
+    return " AND ".join(f"s.k{i} = t.{_q(k)}::text" for i, k in enumerate(target.key_columns))
+
+
+def _build_new_table(conn: psycopg.Connection[Any], target: PgTarget, plan: _NewTable) -> float:
+    """Create, fill and index the new table while the old one stays in use; index seconds."""
+    with conn.transaction():
+        conn.execute(f"DROP TABLE IF EXISTS {plan.new}")
+        conn.execute(
+            f"CREATE TABLE {plan.new} (LIKE {target.qualified} INCLUDING DEFAULTS "
+            "INCLUDING CONSTRAINTS INCLUDING IDENTITY INCLUDING GENERATED INCLUDING STORAGE "
+            "INCLUDING COMMENTS INCLUDING COMPRESSION)"
+        )
+        if target.typed:
+            conn.execute(
+                f"ALTER TABLE {plan.new} ALTER COLUMN {_q(target.vector_column)} "
+                f"TYPE vector({plan.dim})"
+            )
+        conn.execute(
+            f"INSERT INTO {plan.new} ({', '.join(plan.names)}) OVERRIDING SYSTEM VALUE "
+            f"SELECT {', '.join(plan.values)} FROM {target.qualified} t "
+            f"LEFT JOIN {plan.shadow} s ON {_shadow_join(target)}",
+            plan.params,
+        )
+    began = time.perf_counter()
+    with conn.transaction():
+        plan.renames = _copy_indexes(conn, target, plan.new, plan.dim)
+    return time.perf_counter() - began
+
+
+def _sync_new_table(conn: psycopg.Connection[Any], target: PgTarget, plan: _NewTable) -> int:
+    """Apply the rows inserted, updated or deleted since the new table was filled."""
+    keys = [_q(k) for k in target.key_columns]
+    same_key = " AND ".join(f"n.{k} = t.{k}" for k in keys)
     conn.execute(
-        f"INSERT INTO {new} ({', '.join(names)}) OVERRIDING SYSTEM VALUE "
-        f"SELECT {', '.join(values)} FROM {target.qualified} t LEFT JOIN {shadow} s ON {join}",
-        params,
+        f"DELETE FROM {plan.new} n WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {target.qualified} t WHERE {same_key})"
     )
-    _verify(conn, target, new, dim)
+    differs = " OR ".join(
+        f"({value})::text IS DISTINCT FROM n.{name}::text"
+        for name, value in zip(plan.names, plan.values, strict=True)
+    )
+    key_list = ", ".join(f"t.{k}" for k in keys)
+    conn.execute(
+        f"CREATE TEMP TABLE vllm_embed_dirty ON COMMIT DROP AS SELECT {key_list} "
+        f"FROM {target.qualified} t LEFT JOIN {plan.shadow} s ON {_shadow_join(target)} "
+        f"LEFT JOIN {plan.new} n ON {same_key} "
+        f"WHERE n.{keys[0]} IS NULL OR {differs}",
+        plan.params,
+    )
+    row = conn.execute("SELECT count(*) FROM vllm_embed_dirty").fetchone()
+    dirty = int(row[0]) if row else 0
+    if dirty:
+        d_key = " AND ".join(f"d.{k} = n.{k}" for k in keys)
+        conn.execute(f"DELETE FROM {plan.new} n USING vllm_embed_dirty d WHERE {d_key}")
+        t_key = " AND ".join(f"d.{k} = t.{k}" for k in keys)
+        conn.execute(
+            f"INSERT INTO {plan.new} ({', '.join(plan.names)}) OVERRIDING SYSTEM VALUE "
+            f"SELECT {', '.join(plan.values)} FROM {target.qualified} t "
+            f"JOIN vllm_embed_dirty d ON {t_key} "
+            f"LEFT JOIN {plan.shadow} s ON {_shadow_join(target)}",
+            plan.params,
+        )
+    return dirty
 
-    index_began = time.perf_counter()
-    renames = _copy_indexes(conn, target, new, dim)
-    index_seconds = time.perf_counter() - index_began
-    _copy_table_properties(conn, target, new)
 
-    # Readers wait from here to the commit: renames and bookkeeping only.
+def _rename_into_place(conn: psycopg.Connection[Any], target: PgTarget, plan: _NewTable) -> float:
+    """ACCESS EXCLUSIVE (retried briefly), then renames only; returns when readers began to wait."""
+    psycopg = _psycopg()
+    schema = _q(target.schema)
     conn.execute(f"SET LOCAL lock_timeout = {_ms(SWITCH_LOCK_WAIT)}")
-    blocked_began = time.perf_counter()
     waited = 0.0
     for attempt in range(SWITCH_LOCK_ATTEMPTS):
         tried = time.perf_counter()
         try:
             with conn.transaction():
                 conn.execute(f"LOCK TABLE {target.qualified} IN ACCESS EXCLUSIVE MODE")
-            blocked_began = tried
             break
         except psycopg.errors.LockNotAvailable:
             waited += time.perf_counter() - tried
@@ -1208,23 +1298,15 @@ def _build_and_rename(
             f"{SWITCH_LOCK_WAIT:g} s at the switch; nothing was switched. Run the same command "
             "again (the embedded rows are kept)."
         )
-    conn.execute(f"ALTER TABLE {target.qualified} RENAME TO {_q(backup)}")
-    for old_index, _tmp in renames:
+    conn.execute(f"ALTER TABLE {target.qualified} RENAME TO {_q(plan.backup)}")
+    for old_index, _tmp in plan.renames:
         bak = _short(f"{old_index}{BACKUP_MARK}{target.old_dim or 0}")
         conn.execute(f"ALTER INDEX {schema}.{_q(old_index)} RENAME TO {_q(bak)}")
-    conn.execute(f"ALTER TABLE {new} RENAME TO {_q(target.table)}")
-    for old_index, tmp in renames:
+    conn.execute(f"ALTER TABLE {plan.new} RENAME TO {_q(target.table)}")
+    for old_index, tmp in plan.renames:
         conn.execute(f"ALTER INDEX {schema}.{_q(tmp)} RENAME TO {_q(old_index)}")
-    _record_space(conn, target, space, backup, index_seconds)
-    if options.on_phase is not None:
-        options.on_phase("renamed")
-    return _SwitchResult(
-        backup=backup,
-        seconds=0.0,
-        index_seconds=index_seconds,
-        readers_blocked=blocked_began - waited,
-        caught_up=caught_up,
-    )
+    # readers waited for the failed attempts too
+    return tried - waited
 
 
 def _catch_up(
@@ -1235,7 +1317,8 @@ def _catch_up(
     dim: int,
     options: PgOptions,
 ) -> int:
-    """Embed rows added or whose text changed since they were embedded (writers are held)."""
+    """Embed rows added, or whose text changed, since they were embedded (inside the switch
+    transaction writers are held, so none can follow)."""
     scope, params = target.scope_sql("t")
     join = " AND ".join(f"s.k{i} = t.{_q(k)}::text" for i, k in enumerate(target.key_columns))
     text = f"t.{_q(target.text_column)}"
