@@ -343,3 +343,37 @@ def _refuse_everything(request):  # type: ignore[no-untyped-def]
     import httpx
 
     raise httpx.ConnectError("connection refused", request=request)
+
+
+class _SlowServer:
+    """The client, as if the server embedded 100 records/s (a fake clock, no sleeping)."""
+
+    def __init__(self, client, clock: list[float]) -> None:  # type: ignore[no-untyped-def]
+        self._client = client
+        self._clock = clock
+        self.sizes: list[int] = []
+
+    def embed_with_info(self, texts, *, kind="raw"):  # type: ignore[no-untyped-def]
+        self.sizes.append(len(texts))
+        self._clock[0] += len(texts) / 100.0
+        return self._client.embed_with_info(texts, kind=kind)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._client, name)
+
+
+def test_chunks_hold_about_five_seconds_of_a_slow_server(
+    store_dir, tmp_path, fake_vllm, client, monkeypatch
+):
+    from vllm_embed.migrate import _engine
+
+    clock = [0.0]
+    monkeypatch.setattr(_engine.time, "perf_counter", lambda: clock[0])
+    path = make_dvd_store(store_dir / "database.json", n=1800)
+    slow = _SlowServer(client, clock)
+    migrate_store(open_store(path), slow)
+    # the first chunk before the rate is known, then 5 s at 100 records/s each
+    assert slow.sizes == [512, 500, 500, 288]
+    assert max(slow.sizes[1:]) / 100.0 <= _engine.CHUNK_SECONDS
+    # chunking does not change the result
+    assert path.read_bytes() == _uninterrupted(tmp_path, client, 1800)

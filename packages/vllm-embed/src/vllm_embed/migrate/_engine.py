@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
@@ -51,7 +50,12 @@ __all__ = [
     "migrate_store",
 ]
 
-DEFAULT_CHUNK_ROWS = 4096
+#: The largest chunk (rows embedded between two journal entries).
+DEFAULT_CHUNK_ROWS = 65536
+#: The first chunk of a run, before the server's rate is known.
+FIRST_CHUNK_ROWS = 512
+#: Seconds of embedding per chunk: what a run killed mid-chunk loses at most.
+CHUNK_SECONDS = 5.0
 MISSING_LISTED = 10
 
 
@@ -256,10 +260,11 @@ def migrate_store(
     done = work.completed()
     resumed = sum(c.end - c.start for c in done.values())
     truncated = sum(c.truncated for c in done.values())
+    ranges = [(c.start, c.end) for c in done.values()]
     embed_began = time.perf_counter()
     progress.start(len(keep), resumed)
     try:
-        truncated += _embed_chunks(store, embedder, options, work, keep, set(done), progress)
+        truncated += _embed_chunks(store, embedder, options, work, keep, ranges, progress)
     finally:
         progress.close()
     embed_seconds = time.perf_counter() - embed_began
@@ -327,33 +332,62 @@ def _embed_chunks(
     options: MigrationOptions,
     work: WorkDir,
     keep: list[int],
-    done: set[int],
+    done: list[tuple[int, int]],
     progress: Progress,
 ) -> int:
+    """Embed every row not covered by ``done`` (journaled ``(start, end)`` ranges).
+
+    Chunks are sized to about `CHUNK_SECONDS` of embedding at the rate measured so far
+    (first chunk `FIRST_CHUNK_ROWS`, never more than ``options.chunk_rows``), so a run
+    killed on a slow server loses at most one such chunk, and a fast one is not slowed
+    by a journal entry (an fsync) every few rows. Each chunk is journaled by its start
+    row; a resumed run fills exactly the gaps between journaled ranges, so the result
+    does not depend on how the rows were chunked.
+    """
     truncated = 0
-    chunks = math.ceil(len(keep) / work.chunk_rows)
-    for index in range(chunks):
-        if index in done:
-            continue
-        start = index * work.chunk_rows
-        rows = keep[start : start + work.chunk_rows]
-        texts = [str(store.texts[i]) for i in rows]
-        try:
-            result = embedder.embed_with_info(texts, kind=options.kind)
-        except VLLMEmbedError as exc:
-            finished = sum(min(work.chunk_rows, len(keep) - i * work.chunk_rows) for i in done)
-            raise MigrationError(
-                f"the migration of {store.path} stopped at record {start} of {len(keep)}: "
-                f"{_clause(exc)}. The original store is untouched. {finished} finished records "
-                "are kept "
-                f"in {work.path}; run the same command again to resume."
-            ) from exc
-        vectors = _checked_vectors(result.vectors, len(rows), work.dim, start)
-        work.record_chunk(index, start, vectors, int(result.truncated))
-        truncated += int(result.truncated)
-        done.add(index)
-        progress.advance(len(rows))
+    covered = sorted(done)
+    finished = sum(end - start for start, end in covered)
+    size = min(FIRST_CHUNK_ROWS, options.chunk_rows)
+    position = 0
+    for gap_start, gap_end in _gaps(covered, len(keep)):
+        position = gap_start
+        while position < gap_end:
+            end = min(position + size, gap_end)
+            rows = keep[position:end]
+            texts = [str(store.texts[i]) for i in rows]
+            began = time.perf_counter()
+            try:
+                result = embedder.embed_with_info(texts, kind=options.kind)
+            except VLLMEmbedError as exc:
+                raise MigrationError(
+                    f"the migration of {store.path} stopped at record {position} of "
+                    f"{len(keep)}: {_clause(exc)}. The original store is untouched. "
+                    f"{finished} finished records are kept in {work.path}; run the same "
+                    "command again to resume."
+                ) from exc
+            seconds = time.perf_counter() - began
+            vectors = _checked_vectors(result.vectors, len(rows), work.dim, position)
+            work.record_chunk(position, position, vectors, int(result.truncated))
+            truncated += int(result.truncated)
+            finished += len(rows)
+            progress.advance(len(rows))
+            position = end
+            rate = len(rows) / max(seconds, 1e-6)
+            size = max(1, min(options.chunk_rows, round(rate * CHUNK_SECONDS)))
     return truncated
+
+
+def _gaps(covered: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` ranges of ``range(total)`` that no covered range holds."""
+    gaps: list[tuple[int, int]] = []
+    position = 0
+    for start, end in covered:
+        if start > position:
+            gaps.append((position, start))
+        position = max(position, end)
+    if position < total:
+        gaps.append((position, total))
+    return gaps
 
 
 def _checked_vectors(
