@@ -143,6 +143,8 @@ def migrate_live(session: nox.Session) -> None:
         "langchain-core",
         "sqlite-vec",
         "pysqlite3-binary",
+        "faiss-cpu",
+        "langchain-community",
     )
     _pytest(session, "tests/migrate_live", network=True)
 
