@@ -1,7 +1,11 @@
 """Benchmark ``vllm-embed migrate`` on a 200,000-record nano-vectordb store (not a test).
 
     .venv/bin/python benchmarks/migrate_bench.py [--records 200000] [--old-dim 1024]
-        [--new-dim 384] [--store-dir /tmp/vllm-embed-migrate-bench]
+        [--new-dim 384] [--store-dir /tmp/vllm-embed-migrate-bench] [--format faiss]
+
+``--format faiss``: the same records in a LangChain ``FAISS.save_local`` folder
+(IndexFlatL2 + index.pkl, written by langchain-community; needs faiss-cpu), results in
+``benchmarks/results/migrate_faiss.json``.
 
 Against the fast fake server (``vllm_embed_testing.fake_server.FakeEmbeddingServer``,
 pinned to the last core; the client runs on the first), it measures in separate
@@ -69,6 +73,28 @@ def build_store(path: Path, records: int, old_dim: int) -> None:
     db.save()
 
 
+def build_faiss_store(folder: Path, records: int, old_dim: int) -> None:
+    """A LangChain ``save_local`` folder: IndexFlatL2 + pickled docstore, by langchain itself."""
+    import faiss
+    import numpy as np
+    from langchain_community.docstore.in_memory import InMemoryDocstore
+    from langchain_community.vectorstores import FAISS
+    from langchain_core.documents import Document
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    rng = np.random.default_rng(0)
+    index = faiss.IndexFlatL2(old_dim)
+    step = 20_000
+    for start in range(0, records, step):
+        index.add(rng.standard_normal((min(step, records - start), old_dim), dtype=np.float32))
+    ids = [f"clip-{i}" for i in range(records)]
+    docstore = InMemoryDocstore(
+        {i: Document(id=i, page_content=caption(n)) for n, i in enumerate(ids)}
+    )
+    db = FAISS(DeterministicFakeEmbedding(size=old_dim), index, docstore, dict(enumerate(ids)))
+    db.save_local(str(folder))
+
+
 def _pin_client() -> None:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})
@@ -106,7 +132,7 @@ def phase_migrate(
     if trace:
         tracemalloc.start()
     began = time.perf_counter()
-    opened = open_store(store)
+    opened = open_store(store, allow_dangerous_deserialization=True)
     with EmbeddingClient(base_url, api_key=KEY, model=MODEL, encoding=encoding) as client:  # type: ignore[arg-type]
         result = migrate_store(opened, client, MigrationOptions(out=out))
     seconds = time.perf_counter() - began
@@ -148,6 +174,7 @@ def main() -> None:
         choices=["auto", "bytes", "base64", "float"],
         help="Response encoding for both the raw client and the migration (same for both).",
     )
+    parser.add_argument("--format", choices=["nano", "faiss"], default="nano")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -155,6 +182,9 @@ def main() -> None:
         kind, *rest = args.phase
         if kind == "build":
             build_store(Path(rest[0]), int(rest[1]), int(rest[2]))
+            print(json.dumps({}))
+        elif kind == "build-faiss":
+            build_faiss_store(Path(rest[0]), int(rest[1]), int(rest[2]))
             print(json.dumps({}))
         elif kind == "raw":
             print(json.dumps(phase_raw(rest[0], int(rest[1]), rest[2])))
@@ -167,20 +197,25 @@ def main() -> None:
     from vllm_embed_testing.fake_server import FakeEmbeddingServer
 
     args.store_dir.mkdir(parents=True, exist_ok=True)
-    store = args.store_dir / f"database-{args.records}-d{args.old_dim}.json"
+    results = RESULTS if args.format == "nano" else RESULTS.with_name("migrate_faiss.json")
+    if args.format == "nano":
+        store = args.store_dir / f"database-{args.records}-d{args.old_dim}.json"
+        build, out = "build", args.store_dir / "migrated.json"
+    else:
+        store = args.store_dir / f"faiss-{args.records}-d{args.old_dim}"
+        build, out = "build-faiss", args.store_dir / "migrated-faiss"
     if not store.exists():
-        print(f"building {store} with nano-vectordb ...", file=sys.stderr)
-        _child("build", str(store), str(args.records), str(args.old_dim))
-    out = args.store_dir / "migrated.json"
+        print(f"building {store} ({args.format}) ...", file=sys.stderr)
+        _child(build, str(store), str(args.records), str(args.old_dim))
     cpus = [os.cpu_count() - 1] if (os.cpu_count() or 1) > 1 else None  # type: ignore[operator]
     runs: dict[str, dict[str, Any]] = {}
     load_before = os.getloadavg()[0]
     with FakeEmbeddingServer(dim=args.new_dim, model=MODEL, api_key=KEY, cpus=cpus) as server:
         runs["raw"] = _child("raw", server.base_url, str(args.records), args.encoding)
         for name in ("migrate", "trace"):
-            out.unlink(missing_ok=True)
+            _remove(out)
             runs[name] = _child(name, server.base_url, str(store), str(out), args.encoding)
-    out.unlink(missing_ok=True)
+    _remove(out)
 
     old_mb = args.records * args.old_dim * 4 / 2**20
     new_mb = args.records * args.new_dim * 4 / 2**20
@@ -189,7 +224,8 @@ def main() -> None:
         "records": args.records,
         "old_dim": args.old_dim,
         "new_dim": args.new_dim,
-        "store_file_mb": store.stat().st_size / 2**20,
+        "format": args.format,
+        "store_file_mb": sum(p.stat().st_size for p in _files(store)) / 2**20,
         "old_matrix_mb": old_mb,
         "new_matrix_mb": new_mb,
         "memory_budget_mb": budget,
@@ -198,6 +234,8 @@ def main() -> None:
         "migrate_tracemalloc": runs["trace"],
         "migrate_vs_raw": runs["migrate"]["records_per_s"] / runs["raw"]["records_per_s"],
         "embed_phase_vs_raw": runs["migrate"]["embed_records_per_s"] / runs["raw"]["records_per_s"],
+        "whole_run_vs_embed_phase": runs["migrate"]["records_per_s"]
+        / runs["migrate"]["embed_records_per_s"],
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
@@ -209,17 +247,30 @@ def main() -> None:
         "encoding": args.encoding,
         "command": "python benchmarks/migrate_bench.py " + " ".join(sys.argv[1:]),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    _print_table(report)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    _print_table(report, results)
 
 
-def _print_table(r: dict[str, Any]) -> None:
+def _files(path: Path) -> list[Path]:
+    return [p for p in path.iterdir() if p.is_file()] if path.is_dir() else [path]
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _print_table(r: dict[str, Any], results: Path) -> None:
     m, raw, t = r["migrate"], r["raw_client"], r["migrate_tracemalloc"]
     rows = [
         (
             "store",
-            f"{r['records']:,} records, d{r['old_dim']} -> d{r['new_dim']}, "
+            f"{r['format']}: {r['records']:,} records, d{r['old_dim']} -> d{r['new_dim']}, "
             f"{r['store_file_mb']:,.0f} MiB file",
         ),
         ("core client embed()", f"{raw['records_per_s']:,.0f} records/s"),
@@ -232,6 +283,7 @@ def _print_table(r: dict[str, Any]) -> None:
             "migrate, embedding phase",
             f"{m['embed_records_per_s']:,.0f} records/s, {r['embed_phase_vs_raw']:.0%} of raw",
         ),
+        ("whole run / embedding phase", f"{r['whole_run_vs_embed_phase']:.2f}x"),
         ("peak RSS (ru_maxrss)", f"{m['peak_rss_mb']:,.0f} MiB"),
         ("peak traced (tracemalloc)", f"{t['peak_traced_mb']:,.0f} MiB"),
         (
@@ -249,7 +301,7 @@ def _print_table(r: dict[str, Any]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {results.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
