@@ -145,6 +145,8 @@ def test_server_dies_with_a_killed_parent(fake: Path, tmp_path: Path) -> None:
     finally:
         parent.kill()
         parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
     for _ in range(200):  # bounded wait for the kernel's death signal to land
         if not _alive(record["pid"]) and not _alive(record["worker"]):
             break
