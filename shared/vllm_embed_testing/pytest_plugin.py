@@ -7,9 +7,9 @@ that directory only::
     from vllm_embed_testing.pytest_plugin import clean_env, fake_vllm  # noqa: F401
     from vllm_embed_testing.pytest_plugin import fake_vllm as server  # noqa: F401  (renamed)
 
-- ``clean_env`` (autouse where imported): the developer's API key / base URL variables
-  are removed, so tests choose their key and URL explicitly; and clients use the httpx
-  transport (``VLLM_EMBED_LEAN_HTTP=0``), the one respx mocks.
+- ``clean_env`` (autouse where imported): the developer's ``VLLM_EMBED_*`` / OpenAI
+  variables are removed, so tests choose their key, URL and settings explicitly; and
+  clients use the httpx transport (``VLLM_EMBED_LEAN_HTTP=0``), the one respx mocks.
 - ``fake_vllm``: the project's fake vLLM (:func:`vllm_embed_testing.respx_vllm.mount`
   defaults: ``BASE_URL``, ``DIM``, ``MODEL``, API key required); the route records calls.
 """
@@ -21,18 +21,14 @@ from collections.abc import Iterator
 import pytest
 import respx
 
+from vllm_embed._settings import ENV_VAR_NAMES
 from vllm_embed_testing.respx_vllm import mount
 
 __all__ = ["ENV_VARS", "clean_env", "fake_vllm"]
 
-#: The environment variables the core and the adapters read for a key or a URL.
-ENV_VARS = (
-    "VLLM_EMBED_API_KEY",
-    "VLLM_API_KEY",
-    "OPENAI_API_KEY",
-    "VLLM_EMBED_BASE_URL",
-    "OPENAI_BASE_URL",
-)
+#: Every environment variable the core and the adapters read for a setting (the core's
+#: settings table, so a new variable is cleared here without anyone listing it).
+ENV_VARS = ENV_VAR_NAMES
 
 
 @pytest.fixture(autouse=True)

@@ -7,26 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from vllm_embed._settings import ENV_VAR_NAMES
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
-# Variables the readers look at: cleared so the developer's shell cannot leak into tests.
-_READ_VARS = (
-    "VLLM_EMBED_BASE_URL",
-    "VLLM_EMBED_API_KEY",
-    "VLLM_EMBED_MODEL",
-    "VLLM_EMBED_DIMENSION",
-    "VLLM_EMBED_DIMENSIONS",
-    "VLLM_EMBED_TIMEOUT",
-    "VLLM_EMBED_RETRIES",
-    "VLLM_EMBED_BACKOFF_FACTOR",
-    "VLLM_EMBED_BATCH_SIZE",
-    "VLLM_EMBED_MAX_CONCURRENCY",
-    "OPENAI_BASE_URL",
-    "OPENAI_API_BASE",
-    "OPENAI_API_KEY",
-    "VLLM_API_KEY",
-    "DVD_SERVER",
-)
+# Variables the readers look at (the core's settings table) plus one the fixtures use:
+# cleared so the developer's shell cannot leak into tests.
+_READ_VARS = (*ENV_VAR_NAMES, "DVD_SERVER")
 
 
 @pytest.fixture(autouse=True)

@@ -17,18 +17,13 @@ import respx
 from _vllm_fakes import FakeServer
 
 from vllm_embed import AsyncEmbeddingClient, EmbeddingClient
+from vllm_embed._settings import ENV_VAR_NAMES
 
 
 @pytest.fixture(autouse=True)
 def _no_env_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the developer's environment out of the tests."""
-    for name in (
-        "VLLM_EMBED_BASE_URL",
-        "OPENAI_BASE_URL",
-        "VLLM_EMBED_API_KEY",
-        "VLLM_API_KEY",
-        "OPENAI_API_KEY",
-    ):
+    for name in ENV_VAR_NAMES:
         monkeypatch.delenv(name, raising=False)
     # The tests here mock httpx with respx: they pick the httpx transport (the lean one has
     # its own tests against a real local server, test_lean_transport.py).

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from vllm_embed import (
-    AsyncEmbeddingClient,
-    EmbeddingClient,
-    InvalidInputError,
+import vllm_embed
+from vllm_embed import AsyncEmbeddingClient, EmbeddingClient, InvalidInputError, RetryPolicy
+from vllm_embed.adapters import (
+    API_KEY_ENV_VARS,
+    BASE_URL_ENV_VARS,
     LazyClients,
     LazyClientsMixin,
-    RetryPolicy,
     adapter_client_kwargs,
     adapter_fields_from_config,
-    is_empty_batch,
+    require_text_list,
 )
 
 
@@ -93,16 +93,18 @@ def test_fields_from_config_split_fields_renames_and_options(tmp_path: Path) -> 
     assert "model" not in fields["client_options"]
 
 
-def test_is_empty_batch_for_lists() -> None:
-    assert is_empty_batch([], caller="f") is True
-    assert is_empty_batch(["a"], caller="f") is False
-    assert is_empty_batch(("a", "b"), caller="f") is False
+def test_require_text_list_returns_the_texts() -> None:
+    empty: list[str] = []
+    assert require_text_list(empty, caller="f") is empty
+    texts = ("a", "b")
+    assert require_text_list(texts, caller="f") is texts
+    assert not require_text_list([], caller="f")
 
 
 @pytest.mark.parametrize("bad", [None, "one text", b"bytes", {"a": 1}])
-def test_is_empty_batch_names_the_caller_and_the_alternative(bad: object) -> None:
+def test_require_text_list_names_the_caller_and_the_alternative(bad: object) -> None:
     with pytest.raises(InvalidInputError) as info:
-        is_empty_batch(bad, caller="embed_documents", alternative="embed_query")
+        require_text_list(bad, caller="embed_documents", alternative="embed_query")
     message = str(info.value)
     assert "embed_documents expects a list of strings" in message
     assert type(bad).__name__ in message
@@ -181,3 +183,23 @@ def test_mixin_from_config_fills_constructor_parameters(tmp_path: Path) -> None:
     assert built.model_name == "m"
     assert built.base_url == "http://127.0.0.1:10/v1"
     assert built.client_options == {"batch_size": 8}
+
+
+def test_adapter_helpers_live_in_the_public_adapters_module_only() -> None:
+    """Integration authors import them from vllm_embed.adapters; the top level is for users."""
+    for name in vllm_embed.adapters.__all__:
+        assert not hasattr(vllm_embed, name), name
+    assert API_KEY_ENV_VARS[0] == "VLLM_EMBED_API_KEY"
+    assert BASE_URL_ENV_VARS[0] == "VLLM_EMBED_BASE_URL"
+
+
+def test_no_adapter_imports_a_private_core_name() -> None:
+    """The adapters use only the core's public modules (vllm_embed, vllm_embed.adapters)."""
+    import re
+
+    root = Path(__file__).resolve().parents[2] / "packages"
+    sources = sorted(root.glob("vllm-embed-*/src/**/*.py"))
+    assert sources, root
+    private = re.compile(r"^\s*(from|import)\s+vllm_embed\._|vllm_embed\._\w", re.M)
+    offenders = [str(p.relative_to(root)) for p in sources if private.search(p.read_text())]
+    assert offenders == []

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from vllm_embed import AsyncEmbeddingClient, EmbeddingClient, LazyClients
+from vllm_embed import AsyncEmbeddingClient, EmbeddingClient
+from vllm_embed.adapters import LazyClients
 
 KWARGS = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "batch_size": 7}
 

@@ -35,8 +35,6 @@ EXPECTED = {
     "Instructions",
     "InvalidInputError",
     "InvalidRowError",
-    "LazyClients",
-    "LazyClientsMixin",
     "MigrationError",
     "MissingDependencyError",
     "ModelInfo",
@@ -53,9 +51,6 @@ EXPECTED = {
     "UnknownConfigKeyWarning",
     "VLLMEmbedError",
     "__version__",
-    "adapter_client_kwargs",
-    "adapter_fields_from_config",
-    "is_empty_batch",
     "load_config",
 }
 

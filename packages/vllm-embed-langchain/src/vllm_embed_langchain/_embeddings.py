@@ -14,12 +14,12 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.utils import secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
-from vllm_embed import (
+from vllm_embed.adapters import (
+    API_KEY_ENV_VARS,
     LazyClients,
     LazyClientsMixin,
-    is_empty_batch,
+    require_text_list,
 )
-from vllm_embed._constants import API_KEY_ENV_VARS
 
 __all__ = ["VLLMEmbeddings"]
 
@@ -120,7 +120,7 @@ class VLLMEmbeddings(LazyClientsMixin, BaseModel, Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents (document instruction applied), one list of floats each."""
-        if is_empty_batch(texts, caller="embed_documents", alternative="embed_query"):
+        if not require_text_list(texts, caller="embed_documents", alternative="embed_query"):
             return []
         return self.client.embed_documents_list(texts)
 
@@ -130,7 +130,7 @@ class VLLMEmbeddings(LazyClientsMixin, BaseModel, Embeddings):
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`."""
-        if is_empty_batch(texts, caller="embed_documents", alternative="embed_query"):
+        if not require_text_list(texts, caller="embed_documents", alternative="embed_query"):
             return []
         return await self.async_client.embed_documents_list(texts)
 

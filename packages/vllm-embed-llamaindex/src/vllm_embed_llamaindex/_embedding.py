@@ -26,12 +26,12 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingStartEvent,
 )
 
-from vllm_embed import (
+from vllm_embed.adapters import (
+    API_KEY_ENV_VARS,
     LazyClients,
     LazyClientsMixin,
-    is_empty_batch,
+    require_text_list,
 )
-from vllm_embed._constants import API_KEY_ENV_VARS
 
 __all__ = ["VLLMEmbedding"]
 
@@ -167,12 +167,12 @@ class VLLMEmbedding(LazyClientsMixin, BaseEmbedding):
         return (await self._aget_text_embeddings([text]))[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        if is_empty_batch(texts, caller="VLLMEmbedding"):
+        if not require_text_list(texts, caller="VLLMEmbedding"):
             return []
         return self.client.embed_documents_list(texts)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        if is_empty_batch(texts, caller="VLLMEmbedding"):
+        if not require_text_list(texts, caller="VLLMEmbedding"):
             return []
         return await self.async_client.embed_documents_list(texts)
 
@@ -191,7 +191,7 @@ class VLLMEmbedding(LazyClientsMixin, BaseEmbedding):
         """
         if getattr(self, "embeddings_cache", None) is not None:  # LlamaIndex's cache path
             return super().get_text_embedding_batch(texts, show_progress, **kwargs)
-        if is_empty_batch(texts, caller="VLLMEmbedding"):
+        if not require_text_list(texts, caller="VLLMEmbedding"):
             return []
         payload = self.to_payload()
         dispatcher.event(EmbeddingStartEvent(model_dict=payload))
@@ -213,7 +213,7 @@ class VLLMEmbedding(LazyClientsMixin, BaseEmbedding):
         """Async :meth:`get_text_embedding_batch`."""
         if getattr(self, "embeddings_cache", None) is not None:
             return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
-        if is_empty_batch(texts, caller="VLLMEmbedding"):
+        if not require_text_list(texts, caller="VLLMEmbedding"):
             return []
         payload = self.to_payload()
         dispatcher.event(EmbeddingStartEvent(model_dict=payload))

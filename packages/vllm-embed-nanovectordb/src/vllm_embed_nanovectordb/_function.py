@@ -27,9 +27,8 @@ from vllm_embed import (
     DimensionMismatchError,
     EmbeddingClient,
     InvalidInputError,
-    LazyClients,
-    is_empty_batch,
 )
+from vllm_embed.adapters import LazyClients, require_text_list
 
 __all__ = ["VLLMEmbeddingFunction"]
 
@@ -209,7 +208,7 @@ class VLLMEmbeddingFunction:
         :class:`~vllm_embed.DimensionsNotSupportedError`. With a client you passed in, a
         width other than that client's raises :class:`~vllm_embed.DimensionMismatchError`.
         """
-        empty = is_empty_batch(texts, caller="the embedding function")
+        empty = not require_text_list(texts, caller="the embedding function")
         kind = self.kind if context is None else context
         if kind not in ("document", "query", "raw"):
             raise InvalidInputError(f"context must be 'query' or 'document', got {context!r}")

@@ -45,13 +45,6 @@ from vllm_embed._errors import (
     VLLMEmbedError,
 )
 from vllm_embed._instructions import Instructions
-from vllm_embed._lazy import (
-    LazyClients,
-    LazyClientsMixin,
-    adapter_client_kwargs,
-    adapter_fields_from_config,
-    is_empty_batch,
-)
 from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 from vllm_embed._version import __version__
 
@@ -83,8 +76,6 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py ch
     "Instructions",
     "InvalidInputError",
     "InvalidRowError",
-    "LazyClients",
-    "LazyClientsMixin",
     "MigrationError",
     "MissingDependencyError",
     "ModelInfo",
@@ -101,8 +92,5 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py ch
     "UnknownConfigKeyWarning",
     "VLLMEmbedError",
     "__version__",
-    "adapter_client_kwargs",
-    "adapter_fields_from_config",
-    "is_empty_batch",
     "load_config",
 ]

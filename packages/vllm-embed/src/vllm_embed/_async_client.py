@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,10 +14,20 @@ import numpy as np
 import numpy.typing as npt
 
 from vllm_embed import _constants as C
-from vllm_embed._base import BaseEmbeddingClient, EmbedPlan, Kind, Steps
-from vllm_embed._cache import PROBE_TEXT
+from vllm_embed._base import (
+    BaseEmbeddingClient,
+    CountTruncated,
+    EmbedDType,
+    EmbedPlan,
+    Encoding,
+    Kind,
+    Steps,
+    Truncate,
+)
+from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
+from vllm_embed._instructions import Instructions
 from vllm_embed._retry import Sleep
 from vllm_embed._transports import (
     AsyncHttpxTransport,
@@ -25,7 +35,7 @@ from vllm_embed._transports import (
     AsyncTransport,
     choose_transport,
 )
-from vllm_embed._types import EmbedResult, ModelInfo
+from vllm_embed._types import EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 
 if TYPE_CHECKING:
     from vllm_embed._config import EmbedConfig
@@ -53,9 +63,50 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         base_url: str | Sequence[str] | None = None,
         *,
         http_client: httpx.AsyncClient | None = None,
-        **kwargs: Any,
+        api_key: str | Secret | None = None,
+        model: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | None = None,
+        batch_size: int | None = None,
+        max_tokens_per_request: int | None = C.DEFAULT_MAX_TOKENS_PER_REQUEST,
+        max_concurrency: int | None = None,
+        encoding: Encoding = "auto",
+        embed_dtype: EmbedDType = "float32",
+        dimensions: int | None = None,
+        client_side_dimensions: bool = False,
+        truncate: Truncate = "end",
+        count_truncated: CountTruncated = "exact",
+        instructions: Instructions | str | None = "auto",
+        normalize: bool = False,
+        cache: EmbeddingCache | str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(base_url, **kwargs)
+        """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
+
+        ``http_client``: your own ``httpx.AsyncClient`` (proxies, TLS, mounts); the client then
+        does not close it. Settings not given come from the environment (``VLLM_EMBED_*``,
+        see :mod:`vllm_embed._settings`), as :func:`~vllm_embed.load_config` reads it.
+        """
+        super().__init__(
+            base_url,
+            api_key=api_key,
+            model=model,
+            headers=headers,
+            timeout=timeout,
+            retry=retry,
+            batch_size=batch_size,
+            max_tokens_per_request=max_tokens_per_request,
+            max_concurrency=max_concurrency,
+            encoding=encoding,
+            embed_dtype=embed_dtype,
+            dimensions=dimensions,
+            client_side_dimensions=client_side_dimensions,
+            truncate=truncate,
+            count_truncated=count_truncated,
+            instructions=instructions,
+            normalize=normalize,
+            cache=cache,
+        )
         self._http_client = http_client
         self._owns_http = http_client is None
         self._closed = False
@@ -69,10 +120,20 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
 
     @classmethod
     def from_config(
-        cls, source: str | os.PathLike[str] | EmbedConfig | None = None, **overrides: Any
+        cls,
+        source: str | os.PathLike[str] | EmbedConfig | None = None,
+        *,
+        section: str | None = None,
+        **overrides: Any,
     ) -> AsyncEmbeddingClient:
-        """A client from a config file, Python module, env, or an ``EmbedConfig``."""
-        return cls(**cls._kwargs_from_config(source, overrides))
+        """A client from a config file, Python module, env, or an ``EmbedConfig``.
+
+        ``section``: the dotted path of the settings table in a TOML / JSON file
+        (auto-detected when None). ``overrides`` may be config fields (``model=...``) or
+        client settings (``max_concurrency=...``, ``http_client=...``); they win over what
+        the source says. ``None`` overrides are ignored.
+        """
+        return cls(**cls._kwargs_from_config(source, overrides, section=section))
 
     # ------------------------------------------------------------ resources
     def _http(self) -> httpx.AsyncClient:

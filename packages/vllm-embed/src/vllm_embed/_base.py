@@ -51,6 +51,7 @@ from vllm_embed._retry import (
     parse_retry_after,
     retrying,
 )
+from vllm_embed._settings import client_kwargs_from_env
 from vllm_embed._transports import Reply, Request
 from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 from vllm_embed._wire import (
@@ -118,14 +119,6 @@ class EmbedPlan:
     limit: int | None
 
 
-def _env_first(names: Sequence[str]) -> str | None:
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
-
-
 def _positive_int(name: str, value: object, *, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
@@ -138,32 +131,41 @@ class BaseEmbeddingClient:
     """Settings and the I/O-free half of the embedding client.
 
     Use :class:`~vllm_embed.EmbeddingClient` or :class:`~vllm_embed.AsyncEmbeddingClient`;
-    both take these settings. Nothing here touches the network.
+    both take exactly these settings (the one place they are documented). Nothing here
+    touches the network. A setting not given (``None``) comes from the environment, read
+    exactly as :func:`~vllm_embed.load_config` reads it (:mod:`vllm_embed._settings`: our
+    ``VLLM_EMBED_*`` variables, then other tools' ``OPENAI_BASE_URL``, ``OPENAI_API_BASE``,
+    ``VLLM_API_KEY``, ``OPENAI_API_KEY``), else from the default below.
 
     Args:
         base_url: The server's OpenAI-style URL (``http://host:8000/v1``; ``/v1`` is added
             when missing), or a list of them: batches then go to the healthy server with
             the fewest requests in flight, and a server that refuses connections is left
-            alone for a cool-down. Default: ``VLLM_EMBED_BASE_URL``, then
-            ``OPENAI_BASE_URL``.
+            alone for a cool-down. Default: ``VLLM_EMBED_BASE_URL`` (comma-separated for
+            several), then ``OPENAI_BASE_URL``, then ``OPENAI_API_BASE``.
         api_key: Sent as ``Authorization: Bearer ...``. Default: ``VLLM_EMBED_API_KEY``,
             ``VLLM_API_KEY``, then ``OPENAI_API_KEY``. Never shown in reprs, errors or logs.
-        model: The served model name. Default: the one model ``/v1/models`` lists (an
-            error names them when there are several).
+        model: The served model name. Default: ``VLLM_EMBED_MODEL``, else the one model
+            ``/v1/models`` lists (an error names them when there are several).
         headers: Extra request headers; an explicit ``Authorization`` wins over ``api_key``.
-        timeout: :class:`Timeout` or seconds per request (default 60 s, connect 5 s).
+        timeout: :class:`Timeout` or seconds per request (default ``VLLM_EMBED_TIMEOUT``,
+            else 60 s; connect 5 s).
         retry: :class:`RetryPolicy` (default 5 attempts, backoff 0.5 s doubling to 8 s,
-            Retry-After honoured, at most 120 s in all). ``RetryPolicy.none()`` disables.
-        batch_size: Inputs per request (default 256; vLLM batches across requests itself).
+            Retry-After honoured, at most 120 s in all; ``VLLM_EMBED_RETRIES`` retries and
+            ``VLLM_EMBED_BACKOFF_FACTOR`` change it). ``RetryPolicy.none()`` disables.
+        batch_size: Inputs per request (default ``VLLM_EMBED_BATCH_SIZE``, else 256; vLLM
+            batches across requests itself).
         max_tokens_per_request: Estimated tokens per request (default 16384; ``None``:
             count only). Keeps batches of long texts under server limits.
-        max_concurrency: Requests in flight at once (default 8; the sync client uses a
-            small thread pool). Results always come back in input order.
+        max_concurrency: Requests in flight at once (default ``VLLM_EMBED_MAX_CONCURRENCY``,
+            else 8; the sync client uses a small thread pool). Results always come back in
+            input order.
         encoding: ``"auto"`` negotiates vLLM ``bytes`` > ``base64`` > ``float`` per server
             and remembers it; or force one.
         embed_dtype: ``"float16"`` halves the transfer with vLLM's ``bytes`` encoding
             (results are still float32 arrays).
-        dimensions: Matryoshka output size, sent to the server. vLLM refuses it for models
+        dimensions: Matryoshka output size (default ``VLLM_EMBED_DIMENSIONS``), sent to the
+            server. vLLM refuses it for models
             not loaded as Matryoshka (:class:`~vllm_embed.DimensionsNotSupportedError`).
         client_side_dimensions: When the server refuses (or ignores) ``dimensions``,
             truncate to ``dimensions`` and re-normalise on the client instead.
@@ -203,9 +205,9 @@ class BaseEmbeddingClient:
         headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
         retry: RetryPolicy | None = None,
-        batch_size: int = C.DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         max_tokens_per_request: int | None = C.DEFAULT_MAX_TOKENS_PER_REQUEST,
-        max_concurrency: int = C.DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int | None = None,
         encoding: Encoding = "auto",
         embed_dtype: EmbedDType = "float32",
         dimensions: int | None = None,
@@ -216,22 +218,43 @@ class BaseEmbeddingClient:
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
     ) -> None:
+        given = {
+            "base_url": base_url,
+            "api_key": api_key,
+            "model": model,
+            "headers": headers,
+            "timeout": timeout,
+            "retry": retry,
+            "batch_size": batch_size,
+            "max_concurrency": max_concurrency,
+            "dimensions": dimensions,
+        }
+        # Settings not given come from the environment, resolved as load_config does.
+        env = client_kwargs_from_env({k for k, v in given.items() if v is not None})
+        base_url = base_url if base_url is not None else env.get("base_url")
+        api_key = api_key if api_key is not None else env.get("api_key")
+        model = model if model is not None else env.get("model")
+        timeout = timeout if timeout is not None else env.get("timeout")
+        retry = retry if retry is not None else env.get("retry")
+        batch_size = batch_size if batch_size is not None else env.get("batch_size")
+        max_concurrency = (
+            max_concurrency if max_concurrency is not None else env.get("max_concurrency")
+        )
+        dimensions = dimensions if dimensions is not None else env.get("dimensions")
+
         if base_url is None:
-            base_url = _env_first(C.BASE_URL_ENV_VARS)
-            if base_url is None:
-                raise ConfigValueError(
-                    "No base_url given. Pass base_url='http://host:8000/v1' or set "
-                    "VLLM_EMBED_BASE_URL (or OPENAI_BASE_URL)."
-                )
+            raise ConfigValueError(
+                "No base_url given. Pass base_url='http://host:8000/v1' or set "
+                "VLLM_EMBED_BASE_URL (or OPENAI_BASE_URL)."
+            )
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         self._pool = EndpointPool(urls, preference_for(encoding))
 
-        if api_key is None:
-            env_key = _env_first(C.API_KEY_ENV_VARS)
-            api_key = Secret(env_key) if env_key else None
-        elif isinstance(api_key, str):
+        if isinstance(api_key, str):
             api_key = Secret(api_key) if api_key else None
-        elif not isinstance(api_key, Secret):
+        elif isinstance(api_key, Secret) and not api_key:
+            api_key = None
+        elif api_key is not None and not isinstance(api_key, Secret):
             raise ConfigValueError("api_key must be a string or a vllm_embed.Secret")
         self._api_key: Secret | None = api_key
 
@@ -242,11 +265,20 @@ class BaseEmbeddingClient:
         self._retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self._retry, RetryPolicy):
             raise ConfigValueError("retry must be a vllm_embed.RetryPolicy")
-        self._batch_size = int(_positive_int("batch_size", batch_size) or 1)
+        self._batch_size = int(
+            _positive_int("batch_size", C.DEFAULT_BATCH_SIZE if batch_size is None else batch_size)
+            or 1
+        )
         self._max_tokens = _positive_int(
             "max_tokens_per_request", max_tokens_per_request, allow_none=True
         )
-        self._max_concurrency = int(_positive_int("max_concurrency", max_concurrency) or 1)
+        self._max_concurrency = int(
+            _positive_int(
+                "max_concurrency",
+                C.DEFAULT_MAX_CONCURRENCY if max_concurrency is None else max_concurrency,
+            )
+            or 1
+        )
         if embed_dtype not in ("float32", "float16"):
             raise ConfigValueError(
                 f"embed_dtype must be 'float32' or 'float16', got {embed_dtype!r}"
@@ -328,9 +360,13 @@ class BaseEmbeddingClient:
 
     @classmethod
     def _kwargs_from_config(
-        cls, source: str | os.PathLike[str] | EmbedConfig | None, overrides: Mapping[str, Any]
+        cls,
+        source: str | os.PathLike[str] | EmbedConfig | None,
+        overrides: Mapping[str, Any],
+        *,
+        section: str | None = None,
     ) -> dict[str, Any]:
-        """Client kwargs from ``load_config(source, overrides=...)``.
+        """Client kwargs from ``load_config(source, section=..., overrides=...)``.
 
         Overrides that only the client understands (``retry=RetryPolicy(...)``,
         ``timeout=Timeout(...)``, ``http_client=...``, ``count_truncated=...``) are applied
@@ -341,10 +377,11 @@ class BaseEmbeddingClient:
         direct = {
             k: v
             for k, v in overrides.items()
-            if k in _DIRECT_OVERRIDES or isinstance(v, Timeout | RetryPolicy)
+            if v is not None and (k in _DIRECT_OVERRIDES or isinstance(v, Timeout | RetryPolicy))
         }
         rest = {k: v for k, v in overrides.items() if k not in direct}
-        kwargs = dict(load_config(source, overrides=rest or None).client_kwargs())
+        config = load_config(source, section=section, overrides=rest or None)
+        kwargs = dict(config.client_kwargs())
         kwargs.update(direct)
         return kwargs
 

@@ -31,18 +31,15 @@ sit in files. :attr:`EmbedConfig.origins` records where every field came from.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 from vllm_embed._config_readers import _files, _python
-from vllm_embed._config_readers._env import ENV_VARS, FALLBACK_ENV_VARS
 from vllm_embed._config_readers._expand import expand_tree
 from vllm_embed._config_readers._keys import (
     CLIENT_PASSTHROUGH_KEYS,
@@ -56,6 +53,14 @@ from vllm_embed._config_readers._keys import (
 from vllm_embed._config_readers._mask import mask, mask_tree, mask_url
 from vllm_embed._config_readers._sections import locate
 from vllm_embed._errors import ConfigValueError
+from vllm_embed._settings import (
+    ENV_VARS,
+    FALLBACK_ENV_VARS,
+    Layer,
+    client_kwargs_from,
+    resolve,
+    retry_policy_from,
+)
 from vllm_embed._types import RetryPolicy, Secret
 
 __all__ = [
@@ -135,14 +140,7 @@ class EmbedConfig:
 
         ``retries`` counts retries, so ``max_attempts = retries + 1``.
         """
-        if self.retries is None and self.backoff_factor is None:
-            return None
-        kwargs: dict[str, Any] = {}
-        if self.retries is not None:
-            kwargs["max_attempts"] = self.retries + 1
-        if self.backoff_factor is not None:
-            kwargs["backoff_factor"] = self.backoff_factor
-        return RetryPolicy(**kwargs)
+        return retry_policy_from(self.retries, self.backoff_factor)
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``EmbeddingClient(**config.client_kwargs())``.
@@ -151,22 +149,9 @@ class EmbedConfig:
         ``base_url`` is a string for one URL, a list for several; ``api_key`` is the
         plain string (the client wraps it again).
         """
-        kwargs: dict[str, Any] = {}
-        if self.base_urls:
-            kwargs["base_url"] = (
-                self.base_urls[0] if len(self.base_urls) == 1 else list(self.base_urls)
-            )
+        kwargs = client_kwargs_from({name: getattr(self, name) for name in SETTINGS})
         if self.api_key is not None:
             kwargs["api_key"] = self.api_key.get()
-        if self.headers:
-            kwargs["headers"] = dict(self.headers)
-        retry = self.retry_policy()
-        if retry is not None:
-            kwargs["retry"] = retry
-        for name in ("model", "timeout", "batch_size", "max_concurrency", "dimensions"):
-            value = getattr(self, name)
-            if value is not None:
-                kwargs[name] = value
         for name in CLIENT_PASSTHROUGH_KEYS & set(self.extra):
             kwargs[name] = self.extra[name]
         return kwargs
@@ -198,141 +183,7 @@ class EmbedConfig:
 
 
 # ---------------------------------------------------------------------------------------
-# value coercion: one function per kind, each raising ConfigValueError with the origin
-
-
-def _bad(name: str, origin: str, expected: str, value: Any, *, secret: bool = False) -> Exception:
-    shown = "a value that" if secret else f"{value!r}, which"
-    return ConfigValueError(
-        f"{name} from {_describe_origin(origin)} must be {expected}; got {shown} is not. "
-        f"Fix it there."
-    )
-
-
-def _to_int(name: str, value: Any, origin: str, *, minimum: int) -> int:
-    number: Any = value
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        number = int(value.strip())
-    if isinstance(number, float) and number.is_integer():
-        number = int(number)
-    if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
-        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise _bad(name, origin, expected, value)
-    return number
-
-
-def _to_float(name: str, value: Any, origin: str, *, positive: bool) -> float:
-    number: Any = value
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            number = value
-    ok = (
-        not isinstance(number, bool)
-        and isinstance(number, int | float)
-        and math.isfinite(number)
-        and (number > 0 if positive else number >= 0)
-    )
-    if not ok:
-        raise _bad(name, origin, "a positive number" if positive else "a number >= 0", value)
-    return float(number)
-
-
-def _to_urls(name: str, value: Any, origin: str) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple) or not all(isinstance(u, str) for u in items):
-        raise _bad(name, origin, "a URL string or a list of URL strings", value)
-    urls = tuple(u.strip().rstrip("/") for u in items if u.strip())
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigValueError(
-                f"base_url {mask_url(url)!r} from {_describe_origin(origin)} is not an "
-                "http(s) URL. Write it like http://localhost:8000/v1."
-            )
-    if not urls:
-        raise _bad(name, origin, "a non-empty URL", value)
-    return urls
-
-
-def _to_secret(name: str, value: Any, origin: str) -> Secret:
-    if isinstance(value, Secret):
-        return value
-    if not isinstance(value, str):
-        raise _bad(name, origin, "a string", value, secret=True)
-    return Secret(value)
-
-
-def _to_str(name: str, value: Any, origin: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _bad(name, origin, "a non-empty string", value)
-    return value.strip()
-
-
-def _to_headers(name: str, value: Any, origin: str) -> Mapping[str, str]:
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise _bad(name, origin, "a table / object of header names to values", "(not shown)")
-    headers: dict[str, str] = {}
-    for key, item in value.items():
-        if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise ConfigValueError(
-                f"header {key!r} from {_describe_origin(origin)} must be a string. Fix it there."
-            )
-        headers[key] = str(item)
-    return MappingProxyType(headers)
-
-
-_COERCE: dict[str, Callable[[str, Any, str], Any]] = {
-    "base_urls": _to_urls,
-    "api_key": _to_secret,
-    "model": _to_str,
-    "dimension": lambda n, v, o: _to_int(n, v, o, minimum=1),
-    "dimensions": lambda n, v, o: _to_int(n, v, o, minimum=1),
-    "headers": _to_headers,
-    "timeout": lambda n, v, o: _to_float(n, v, o, positive=True),
-    "retries": lambda n, v, o: _to_int(n, v, o, minimum=0),
-    "backoff_factor": lambda n, v, o: _to_float(n, v, o, positive=False),
-    "batch_size": lambda n, v, o: _to_int(n, v, o, minimum=1),
-    "max_concurrency": lambda n, v, o: _to_int(n, v, o, minimum=1),
-}
-
-# display names used in messages
-_DISPLAY = {"base_urls": "base_url"}
-
-
-def _describe_origin(origin: str) -> str:
-    kind, _, detail = origin.partition(":")
-    if kind == "env":
-        return f"environment variable {detail}"
-    if kind == "file":
-        path, _, key = detail.rpartition("#")
-        return f"{key!r} in {path}" if path else detail
-    return {"argument": "the arguments", "default": "the defaults"}.get(kind, origin)
-
-
-# ---------------------------------------------------------------------------------------
-# layers: each returns {field: (value, origin)}
-
-Layer = dict[str, tuple[Any, str]]
-
-
-def _is_unset(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _env_layer(env: Mapping[str, str], table: Mapping[str, str]) -> Layer:
-    return {f: (env[var], f"env:{var}") for f, var in table.items() if not _is_unset(env.get(var))}
-
-
-def _fallback_layer(env: Mapping[str, str]) -> Layer:
-    layer: Layer = {}
-    for name, candidates in FALLBACK_ENV_VARS.items():
-        for var in candidates:
-            if not _is_unset(env.get(var)):
-                layer[name] = (env[var], f"env:{var}")
-                break
-    return layer
+# layers (the precedence itself is vllm_embed._settings.resolve, shared with the client)
 
 
 def _override_layer(overrides: Mapping[str, Any]) -> tuple[Layer, dict[str, Any]]:
@@ -505,30 +356,14 @@ def load_config(
     env = os.environ if env is None else env
     if isinstance(source, EmbedConfig):
         data = _from_config(source)
-        env_layer: Layer = {}
-        fallback: Layer = {}
+        env = {}  # the EmbedConfig already resolved its environment
+    elif source is not None:
+        data = _read_source(source, section=section, names=names, env=env)
     else:
-        data = (
-            _read_source(source, section=section, names=names, env=env)
-            if source is not None
-            else _FileData(format="env")
-        )
-        env_layer = _env_layer(env, ENV_VARS)
-        fallback = _fallback_layer(env)
+        data = _FileData(format="env")
     arguments, passthrough = _override_layer(overrides or {})
     extra = {**data.extra, **passthrough}
-
-    values: dict[str, Any] = {}
-    origins: dict[str, str] = {}
-    for name in SETTINGS:
-        for layer in (arguments, env_layer, data.layer, fallback):
-            if name in layer and not _is_unset(layer[name][0]):
-                raw, origin = layer[name]
-                values[name] = _COERCE[name](_DISPLAY.get(name, name), raw, origin)
-                origins[name] = origin
-                break
-        else:
-            origins[name] = "default"
+    values, origins = resolve(env, arguments=arguments, file=data.layer)
 
     if "base_urls" not in values and str(extra.get("provider", "")).lower() == "openai":
         values["base_urls"] = (OPENAI_DEFAULT_BASE_URL,)

@@ -1,13 +1,11 @@
-"""Defaults in one place: timeouts, retries, batching, concurrency, environment names."""
+"""Defaults in one place: timeouts, retries, batching, concurrency.
+
+(The environment variables are in the settings table, :mod:`vllm_embed._settings`.)
+"""
 
 from __future__ import annotations
 
 from vllm_embed._version import __version__
-
-#: Environment variables read when ``base_url`` is not given, in order.
-BASE_URL_ENV_VARS: tuple[str, ...] = ("VLLM_EMBED_BASE_URL", "OPENAI_BASE_URL")
-#: Environment variables read when ``api_key`` is not given, in order.
-API_KEY_ENV_VARS: tuple[str, ...] = ("VLLM_EMBED_API_KEY", "VLLM_API_KEY", "OPENAI_API_KEY")
 
 DEFAULT_TIMEOUT_TOTAL = 60.0
 DEFAULT_TIMEOUT_CONNECT = 5.0

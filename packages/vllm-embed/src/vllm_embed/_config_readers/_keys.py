@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from vllm_embed._settings import SETTINGS as _SETTINGS_TABLE
+
 __all__ = [
     "CLIENT_PASSTHROUGH_KEYS",
     "INFORMATIONAL_KEYS",
@@ -60,20 +62,8 @@ KEY_ALIASES: dict[str, str] = {
     "max_concurrency": "max_concurrency",
 }
 
-#: The fields that go through precedence, in display order.
-SETTINGS: tuple[str, ...] = (
-    "base_urls",
-    "api_key",
-    "model",
-    "dimension",
-    "dimensions",
-    "headers",
-    "timeout",
-    "retries",
-    "backoff_factor",
-    "batch_size",
-    "max_concurrency",
-)
+#: The fields that go through precedence, in display order (the table is in _settings).
+SETTINGS: tuple[str, ...] = tuple(s.field for s in _SETTINGS_TABLE)
 
 #: The same settings as users spell them in a file (one ``base_url``).
 SETTING_KEYS: tuple[str, ...] = ("base_url", *SETTINGS[1:])

@@ -399,13 +399,12 @@ def run_checks(
 
     checks: list[Check] = []
     for url in cfg.base_urls:
-        kwargs = cfg.client_kwargs()
-        kwargs.update(
+        with EmbeddingClient.from_config(
+            cfg,
             base_url=url,
             retry=RetryPolicy.none(),
             timeout=Timeout(total=timeout, connect=min(timeout, C.DEFAULT_TIMEOUT_CONNECT)),
-        )
-        with EmbeddingClient(**kwargs) as client:
+        ) as client:
             checks.extend(_endpoint_checks(client, mask_url(url), cfg, section))
     return checks
 

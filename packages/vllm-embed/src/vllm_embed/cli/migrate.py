@@ -88,14 +88,9 @@ def _client(
     section: str | None,
     explicit: dict[str, Any],
 ) -> Any:
-    from vllm_embed import EmbeddingClient, load_config
+    from vllm_embed import EmbeddingClient
 
-    given = {k: v for k, v in explicit.items() if v is not None}
-    if config is None:
-        return EmbeddingClient(**given)
-    kwargs = dict(load_config(config, section=section).client_kwargs())
-    kwargs.update(given)
-    return EmbeddingClient(**kwargs)
+    return EmbeddingClient.from_config(config, section=section, **explicit)
 
 
 def _describe(store: Store) -> str:

@@ -1,17 +1,27 @@
-"""``LazyClients``: core clients built on first use, for objects that wrap the client.
+"""Building blocks for integration authors (framework adapters): ``vllm_embed.adapters``.
 
 Framework adapters (LangChain, LlamaIndex, nano-vectordb) hold their settings, not a
-client: the client is built the first time it is needed. This module gives them one
-holder with the rules such a wrapper needs:
+client: the client is built the first time it is needed. This public module gives them
+everything such a wrapper needs, so no adapter imports a private ``vllm_embed._*`` name:
 
-- one sync :class:`~vllm_embed.EmbeddingClient`, built once (thread-safe);
-- one :class:`~vllm_embed.AsyncEmbeddingClient` per event loop: its connection pool
-  belongs to the loop that first used it, so two ``asyncio.run(...)`` calls must not
-  share one (the entry goes away with its loop);
-- copying or pickling the holder gives an empty one: the copy builds its own clients,
-  so framework objects that are deep-copied or sent to worker processes keep working.
+- :class:`LazyClients`: one sync :class:`~vllm_embed.EmbeddingClient`, built once
+  (thread-safe); one :class:`~vllm_embed.AsyncEmbeddingClient` per event loop (its
+  connection pool belongs to the loop that first used it, so two ``asyncio.run(...)``
+  calls must not share one; the entry goes away with its loop). Copying or pickling the
+  holder gives an empty one: the copy builds its own clients, so framework objects that
+  are deep-copied or sent to worker processes keep working.
+- :class:`LazyClientsMixin`: the ``client`` / ``async_client`` properties,
+  ``close`` / ``aclose`` and ``from_config`` for a settings class over a ``LazyClients``.
+- :func:`adapter_client_kwargs` (settings fields -> client keyword arguments),
+  :func:`adapter_fields_from_config` (config file -> fields + ``client_options``) and
+  :func:`require_text_list` (raise on a non-list, return the texts; the check before a
+  batch call).
+- :data:`API_KEY_ENV_VARS` / :data:`BASE_URL_ENV_VARS`: the environment variables the
+  core reads for the key and the URL, in order (for an adapter's own field defaults).
 
 Example::
+
+    from vllm_embed.adapters import LazyClients, require_text_list
 
     class MyEmbeddings:
         def __init__(self, **client_kwargs):
@@ -19,17 +29,12 @@ Example::
             self._clients = LazyClients()
 
         def embed(self, texts):
+            if not require_text_list(texts, caller="MyEmbeddings.embed"):
+                return []
             return self._clients.sync(self._kwargs).embed(texts)
 
         async def aembed(self, texts):
             return await self._clients.for_running_loop(self._kwargs).embed(texts)
-
-The rest that every adapter with settings fields needs, free of any framework:
-:class:`LazyClientsMixin` (the ``client`` / ``async_client`` properties and
-``close`` / ``aclose`` over a ``LazyClients``), :func:`adapter_client_kwargs` (fields ->
-client keyword arguments),
-:func:`adapter_fields_from_config` (config file -> fields + ``client_options``) and
-:func:`is_empty_batch` (the list check before a batch call).
 """
 
 from __future__ import annotations
@@ -42,20 +47,23 @@ import threading
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, cast
 
 from vllm_embed._async_client import AsyncEmbeddingClient
 from vllm_embed._client import EmbeddingClient
 from vllm_embed._errors import InvalidInputError
+from vllm_embed._settings import API_KEY_ENV_VARS, BASE_URL_ENV_VARS
 from vllm_embed._types import RetryPolicy
 
 __all__ = [
+    "API_KEY_ENV_VARS",
+    "BASE_URL_ENV_VARS",
     "ClientKwargs",
     "LazyClients",
     "LazyClientsMixin",
     "adapter_client_kwargs",
     "adapter_fields_from_config",
-    "is_empty_batch",
+    "require_text_list",
 ]
 
 #: The client's keyword arguments, or a function returning them (read at build time,
@@ -287,8 +295,12 @@ def adapter_fields_from_config(
     return {**chosen, "client_options": options}
 
 
-def is_empty_batch(texts: Any, *, caller: str, alternative: str | None = None) -> bool:
-    """True for an empty list of texts (answer it locally, no request).
+def require_text_list(texts: Any, *, caller: str, alternative: str | None = None) -> Sequence[str]:
+    """Return ``texts`` when it is a list of texts (possibly empty); raise otherwise.
+
+    The check an adapter's batch method makes first: an empty result means "answer it
+    locally, no request" (``if not require_text_list(texts, caller=...): return []``).
+    Items are checked by the core client (which names a bad item's index).
 
     Raises:
         InvalidInputError: ``texts`` is ``None``, a single string, bytes or a mapping;
@@ -301,4 +313,4 @@ def is_empty_batch(texts: Any, *, caller: str, alternative: str | None = None) -
             f"{caller} expects a list of strings, got {type(texts).__name__}; "
             f"wrap a single text in a list{hint}."
         )
-    return len(texts) == 0
+    return cast("Sequence[str]", texts)
