@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vllm_embed import ConfigValueError
 from vllm_embed.server import (
     API_KEY_ENV,
     SERVER_MODULE,
@@ -66,7 +67,7 @@ def test_command_carries_every_option() -> None:
 
 def test_port_argument_overrides_spec_and_is_required() -> None:
     assert _flag(build_command(ServerSpec(model="m", port=1), "p", port=2), "--port") == "2"
-    with pytest.raises(ValueError, match="port"):
+    with pytest.raises(ConfigValueError, match="port"):
         build_command(ServerSpec(model="m"), "python")
 
 

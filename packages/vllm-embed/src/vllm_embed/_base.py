@@ -248,6 +248,10 @@ class BaseEmbeddingClient:
                 "VLLM_EMBED_BASE_URL (or OPENAI_BASE_URL)."
             )
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if encoding not in ("auto", "bytes", "base64", "float"):
+            raise ConfigValueError(
+                f"encoding must be 'auto', 'bytes', 'base64' or 'float', got {encoding!r}"
+            )
         self._pool = EndpointPool(urls, preference_for(encoding))
 
         if isinstance(api_key, str):

@@ -10,7 +10,8 @@ API keys never appear in any message, repr or attribute here.
     ├── MissingDependencyError       (also ImportError)  an optional extra is not installed
     ├── ConfigError                  (also ValueError)
     │   ├── ConfigFileError          missing, unreadable, syntax error (line/column), module raised
-    │   └── ConfigValueError         no base_url, bad dimension, bad type
+    │   └── ConfigValueError         no base_url, bad dimension, bad type; bad Timeout,
+    │                                RetryPolicy, encoding or ServerSpec values
     ├── APIError                     anything that came from talking to a server
     │   ├── APIConnectionError       cannot connect / connection dropped (after retries)
     │   │   ├── APITimeoutError      request timed out (after retries)
@@ -28,13 +29,28 @@ API keys never appear in any message, repr or attribute here.
     ├── StoreError                   vector-store reading / writing / migration
     │   ├── StoreFormatError         unknown or corrupt store format
     │   └── MigrationError           a migration could not complete (original untouched)
-    └── CacheError                   the embedding cache (``cache=...``)
-        ├── CacheUnavailableError    Redis down, SQLite locked/unwritable (raised with strict=True)
-        └── CacheCorruptError        the SQLite cache file is damaged (says how to clear it)
+    │       └── MissingTextError     records without text (ids listed); nothing sent or written
+    ├── CacheError                   the embedding cache (``cache=...``)
+    │   ├── CacheUnavailableError    Redis down, SQLite locked/unwritable (raised with strict=True)
+    │   └── CacheCorruptError        the SQLite cache file is damaged (says how to clear it)
+    └── ServerLaunchError            the vLLM launcher (``vllm-embed serve``, test fixtures);
+        │                            carries ``log_path`` and the tail of the log
+        ├── ServerEnvError           the server's virtual environment could not be built
+        └── ServerStartError         vLLM exited, or did not answer /health in time
+
+Warnings (``warnings.warn``, not raised): ``ConfigWarning`` (a ``UserWarning``) and its
+``UnknownConfigKeyWarning`` (a config key vllm-embed does not use); ``CacheWarning`` (a
+cache that is not strict could not be used; embedding goes on without it).
+
+Misuse of the Python API raises Python's own exceptions, as the standard library does:
+``TypeError`` (a ``Secret`` of a non-string; pickling a ``Secret``), ``RuntimeError``
+(a call on a closed client; starting a server twice). Two internal signals of the request
+path (``RetryableStatus``, ``Renegotiate``) never leave the client.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -58,10 +74,14 @@ __all__ = [
     "InvalidRowError",
     "MigrationError",
     "MissingDependencyError",
+    "MissingTextError",
     "ModelNotFoundError",
     "NoHealthyEndpointError",
     "RateLimitError",
+    "ServerEnvError",
     "ServerError",
+    "ServerLaunchError",
+    "ServerStartError",
     "StoreError",
     "StoreFormatError",
     "VLLMEmbedError",
@@ -283,6 +303,38 @@ class StoreFormatError(StoreError):
 
 class MigrationError(StoreError):
     """A migration stopped before completing. The original store is untouched."""
+
+
+class MissingTextError(MigrationError):
+    """Some records have no text to embed; nothing was sent and nothing written."""
+
+    def __init__(self, message: str, *, ids: list[str]) -> None:
+        super().__init__(message)
+        self.ids = ids
+
+
+class ServerLaunchError(VLLMEmbedError):
+    """The vLLM server launcher failed. The explanation is in a log: ``log_path`` names it
+    and ``log_tail`` holds its last lines (also in the message, so a failed start is
+    diagnosable from the exception alone: pytest shows it, the CLI prints it)."""
+
+    def __init__(self, message: str, *, log_path: Path | None = None, log_tail: str = "") -> None:
+        full = message
+        if log_path is not None:
+            full += f"\nFull log: {log_path}"
+        if log_tail:
+            full += f"\n--- last lines of the log ---\n{log_tail}"
+        super().__init__(full)
+        self.log_path = log_path
+        self.log_tail = log_tail
+
+
+class ServerEnvError(ServerLaunchError):
+    """The vLLM server's virtual environment could not be created or installed."""
+
+
+class ServerStartError(ServerLaunchError):
+    """The vLLM server exited, or did not answer ``/health`` before the deadline."""
 
 
 class CacheError(VLLMEmbedError):

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vllm_embed import _constants as C
+from vllm_embed._errors import ConfigValueError
 
 __all__ = ["ClientStats", "EmbedResult", "ModelInfo", "RetryPolicy", "Secret", "Timeout"]
 
@@ -78,7 +79,9 @@ class Timeout:
         if isinstance(value, Timeout):
             return value
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")
+            raise ConfigValueError(
+                f"timeout must be a positive number of seconds or a Timeout, got {value!r}"
+            )
         return cls(total=float(value), connect=min(float(value), C.DEFAULT_TIMEOUT_CONNECT))
 
 
@@ -103,11 +106,11 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError("RetryPolicy.max_attempts must be >= 1 (1 = no retries)")
+            raise ConfigValueError("RetryPolicy.max_attempts must be >= 1 (1 = no retries)")
         if min(self.initial_delay, self.max_delay, self.backoff_factor, self.jitter) < 0:
-            raise ValueError("RetryPolicy delays, backoff_factor and jitter must be >= 0")
+            raise ConfigValueError("RetryPolicy delays, backoff_factor and jitter must be >= 0")
         if self.total_timeout <= 0:
-            raise ValueError("RetryPolicy.total_timeout must be > 0 seconds")
+            raise ConfigValueError("RetryPolicy.total_timeout must be > 0 seconds")
 
     @classmethod
     def none(cls) -> RetryPolicy:

@@ -32,7 +32,7 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from vllm_embed._errors import MigrationError, VLLMEmbedError
+from vllm_embed._errors import MigrationError, MissingTextError, VLLMEmbedError
 
 from ._journal import WorkDir, work_dir_for
 from ._jsonio import fsync_dir, fsync_file
@@ -57,14 +57,6 @@ FIRST_CHUNK_ROWS = 512
 #: Seconds of embedding per chunk: what a run killed mid-chunk loses at most.
 CHUNK_SECONDS = 5.0
 MISSING_LISTED = 10
-
-
-class MissingTextError(MigrationError):
-    """Some records have no text to embed; nothing was sent and nothing written."""
-
-    def __init__(self, message: str, *, ids: list[str]) -> None:
-        super().__init__(message)
-        self.ids = ids
 
 
 class EmbedResultLike(Protocol):

@@ -12,6 +12,8 @@
   systemd unit or a Kubernetes Deployment + Service.
 """
 
+from vllm_embed._errors import ServerEnvError, ServerStartError
+
 from ._deploy import render_kubernetes, render_systemd
 from ._env import (
     CPU_SERVER_PACKAGES,
@@ -23,7 +25,6 @@ from ._env import (
     packaged_model_path,
     spec_hash,
 )
-from ._errors import ServerEnvError, ServerStartError
 from ._process import DEFAULT_START_TIMEOUT, VLLMServer, free_port
 from ._spec import (
     API_KEY_ENV,

@@ -28,7 +28,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ._errors import ServerEnvError
+from vllm_embed._errors import ServerEnvError
+
 from ._logs import tail
 
 __all__ = [

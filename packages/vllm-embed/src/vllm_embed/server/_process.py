@@ -25,7 +25,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from ._errors import ServerStartError
+from vllm_embed._errors import ServerStartError
+
 from ._logs import tail
 from ._spec import ServerSpec, build_command, build_env, format_command
 

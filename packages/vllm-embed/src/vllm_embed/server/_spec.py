@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vllm_embed._errors import ConfigValueError
+
 __all__ = [
     "API_KEY_ENV",
     "MASK",
@@ -86,7 +88,7 @@ def build_command(spec: ServerSpec, python: str, *, port: int | None = None) -> 
     """
     chosen_port = port if port is not None else spec.port
     if chosen_port is None:
-        raise ValueError("no port: set ServerSpec.port or pass port=")
+        raise ConfigValueError("No port for the vLLM server: set ServerSpec.port or pass port=.")
     cmd = [
         python,
         "-m",
