@@ -47,7 +47,7 @@ def test_process_killed_while_writing(tmp_path: Path) -> None:
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
     time.sleep(1.0)  # mid-stream: batches are being written all the time
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.communicate(timeout=30)  # reaps it and closes its pipes (no ResourceWarning)
     assert proc.returncode == -signal.SIGKILL
     with EmbeddingCache(path) as cache:
         stored = cache.stats()["entries"]
