@@ -28,8 +28,18 @@ API keys never appear in any message, repr or attribute here.
     ├── DimensionMismatchError       a store's / config's dimension != the server's
     ├── StoreError                   vector-store reading / writing / migration
     │   ├── StoreFormatError         unknown or corrupt store format
+    │   │   ├── PickleConsentError       a FAISS .pkl would be unpickled without consent  [faiss]
+    │   │   ├── UnsupportedTableError    a table shape that cannot be migrated safely  [pgvector]
+    │   │   ├── TextColumnTypeError      the text column does not hold text  [pgvector]
+    │   │   └── VectorColumnTypeError    the vector column is not a pgvector vector  [pgvector]
+    │   ├── PostgresDriverMissingError   psycopg 3 missing (the [postgres] extra)  [pgvector]
+    │   ├── PostgresConnectionError      database unreachable / connection lost  [pgvector]
+    │   ├── InsufficientPrivilegeError   the user may not replace the table  [pgvector]
+    │   ├── TableLockedError             another session holds the table's lock  [pgvector]
     │   └── MigrationError           a migration could not complete (original untouched)
-    │       └── MissingTextError     records without text (ids listed); nothing sent or written
+    │       ├── MissingTextError     records without text (ids listed); nothing sent or written
+    │       │   └── RowsWithoutTextError     rows of a table without text  [pgvector]
+    │       └── UnsupportedIndexError    a FAISS index that cannot be rebuilt alike  [faiss]
     ├── CacheError                   the embedding cache (``cache=...``)
     │   ├── CacheUnavailableError    Redis down, SQLite locked/unwritable (raised with strict=True)
     │   └── CacheCorruptError        the SQLite cache file is damaged (says how to clear it)
@@ -42,10 +52,16 @@ Warnings (``warnings.warn``, not raised): ``ConfigWarning`` (a ``UserWarning``) 
 ``UnknownConfigKeyWarning`` (a config key vllm-embed does not use); ``CacheWarning`` (a
 cache that is not strict could not be used; embedding goes on without it).
 
+Classes marked ``[faiss]`` / ``[pgvector]`` are defined beside their store format
+(:mod:`vllm_embed.migrate.faiss`, :mod:`vllm_embed.migrate.pgvector`) and exported there;
+every other class above is defined here and exported by :mod:`vllm_embed`. A new error
+class anywhere in the package is drawn in this tree (tests/core/test_errors.py checks).
+
 Misuse of the Python API raises Python's own exceptions, as the standard library does:
 ``TypeError`` (a ``Secret`` of a non-string; pickling a ``Secret``), ``RuntimeError``
-(a call on a closed client; starting a server twice). Two internal signals of the request
-path (``RetryableStatus``, ``Renegotiate``) never leave the client.
+(a call on a closed client; starting a server twice). Internal signals never leave the
+client: ``RetryableStatus`` and ``Renegotiate`` (the request path), ``ProtocolError`` and
+``Disconnected`` (the lean HTTP/1.1 transport; translated at its boundary).
 """
 
 from __future__ import annotations
