@@ -79,7 +79,7 @@ Truncate = Literal["end", "error"]
 CountTruncated = Literal["exact", "estimate", "off"]
 
 #: from_config overrides passed to the client as they are (not config-file settings).
-_DIRECT_OVERRIDES = frozenset({"retry", "http_client", "count_truncated"})
+_DIRECT_OVERRIDES = frozenset({"retry", "http_client", "count_truncated", "cache"})
 
 
 T = TypeVar("T")
