@@ -4,5 +4,15 @@
   server) and reference vectors computed with sentence-transformers.
 - :mod:`.corpus`: the demo and contract corpora.
 - :mod:`.proxy`: a TCP proxy that can be cut mid-run ("the server went away").
-- :mod:`.fake_server`: a fast fake OpenAI-compatible embedding server.
+- The project's ONE fake vLLM is :mod:`.fake_server` (its request handling answers like
+  vLLM 0.32); every test double serves it:
+
+  - :class:`.fake_server.FakeEmbeddingServer`: in its own process over real HTTP
+    (benchmarks, transport tests, LightRAG);
+  - :mod:`.respx_vllm`: in the test's process through respx, sockets off (``mount`` for
+    adapter / migrate / CLI tests; ``FakeServer`` with request recording and per-request
+    hooks for the core client's tests);
+  - :mod:`.fake_vllm_package`: a stand-in ``vllm`` package for the launcher's tests
+    (``python -m vllm.entrypoints.openai.api_server`` serving the fake).
+- :mod:`.pytest_plugin`: ``clean_env`` and ``fake_vllm`` fixtures for suites that import them.
 """

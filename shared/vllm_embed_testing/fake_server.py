@@ -55,7 +55,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FakeEmbeddingServer", "FakeServerConfig", "fake_token_count", "fake_vector"]
+__all__ = [
+    "FakeEmbeddingServer",
+    "FakeServerConfig",
+    "InProcessFakeVLLM",
+    "fake_token_count",
+    "fake_vector",
+]
 
 ALL_ENCODINGS = ("float", "base64", "bytes", "bytes_only")
 _START_TIMEOUT = 30.0
@@ -119,6 +125,17 @@ class FakeServerConfig:
     matryoshka: bool = True
     version: str | None = "0.32.0"
     cpus: list[int] | None = None
+    #: The names /v1/models lists and /v1/embeddings accepts (default: just ``model``).
+    models: list[str] | None = None
+    #: False: /v1/models items carry no ``max_model_len`` (older servers, proxies).
+    list_max_model_len: bool = True
+    #: False: /tokenize answers 404 (servers without vLLM's tokenizer routes).
+    tokenize: bool = True
+    #: False: /health answers 404 (a proxy that hides it).
+    health: bool = True
+    #: True: an encoding missing from ``encodings`` is ignored and floats come back (as some
+    #: OpenAI-compatible servers do) instead of vLLM's 400.
+    ignore_unknown_encoding: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,7 +271,7 @@ class _App:
     def handle(self, req: _Request) -> _Answer:
         """Answer one request: (status, extra headers, body parts). Raises nothing.
 
-        Also usable in-process (tests/_support/respx_vllm.py serves it through respx)."""
+        Also usable in-process: :class:`InProcessFakeVLLM`."""
         path = req.path.split("?", 1)[0]
         self.paths[path] = self.paths.get(path, 0) + 1
         if path == "/v1/embeddings":
@@ -294,6 +311,8 @@ class _App:
         return payload
 
     def health(self, req: _Request) -> _Answer:
+        if not self.config.health:
+            raise _HTTPError(404, {"detail": "Not Found"})
         return 200, {}, []
 
     def version(self, req: _Request) -> _Answer:
@@ -304,20 +323,27 @@ class _App:
 
     def models(self, req: _Request) -> _Answer:
         cfg = self.config
-        item = {
-            "id": cfg.model,
-            "object": "model",
-            "created": 0,
-            "owned_by": "vllm",
-            "root": cfg.model,
-            "parent": None,
-            "max_model_len": cfg.max_model_len,
-            "permission": [],
-        }
-        body = json.dumps({"object": "list", "data": [item]}).encode()
+        items = []
+        for name in cfg.models or [cfg.model]:
+            item: dict[str, Any] = {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "vllm",
+                "root": name,
+                "parent": None,
+                "max_model_len": cfg.max_model_len,
+                "permission": [],
+            }
+            if not cfg.list_max_model_len:
+                del item["max_model_len"]
+            items.append(item)
+        body = json.dumps({"object": "list", "data": items}).encode()
         return 200, {"content-type": "application/json"}, [body]
 
     def tokenize(self, req: _Request) -> _Answer:
+        if not self.config.tokenize:
+            raise _HTTPError(404, {"detail": "Not Found"})
         payload = self._json_body(req)
         prompt = payload.get("prompt")
         if not isinstance(prompt, str):
@@ -355,9 +381,11 @@ class _App:
         """Validate one /v1/embeddings body and build the answer (as body parts)."""
         cfg = self.config
         model = payload.get("model")
-        if model is not None and model != cfg.model:
+        if model is not None and model != cfg.model and model not in (cfg.models or ()):
             raise _openai_error(404, f"The model `{model}` does not exist.", "model")
         encoding = payload.get("encoding_format") or "float"
+        if encoding not in cfg.encodings and cfg.ignore_unknown_encoding:
+            encoding = "float"
         if encoding not in cfg.encodings:
             raise _openai_error(
                 400,
@@ -555,6 +583,37 @@ def _response_bytes(
     if len(body) == 1 and len(body[0]) > 65536:
         return [head, body[0]]
     return [b"".join([head, *body])]
+
+
+class InProcessFakeVLLM:
+    """The fake server's request handling in the caller's process: no child, no socket.
+
+    :mod:`vllm_embed_testing.respx_vllm` serves it through respx. Same config, same
+    answers as :class:`FakeEmbeddingServer` (failure injection and delays aside: those
+    belong to the connection).
+    """
+
+    def __init__(self, config: FakeServerConfig) -> None:
+        self.config = config
+        self._app = _App(config)
+
+    def answer(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """``(status, headers, body)`` for one request (``path`` with its query string)."""
+        request = _Request(
+            method=method,
+            path=path,
+            headers={k.lower(): v for k, v in headers.items()},
+            body=body,
+            keep_alive=True,
+        )
+        status, extra, parts = self._app.handle(request)
+        return status, extra, b"".join(parts)
+
+    def stats(self) -> dict[str, Any]:
+        """The same counters as ``GET /_fake/stats``."""
+        return self._app.stats()
 
 
 class _Connection(asyncio.Protocol):

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import httpx
 import respx
-from _mock_vllm import BASE_URL, MockVLLM
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vllm_embed.cli import main
+from vllm_embed_testing.respx_vllm import FakeServer
+
+ROOT = "http://vllm.test:8000"
+BASE_URL = ROOT + "/v1"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KANO = FIXTURES / "kano_backlog_config.toml"
@@ -22,6 +25,18 @@ KEY_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789-_"
 def key_like(text: str) -> bool:
     """Letters and digits mixed, like a real key (so it cannot be a word of the report)."""
     return any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+
+
+def mock_vllm(router: respx.MockRouter, **settings: object) -> FakeServer:
+    """The project's fake vLLM at BASE_URL as the doctor tests want it by default: MiniLM
+    (dimension 384, max_model_len 256) served as ``minilm``, not Matryoshka."""
+    defaults: dict[str, object] = {"dim": 384, "models": ["minilm"], "max_model_len": 256}
+    return FakeServer(router, base=ROOT, **{**defaults, **settings})  # type: ignore[arg-type]
+
+
+def sent_auth(server: FakeServer) -> list[str | None]:
+    """The Authorization header of every request the server answered."""
+    return [request.headers.get("authorization") for request in server.requests]
 
 
 def run(*args: str) -> Result:
@@ -52,7 +67,7 @@ def write_config(tmp_path: Path, *, dimension: int | None = 384, key: str | None
 def test_every_check_passes_against_a_matching_server(tmp_path: Path) -> None:
     key = "sk-live-0123456789abcdef"
     with respx.mock(assert_all_called=False) as router:
-        server = MockVLLM(api_key=key).install(router)
+        server = mock_vllm(router, api_key=key)
         result = run(str(write_config(tmp_path, key=key)))
     assert result.exit_code == 0, result.output
     for check in ("server reachable", "API key accepted", "model served", "dimension",
@@ -64,13 +79,13 @@ def test_every_check_passes_against_a_matching_server(tmp_path: Path) -> None:
     assert " ms" in lines_for(result, "round trip")
     assert "All checks passed." in result.output
     assert key not in result.output
-    assert f"Bearer {key}" in server.seen_auth  # the key was really sent
+    assert f"Bearer {key}" in sent_auth(server)  # the key was really sent
 
 
 def test_seed_000_wrong_dimension_names_the_store_and_the_migrate_command() -> None:
     """Seed 000 declares 1024 (bge-large-zh); the server produces 384."""
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM(models=("BAAI/bge-large-zh-v1.5",)).install(router)
+        mock_vllm(router, models=["BAAI/bge-large-zh-v1.5"])
         result = run(str(KANO), "--base-url", BASE_URL)
     assert result.exit_code == 1, result.output
     line = lines_for(result, "dimension")
@@ -85,7 +100,7 @@ def test_seed_000_wrong_dimension_names_the_store_and_the_migrate_command() -> N
 def test_migrate_command_quotes_paths_and_keeps_the_section(tmp_path: Path) -> None:
     path = write_config(tmp_path, dimension=1024)
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM().install(router)
+        mock_vllm(router)
         result = run(str(path), "--section", "embedding")
     assert result.exit_code == 1
     assert f"vllm-embed migrate 'data/notes db.json' --config {path} --section embedding" in (
@@ -96,7 +111,7 @@ def test_migrate_command_quotes_paths_and_keeps_the_section(tmp_path: Path) -> N
 def test_wrong_key_fails_without_printing_either_key(tmp_path: Path) -> None:
     right, wrong = "right-key-6f1c2a9e", "wrong-key-0b7d3e41"
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM(api_key=right).install(router)
+        mock_vllm(router, api_key=right)
         result = run(str(write_config(tmp_path, key=wrong)))
     assert result.exit_code == 1
     line = lines_for(result, "API key accepted")
@@ -108,7 +123,7 @@ def test_wrong_key_fails_without_printing_either_key(tmp_path: Path) -> None:
 
 def test_missing_key_says_none_was_sent(tmp_path: Path) -> None:
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM(api_key="needed-key-123").install(router)
+        mock_vllm(router, api_key="needed-key-123")
         result = run(str(write_config(tmp_path)))
     assert result.exit_code == 1
     assert "no key was sent" in lines_for(result, "API key accepted")
@@ -116,7 +131,7 @@ def test_missing_key_says_none_was_sent(tmp_path: Path) -> None:
 
 def test_model_not_served_lists_what_is(tmp_path: Path) -> None:
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM(models=("minilm", "e5-small")).install(router)
+        mock_vllm(router, models=["minilm", "e5-small"])
         result = run(str(KANO), "--base-url", BASE_URL)
     assert result.exit_code == 1
     line = lines_for(result, "model served")
@@ -138,7 +153,7 @@ def test_unreachable_server_fails_first_and_skips_the_rest() -> None:
 
 def test_server_without_health_route_still_counts_as_reachable() -> None:
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM(health=False, max_model_len=None).install(router)
+        mock_vllm(router, health=False, max_model_len=None)
         result = run("--base-url", BASE_URL, "--dimension", "384")
     assert result.exit_code == 0, result.output
     assert "no /health route" in lines_for(result, "server reachable")
@@ -148,7 +163,7 @@ def test_server_without_health_route_still_counts_as_reachable() -> None:
 
 def test_undeclared_dimension_is_a_warning_with_the_value_to_declare(tmp_path: Path) -> None:
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM(dim=768).install(router)
+        mock_vllm(router, dim=768)
         result = run(str(write_config(tmp_path, dimension=None)))
     assert result.exit_code == 0
     assert lines_for(result, "dimension").lstrip().startswith("WARN")
@@ -159,13 +174,13 @@ def test_matryoshka_request_refused_or_honoured() -> None:
     env = {"VLLM_EMBED_DIMENSIONS": "128"}
     args = ["doctor", "--base-url", BASE_URL, "--dimension", "128"]
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM(matryoshka=False).install(router)
+        mock_vllm(router, matryoshka=False)
         refused = CliRunner().invoke(main, args, env=env)
     assert refused.exit_code == 1
     assert "refuses dimensions=128" in lines_for(refused, "dimension")
     assert "is_matryoshka" in refused.output
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM(matryoshka=True).install(router)
+        mock_vllm(router, matryoshka=True)
         honoured = CliRunner().invoke(main, args, env=env)
     assert honoured.exit_code == 0, honoured.output
     assert "128 (dimensions=128 requested), as declared" in lines_for(honoured, "dimension")
@@ -173,7 +188,7 @@ def test_matryoshka_request_refused_or_honoured() -> None:
 
 def test_without_a_file_the_migrate_hint_uses_options() -> None:
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM().install(router)
+        mock_vllm(router)
         result = run("--base-url", BASE_URL, "--model", "minilm", "--dimension", "1024")
     assert result.exit_code == 1
     assert f"vllm-embed migrate <store> --base-url {BASE_URL} --model minilm" in result.output
@@ -181,7 +196,7 @@ def test_without_a_file_the_migrate_hint_uses_options() -> None:
 
 def test_json_output(tmp_path: Path) -> None:
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM().install(router)
+        mock_vllm(router)
         result = run(str(write_config(tmp_path, dimension=1024)), "--json")
     assert result.exit_code == 1
     checks = json.loads(result.stdout)
@@ -201,7 +216,7 @@ def test_json_output(tmp_path: Path) -> None:
 
 def test_each_base_url_is_checked() -> None:
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM().install(router)
+        mock_vllm(router)
         router.route(host="down.test").mock(side_effect=httpx.ConnectError("refused"))
         result = CliRunner().invoke(
             main,
@@ -234,7 +249,7 @@ def test_credentials_in_url_and_headers_are_not_printed(tmp_path: Path) -> None:
         )
     )
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM().install(router)
+        mock_vllm(router)
         result = run(str(path))
     assert "pa55word-xyz" not in result.output
     assert "header-token-abc123" not in result.output
@@ -248,7 +263,7 @@ def test_credentials_in_url_and_headers_are_not_printed(tmp_path: Path) -> None:
 )
 def test_keys_never_appear_in_doctor_output(key: str, accepted: bool) -> None:
     with respx.mock(assert_all_called=False) as router:
-        MockVLLM(api_key=key if accepted else "the-server-key-xyz").install(router)
+        mock_vllm(router, api_key=key if accepted else "the-server-key-xyz")
         result = CliRunner().invoke(
             main, ["doctor", "--base-url", BASE_URL], env={"VLLM_EMBED_API_KEY": key}
         )

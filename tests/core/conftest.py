@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import respx
-from _vllm_fakes import FakeServer
 
 from vllm_embed import AsyncEmbeddingClient, EmbeddingClient
 from vllm_embed._settings import ENV_VAR_NAMES
+from vllm_embed_testing.respx_vllm import FakeServer
 
 
 @pytest.fixture(autouse=True)

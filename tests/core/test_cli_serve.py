@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from _fake_vllm import install_fake_vllm
 from click.testing import CliRunner
 
 from vllm_embed.cli import main
 from vllm_embed.cli.serve import client_config, resolve_max_model_len
+from vllm_embed_testing.fake_vllm_package import install_fake_vllm
 
 KEY = "sk-cli-secret-5150"
 

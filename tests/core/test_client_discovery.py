@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from _vllm_fakes import FakeServer
 
 from vllm_embed import APIConnectionError, ConfigValueError, ModelInfo, ModelNotFoundError
+from vllm_embed_testing.respx_vllm import FakeServer
 
 
 def test_models_lists_served_models_with_max_model_len(server, make_client) -> None:

@@ -9,9 +9,9 @@ import httpx
 import numpy as np
 import pytest
 import respx
-from _vllm_fakes import FakeServer, expected
 
 from vllm_embed import Instructions, InvalidInputError
+from vllm_embed_testing.respx_vllm import FakeServer, expected
 
 TEXTS = [f"text number {i}" for i in range(23)]
 

@@ -8,9 +8,9 @@ import threading
 import httpx
 import numpy as np
 import pytest
-from _vllm_fakes import FakeServer, expected
 
 from vllm_embed import NoHealthyEndpointError, RetryPolicy
+from vllm_embed_testing.respx_vllm import FakeServer, expected
 
 TEXTS = [f"t{i}" for i in range(40)]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-from _vllm_fakes import FakeServer, expected
 
 from vllm_embed import DimensionsNotSupportedError
+from vllm_embed_testing.respx_vllm import FakeServer, expected
 
 
 def test_dimensions_are_sent(router, make_client) -> None:

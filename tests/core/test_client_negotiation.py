@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _vllm_fakes import FakeServer, expected
 
 from vllm_embed import EncodingNotSupportedError
+from vllm_embed_testing.respx_vllm import FakeServer, expected
 
 TEXTS = ["a", "b c", "d"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-from _vllm_fakes import FakeServer, expected
 
 from vllm_embed import (
     APIConnectionError,
@@ -17,6 +16,7 @@ from vllm_embed import (
     RetryPolicy,
     ServerError,
 )
+from vllm_embed_testing.respx_vllm import FakeServer, expected
 
 FAST = RetryPolicy(max_attempts=4, initial_delay=0.01, max_delay=0.05, jitter=0.0)
 

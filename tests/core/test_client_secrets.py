@@ -6,9 +6,9 @@ import logging
 
 import httpx
 import pytest
-from _vllm_fakes import FakeServer
 
 from vllm_embed import APIConnectionError, AuthenticationError, EmbeddingClient, RetryPolicy, Secret
+from vllm_embed_testing.respx_vllm import FakeServer
 
 KEY = "sk-SUPER-secret-123"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-from _vllm_fakes import FakeServer, fake_tokens
 
 from vllm_embed import ContextLengthError, RetryPolicy
+from vllm_embed_testing.respx_vllm import FakeServer, fake_tokens
 
 # The fake server: max_model_len 64, one token per word + 2 specials.
 SHORT = "a few short words"

@@ -9,7 +9,6 @@ import threading
 import httpx
 import pytest
 import respx
-from _vllm_fakes import FakeServer, fake_tokens
 
 from vllm_embed import (
     AsyncEmbeddingClient,
@@ -18,6 +17,7 @@ from vllm_embed import (
     EmbedConfig,
     EmbeddingClient,
 )
+from vllm_embed_testing.respx_vllm import FakeServer, fake_tokens
 
 # The fake server: max_model_len 64 (client limit 63), one token per word + 2 specials.
 SHORT = "a few short words"  # never looked at: too short to exceed the limit

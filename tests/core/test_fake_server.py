@@ -15,7 +15,13 @@ import httpx
 import numpy as np
 import pytest
 
-from vllm_embed_testing.fake_server import FakeEmbeddingServer, fake_token_count, fake_vector
+from vllm_embed_testing.fake_server import (
+    FakeEmbeddingServer,
+    FakeServerConfig,
+    InProcessFakeVLLM,
+    fake_token_count,
+    fake_vector,
+)
 
 pytestmark = pytest.mark.enable_socket
 
@@ -320,3 +326,44 @@ def _alive(pid: int) -> bool:
     # a zombie (exited, not yet reaped by init) counts as gone
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split(") ", 1)[1][0] != "Z"
+
+
+# -- the same fake in this process (what respx_vllm mounts) ----------------------------------
+
+
+def _in_process(**config: object) -> InProcessFakeVLLM:
+    return InProcessFakeVLLM(FakeServerConfig(dim=DIM, **config))  # type: ignore[arg-type]
+
+
+def _json(fake: InProcessFakeVLLM, method: str, path: str, body: object = None) -> object:
+    content = b"" if body is None else json.dumps(body).encode()
+    status, _, answer = fake.answer(method, path, {}, content)
+    assert status == 200, answer
+    return json.loads(answer)
+
+
+def test_in_process_answers_like_the_server_process() -> None:
+    fake = _in_process()
+    doc = _json(fake, "POST", "/v1/embeddings", {"input": TEXTS, "model": "fake-model"})
+    got = np.array([item["embedding"] for item in doc["data"]], dtype=np.float32)  # type: ignore[index]
+    assert np.array_equal(got, np.stack([fake_vector(t, DIM) for t in TEXTS]))
+    assert fake.stats()["requests_served"] == 1
+
+
+def test_in_process_options_for_scripted_tests() -> None:
+    fake = _in_process(
+        models=["bge", "e5"],
+        list_max_model_len=False,
+        tokenize=False,
+        health=False,
+        ignore_unknown_encoding=True,
+        encodings=["float"],
+    )
+    listed = _json(fake, "GET", "/v1/models")["data"]  # type: ignore[index]
+    assert [m["id"] for m in listed] == ["bge", "e5"]
+    assert all("max_model_len" not in m for m in listed)
+    assert fake.answer("POST", "/tokenize", {}, b'{"prompt": "a"}')[0] == 404
+    assert fake.answer("GET", "/health", {}, b"")[0] == 404
+    body = {"input": ["a"], "model": "e5", "encoding_format": "bytes"}
+    doc = _json(fake, "POST", "/v1/embeddings", body)  # bytes ignored: floats come back
+    assert isinstance(doc["data"][0]["embedding"], list)  # type: ignore[index]

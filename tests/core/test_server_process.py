@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from _fake_vllm import install_fake_vllm
 
 from vllm_embed.server import ServerSpec, ServerStartError, VLLMServer
+from vllm_embed_testing.fake_vllm_package import install_fake_vllm
 
 pytestmark = pytest.mark.enable_socket
 KEY = "sk-process-test-key-123"

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from _vllm_fakes import expected, json_response, vllm_bytes_response
 
 from vllm_embed import APIError, EncodingNotSupportedError
 from vllm_embed._wire import (
@@ -17,6 +16,7 @@ from vllm_embed._wire import (
     quick_layout,
     rejects_encoding,
 )
+from vllm_embed_testing.respx_vllm import expected, json_response, vllm_bytes_response
 
 TEXTS = ["alpha", "beta", "gamma", "delta"]
 VECS = expected(TEXTS, 16)
