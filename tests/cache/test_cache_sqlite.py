@@ -33,7 +33,7 @@ def test_second_call_is_all_hits_with_equal_vectors(cache: EmbeddingCache) -> No
     np.testing.assert_array_equal(first.vectors, second.vectors)
     assert second.vectors.dtype == np.float32
     assert stats.cache_hits == 50 and stats.cache_misses == 50
-    assert stats.cache_bytes_written == 50 * (DIM * 4 + 4) == stats.cache_bytes_read
+    assert stats.cache_bytes_written == 50 * DIM * 4 == stats.cache_bytes_read
 
 
 def test_half_hits_only_misses_embedded_in_input_order(cache: EmbeddingCache) -> None:
@@ -126,7 +126,7 @@ def test_float16_storage_halves_values(tmp_path: Path) -> None:
         model = FakeModel()
         through(cc, model, ["a", "b"])
         result = through(cc, model, ["a", "b"])
-        assert stats.cache_bytes_written == 2 * (DIM * 2 + 4)
+        assert stats.cache_bytes_written == 2 * DIM * 2
         assert result.vectors.dtype == np.float32
         np.testing.assert_allclose(result.vectors[0], vector("a"), atol=1e-3)
 
@@ -134,6 +134,7 @@ def test_float16_storage_halves_values(tmp_path: Path) -> None:
 def test_size_limit_evicts_least_recently_used(tmp_path: Path) -> None:
     with EmbeddingCache(tmp_path / "small.sqlite", max_bytes=600_000) as cache:
         cache.backend.touch_interval = 0.0
+        cache.backend.limit_check_interval = 0.0
         cc, _ = client_cache(cache)
         model = FakeModel(dim=256)
         through(cc, model, ["keep"])
@@ -204,7 +205,7 @@ def test_stats_and_clear_by_model(tmp_path: Path) -> None:
         assert info["entries"] == 5
         assert info["models"]["m1"]["entries"] == 3 and info["models"]["m2"]["entries"] == 2
         assert cache.clear(model="m1") == 3
-        assert cache.stats()["models"] == {"m2": {"entries": 2, "bytes": 2 * (DIM * 4 + 4)}}
+        assert cache.stats()["models"] == {"m2": {"entries": 2, "bytes": 2 * DIM * 4}}
         assert cache.clear() == 2 and cache.stats()["entries"] == 0
 
 

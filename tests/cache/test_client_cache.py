@@ -44,7 +44,7 @@ def test_second_embed_makes_no_request_and_equal_vectors(
         np.testing.assert_array_equal(first, second)
         assert second.dtype == np.float32 and second.flags["C_CONTIGUOUS"]
         assert client.stats.cache_hits == 100 and client.stats.cache_misses == 100
-        assert client.stats.cache_bytes_read == 100 * (DIM * 4 + 4)
+        assert client.stats.cache_bytes_read == 100 * DIM * 4
     # a new client (new process, say) on the same file: one probe request, then all hits
     with make(server, f"sqlite:///{tmp_path}/c.sqlite") as client:
         before = server.requests_served
@@ -162,3 +162,19 @@ def test_probe_text_is_not_cached_as_a_user_text(
         assert _vectors(server) - n0 == 1
         cache = client.cache
         assert isinstance(cache, EmbeddingCache)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_truncation_is_reported_for_hits_too(
+    server: FakeEmbeddingServer, tmp_path: Path, redis_url: str, backend: str
+) -> None:
+    location = str(tmp_path / "t.sqlite") if backend == "sqlite" else redis_url
+    long_text = " ".join(f"w{i}" for i in range(2000))  # far over max_model_len 512
+    with make(server, location) as client:
+        first = client.embed_with_info(["short", long_text])
+        assert first.truncated_indices == [1]
+        before = server.requests_served
+        again = client.embed_with_info([long_text, "short", "new"])
+        assert server.requests_served == before + 1  # only "new"
+        assert again.truncated_indices == [0] and again.truncated == 1
+        np.testing.assert_array_equal(again.vectors[0], first.vectors[1])

@@ -1,9 +1,8 @@
 """EmbeddingCache (what users open) and ClientCache (what one client does with it).
 
-Values are a 4-byte little-endian flags word (bit 0: the server truncated the input)
-followed by the vector's raw little-endian bytes (float32, or float16 when asked); never
-JSON. The header keeps the vector 4-byte aligned, so a batch of hits decodes in one
-numpy view.
+Values are the vector's raw little-endian bytes (float32, or float16 when asked), never
+JSON, so a batch of hits is one ``bytearray.join`` and one numpy view. Whether the server
+truncated the input is kept beside the value (a SQLite column, a Redis set).
 
 Writes go to the backend from one background thread per cache (write-behind), so storing
 misses adds almost nothing to an embed call; entries still being written are answered
@@ -44,9 +43,8 @@ CacheDType = Literal["float32", "float16"]
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 #: Probes at least this similar (cosine) are the same model.
 _SAME_MODEL_COSINE = 0.9999
-#: Bytes before the vector in every value (flags, little-endian uint32).
-HEADER = 4
-_FLAG_TRUNCATED = 1
+#: One entry to store: (key, raw vector bytes, the server truncated the input).
+Item = tuple[bytes, bytes, bool]
 #: Write-behind batches that may wait; a full queue makes the caller wait (bounded memory).
 _MAX_PENDING_BATCHES = 64
 
@@ -133,43 +131,46 @@ class EmbeddingCache:
                 self.backend.ensure_ready()
         self.location = self.backend.location
         self.kind = self.backend.kind
-        self._pending: dict[bytes, bytes] = {}
+        self._pending: dict[bytes, tuple[bytes, bool]] = {}
         self._pending_lock = threading.Lock()
-        self._queue: queue.Queue[list[tuple[bytes, bytes]] | None] | None = None
+        self._queue: queue.Queue[list[Item] | None] | None = None
         self._writer: threading.Thread | None = None
         self._writer_pid = 0
         self._write_errors: list[CacheError] = []
         self._closed = False
 
     # ------------------------------------------------------------------ reads and writes
-    def read(self, keys: list[bytes]) -> list[bytes | None]:
-        """One lookup round; entries still being written come from memory."""
-        values = self.backend.get_many(keys)
+    def read(self, keys: list[bytes]) -> tuple[list[bytes | None], set[bytes]]:
+        """One lookup round: the values (None: absent) and the keys of truncated inputs.
+        Entries still being written come from memory."""
+        values, cut = self.backend.get_many(keys)
         if self._pending:
             with self._pending_lock:
                 pending = self._pending
                 for i, value in enumerate(values):
                     if value is None:
-                        values[i] = pending.get(keys[i])
-        return values
+                        found = pending.get(keys[i])
+                        if found is not None:
+                            values[i] = found[0]
+                            if found[1]:
+                                cut.add(keys[i])
+        return values, cut
 
-    def write(self, items: list[tuple[bytes, bytes]]) -> None:
+    def write(self, items: list[Item]) -> None:
         """Store entries: in the background (or now, for ``strict`` caches)."""
         if self.strict or self._closed:
             self.backend.put_many(items)
             return
         with self._pending_lock:
-            self._pending.update(items)
+            self._pending.update((k, (v, t)) for k, v, t in items)
         self._writer_queue().put(items)
 
-    def _writer_queue(self) -> queue.Queue[list[tuple[bytes, bytes]] | None]:
+    def _writer_queue(self) -> queue.Queue[list[Item] | None]:
         pid = os.getpid()
         if self._queue is None or self._writer_pid != pid:
             with self._pending_lock:
                 if self._queue is None or self._writer_pid != pid:
-                    q: queue.Queue[list[tuple[bytes, bytes]] | None] = queue.Queue(
-                        _MAX_PENDING_BATCHES
-                    )
+                    q: queue.Queue[list[Item] | None] = queue.Queue(_MAX_PENDING_BATCHES)
                     thread = threading.Thread(
                         target=_write_loop,
                         args=(weakref.ref(self), q),
@@ -181,11 +182,12 @@ class EmbeddingCache:
                     _LIVE.add(self)
         return self._queue
 
-    def _written(self, items: list[tuple[bytes, bytes]], error: CacheError | None) -> None:
+    def _written(self, items: list[Item], error: CacheError | None) -> None:
         with self._pending_lock:
             pending = self._pending
-            for key, value in items:
-                if pending.get(key) is value:
+            for key, value, _ in items:
+                entry = pending.get(key)
+                if entry is not None and entry[0] is value:
                     del pending[key]
             if error is not None:
                 self._write_errors.append(error)
@@ -296,9 +298,7 @@ def _reopen(location: str | os.PathLike[str], options: dict[str, Any]) -> Embedd
     return EmbeddingCache(location, **options)
 
 
-def _write_loop(
-    ref: weakref.ref[EmbeddingCache], q: queue.Queue[list[tuple[bytes, bytes]] | None]
-) -> None:
+def _write_loop(ref: weakref.ref[EmbeddingCache], q: queue.Queue[list[Item] | None]) -> None:
     while True:
         items = q.get()
         try:
@@ -347,6 +347,7 @@ class Lookup:
     keys: list[bytes]
     hit_positions: list[int] = field(default_factory=list)
     hit_values: list[bytes] = field(default_factory=list)
+    hit_cut: list[int] = field(default_factory=list)
     #: the unique texts to embed, and for each input position not hit its index in them
     miss_texts: list[str] = field(default_factory=list)
     miss_keys: list[bytes] = field(default_factory=list)
@@ -359,17 +360,16 @@ class Lookup:
         out = np.empty((self.n, dim), dtype=np.float32)
         truncated: list[int] = []
         if self.hit_positions:
-            itemsize = np.dtype(self.dtype).itemsize
-            lead = HEADER // itemsize
-            block = np.frombuffer(b"".join(self.hit_values), dtype=self.dtype)
-            block = block.reshape(len(self.hit_values), lead + dim)
-            if len(self.hit_positions) == self.n:
-                out[:] = block[:, lead:]
+            # one copy into a writable buffer, viewed as the vectors
+            block = np.frombuffer(bytearray().join(self.hit_values), dtype=self.dtype)
+            block = block.reshape(len(self.hit_values), dim)
+            if len(self.hit_positions) == self.n and block.dtype == np.float32:
+                out = block
+            elif len(self.hit_positions) == self.n:
+                out[:] = block
             else:
-                out[np.asarray(self.hit_positions, dtype=np.intp)] = block[:, lead:]
-            flags = block[:, :lead].view("<u4").reshape(-1)
-            for i in np.flatnonzero(flags & _FLAG_TRUNCATED):
-                truncated.append(self.hit_positions[int(i)])
+                out[np.asarray(self.hit_positions, dtype=np.intp)] = block
+            truncated.extend(self.hit_cut)
         prompt_tokens, exact = 0, True
         if miss is not None and self.miss_positions:
             out[np.asarray(self.miss_positions, dtype=np.intp)] = miss.vectors[
@@ -469,18 +469,37 @@ class ClientCache:
                 self._registered.add(prefix)
             for error in self.cache.take_write_errors():
                 raise error
-            raw = self.cache.read(keys)
+            raw, cut = self.cache.read(keys)
         except CacheError as exc:
             self._failed(exc)
             return None
         self._worked()
-        width = dim * self.cache.itemsize + HEADER
+        width = dim * self.cache.itemsize
         lookup = Lookup(
             n=len(keys), dim=dim, dtype="<f2" if self.cache.dtype == "float16" else "<f4", keys=keys
         )
+        if None not in raw and set(map(len, raw)) == {width}:  # type: ignore[arg-type]
+            # all hits (the common case of a warm cache): no per-text bookkeeping
+            lookup.hit_positions = list(range(len(keys)))
+            lookup.hit_values = raw  # type: ignore[assignment]
+            read = width * len(raw)
+        else:
+            read = self._sort(lookup, items, raw, width)
+        if cut:
+            lookup.hit_cut = [p for p in lookup.hit_positions if lookup.keys[p] in cut]
+        self.stats.add(
+            cache_hits=len(lookup.hit_positions),
+            cache_misses=len(lookup.miss_texts),
+            cache_bytes_read=read,
+        )
+        return lookup
+
+    @staticmethod
+    def _sort(lookup: Lookup, items: Sequence[str], raw: list[bytes | None], width: int) -> int:
+        """Split the batch into hits and unique misses; returns the bytes read."""
         first: dict[bytes, int] = {}
         read = 0
-        for i, (key, value) in enumerate(zip(keys, raw, strict=True)):
+        for i, (key, value) in enumerate(zip(lookup.keys, raw, strict=True)):
             if value is not None and len(value) == width:
                 lookup.hit_positions.append(i)
                 lookup.hit_values.append(value)
@@ -493,12 +512,7 @@ class ClientCache:
                 lookup.miss_keys.append(key)
             lookup.miss_positions.append(i)
             lookup.miss_slots.append(slot)
-        self.stats.add(
-            cache_hits=len(lookup.hit_positions),
-            cache_misses=len(lookup.miss_texts),
-            cache_bytes_read=read,
-        )
-        return lookup
+        return read
 
     def store(self, lookup: Lookup, miss: EmbedResult) -> bool:
         """Write the embedded misses. False when their dimension is not the probe's (the
@@ -509,21 +523,18 @@ class ClientCache:
             return False
         if not self._available() or not lookup.miss_keys:
             return True
-        itemsize = np.dtype(lookup.dtype).itemsize
-        lead = HEADER // itemsize
-        block = np.zeros((len(lookup.miss_keys), lead + lookup.dim), dtype=lookup.dtype)
-        block[:, lead:] = vectors
-        if miss.truncated_indices:
-            flags = block[:, :lead].view("<u4").reshape(-1)
-            flags[np.asarray(miss.truncated_indices, dtype=np.intp)] = _FLAG_TRUNCATED
-        raw = block.tobytes()
-        width = len(raw) // max(len(lookup.miss_keys), 1)
-        items = [(key, raw[j * width : (j + 1) * width]) for j, key in enumerate(lookup.miss_keys)]
+        raw = np.ascontiguousarray(vectors, dtype=lookup.dtype).tobytes()
+        width = len(raw) // len(lookup.miss_keys)
+        cut = set(miss.truncated_indices)
+        items = [
+            (key, raw[j * width : (j + 1) * width], j in cut)
+            for j, key in enumerate(lookup.miss_keys)
+        ]
         try:
             self.cache.write(items)
         except CacheError as exc:
             self._failed(exc)
             return True
         self._worked()
-        self.stats.add(cache_bytes_written=sum(len(v) for _, v in items))
+        self.stats.add(cache_bytes_written=width * len(items))
         return True

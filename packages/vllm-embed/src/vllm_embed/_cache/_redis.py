@@ -1,8 +1,9 @@
 """The Redis cache backend (``pip install 'vllm-embed[redis]'``): shared by many machines.
 
 Entries are plain string keys ``vllm-embed:1:<namespace>:v:<24-byte key>`` holding the
-vector's bytes, read with one ``MGET`` per batch and written with one pipelined round of
-``SET`` (with ``EX`` when a TTL is set). Eviction is Redis's own (``maxmemory-policy
+vector's raw bytes, read with one pipelined round per batch (``MGET`` + ``SMISMEMBER`` of
+the set of truncated inputs) and written with one (``MSET``, or ``SET ... EX`` per entry
+when a TTL is set). Eviction is Redis's own (``maxmemory-policy
 allkeys-lru``) plus the optional TTL. Fingerprints and the space -> model table live
 beside them, so ``vllm-embed cache clear URL --model M`` can find a model's entries.
 """
@@ -72,6 +73,7 @@ class RedisBackend:
         self._r = client
         self._prefix = b"vllm-embed:1:" + namespace.encode("utf-8") + b":"
         self._vprefix = self._prefix + b"v:"
+        self._cut = self._prefix + b"truncated"  # keys of inputs the server truncated
 
     def unavailable_error(self, exc: BaseException) -> CacheUnavailableError:
         return CacheUnavailableError(
@@ -97,15 +99,25 @@ class RedisBackend:
             self._r.close()
 
     # ---------------------------------------------------------------- entries
-    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+    def get_many(self, keys: Sequence[bytes]) -> tuple[list[bytes | None], set[bytes]]:
+        """One pipelined round: MGET of the values, SMISMEMBER of the truncated set."""
         vp = self._vprefix
         out: list[bytes | None] = []
+        cut: set[bytes] = set()
         with self._errors():
+            pipe = self._r.pipeline(transaction=False)
             for i in range(0, len(keys), _CHUNK):
-                out.extend(self._r.mget([vp + k for k in keys[i : i + _CHUNK]]))
-        return out
+                chunk = keys[i : i + _CHUNK]
+                pipe.mget([vp + k for k in chunk])
+                pipe.smismember(self._cut, chunk)
+            answers = pipe.execute()
+        for i, (values, flags) in enumerate(zip(answers[::2], answers[1::2], strict=True)):
+            out.extend(values)
+            chunk = keys[i * _CHUNK : (i + 1) * _CHUNK]
+            cut.update(k for k, f in zip(chunk, flags, strict=True) if f)
+        return out, cut
 
-    def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+    def put_many(self, items: Sequence[tuple[bytes, bytes, bool]]) -> None:
         if not items:
             return
         vp = self._vprefix
@@ -113,10 +125,13 @@ class RedisBackend:
             pipe = self._r.pipeline(transaction=False)
             if self.ttl is None:
                 for i in range(0, len(items), _CHUNK):
-                    pipe.mset({vp + k: v for k, v in items[i : i + _CHUNK]})
+                    pipe.mset({vp + k: v for k, v, _ in items[i : i + _CHUNK]})
             else:
-                for k, v in items:
+                for k, v, _ in items:
                     pipe.set(vp + k, v, ex=self.ttl)
+            cut = [k for k, _, t in items if t]
+            if cut:
+                pipe.sadd(self._cut, *cut)
             pipe.execute()
 
     # ---------------------------------------------------------------- spaces
@@ -211,7 +226,7 @@ class RedisBackend:
                 if mine:
                     self._r.hdel(self._prefix + b"spaces", *mine)
             else:
-                meta = [b"spaces", b"fpmodel"]
+                meta = [b"spaces", b"fpmodel", b"truncated"]
                 meta += [
                     k[len(self._prefix) :]
                     for k in self._scan(_glob_escape(self._prefix + b"fp:") + b"*")

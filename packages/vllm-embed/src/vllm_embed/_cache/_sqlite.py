@@ -26,18 +26,20 @@ from vllm_embed._errors import CacheCorruptError, CacheUnavailableError
 
 __all__ = ["SQLiteBackend"]
 
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = "2"
 _CHUNK = 4096  # keys per SELECT ... IN (...); SQLite >= 3.32 allows 32766 variables
 _PAGE_SIZE = 16384  # several 4 KiB vectors per page
 _MMAP_BYTES = 1 << 30  # read pages through the OS page cache, without copying them
 _PAGE_CACHE_KIB = 32768
+_TOUCH_FROM = 0.5  # refresh access times once the file is half its size limit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS vectors (
     key BLOB PRIMARY KEY,
     value BLOB NOT NULL,
-    atime REAL NOT NULL
+    atime REAL NOT NULL,
+    truncated INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS vectors_atime ON vectors (atime);
 CREATE TABLE IF NOT EXISTS spaces (
@@ -83,11 +85,15 @@ class SQLiteBackend:
         self.max_bytes = max_bytes
         self.busy_timeout = busy_timeout
         self.touch_interval = touch_interval
+        #: Seconds between checks of the file size against ``max_bytes`` when reading.
+        self.limit_check_interval = 10.0
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
         self._ready = False
+        self._limit_checked_at = -1e9
+        self._near = False
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -222,39 +228,50 @@ class SQLiteBackend:
         self._local = threading.local()
 
     # ---------------------------------------------------------------- entries
-    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+    def get_many(self, keys: Sequence[bytes]) -> tuple[list[bytes | None], set[bytes]]:
+        """The value of each key (None: absent) and the keys of truncated inputs."""
         found: dict[bytes, bytes] = {}
-        stale: list[bytes] = []
-        now = time.time()
-        old = now - self.touch_interval
+        cut: set[bytes] = set()
         with self._errors():
             conn = self._conn()
             for i in range(0, len(keys), _CHUNK):
                 chunk = keys[i : i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = conn.execute(
-                    f"SELECT key, value, atime FROM vectors WHERE key IN ({marks})", chunk
+                    f"SELECT key, value, truncated FROM vectors WHERE key IN ({marks})", chunk
                 ).fetchall()
-                for key, value, atime in rows:
-                    found[key] = value
-                    if atime < old:
-                        stale.append(key)
-            if stale:
-                self._touch(conn, stale, now)
-        get = found.get
-        return [get(k) for k in keys]
+                found.update((r[0], r[1]) for r in rows)
+                cut.update(r[0] for r in rows if r[2])
+            if found and self._near_limit(conn):
+                self._touch(conn, list(found))
+        return list(map(found.get, keys)), cut
 
-    def _touch(self, conn: sqlite3.Connection, keys: list[bytes], now: float) -> None:
-        """Refresh access times (best effort: a busy database skips it)."""
-        try:
-            with self._write(conn):
-                conn.executemany(
-                    "UPDATE vectors SET atime = ? WHERE key = ?", [(now, k) for k in keys]
+    def _near_limit(self, conn: sqlite3.Connection) -> bool:
+        """True when eviction may come soon, so access times matter (checked every 10 s)."""
+        if self.max_bytes is None:
+            return False
+        now = time.monotonic()
+        if now >= self._limit_checked_at + self.limit_check_interval:
+            self._limit_checked_at = now
+            self._near = self._used(conn) >= self.max_bytes * _TOUCH_FROM
+        return self._near
+
+    def _touch(self, conn: sqlite3.Connection, keys: list[bytes]) -> None:
+        """Refresh the access times of entries older than ``touch_interval`` (best effort:
+        a busy database skips it). Only near the size limit: far from it nothing is
+        evicted, and reading costs no writes."""
+        now = time.time()
+        old = now - self.touch_interval
+        with contextlib.suppress(sqlite3.OperationalError), self._write(conn):
+            for i in range(0, len(keys), _CHUNK):
+                chunk = keys[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    f"UPDATE vectors SET atime = ? WHERE atime < ? AND key IN ({marks})",
+                    (now, old, *chunk),
                 )
-        except sqlite3.OperationalError:
-            pass
 
-    def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+    def put_many(self, items: Sequence[tuple[bytes, bytes, bool]]) -> None:
         if not items:
             return
         now = time.time()
@@ -262,8 +279,9 @@ class SQLiteBackend:
             conn = self._conn()
             with self._write(conn):
                 conn.executemany(
-                    "INSERT OR REPLACE INTO vectors (key, value, atime) VALUES (?, ?, ?)",
-                    [(k, v, now) for k, v in items],
+                    "INSERT OR REPLACE INTO vectors (key, value, atime, truncated) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(k, v, now, int(t)) for k, v, t in items],
                 )
             if self.max_bytes is not None:
                 self._evict(conn)
