@@ -178,3 +178,25 @@ def test_truncation_is_reported_for_hits_too(
         assert server.requests_served == before + 1  # only "new"
         assert again.truncated_indices == [0] and again.truncated == 1
         np.testing.assert_array_equal(again.vectors[0], first.vectors[1])
+
+
+def test_cache_setting_from_toml_and_env(
+    server: FakeEmbeddingServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vllm_embed import load_config
+
+    toml = tmp_path / "app.toml"
+    toml.write_text(
+        f'[embedding]\nbase_url = "{server.base_url}"\napi_key = "{KEY}"\n'
+        f'cache = "{tmp_path / "toml.sqlite"}"\n'
+    )
+    assert load_config(toml).client_kwargs()["cache"] == str(tmp_path / "toml.sqlite")
+    with EmbeddingClient.from_config(toml) as client:
+        assert client.cache is not None and client.cache.location == str(tmp_path / "toml.sqlite")
+    monkeypatch.setenv("VLLM_EMBED_CACHE", f"sqlite:///{tmp_path}/env.sqlite")
+    with EmbeddingClient(server.base_url, api_key=KEY) as client:
+        assert client.cache is not None and client.cache.location == f"{tmp_path}/env.sqlite"
+        client.embed(["e"])
+        before = server.requests_served
+        client.embed(["e"])
+        assert server.requests_served == before

@@ -228,6 +228,7 @@ class BaseEmbeddingClient:
             "batch_size": batch_size,
             "max_concurrency": max_concurrency,
             "dimensions": dimensions,
+            "cache": cache,
         }
         # Settings not given come from the environment, resolved as load_config does.
         env = client_kwargs_from_env({k for k, v in given.items() if v is not None})
@@ -241,6 +242,7 @@ class BaseEmbeddingClient:
             max_concurrency if max_concurrency is not None else env.get("max_concurrency")
         )
         dimensions = dimensions if dimensions is not None else env.get("dimensions")
+        cache = cache if cache is not None else env.get("cache")
 
         if base_url is None:
             raise ConfigValueError(

@@ -118,6 +118,7 @@ class EmbedConfig:
     backoff_factor: float | None = None
     batch_size: int | None = None
     max_concurrency: int | None = None
+    cache: Any = None
     vector: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     source: str | None = None

@@ -134,6 +134,17 @@ def _to_str(name: str, value: Any, origin: str) -> str:
     return value.strip()
 
 
+def _to_cache(name: str, value: Any, origin: str) -> Any:
+    """A cache location (path, sqlite:///..., redis://...) or an EmbeddingCache object."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, str):
+        return _to_str(name, value, origin)
+    if type(value).__name__ == "EmbeddingCache":
+        return value
+    raise _bad(name, origin, "a path or a redis:// URL", value)
+
+
 def _to_headers(name: str, value: Any, origin: str) -> Mapping[str, str]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise _bad(name, origin, "a table / object of header names to values", "(not shown)")
@@ -215,6 +226,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("batch_size", "batch_size", "VLLM_EMBED_BATCH_SIZE", (), _positive_int),
     Setting("max_concurrency", "max_concurrency", "VLLM_EMBED_MAX_CONCURRENCY", (), _positive_int),
+    # the per-text embedding cache: a path / sqlite:///path / redis://host:port/db
+    Setting("cache", "cache", "VLLM_EMBED_CACHE", (), _to_cache),
 )
 
 _BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS}
@@ -328,7 +341,7 @@ def client_kwargs_from(values: Mapping[str, Any]) -> dict[str, Any]:
     retry = retry_policy_from(values.get("retries"), values.get("backoff_factor"))
     if retry is not None:
         kwargs["retry"] = retry
-    for name in ("model", "dimensions", "timeout", "batch_size", "max_concurrency"):
+    for name in ("model", "dimensions", "timeout", "batch_size", "max_concurrency", "cache"):
         if values.get(name) is not None:
             kwargs[name] = values[name]
     return kwargs

@@ -60,6 +60,8 @@ KEY_ALIASES: dict[str, str] = {
     "backoff_factor": "backoff_factor",
     "batch_size": "batch_size",
     "max_concurrency": "max_concurrency",
+    "cache": "cache",
+    "embedding_cache": "cache",
 }
 
 #: The fields that go through precedence, in display order (the table is in _settings).
