@@ -102,6 +102,7 @@ def test_every_setting_has_an_origin() -> None:
         "backoff_factor",
         "batch_size",
         "max_concurrency",
+        "cache",
         "vector",
     }
 

@@ -40,6 +40,7 @@ SAMPLES = {
     "VLLM_EMBED_BACKOFF_FACTOR": "1.5",
     "VLLM_EMBED_BATCH_SIZE": "16",
     "VLLM_EMBED_MAX_CONCURRENCY": "3",
+    "VLLM_EMBED_CACHE": "/tmp/vllm-embed-test-settings-cache.sqlite",
 }
 
 #: A value of each variable that both must refuse.
@@ -68,6 +69,7 @@ def _observed(client: EmbeddingClient | AsyncEmbeddingClient) -> dict[str, Any]:
         "retry": client.retry_policy,
         "batch_size": client._batch_size,
         "max_concurrency": client._max_concurrency,
+        "cache": client.cache.location if client.cache is not None else None,
     }
 
 
