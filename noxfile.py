@@ -246,6 +246,8 @@ def bench(session: nox.Session) -> None:
     """Benchmark harness: prints a table, writes benchmarks/results/latest.json."""
     _install_everything(session)
     session.install("openai", "langchain-openai", "llama-index-embeddings-openai-like")
+    # benchmarks/cache_bench.py: LangChain's CacheBackedEmbeddings stores and redis-py
+    session.install("langchain-classic", "langchain-community", "redis")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
