@@ -36,6 +36,8 @@ def test_keyword_attributes_survive_pickling() -> None:
     assert (ctx.max_model_len, ctx.input_index) == (512, 3)
     missing = pickle.loads(pickle.dumps(ModelNotFoundError("no", available=["m"])))
     assert missing.available == ["m"]
+    no_text = pickle.loads(pickle.dumps(_errors.MissingTextError("no text", ids=["a", "b"])))
+    assert no_text.ids == ["a", "b"]
     row = pickle.loads(
         pickle.dumps(InvalidRowError("bad", row={"id": 7}, column="text", location="f.jsonl:8"))
     )

@@ -66,6 +66,7 @@ client: ``RetryableStatus`` and ``Renegotiate`` (the request path), ``ProtocolEr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -324,9 +325,10 @@ class MigrationError(StoreError):
 class MissingTextError(MigrationError):
     """Some records have no text to embed; nothing was sent and nothing written."""
 
-    def __init__(self, message: str, *, ids: list[str]) -> None:
+    def __init__(self, message: str, *, ids: Sequence[str] = ()) -> None:
         super().__init__(message)
-        self.ids = ids
+        #: The ids of the records without text (the message lists the first few).
+        self.ids: list[str] = list(ids)
 
 
 class ServerLaunchError(VLLMEmbedError):
