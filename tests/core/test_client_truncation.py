@@ -70,11 +70,16 @@ def test_without_tokenize_the_count_is_an_estimate(router, make_client) -> None:
     info = c.embed_with_info([SHORT, long_text, long_text])
     assert info.truncated_indices == [1, 2]
     assert info.truncation_exact is False
-    # /tokenize is not asked again once it answered 404.
+
+    def tokenize_calls() -> int:
+        return sum(call.request.url.path == "/tokenize" for call in router.calls)
+
+    # The two suspects may be counted concurrently, so the first call may ask twice
+    # before either answer (404) is known; once it is, /tokenize is never asked again.
+    first = tokenize_calls()
+    assert 1 <= first <= 2
     c.embed_with_info([long_text])
-    assert router.calls  # sanity
-    tokenize_calls = [call for call in router.calls if call.request.url.path == "/tokenize"]
-    assert len(tokenize_calls) == 1
+    assert tokenize_calls() == first
 
 
 def test_server_context_error_without_known_limit(router, make_client) -> None:
