@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import nox
@@ -300,8 +301,8 @@ def _start_fake_server(python: str) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"http://127.0.0.1:{json.loads(line)['port']}/v1"
 
 
-# A README example that has not finished by then is hung (seen once: a local Ray driver
-# waiting on its raylet on a machine loaded far past its 2 cores); it is killed with its
+# A README example that has not finished by then is hung (seen: a local Ray driver
+# waiting on a raylet whose workers had died); it is killed with its
 # whole process group (Ray's daemons included) and tried once more, then fails loudly.
 EXAMPLE_TIMEOUT_S = 300
 _EXAMPLE_ENV = {
@@ -313,7 +314,10 @@ _EXAMPLE_ENV = {
 
 
 def _run_example(session: nox.Session, python: str, example: str, work: Path) -> None:
-    env = {**os.environ, **_EXAMPLE_ENV}
+    # TMPDIR: the system one, not nox's session tmp (which lies inside the session's
+    # virtualenv): Ray refuses a temp_dir under a virtualenv root ("temp_dir must not be
+    # child directory of virtualenv root"), its workers die, and ray.init waits forever.
+    env = {**os.environ, **_EXAMPLE_ENV, "TMPDIR": tempfile.gettempdir()}
     for attempt in (1, 2):
         session.log(f"README example in {work.name} (attempt {attempt})")
         proc = subprocess.Popen([python, "-c", example], cwd=work, env=env, start_new_session=True)
