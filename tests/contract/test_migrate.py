@@ -43,7 +43,7 @@ def test_dvd_database_json(tmp_path, vllm_server, make_client):
     path = make_dvd_store(tmp_path / "database.json", n=30)
     result = migrate_store(open_store(path), client, MigrationOptions(chunk_rows=8))
     assert (result.old_dim, result.new_dim, result.records) == (OLD_DIM, MINILM_DIM, 30)
-    assert result.verified_with == ["vllm-embed", "nano-vectordb"]
+    assert result.verified_with == ["nano-vectordb"]
     db = _nano(path, MINILM_DIM)
     assert len(db) == 30
     text = captions(30)[17]

@@ -88,7 +88,7 @@ def test_langchain_default_flat_l2(tmp_path, fake_vllm, client):
     result = migrate_store(store, client, MigrationOptions(chunk_rows=16))
 
     assert (result.old_dim, result.new_dim, result.records) == (OLD_DIM, DIM, 40)
-    assert result.verified_with == ["vllm-embed", "langchain-community FAISS.load_local"]
+    assert result.verified_with == ["langchain-community FAISS"]
     assert (folder / "index.pkl").read_bytes() == pkl  # only index.faiss is replaced
     assert result.backup == folder / f"index.d{OLD_DIM}.bak.faiss"
     assert result.backup.read_bytes() == original

@@ -50,7 +50,7 @@ def test_dvd_database_json(tmp_path, fake_vllm, client):
     result = migrate_store(store, client, MigrationOptions(chunk_rows=8))
 
     assert (result.old_dim, result.new_dim, result.records) == (OLD_DIM, DIM, 20)
-    assert result.verified_with == ["vllm-embed", "nano-vectordb"]
+    assert result.verified_with == ["nano-vectordb"]
     after = json.loads(path.read_bytes())
     assert list(after) == list(before)  # key order kept
     assert after["embedding_dim"] == DIM

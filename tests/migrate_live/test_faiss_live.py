@@ -80,7 +80,7 @@ def test_langchain_faiss_migrated_by_the_cli_then_queried(tmp_path, vllm_server,
     assert result.exit_code == 0, result.output
     assert "format: LangChain FAISS (save_local); 6 records" in result.output
     assert f"dimension    {OLD_DIM} -> {MINILM_DIM}" in result.output
-    assert "verified     vllm-embed, langchain-community FAISS.load_local" in result.output
+    assert "verified     langchain-community FAISS" in result.output
     assert vllm_server.api_key not in result.output
     assert (folder / "index.pkl").read_bytes() == pkl
     index = faiss.read_index(str(folder / "index.faiss"))

@@ -6,9 +6,14 @@ Order of a run (each step only starts when the previous one succeeded):
 2. Fingerprint source + settings; resume the work dir of the same fingerprint or
    create one (refuse a work dir of another fingerprint).
 3. Embed the chunks not yet journaled; each chunk's rows are fsynced, then journaled.
+   Meanwhile a background thread (`_Assembler`) imports what the checks need and, for
+   formats that can (`Store.open_writer`), writes ``<work dir>/output.tmp`` from the
+   journaled rows in record order, so the file is nearly done when the last response
+   arrives (the client mostly waits on the server, so its core is free for this).
 4. Record the embedding space (`Store.record_space`: inside the store, or a pending
-   sidecar in the work dir), write the new store to ``<work dir>/output.tmp``, fsync,
-   re-read it with our own parser, load it with the real library when importable.
+   sidecar in the work dir), finish the new store (or write it now, `Store.write`),
+   fsync, load it with the real library when importable and re-read it with our own
+   parser unless the library's check covered ids, dimension and finite rows (one read).
 5. In place: hard-link the original to ``<name>.d<old dim>.bak<ext>`` (an older space
    record moves beside the backup), then ``os.replace`` the new file over it and move
    the pending sidecar beside it. ``--out``: ``os.replace`` to the new path.
@@ -23,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +43,7 @@ from vllm_embed._errors import MigrationError, MissingTextError, VLLMEmbedError
 from ._journal import WorkDir, work_dir_for
 from ._jsonio import fsync_dir, fsync_file
 from ._space import EmbeddingSpace, sidecar_path
-from ._store import Rows, Store, pending_sidecar
+from ._store import Rows, RowWriter, Store, pending_sidecar, row_norms
 
 __all__ = [
     "DryRunReport",
@@ -131,6 +137,11 @@ class MigrationResult:
     embed_seconds: float
     truncated: int
     verified_with: list[str] = field(default_factory=list)
+    #: Seconds per step of the run, in order: ``prepare`` (checks, fingerprint, work
+    #: dir, dimension probe), ``embed``, ``finish`` (what was left to write after the
+    #: last response, fsync), ``verify`` (the new store read back), ``install`` (backup,
+    #: rename, work dir removed). Opening the store is before the run and not in it.
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -267,17 +278,30 @@ def migrate_store(
     resumed = sum(c.end - c.start for c in done.values())
     truncated = sum(c.truncated for c in done.values())
     ranges = [(c.start, c.end) for c in done.values()]
+    assembler = _Assembler(store, work, keep)
     embed_began = time.perf_counter()
+    phases = {"prepare": embed_began - began}
     progress.start(len(keep), resumed)
     try:
-        truncated += _embed_chunks(store, embedder, options, work, keep, ranges, progress)
+        truncated += _embed_chunks(
+            store, embedder, options, work, keep, ranges, progress, assembler
+        )
+    except BaseException:
+        assembler.abort()
+        raise
     finally:
         progress.close()
-    embed_seconds = time.perf_counter() - embed_began
+    embed_seconds = phases["embed"] = time.perf_counter() - embed_began
     space = _space_of(embedder, store, work, options)
-    verified = _assemble_and_check(store, work, keep, target, space)
+    try:
+        verified = _assemble_and_check(store, work, keep, target, space, assembler, phases)
+    except BaseException:
+        assembler.abort()
+        raise
+    installing = time.perf_counter()
     backup = _swap_in(store, work, target, in_place=options.out is None)
     work.remove()
+    phases["install"] = time.perf_counter() - installing
     return MigrationResult(
         format=store.format,
         source=store.path,
@@ -293,6 +317,7 @@ def migrate_store(
         embed_seconds=embed_seconds,
         truncated=truncated,
         verified_with=verified,
+        phases=phases,
     )
 
 
@@ -340,6 +365,7 @@ def _embed_chunks(
     keep: list[int],
     done: list[tuple[int, int]],
     progress: Progress,
+    assembler: _Assembler,
 ) -> int:
     """Embed every row not covered by ``done`` (journaled ``(start, end)`` ranges).
 
@@ -355,7 +381,8 @@ def _embed_chunks(
     finished = sum(end - start for start, end in covered)
     size = min(FIRST_CHUNK_ROWS, options.chunk_rows)
     position = 0
-    for gap_start, gap_end in _gaps(covered, len(keep)):
+    assembler.start(_prefix_end(covered))
+    for gap_start, gap_end in _gaps(list(covered), len(keep)):
         position = gap_start
         while position < gap_end:
             end = min(position + size, gap_end)
@@ -374,6 +401,8 @@ def _embed_chunks(
             seconds = time.perf_counter() - began
             vectors = _checked_vectors(result.vectors, len(rows), work.dim, position)
             work.record_chunk(position, position, vectors, int(result.truncated))
+            covered.append((position, end))
+            assembler.journaled(_prefix_end(covered))
             truncated += int(result.truncated)
             finished += len(rows)
             progress.advance(len(rows))
@@ -381,6 +410,16 @@ def _embed_chunks(
             rate = len(rows) / max(seconds, 1e-6)
             size = max(1, min(options.chunk_rows, round(rate * CHUNK_SECONDS)))
     return truncated
+
+
+def _prefix_end(covered: list[tuple[int, int]]) -> int:
+    """How many rows from row 0 on are journaled without a gap."""
+    end = 0
+    for start, stop in sorted(covered):
+        if start > end:
+            break
+        end = max(end, stop)
+    return end
 
 
 def _gaps(covered: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
@@ -406,8 +445,9 @@ def _checked_vectors(
             f"{start + count - 1}, expected ({count}, {dim}). Did the server's model change "
             "during the migration? The original store is untouched."
         )
-    norms = np.linalg.norm(vectors, axis=-1)
-    if not np.isfinite(vectors).all() or (norms == 0).any():
+    # One pass: a NaN or inf anywhere in a row makes its sum of squares NaN or inf.
+    norms = row_norms(vectors)
+    if not np.isfinite(norms).all() or (norms == 0).any():
         raise MigrationError(
             f"the server returned NaN, inf or all-zero vectors for records {start}.."
             f"{start + count - 1}; check the server. The original store is untouched."
@@ -453,22 +493,130 @@ def _space_of(
 
 
 def _assemble_and_check(
-    store: Store, work: WorkDir, keep: list[int], target: Path, space: EmbeddingSpace
+    store: Store,
+    work: WorkDir,
+    keep: list[int],
+    target: Path,
+    space: EmbeddingSpace,
+    assembler: _Assembler,
+    phases: dict[str, float],
 ) -> list[str]:
+    finishing = time.perf_counter()
     rows = Rows(work.vectors, len(keep), work.dim)
     ids = [store.ids[i] for i in keep]
     store.prepare_output(target)
     pending = pending_sidecar(work.output)
     pending.unlink(missing_ok=True)
+    writer = assembler.wait()  # every row added, or None (nothing streamed)
     store.record_space(work.output, space)
-    store.write(work.output, keep, rows)
+    if writer is not None:
+        writer.finish()
+    else:
+        store.write(work.output, keep, rows)
     fsync_file(work.output)
-    store.check_written(work.output, ids, work.dim)
-    verified = ["vllm-embed"]
+    verifying = time.perf_counter()
+    phases["finish"] = verifying - finishing
+    verified = []
     library = store.check_with_library(work.output, ids, work.dim)
+    if library is None or not store.library_check_is_complete:
+        store.check_written(work.output, ids, work.dim)
+        verified.append("vllm-embed")
     if library is not None:
         verified.append(library)
+    phases["verify"] = time.perf_counter() - verifying
     return verified
+
+
+class _Assembler:
+    """The background thread that works while the server embeds.
+
+    It calls `Store.warm_up` (imports for the checks), then, when the store has a
+    `RowWriter` (`Store.open_writer`), feeds it the journaled rows in record order as
+    the gap-free journaled prefix grows (`journaled`). Rows are read back from the
+    work dir's vector file in blocks of about 4 MiB, so the thread never holds the GIL
+    long (the client's I/O threads keep the server busy) and memory stays flat.
+    `wait` returns the writer once every row was added; errors in the thread are
+    raised there (or dropped by `abort` when the run failed anyway).
+    """
+
+    _BLOCK_BYTES = 4 * 1024 * 1024
+
+    def __init__(self, store: Store, work: WorkDir, keep: list[int]) -> None:
+        self._store = store
+        self._work = work
+        self._total = len(keep)
+        self._writer: RowWriter | None = store.open_writer(work.output, keep, work.dim)
+        self._ready = 0
+        self._added = 0
+        self._stop = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="vllm-embed-assemble", daemon=True)
+        self._started = False
+
+    def start(self, ready: int) -> None:
+        """Start the thread; ``ready`` rows are journaled already (a resumed run)."""
+        self._ready = ready
+        self._started = True
+        self._thread.start()
+
+    def journaled(self, ready: int) -> None:
+        """The first ``ready`` rows are durable in the work dir's vector file."""
+        with self._cond:
+            self._ready = ready
+            self._cond.notify()
+
+    def wait(self) -> RowWriter | None:
+        """Wait until every row was added; the writer (to finish), or None."""
+        if not self._started:
+            self.start(self._total)
+        self.journaled(self._total)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._writer
+
+    def abort(self) -> None:
+        """Stop the thread (the run failed); the partial output stays for the next run."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._started:
+            self._thread.join()
+        if self._writer is not None:
+            self._writer.abort()
+
+    def _run(self) -> None:
+        try:
+            self._store.warm_up()
+            if self._writer is None:
+                return
+            self._writer.begin()
+            step = max(1, self._BLOCK_BYTES // (self._work.dim * 4))
+            while True:
+                with self._cond:
+                    while not self._stop and self._added >= self._ready:
+                        if self._added >= self._total:
+                            return
+                        self._cond.wait()
+                    if self._stop:
+                        return
+                    ready = self._ready
+                while self._added < ready and not self._stop:
+                    count = min(step, ready - self._added)
+                    self._writer.add(self._read(self._added, count))
+                    self._added += count
+        except BaseException as exc:  # raised by wait() in the engine's thread
+            self._error = exc
+
+    def _read(self, start: int, count: int) -> npt.NDArray[np.float32]:
+        dim = self._work.dim
+        block = np.fromfile(
+            self._work.vectors, dtype="<f4", count=count * dim, offset=start * dim * 4
+        )
+        if block.size != count * dim:
+            raise MigrationError(f"{self._work.vectors} is shorter than the journal says")
+        return block.reshape(count, dim)
 
 
 def _swap_in(store: Store, work: WorkDir, target: Path, *, in_place: bool) -> Path | None:

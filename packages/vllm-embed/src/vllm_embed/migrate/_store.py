@@ -1,11 +1,13 @@
 """What every store format provides to the migration engine.
 
 A format module reads its store once into a `Store`: the record ids, the text each
-record must be re-embedded from, and the old dimension. After the engine has
-embedded everything into a raw float32 file, the store writes the new file from
-those rows (`Store.write`), checks what it wrote with its own parser
-(`Store.check_written`) and, when the real library is importable, loads it with
-that library (`Store.check_with_library`).
+record must be re-embedded from, and the old dimension. The new file is written from
+the embedded rows either while they are embedded (`Store.open_writer`: a `RowWriter`
+fed in record order by the engine's background thread) or afterwards from the raw
+float32 file (`Store.write`). It is then loaded with the real library when that is
+importable (`Store.check_with_library`) and, unless that check already covers ids,
+dimension and finite rows (`Store.library_check_is_complete`), re-read with our own
+parser (`Store.check_written`): one full read of the new store when the library is there.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ from vllm_embed._errors import StoreFormatError
 
 from ._space import SIDECAR_SUFFIX, EmbeddingSpace, read_sidecar, write_space_file
 
-__all__ = ["Rows", "Store", "check_rows", "l2_normalise", "pending_sidecar"]
+__all__ = [
+    "RowWriter",
+    "Rows",
+    "Store",
+    "check_rows",
+    "l2_normalise",
+    "pending_sidecar",
+    "row_norms",
+]
 
 F32Matrix = npt.NDArray[np.float32]
 
@@ -62,9 +72,16 @@ def pending_sidecar(out: Path) -> Path:
     return out.with_name(out.name + SIDECAR_SUFFIX)
 
 
+def row_norms(block: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+    """The L2 norm of every row (``np.linalg.norm(block, axis=-1)`` without its
+    full-size temporary: 3-5x faster on a (65536, 1024) block)."""
+    squares = np.einsum("ij,ij->i", block, block)
+    return np.sqrt(squares)  # type: ignore[no-any-return]
+
+
 def l2_normalise(block: F32Matrix) -> F32Matrix:
     """Rows divided by their L2 norm, as nano-vectordb's ``normalize`` does."""
-    norms = np.linalg.norm(block, axis=-1, keepdims=True)
+    norms = row_norms(block)[:, None]
     out: F32Matrix = (block / norms).astype(np.float32, copy=False)
     return out
 
@@ -75,6 +92,34 @@ def check_rows(block: npt.NDArray[np.floating], where: str, first_row: int) -> N
     if not finite.all():
         bad = first_row + int(np.argmin(finite))
         raise StoreFormatError(f"{where}: row {bad} contains NaN or inf values.")
+
+
+class RowWriter(ABC):
+    """Writes a new store while its rows are still being embedded (`Store.open_writer`).
+
+    The engine calls `begin` once, then `add` with consecutive blocks of rows in record
+    order (``keep`` order) as the journal's finished prefix grows, all from one
+    background thread; then `finish` from the engine's thread once every row was
+    added and the space was recorded (`Store.record_space`). `abort` instead of
+    `finish` when the run fails: the partial file stays in the work dir and a resumed
+    run starts it again from `begin`.
+    """
+
+    def begin(self) -> None:
+        """Write what comes before the rows (called in the background thread)."""
+        return None
+
+    @abstractmethod
+    def add(self, block: F32Matrix) -> None:
+        """The next rows, in record order, as the server returned them."""
+
+    @abstractmethod
+    def finish(self) -> None:
+        """Write what comes after the rows and close the file."""
+
+    def abort(self) -> None:
+        """Close whatever is open; the partial output is left for the next run to replace."""
+        return None
 
 
 class Store(ABC):
@@ -126,6 +171,21 @@ class Store(ABC):
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
         """Write the migrated store to ``out``: records ``keep`` (in order) with ``rows``."""
 
+    def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter | None:
+        """A `RowWriter` that builds ``out`` while the rows are embedded, or None.
+
+        None (the default) makes the engine call `write` after embedding instead.
+        Formats override this when they can write rows in record order as they come
+        (nano-vectordb's base64 matrix, an untrained FAISS index), so the only work left
+        after the last request is the end of the file and the check.
+        """
+        return None
+
+    def warm_up(self) -> None:
+        """Import what the checks will need (called in a background thread while
+        embedding, so the import does not add to the run's tail); default nothing."""
+        return None
+
     @abstractmethod
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
         """Re-read ``path`` with our own parser: same ids in order, ``dim`` everywhere, finite."""
@@ -133,6 +193,11 @@ class Store(ABC):
     def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
         """Load ``path`` with the real library if importable; return its name, else None."""
         return None
+
+    #: True when `check_with_library` (when it runs) also checks what `check_written`
+    #: does: every id in order, the dimension, finite rows. The engine then skips the
+    #: second read of the new store.
+    library_check_is_complete: bool = False
 
     #: False for formats whose rows cannot be left out without rewriting files the
     #: migration keeps byte-identical (FAISS: the pickle maps row numbers to documents).

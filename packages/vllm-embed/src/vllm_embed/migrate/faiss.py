@@ -28,11 +28,10 @@ byte-identical (row numbers and documents do not change). Needs ``faiss-cpu``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import os
 import pickle
 import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ import numpy as np
 from vllm_embed._errors import MigrationError, StoreFormatError
 
 from ._jsonio import load_json
-from ._store import F32Matrix, Rows, Store, check_rows, copy_file
+from ._store import F32Matrix, Rows, RowWriter, Store, check_rows, copy_file
 
 __all__ = [
     "FaissIndexStore",
@@ -125,7 +124,7 @@ class FaissIndexStore(Store):
     def _read_index(self, path: Path) -> None:
         faiss = _faiss()
         try:
-            index = faiss.read_index(str(path))
+            index = _read_mapped(faiss, path)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
             raise StoreFormatError(
@@ -175,13 +174,14 @@ class FaissIndexStore(Store):
         if out.parent.resolve() != self.target.parent.resolve():
             copy_file(self.companion, out.parent / self.companion.name)
 
-    def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
-        if len(keep) != self.ntotal:
+    def _new_index(self, count: int, dim: int) -> Any:
+        """An empty index of the source's class, metric and parameters at ``dim``."""
+        if count != self.ntotal:
             raise MigrationError(
-                f"{self.format}: every row must be migrated ({len(keep)} of {self.ntotal})."
+                f"{self.format}: every row must be migrated ({count} of {self.ntotal})."
             )
         faiss = _faiss()
-        index = faiss.index_factory(rows.dim, self.factory, self.metric)
+        index = faiss.index_factory(dim, self.factory, self.metric)
         # the class as a reader sees it (index_factory's "Flat" is read back as IndexFlatL2)
         built = type(faiss.deserialize_index(faiss.serialize_index(index))).__name__
         if built != self.index_class:
@@ -191,17 +191,22 @@ class FaissIndexStore(Store):
                 "was written."
             )
         _set_params(index, self._params)
+        return index
+
+    def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
+        index = self._new_index(len(keep), rows.dim)
         if not index.is_trained:
             self._train(index, rows)
+        writer = _FaissWriter(self, index, out)
         for block in rows.blocks(_ADD_BLOCK):
-            block = np.ascontiguousarray(block, dtype=np.float32)
-            if self.unit_rows:
-                block = block.copy()
-                faiss.normalize_L2(block)
-            if self._first_row is None:
-                self._first_row = block[:1].copy()
-            index.add(block)
-        faiss.write_index(index, str(out))
+            writer.add(block)
+        writer.finish()
+
+    def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter | None:
+        """Add rows to the new index while embedding, unless it must be trained on all of
+        them first (IVF, PQ, SQ8...: built by `write` after the last request)."""
+        index = self._new_index(len(keep), dim)
+        return _FaissWriter(self, index, out) if index.is_trained else None
 
     def _train(self, index: Any, rows: Rows) -> None:
         faiss = _faiss()
@@ -221,9 +226,11 @@ class FaissIndexStore(Store):
             ) from exc
 
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
-        faiss = _faiss()
+        self._check_index(_faiss().read_index(str(path)), path, ids, dim)
+
+    def _check_index(self, index: Any, path: Path, ids: Sequence[str], dim: int) -> None:
+        """Class, metric, dimension, row count, finite head rows, row 0 found by itself."""
         where = f"written index {path}"
-        index = faiss.read_index(str(path))
         if type(index).__name__ != self.index_class or int(index.metric_type) != self.metric:
             raise StoreFormatError(f"{where}: class or metric differs from the source")
         if int(index.d) != dim or int(index.ntotal) != len(ids):
@@ -249,6 +256,40 @@ class FaissIndexStore(Store):
         if not wanted:
             return None
         return [str(self.texts[i]) for i in wanted], self._sample[wanted]
+
+
+class _FaissWriter(RowWriter):
+    """Adds rows to a trained (or training-free) index; ``finish`` writes the file."""
+
+    def __init__(self, store: FaissIndexStore, index: Any, out: Path) -> None:
+        self._store = store
+        self._index = index
+        self._out = out
+
+    def add(self, block: F32Matrix) -> None:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if self._store.unit_rows:
+            block = block.copy()
+            _faiss().normalize_L2(block)
+        if self._store._first_row is None and len(block):
+            self._store._first_row = block[:1].copy()
+        self._index.add(block)
+
+    def finish(self) -> None:
+        _faiss().write_index(self._index, str(self._out))
+
+
+def _read_mapped(faiss: Any, path: Path) -> Any:
+    """Read an index whose vectors are only sampled: memory-mapped when faiss can
+    (``IO_FLAG_MMAP_IFC``, faiss >= 1.8: a 800 MB flat index opens in 0.07 s instead of
+    0.7 s and is not copied into memory), else read whole."""
+    flag = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) | getattr(faiss, "IO_FLAG_READ_ONLY", 0)
+    if flag:
+        try:
+            return faiss.read_index(str(path), flag)
+        except RuntimeError:
+            pass  # an index kind that cannot be mapped: read it whole (errors surface there)
+    return faiss.read_index(str(path))
 
 
 def _runtime_params(index: Any) -> dict[str, int]:
@@ -324,44 +365,59 @@ class LangChainFaissStore(FaissIndexStore):
                 index_path=self.target,
             )
         self._read_index(self.target)
+        companion = self.companion.stat()
         docstore, mapping = _load_pickle(self.companion)
+        # kept for the check: the .pkl is not rewritten, so it is not unpickled twice
+        self._docstore, self._mapping = docstore, mapping
+        self._companion_stat = (companion.st_size, companion.st_mtime_ns)
         self._check_rows_match(len(mapping), f"{self.companion.name} (index_to_docstore_id)")
         self.ids = [str(mapping[i]) for i in range(self.ntotal)]
-        self.texts = [_page_content(docstore, mapping[i]) for i in range(self.ntotal)]
+        self.texts = _page_contents(docstore, [mapping[i] for i in range(self.ntotal)])
+
+    #: LangChain's check reads the new index once and checks it as `check_written` does.
+    library_check_is_complete = True
+
+    def warm_up(self) -> None:
+        with contextlib.suppress(ImportError):
+            _langchain_faiss()
 
     def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
+        """What ``FAISS.load_local`` does, reading the new index once: ``read_index``,
+        LangChain's ``FAISS`` over it with the docstore and row mapping of the ``.pkl``
+        (unchanged, so the objects unpickled when the store was opened, not a second
+        unpickling), then a similarity search that must find row 0's document."""
         try:
-            from langchain_community.vectorstores import FAISS
-            from langchain_core.embeddings import DeterministicFakeEmbedding
+            faiss_class, fake_embedding = _langchain_faiss()
         except ImportError:
             return None
-        folder = path.parent / "langchain-check"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir()
-        try:
-            os.link(path, folder / f"{self.index_name}.faiss")
-            os.link(self.companion, folder / f"{self.index_name}.pkl")
-            db = FAISS.load_local(
-                str(folder),
-                DeterministicFakeEmbedding(size=dim),
-                self.index_name,
-                allow_dangerous_deserialization=True,
+        stat = self.companion.stat()
+        if (stat.st_size, stat.st_mtime_ns) != self._companion_stat:
+            raise StoreFormatError(
+                f"{self.companion} changed while it was migrated (another process saved the "
+                "store). The new index was not installed; run the migration again."
             )
-            if db.index.ntotal != len(ids) or db.index.d != dim:
-                raise StoreFormatError(f"LangChain loaded an inconsistent index from {path}")
-            if self._first_row is not None and ids:
-                k = min(10, len(ids))
-                hits = db.similarity_search_by_vector(self._first_row[0].tolist(), k=k)
-                if ids[0] not in {getattr(d, "id", None) for d in hits} and not any(
-                    d.page_content == self.texts[0] for d in hits
-                ):
-                    raise StoreFormatError(
-                        f"LangChain's similarity search on {path} does not find the first "
-                        "document by its own vector"
-                    )
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        return "langchain-community FAISS.load_local"
+        index = _faiss().read_index(str(path))
+        self._check_index(index, path, ids, dim)
+        db = faiss_class(fake_embedding(size=dim), index, self._docstore, self._mapping)
+        if self._first_row is not None and ids:
+            k = min(10, len(ids))
+            hits = db.similarity_search_by_vector(self._first_row[0].tolist(), k=k)
+            if ids[0] not in {getattr(d, "id", None) for d in hits} and not any(
+                d.page_content == self.texts[0] for d in hits
+            ):
+                raise StoreFormatError(
+                    f"LangChain's similarity search on {path} does not find the first "
+                    "document by its own vector"
+                )
+        return "langchain-community FAISS"
+
+
+def _langchain_faiss() -> tuple[Any, Any]:
+    """LangChain's FAISS vector store class and a stand-in embedding (ImportError if absent)."""
+    from langchain_community.vectorstores import FAISS
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    return FAISS, DeterministicFakeEmbedding
 
 
 def _load_pickle(path: Path) -> tuple[Any, dict[int, Any]]:
@@ -395,10 +451,16 @@ def _load_pickle(path: Path) -> tuple[Any, dict[int, Any]]:
     return docstore, mapping
 
 
-def _page_content(docstore: Any, doc_id: Any) -> str | None:
-    doc = docstore.search(doc_id)
-    content = getattr(doc, "page_content", None)
-    return content if isinstance(content, str) else None
+def _page_contents(docstore: Any, doc_ids: list[Any]) -> list[str | None]:
+    """Each id's ``page_content`` (None when missing or not a string).
+
+    An ``InMemoryDocstore`` (what ``save_local`` pickles) is read through its dict, as its
+    ``search`` does, without a method call per row; other docstores through ``search``.
+    """
+    table = getattr(docstore, "_dict", None)
+    lookup = table.get if isinstance(table, dict) else docstore.search
+    contents = [getattr(lookup(i), "page_content", None) for i in doc_ids]
+    return [c if isinstance(c, str) else None for c in contents]
 
 
 def read_langchain_faiss(

@@ -41,7 +41,7 @@ from vllm_embed._errors import StoreFormatError
 
 from ._jsonio import Base64Span, Base64Writer, iter_f32_rows_b64
 from ._space import SPACE_KEY, EmbeddingSpace, read_sidecar
-from ._store import F32Matrix, Rows, Store, check_rows, l2_normalise
+from ._store import F32Matrix, Rows, RowWriter, Store, check_rows, l2_normalise, row_norms
 
 __all__ = ["NanoVectorDBStore", "looks_like_nanovectordb", "read_nanovectordb"]
 
@@ -126,27 +126,31 @@ class NanoVectorDBStore(Store):
         records = [self._records[i] for i in keep]
         if any("vector" in r for r in records):
             records = _with_lightrag_vectors(records, rows)
-        items = list(self._document.items())
-        if self._space is not None and "additional_data" not in self._document:
-            items.append(("additional_data", {}))
-        with open(out, "wb") as f:
-            f.write(b"{")
-            for n, (key, value) in enumerate(items):
-                if n:
-                    f.write(b", ")
-                f.write(_dumps(key) + b": ")
-                if key == "embedding_dim":
-                    f.write(_dumps(rows.dim))
-                elif key == "data":
-                    f.write(_dumps(records))
-                elif key == "matrix":
-                    _write_matrix(f, rows)
-                elif key == "additional_data" and self._space is not None:
-                    extra = value if isinstance(value, dict) else {}
-                    f.write(_dumps({**extra, SPACE_KEY: self._space.to_dict()}))
-                else:
-                    f.write(_dumps(value))
-            f.write(b"}")
+        writer = _NanoWriter(self, out, records, rows.dim)
+        writer.begin()
+        try:
+            for block in rows.blocks():
+                writer.add(block)
+            writer.finish()
+        finally:
+            writer.abort()
+
+    def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter | None:
+        """Stream the file while embedding, unless a record keeps its own vector (LightRAG's
+        per-record ``vector`` sits in ``data``, before the matrix) or the matrix does not
+        come after ``data`` and before ``additional_data`` (not nano-vectordb's order)."""
+        keys = list(self._document)
+        at = keys.index("matrix")
+        if "data" not in keys[:at] or "additional_data" in keys[:at]:
+            return None
+        records = [self._records[i] for i in keep]
+        if any("vector" in r for r in records):
+            return None
+        return _NanoWriter(self, out, records, dim)
+
+    def warm_up(self) -> None:
+        with _quiet_nano_vectordb():
+            pass
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
@@ -159,7 +163,7 @@ class NanoVectorDBStore(Store):
         done = 0
         for block in written.iter_matrix():
             check_rows(block, where, done)
-            norms = np.linalg.norm(block, axis=-1)
+            norms = row_norms(block)
             if not np.allclose(norms, 1.0, atol=_NORM_TOLERANCE):
                 raise StoreFormatError(f"{where}: matrix rows are not L2-normalised")
             done += len(block)
@@ -169,22 +173,64 @@ class NanoVectorDBStore(Store):
                 if vec.shape != (dim,) or not np.isfinite(vec).all():
                     raise StoreFormatError(f"{where}: record {i} has a bad `vector` field")
 
+    #: nano-vectordb's own reader gives the ids, dimension and rows to check: one read.
+    library_check_is_complete = True
+
     def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
+        """Read ``path`` with nano-vectordb's own reader (``nano_vectordb.dbs.load_storage``,
+        what ``NanoVectorDB(...)`` loads with, before it normalises the rows it read) and
+        check what it read: the dimension, the ids in order, finite non-zero rows (what
+        its cosine query divides by) and LightRAG's per-record vectors."""
         with _quiet_nano_vectordb() as module:
             if module is None:
                 return None
-            db = module.NanoVectorDB(dim, storage_file=str(path))
-            if len(db) != len(ids):
+            reader = getattr(getattr(module, "dbs", None), "load_storage", None)
+            try:
+                if reader is not None:
+                    storage = reader(str(path))
+                else:  # another nano-vectordb layout: its constructor, then our own parser
+                    db = module.NanoVectorDB(dim, storage_file=str(path))
+                    storage = getattr(db, "_NanoVectorDB__storage", None)
+            except (AssertionError, ValueError, KeyError, TypeError) as exc:
                 raise StoreFormatError(
-                    f"nano-vectordb loaded {len(db)} records from {path}, expected {len(ids)}"
+                    f"nano-vectordb cannot load the written file {path}: {exc!r}"
+                ) from exc
+            if not isinstance(storage, dict) or not {"data", "matrix"} <= storage.keys():
+                self.check_written(path, ids, dim)
+                return "nano-vectordb"
+            if storage.get("embedding_dim") != dim:
+                raise StoreFormatError(
+                    f"nano-vectordb read embedding_dim {storage.get('embedding_dim')!r} from "
+                    f"{path}, expected {dim}"
                 )
-            if ids:
-                written = read_nanovectordb(path, text_field="__id__", validate=False)
-                probe = next(written.iter_matrix())[0]
-                hits = db.query(probe, top_k=1)
-                if not hits or hits[0]["__metrics__"] < 0.999:
-                    raise StoreFormatError(f"nano-vectordb cannot query {path} consistently")
+            self._check_loaded(path, storage["data"], storage["matrix"], ids, dim)
         return "nano-vectordb"
+
+    @staticmethod
+    def _check_loaded(
+        path: Path, records: list[dict[str, Any]], matrix: Any, ids: Sequence[str], dim: int
+    ) -> F32Matrix:
+        where = f"written file {path} (as nano-vectordb loaded it)"
+        if [str(r.get("__id__")) for r in records] != list(ids):
+            raise StoreFormatError(f"{where}: record ids differ from the source")
+        matrix = np.asarray(matrix)
+        if matrix.shape != (len(ids), dim):
+            raise StoreFormatError(
+                f"{where}: matrix of shape {matrix.shape}, expected {(len(ids), dim)}"
+            )
+        step = 65536
+        for start in range(0, len(matrix), step):
+            norms = row_norms(matrix[start : start + step])
+            if not np.isfinite(norms).all():
+                bad = start + int(np.argmin(np.isfinite(norms)))
+                raise StoreFormatError(f"{where}: row {bad} is zero, NaN or inf")
+        for i, record in enumerate(records):
+            if "vector" in record:
+                vec = decode_lightrag_vector(record["vector"])
+                if vec.shape != (dim,) or not np.isfinite(vec).all():
+                    raise StoreFormatError(f"{where}: record {i} has a bad `vector` field")
+        out: F32Matrix = matrix
+        return out
 
     # -- helpers ---------------------------------------------------------------------------
     def iter_matrix(self) -> Iterator[np.ndarray]:
@@ -304,13 +350,80 @@ def _with_lightrag_vectors(records: list[dict[str, Any]], rows: Rows) -> list[di
     return out
 
 
-def _write_matrix(f: BinaryIO, rows: Rows) -> None:
-    f.write(b'"')
-    writer = Base64Writer(f)
-    for block in rows.blocks():
-        writer.write(l2_normalise(block).astype("<f4", copy=False).tobytes())
-    writer.close()
-    f.write(b'"')
+class _NanoWriter(RowWriter):
+    """Writes a nano-vectordb file the way ``NanoVectorDB.save`` lays it out, the matrix
+    as rows arrive: ``{"embedding_dim": .., "data": [..], "matrix": "<base64 ..>", ..}``.
+
+    The records are encoded a slice at a time, so the background thread never holds the
+    GIL for the whole ``data`` list (the bytes are those of one ``json.dumps``).
+    """
+
+    _RECORDS_PER_PIECE = 2000
+
+    def __init__(
+        self, store: NanoVectorDBStore, out: Path, records: list[dict[str, Any]], dim: int
+    ) -> None:
+        self._store = store
+        self._out = out
+        self._records = records
+        self._dim = dim
+        items = list(store._document.items())
+        at = [k for k, _ in items].index("matrix")
+        self._before, self._after = items[:at], items[at + 1 :]
+        self._file: BinaryIO | None = None
+        self._matrix: Base64Writer | None = None
+
+    def begin(self) -> None:
+        f = self._file = open(self._out, "wb")  # noqa: SIM115 - closed by finish/abort
+        f.write(b"{")
+        for key, value in self._before:
+            f.write(_dumps(key) + b": ")
+            if key == "embedding_dim":
+                f.write(_dumps(self._dim))
+            elif key == "data":
+                self._write_records(f)
+            else:
+                f.write(_dumps(value))
+            f.write(b", ")
+        f.write(_dumps("matrix") + b': "')
+        self._matrix = Base64Writer(f)
+
+    def _write_records(self, f: BinaryIO) -> None:
+        f.write(b"[")
+        step = self._RECORDS_PER_PIECE
+        for start in range(0, len(self._records), step):
+            piece = b", ".join(_dumps(r) for r in self._records[start : start + step])
+            f.write(b", " + piece if start else piece)
+        f.write(b"]")
+
+    def add(self, block: F32Matrix) -> None:
+        assert self._matrix is not None, "begin() first"
+        self._matrix.write(l2_normalise(block).astype("<f4", copy=False).tobytes())
+
+    def finish(self) -> None:
+        assert self._file is not None and self._matrix is not None, "begin() first"
+        f = self._file
+        self._matrix.close()
+        f.write(b'"')
+        after = list(self._after)
+        space = self._store._space
+        if space is not None and not any(k == "additional_data" for k, _ in after):
+            after.append(("additional_data", {}))
+        for key, value in after:
+            f.write(b", " + _dumps(key) + b": ")
+            if key == "additional_data" and space is not None:
+                extra = value if isinstance(value, dict) else {}
+                f.write(_dumps({**extra, SPACE_KEY: space.to_dict()}))
+            else:
+                f.write(_dumps(value))
+        f.write(b"}")
+        self._file = None
+        f.close()
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def _dumps(value: Any) -> bytes:
