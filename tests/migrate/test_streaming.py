@@ -210,3 +210,61 @@ def test_matrix_shape_check(tmp_path, matrix, ok):
     else:
         with pytest.raises(StoreFormatError, match="not valid base64"):
             load_json_with_span(path, "matrix")
+
+
+def test_matrix_found_at_its_expected_end_equals_the_scan(tmp_path):
+    """The end computed from ``embedding_dim`` x records gives what scanning gives."""
+    from vllm_embed.migrate.nanovectordb import matrix_b64_length
+
+    path = make_dvd_store(tmp_path / "database.json", n=9)
+    fast = load_json_with_span(path, "matrix", expected_length=matrix_b64_length)
+    scanned = load_json_with_span(path, "matrix")
+    assert fast == scanned and fast[1] is not None
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # a record field named "matrix" comes first: the head does not parse, scan instead
+        lambda d: {**d, "data": [{**d["data"][0], "matrix": "AAAA"}, *d["data"][1:]]},
+        # one row short: the quote is not where 9 rows put it, the scan reports the count
+        lambda d: {**d, "matrix": d["matrix"][: -(4 * DIM * 4 // 3) - 4]},
+    ],
+)
+def test_matrix_not_at_its_expected_end_falls_back_to_the_scan(tmp_path, edit):
+    from vllm_embed.migrate.nanovectordb import matrix_b64_length
+
+    path = make_dvd_store(tmp_path / "database.json", n=9)
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    try:
+        fast = load_json_with_span(path, "matrix", expected_length=matrix_b64_length)
+    except StoreFormatError as exc:
+        with pytest.raises(StoreFormatError) as scanned:
+            load_json_with_span(path, "matrix")
+        assert str(scanned.value) == str(exc)
+    else:
+        assert fast == load_json_with_span(path, "matrix")
+
+
+@pytest.mark.parametrize("dim", [3, 256, 384, 1024])
+@pytest.mark.parametrize("metric", [faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT])
+def test_flat_header_is_faiss_own(dim, metric):
+    """Header + raw rows is byte for byte what faiss.serialize_index writes (dimensions
+    whose low byte is zero included), and faiss reads it back."""
+    from vllm_embed.migrate.faiss import _flat_header
+
+    rows = np.random.default_rng(dim).standard_normal((5, dim), dtype=np.float32)
+    header = _flat_header(faiss.IndexFlat(dim, metric), 5, dim)
+    assert header is not None
+    built = faiss.IndexFlat(dim, metric)
+    built.add(rows)
+    data = header + rows.tobytes()
+    assert data == bytes(faiss.serialize_index(built))
+    read = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+    np.testing.assert_array_equal(read.reconstruct_n(0, 5), rows)
+
+
+def test_no_flat_header_for_other_indexes():
+    from vllm_embed.migrate.faiss import _flat_header
+
+    assert _flat_header(faiss.index_factory(8, "HNSW4"), 10, 8) is None

@@ -14,7 +14,7 @@ from .faiss import find_faiss_store
 from .kano import find_kano_index, looks_like_kano, read_kano
 from .langchain import looks_like_langchain_dump, read_langchain
 from .llamaindex import VECTOR_STORE_FILE, is_persist_dir, read_llamaindex
-from .nanovectordb import looks_like_nanovectordb, read_nanovectordb
+from .nanovectordb import looks_like_nanovectordb, matrix_b64_length, read_nanovectordb
 
 __all__ = ["SUPPORTED_FORMATS", "open_store"]
 
@@ -81,7 +81,7 @@ def open_store(
         return _no_text_field(read_llamaindex(path), text_field)
     if path.name == VECTOR_STORE_FILE:
         return _no_text_field(read_llamaindex(path), text_field)
-    document, span = load_json_with_span(path, "matrix")
+    document, span = load_json_with_span(path, "matrix", expected_length=matrix_b64_length)
     if looks_like_nanovectordb(document):
         return read_nanovectordb(path, text_field=text_field, document=document, span=span)
     if looks_like_langchain_dump(document):

@@ -15,7 +15,7 @@ import json
 import mmap
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -77,7 +77,11 @@ def load_json(path: Path) -> Any:
 
 
 def load_json_with_span(
-    path: Path, key: str, *, validate: bool = True
+    path: Path,
+    key: str,
+    *,
+    validate: bool = True,
+    expected_length: Callable[[dict[str, Any]], int | None] | None = None,
 ) -> tuple[Any, Base64Span | None]:
     """Parse ``path``; if its top-level object has a string ``key``, return its span instead.
 
@@ -85,6 +89,11 @@ def load_json_with_span(
     ``None`` and (unless ``validate`` is false) the string is checked to have the shape
     of base64 (length, padding) without being loaded.
     Falls back to a plain parse (span ``None``) when the key is absent or not a string.
+
+    ``expected_length``: given the members before ``key`` (parsed), the length the
+    string must have (nano-vectordb: rows x dimension x 4 bytes in base64), or None.
+    When the closing quote is exactly there and the rest parses, the string is never
+    read (a 1 GB matrix); otherwise the string is scanned for its end as usual.
     """
     try:
         size = path.stat().st_size
@@ -92,6 +101,13 @@ def load_json_with_span(
         raise StoreFormatError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if size == 0:
         raise StoreFormatError(f"{path} is empty: restore it from a backup; nothing was written.")
+    if expected_length is not None:
+        known = _span_at_expected_end(path, key, expected_length)
+        if known is not None:
+            document, span, valid = known
+            if validate and not valid:
+                raise _not_base64(span)
+            return document, span
     found = _find_top_level_string(path, key)
     if found is None:
         return load_json(path), None
@@ -100,6 +116,60 @@ def load_json_with_span(
     if span is not None and validate and not valid:
         raise _not_base64(span)
     return document, span
+
+
+def _span_at_expected_end(
+    path: Path, key: str, expected_length: Callable[[dict[str, Any]], int | None]
+) -> tuple[dict[str, Any], Base64Span, bool] | None:
+    """(document, span, base64-shaped) when ``key``'s string ends where the members
+    before it say, or None (the caller then scans for the end)."""
+    pattern = re.compile(rb'"' + re.escape(key.encode()) + rb'"\s*:\s*"')
+    with open(path, "rb") as f:
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            try:
+                match = pattern.search(mm)
+                head = mm[: match.start()] if match is not None else b""
+            finally:
+                _drop_pages(mm)
+        if match is None:
+            return None
+        head = head.rstrip()
+        try:
+            if head == b"{":
+                before: Any = {}
+            elif head.endswith(b","):
+                before = json.loads(head[:-1] + b"}")
+            else:
+                return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # the key was not a top-level member: scan
+        if not isinstance(before, dict) or key in before:
+            return None
+        length = expected_length(before)
+        if length is None:
+            return None
+        start = match.end()
+        end = start + length
+        f.seek(max(start, end - 3))
+        edge = f.read(end + 1 - max(start, end - 3))
+        if not edge.endswith(b'"') or b'"' in edge[:-1]:
+            return None
+        rest = f.read().strip()
+    try:
+        if rest == b"}":
+            after: Any = {}
+        elif rest.startswith(b","):
+            after = json.loads(b"{" + rest[1:])
+        else:
+            return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(after, dict) or key in after or set(before) & set(after):
+        return None
+    tail = edge[:-1].rstrip(b"=")
+    padding = len(edge) - 1 - len(tail)
+    shaped = length % 4 == 0 and padding <= 2 and b"=" not in tail
+    return {**before, key: None, **after}, Base64Span(path, start, end), shaped
 
 
 def _find_top_level_string(path: Path, key: str) -> tuple[Base64Span, bool] | None:

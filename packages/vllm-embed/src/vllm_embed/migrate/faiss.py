@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import pickle
 import re
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -203,10 +205,20 @@ class FaissIndexStore(Store):
         writer.finish()
 
     def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter | None:
-        """Add rows to the new index while embedding, unless it must be trained on all of
-        them first (IVF, PQ, SQ8...: built by `write` after the last request)."""
+        """Build the new index while embedding, unless it must be trained on all of the
+        rows first (IVF, PQ, SQ8...: built by `write` after the last request).
+
+        A flat index (LangChain's default) is streamed to the file itself: its header for
+        ``len(keep)`` rows, then the rows as they come (`_FlatFileWriter`), so nothing is
+        left to write after the last response. Other indexes are filled in memory and
+        written by ``faiss.write_index`` at the end."""
         index = self._new_index(len(keep), dim)
-        return _FaissWriter(self, index, out) if index.is_trained else None
+        if not index.is_trained:
+            return None
+        header = _flat_header(index, len(keep), dim)
+        if header is not None:
+            return _FlatFileWriter(self, header, out)
+        return _FaissWriter(self, index, out)
 
     def _train(self, index: Any, rows: Rows) -> None:
         faiss = _faiss()
@@ -277,6 +289,107 @@ class _FaissWriter(RowWriter):
 
     def finish(self) -> None:
         _faiss().write_index(self._index, str(self._out))
+
+
+class _FlatFileWriter(RowWriter):
+    """Writes a flat index file as rows arrive: ``faiss.write_index``'s header for the
+    final row count (`_flat_header`), then the float32 rows (L2-normalised when the old
+    rows were unit vectors), ``fdatasync`` every 64 MiB. ``faiss.read_index`` checks it
+    with the rest of the new store."""
+
+    _SYNC_BYTES = 64 * 1024 * 1024
+
+    def __init__(self, store: FaissIndexStore, header: bytes, out: Path) -> None:
+        self._store = store
+        self._header = header
+        self._out = out
+        self._file: Any = None
+        self._unsynced = 0
+
+    def begin(self) -> None:
+        self._file = open(self._out, "wb")  # noqa: SIM115 - closed by finish/abort
+        self._file.write(self._header)
+
+    def add(self, block: F32Matrix) -> None:
+        block = np.ascontiguousarray(block, dtype="<f4")
+        if self._store.unit_rows:
+            block = block.copy()
+            _faiss().normalize_L2(block)
+        if self._store._first_row is None and len(block):
+            self._store._first_row = block[:1].copy()
+        self._file.write(block.tobytes())
+        self._unsynced += block.nbytes
+        if self._unsynced >= self._SYNC_BYTES:
+            self._file.flush()
+            _datasync(self._file.fileno())
+            self._unsynced = 0
+
+    def finish(self) -> None:
+        file, self._file = self._file, None
+        file.close()
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _flat_header(index: Any, count: int, dim: int) -> bytes | None:
+    """``faiss.write_index``'s header of a flat index of ``count`` rows, or None.
+
+    Found by faiss itself, not from its format's source: the empty index and the same
+    index with one and with two zero rows are serialised; a serialisation must be a
+    header plus the raw rows, and the header must differ only in two 64-bit fields, the
+    row count and the number of floats. The header for ``count`` rows is the empty one
+    with those two fields set, and it must reproduce the one- and two-row headers
+    exactly; any other layout returns None (the index is then written by
+    ``write_index``).
+    """
+    faiss = _faiss()
+    if type(index).__name__ not in ("IndexFlat", "IndexFlatL2", "IndexFlatIP"):
+        return None
+
+    def serialised(rows: int) -> bytes:
+        copy = faiss.clone_index(index)
+        if rows:
+            copy.add(np.zeros((rows, dim), dtype=np.float32))
+        return bytes(faiss.serialize_index(copy))
+
+    empty, one, two = serialised(0), serialised(1), serialised(2)
+    size = len(empty)
+    if len(one) != size + dim * 4 or len(two) != size + 2 * dim * 4:
+        return None
+    differing = [i for i in range(size) if empty[i] != one[i]]
+    fields = []
+    for value in (1, dim):
+        packed = struct.pack("<q", value)
+        starts = sorted({j for i in differing for j in range(max(0, i - 7), i + 1)})
+        at = next(
+            (
+                j
+                for j in starts
+                if one[j : j + 8] == packed
+                and empty[j : j + 8] == bytes(8)
+                and all(abs(j - f) >= 8 for f in fields)  # not the row count again
+            ),
+            None,
+        )
+        if at is None:
+            return None
+        fields.append(at)
+
+    def header(rows: int) -> bytes:
+        out = bytearray(empty)
+        out[fields[0] : fields[0] + 8] = struct.pack("<q", rows)
+        out[fields[1] : fields[1] + 8] = struct.pack("<q", rows * dim)
+        return bytes(out)
+
+    if header(1) != one[:size] or header(2) != two[:size]:
+        return None
+    return header(count)
+
+
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def _read_mapped(faiss: Any, path: Path) -> Any:

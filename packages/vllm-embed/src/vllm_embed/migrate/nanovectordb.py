@@ -28,6 +28,7 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import re
 import zlib
 from collections import Counter
@@ -259,7 +260,9 @@ def read_nanovectordb(
     if document is None:
         from ._jsonio import load_json_with_span
 
-        loaded, span = load_json_with_span(path, "matrix", validate=validate)
+        loaded, span = load_json_with_span(
+            path, "matrix", validate=validate, expected_length=matrix_b64_length
+        )
         if not looks_like_nanovectordb(loaded):
             raise StoreFormatError(
                 f"{path} is not a nano-vectordb file (needs embedding_dim, data and matrix)."
@@ -268,6 +271,14 @@ def read_nanovectordb(
     _validate_layout(path, document, span)
     variant, field, reason = _choose_text_field(path, document["data"], text_field)
     return NanoVectorDBStore(path, document, variant, field, span, reason)
+
+
+def matrix_b64_length(before: dict[str, Any]) -> int | None:
+    """The base64 length of the matrix that ``embedding_dim`` and ``data`` describe."""
+    dim, data = before.get("embedding_dim"), before.get("data")
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0 or not isinstance(data, list):
+        return None
+    return 4 * ((len(data) * dim * 4 + 2) // 3)
 
 
 def _validate_layout(path: Path, document: dict[str, Any], span: Base64Span | None) -> None:
@@ -372,6 +383,7 @@ class _NanoWriter(RowWriter):
         self._before, self._after = items[:at], items[at + 1 :]
         self._file: BinaryIO | None = None
         self._matrix: Base64Writer | None = None
+        self._unsynced = 0
 
     def begin(self) -> None:
         f = self._file = open(self._out, "wb")  # noqa: SIM115 - closed by finish/abort
@@ -396,9 +408,19 @@ class _NanoWriter(RowWriter):
             f.write(b", " + piece if start else piece)
         f.write(b"]")
 
+    #: Bytes written between two ``fdatasync`` calls in the background thread, so the
+    #: engine's final fsync has only the last few MiB to flush, not the whole file.
+    _SYNC_BYTES = 64 * 1024 * 1024
+
     def add(self, block: F32Matrix) -> None:
-        assert self._matrix is not None, "begin() first"
-        self._matrix.write(l2_normalise(block).astype("<f4", copy=False).tobytes())
+        assert self._file is not None and self._matrix is not None, "begin() first"
+        data = l2_normalise(block).astype("<f4", copy=False).tobytes()
+        self._matrix.write(data)
+        self._unsynced += len(data) * 4 // 3
+        if self._unsynced >= self._SYNC_BYTES:
+            self._file.flush()
+            _datasync(self._file.fileno())
+            self._unsynced = 0
 
     def finish(self) -> None:
         assert self._file is not None and self._matrix is not None, "begin() first"
@@ -453,3 +475,7 @@ def _quiet_nano_vectordb() -> Iterator[Any]:
         yield nano_vectordb
     finally:
         logger.setLevel(level)
+
+
+#: ``fdatasync`` where the OS has it (not macOS), else ``fsync``.
+_datasync = getattr(os, "fdatasync", os.fsync)
