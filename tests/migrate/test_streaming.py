@@ -268,3 +268,29 @@ def test_no_flat_header_for_other_indexes():
     from vllm_embed.migrate.faiss import _flat_header
 
     assert _flat_header(faiss.index_factory(8, "HNSW4"), 10, 8) is None
+
+
+def test_hnsw_index_resumed_equals_uninterrupted(
+    tmp_path, fake_vllm, failing_after, client, monkeypatch
+):
+    """An HNSW graph depends on how rows are split into ``add`` calls: the background
+    writer adds fixed blocks, so an interrupted-then-resumed run (rows arriving in other
+    blocks, at other times) writes the same bytes as an uninterrupted one."""
+    from vllm_embed.migrate import faiss as faiss_format
+
+    monkeypatch.setattr(faiss_format, "_ADD_BLOCK", 16)
+    a = make_langchain_faiss(tmp_path / "a", kind="HNSW8", n=100)
+    b = make_langchain_faiss(tmp_path / "b", kind="HNSW8", n=100)
+    options = MigrationOptions(chunk_rows=7)
+
+    migrate_store(open_store(b, allow_dangerous_deserialization=True), client, options)
+    wrapper = fake_vllm.side_effect
+    failing_after(fake_vllm, 1 + 35)
+    with pytest.raises(Exception, match="run the same command again to resume"):
+        migrate_store(open_store(a, allow_dangerous_deserialization=True), client, options)
+    fake_vllm.side_effect = wrapper
+    result = migrate_store(open_store(a, allow_dangerous_deserialization=True), client, options)
+    assert result.resumed == 35 and result.embedded_now == 65
+    index = faiss.read_index(str(a / "index.faiss"))
+    assert type(index).__name__ == "IndexHNSWFlat" and index.ntotal == 100
+    assert (a / "index.faiss").read_bytes() == (b / "index.faiss").read_bytes()

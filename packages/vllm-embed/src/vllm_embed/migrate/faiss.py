@@ -271,14 +271,32 @@ class FaissIndexStore(Store):
 
 
 class _FaissWriter(RowWriter):
-    """Adds rows to a trained (or training-free) index; ``finish`` writes the file."""
+    """Adds rows to a trained (or training-free) index; ``finish`` writes the file.
+
+    Rows are added in blocks of exactly `_ADD_BLOCK` (the rest at the end), whatever
+    blocks they arrive in: an HNSW graph depends on how its rows were split into ``add``
+    calls, and the file must not depend on the run's timing or interruptions (it equals
+    what `FaissIndexStore.write` builds).
+    """
 
     def __init__(self, store: FaissIndexStore, index: Any, out: Path) -> None:
         self._store = store
         self._index = index
         self._out = out
+        self._pending: list[F32Matrix] = []
+        self._pending_rows = 0
 
     def add(self, block: F32Matrix) -> None:
+        self._pending.append(block)
+        self._pending_rows += len(block)
+        while self._pending_rows >= _ADD_BLOCK:
+            self._add_rows(_ADD_BLOCK)
+
+    def _add_rows(self, count: int) -> None:
+        joined = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        block, rest = joined[:count], joined[count:]
+        self._pending = [rest] if len(rest) else []
+        self._pending_rows = len(rest)
         block = np.ascontiguousarray(block, dtype=np.float32)
         if self._store.unit_rows:
             block = block.copy()
@@ -288,6 +306,8 @@ class _FaissWriter(RowWriter):
         self._index.add(block)
 
     def finish(self) -> None:
+        if self._pending_rows:
+            self._add_rows(self._pending_rows)
         _faiss().write_index(self._index, str(self._out))
 
 
