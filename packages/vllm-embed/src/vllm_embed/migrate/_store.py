@@ -12,6 +12,8 @@ parser (`Store.check_written`): one full read of the new store when the library 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -268,6 +270,24 @@ def sample_from(
         return None
     matrix = np.asarray([vector_of(i) for i in wanted], dtype=np.float32)
     return [str(texts[i]) for i in wanted], matrix
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a big object graph is built.
+
+    Unpickling LangChain's docstore (200,000 pydantic Documents) triggers collection
+    after collection over the objects it just made: 1.8 s with the collector, 0.9 s
+    without. Nothing built there is garbage, and the collector's previous state is
+    restored afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def copy_file(src: Path, dst: Path) -> None:

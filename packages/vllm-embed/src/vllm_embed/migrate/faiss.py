@@ -43,7 +43,7 @@ import numpy as np
 from vllm_embed._errors import MigrationError, StoreFormatError
 
 from ._jsonio import load_json
-from ._store import F32Matrix, Rows, RowWriter, Store, check_rows, copy_file
+from ._store import F32Matrix, Rows, RowWriter, Store, check_rows, copy_file, gc_paused
 
 __all__ = [
     "FaissIndexStore",
@@ -555,7 +555,7 @@ def _langchain_faiss() -> tuple[Any, Any]:
 
 def _load_pickle(path: Path) -> tuple[Any, dict[int, Any]]:
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb") as f, gc_paused():
             loaded = pickle.load(f)
     except ModuleNotFoundError as exc:
         raise StoreFormatError(
