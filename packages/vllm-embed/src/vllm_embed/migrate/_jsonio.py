@@ -111,11 +111,11 @@ def load_json_with_span(
     found = _find_top_level_string(path, key)
     if found is None:
         return load_json(path), None
-    span, valid = found
-    document, span = _parse_without(path, span, key)
-    if span is not None and validate and not valid:
-        raise _not_base64(span)
-    return document, span
+    candidate, valid = found
+    document, parsed = _parse_without(path, candidate, key)
+    if parsed is not None and validate and not valid:
+        raise _not_base64(parsed)
+    return document, parsed
 
 
 def _span_at_expected_end(

@@ -380,7 +380,7 @@ def _flat_header(index: Any, count: int, dim: int) -> bytes | None:
     if len(one) != size + dim * 4 or len(two) != size + 2 * dim * 4:
         return None
     differing = [i for i in range(size) if empty[i] != one[i]]
-    fields = []
+    fields: list[int] = []
     for value in (1, dim):
         packed = struct.pack("<q", value)
         starts = sorted({j for i in differing for j in range(max(0, i - 7), i + 1)})
