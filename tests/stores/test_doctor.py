@@ -77,3 +77,67 @@ def test_chroma_without_a_record_is_probed(tmp_path, fake_vllm):
     result = _doctor(_chroma_with(tmp_path / "other", other))
     assert result.exit_code == 1, result.output
     assert _line(result).lstrip().startswith("FAIL") and "another model" in _line(result)
+
+
+def _two_collections(path: Path) -> Path:
+    """``docs`` holds the fake server's vectors of its texts, ``notes`` other vectors."""
+    import chromadb
+
+    client = chromadb.PersistentClient(path=str(path))
+    same = np.stack([fake_vector(t, DIM) for t in texts(6)])
+    other = np.random.default_rng(11).standard_normal((6, DIM)).astype(np.float32)
+    for name, vectors in (("docs", same), ("notes", other)):
+        client.create_collection(name, embedding_function=None).add(
+            ids=[f"{name}{i}" for i in range(6)], embeddings=vectors, documents=texts(6)
+        )
+    client.close()
+    return path
+
+
+def test_every_collection_of_a_chroma_directory_is_judged(tmp_path, fake_vllm):
+    db = _two_collections(tmp_path / "db")
+    result = _doctor(db)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if "store space" in line]
+    assert len(lines) == 2, result.output
+    docs = next(line for line in lines if "(collection docs)" in line)
+    notes = next(line for line in lines if "(collection notes)" in line)
+    assert docs.lstrip().startswith("PASS") and notes.lstrip().startswith("FAIL")
+    assert f"vllm-embed migrate {db} --base-url {BASE_URL} --collection notes" in result.output
+
+    one = CliRunner().invoke(
+        main,
+        [
+            "doctor",
+            "--base-url",
+            BASE_URL,
+            "--api-key",
+            API_KEY,
+            "--store",
+            str(db),
+            "--collection",
+            "docs",
+        ],
+    )
+    assert one.exit_code == 0, one.output
+    assert _line(one).lstrip().startswith("PASS") and "(collection docs)" in _line(one)
+
+
+def test_unknown_collection_is_a_failed_check(tmp_path, fake_vllm):
+    db = _two_collections(tmp_path / "db")
+    result = CliRunner().invoke(
+        main,
+        [
+            "doctor",
+            "--base-url",
+            BASE_URL,
+            "--api-key",
+            API_KEY,
+            "--store",
+            str(db),
+            "--collection",
+            "nope",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert _line(result).lstrip().startswith("FAIL") and "nope" in _line(result)

@@ -440,7 +440,8 @@ def check_store(
     timeout: float = 10.0,
     section: str | None = None,
     allow_dangerous_deserialization: bool = False,
-) -> Check:
+    collection: str | None = None,
+) -> list[Check]:
     """Compare the embedding space a store was built in with the config's live server.
 
     The store's record (written by ``vllm-embed migrate``) when it has one: same space
@@ -448,7 +449,56 @@ def check_store(
     command. Without a record, a probe: a few stored texts are embedded again and
     compared with their stored vectors (cosine): same -> PASS, different -> FAIL, in
     between -> WARN with the figures.
+
+    A store of several collections (a Chroma directory) is judged one collection at a
+    time, one check each (``store space (collection NAME)``), unless ``collection``
+    names one: collections of one directory can be in different spaces.
     """
+    from vllm_embed._errors import StoreError
+    from vllm_embed.migrate import open_store
+
+    if collection is None:
+        try:
+            opened = open_store(
+                store_path, allow_dangerous_deserialization=allow_dangerous_deserialization
+            )
+        except StoreError:
+            opened = None  # reported by the single check below
+        names = getattr(opened, "collections", None)
+        if isinstance(names, list) and len(names) > 1:
+            return [
+                _check_one_store(
+                    cfg,
+                    store_path,
+                    timeout=timeout,
+                    section=section,
+                    allow_dangerous_deserialization=allow_dangerous_deserialization,
+                    collection=name,
+                )
+                for name in names
+            ]
+    return [
+        _check_one_store(
+            cfg,
+            store_path,
+            timeout=timeout,
+            section=section,
+            allow_dangerous_deserialization=allow_dangerous_deserialization,
+            collection=collection,
+        )
+    ]
+
+
+def _check_one_store(
+    cfg: EmbedConfig,
+    store_path: str,
+    *,
+    timeout: float,
+    section: str | None,
+    allow_dangerous_deserialization: bool,
+    collection: str | None,
+) -> Check:
+    """`check_store` for one store (or one collection of it)."""
     from vllm_embed._client import EmbeddingClient
     from vllm_embed._errors import StoreError
     from vllm_embed._types import RetryPolicy, Timeout
@@ -460,17 +510,21 @@ def check_store(
         space_of_client,
     )
 
-    name = "store space"
-    fix_cmd = _store_migrate_command(cfg, store_path, section, allow_dangerous_deserialization)
+    name = "store space" if collection is None else f"store space (collection {collection})"
+    fix_cmd = _store_migrate_command(
+        cfg, store_path, section, allow_dangerous_deserialization, collection
+    )
     store = None
     try:
         store = open_store(
-            store_path, allow_dangerous_deserialization=allow_dangerous_deserialization
+            store_path,
+            allow_dangerous_deserialization=allow_dangerous_deserialization,
+            collection=collection,
         )
         recorded = store.recorded_space()
     except PickleConsentError as exc:
         recorded = read_sidecar(exc.index_path)
-        fix_cmd = _store_migrate_command(cfg, store_path, section, True)
+        fix_cmd = _store_migrate_command(cfg, store_path, section, True, collection)
     except StoreError as exc:
         return Check(name, "fail", f"cannot read {store_path}: {exc}", None)
     if not cfg.base_urls:
@@ -576,9 +630,15 @@ def check_postgres_store(cfg: EmbedConfig, url: str, *, timeout: float = 10.0) -
 
 
 def _store_migrate_command(
-    cfg: EmbedConfig, store_path: str, section: str | None, consent: bool
+    cfg: EmbedConfig,
+    store_path: str,
+    section: str | None,
+    consent: bool,
+    collection: str | None = None,
 ) -> str:
     command = migrate_command(cfg, section=section, store=store_path)
+    if collection is not None:
+        command += f" --collection {shlex.quote(collection)}"
     return command + (" --allow-dangerous-deserialization" if consent else "")
 
 
@@ -625,6 +685,11 @@ def _print_checks(cfg: EmbedConfig, checks: list[Check]) -> None:
     is_flag=True,
     help="Let --store read a LangChain FAISS .pkl (a pickle runs code: trusted stores only).",
 )
+@click.option(
+    "--collection",
+    help="With --store: judge only this collection of a Chroma directory or kano index "
+    "(default: every collection, one check each).",
+)
 def doctor(
     file: str | None,
     base_url: str | None,
@@ -636,6 +701,7 @@ def doctor(
     as_json: bool,
     store: str | None,
     allow_dangerous_deserialization: bool,
+    collection: str | None,
 ) -> None:
     """Check a config against its live server.
 
@@ -644,7 +710,8 @@ def doctor(
     `vllm-embed migrate` command for the store), max_model_len, a timed round trip.
     With --store PATH: the store's embedding space (model, dimension, instructions, as
     `vllm-embed migrate` records it) against the server's; a store without a record is
-    probed (a few stored texts re-embedded, cosine against the stored vectors). --store
+    probed (a few stored texts re-embedded, cosine against the stored vectors). A Chroma
+    directory gets one check per collection (or --collection NAME). --store
     postgresql://USER@HOST:PORT/DB checks every pgvector table found the same way.
 
     FILE is a .toml / .json / .py config or a dotted module name (a Python config is
@@ -659,13 +726,14 @@ def doctor(
         ):
             checks.extend(check_postgres_store(cfg, store, timeout=timeout))
         elif all(c.status in ("pass", "warn") for c in checks):
-            checks.append(
+            checks.extend(
                 check_store(
                     cfg,
                     store,
                     timeout=timeout,
                     section=section,
                     allow_dangerous_deserialization=allow_dangerous_deserialization,
+                    collection=collection,
                 )
             )
         else:
