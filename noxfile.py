@@ -148,6 +148,7 @@ def migrate_live(session: nox.Session) -> None:
         "pysqlite3-binary",
         "faiss-cpu",
         "langchain-community",
+        LIGHTRAG_HKU,
     )
     _pytest(session, "tests/migrate_live", network=True)
 
