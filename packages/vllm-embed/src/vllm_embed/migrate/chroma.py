@@ -25,6 +25,12 @@ chromadb's own API.
   exchanged atomically (``renameat2(RENAME_EXCHANGE)`` where the kernel has it, else
   two renames), and the original ends up as ``NAME.d<old dim>.bak``.
 
+Every tenant and database of the directory is read (``chroma.sqlite3`` lists them;
+each is opened with ``PersistentClient(path, tenant=..., database=...)``). A collection
+outside the default tenant and database is named ``TENANT/DATABASE/NAME`` in messages
+and in ``--collection``; a plain name picks the collection of that name when it is
+unique in the directory.
+
 The embedding itself is the engine's: vectors are journaled in the work directory, so
 a killed run resumes without embedding anything twice. Filling the copy is resumable
 too: the copy and the collections already created in it are journaled beside it
@@ -40,6 +46,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -65,6 +72,8 @@ LLAMAINDEX_NODE_KEY = "_node_content"
 #: Stored vectors kept from reading, for ``doctor --store``'s probe.
 SAMPLE_ROWS = 16
 _PAGE = 1000
+DEFAULT_TENANT = "default_tenant"
+DEFAULT_DATABASE = "default_database"
 
 
 def is_chroma_dir(path: Path) -> bool:
@@ -84,8 +93,11 @@ def _chromadb() -> Any:
 
 
 @contextlib.contextmanager
-def _client(path: Path) -> Iterator[Any]:
-    """A PersistentClient on ``path`` with chromadb's default settings, always closed.
+def _client(
+    path: Path, tenant: str = DEFAULT_TENANT, database: str = DEFAULT_DATABASE
+) -> Iterator[Any]:
+    """A PersistentClient on ``path`` (one tenant and database) with chromadb's default
+    settings, always closed.
 
     Default settings, as LangChain and LlamaIndex use: chromadb refuses a second client
     for one path with other settings. Closing releases the path's cached system, so a
@@ -96,7 +108,7 @@ def _client(path: Path) -> Iterator[Any]:
         # chromadb's notes about legacy / unbuildable embedding-function records: the
         # migration carries those records over and never embeds through them
         warnings.filterwarnings("ignore", module=r"chromadb(\..*)?$")
-        client = chromadb.PersistentClient(path=str(path))
+        client = chromadb.PersistentClient(path=str(path), tenant=tenant, database=database)
         try:
             yield client
         finally:
@@ -141,6 +153,25 @@ class _Collection:
     uris: list[str | None] = field(default_factory=list)
     start: int = 0  # index of the first record in the store's flat lists
     llamaindex: bool = False
+    tenant: str = DEFAULT_TENANT
+    database: str = DEFAULT_DATABASE
+
+    @property
+    def group(self) -> tuple[str, str]:
+        """(tenant, database): the client this collection is opened with."""
+        return (self.tenant, self.database)
+
+    @property
+    def label(self) -> str:
+        """The name in messages and ``--collection``: ``NAME`` in the default tenant and
+        database, else ``TENANT/DATABASE/NAME``."""
+        return _label(self.tenant, self.database, self.name)
+
+
+def _label(tenant: str, database: str, name: str) -> str:
+    if (tenant, database) == (DEFAULT_TENANT, DEFAULT_DATABASE):
+        return name
+    return f"{tenant}/{database}/{name}"
 
 
 class ChromaStore(Store):
@@ -150,19 +181,19 @@ class ChromaStore(Store):
         self,
         path: Path,
         collections: list[_Collection],
-        untouched: dict[str, int],
+        untouched: dict[tuple[str, str, str], int],
         sample: tuple[list[str], F32Matrix] | None,
     ) -> None:
         self.path = self.target = path
         self._collections = collections
-        self._untouched = untouched  # other collections: name -> count (must not change)
+        self._untouched = untouched  # other collections: (tenant, database, name) -> count
         self._sample = sample
         self._space: EmbeddingSpace | None = None
         llama = any(c.llamaindex for c in collections)
         kind = "LlamaIndex ChromaVectorStore" if llama else None
         if kind is None and [c.name for c in collections] == ["langchain"]:
             kind = "LangChain Chroma"
-        names = ", ".join(c.name for c in collections)
+        names = ", ".join(c.label for c in collections)
         self.format = f"Chroma ({kind}; collection {names})" if kind else f"Chroma ({names})"
         self.text_field = (
             "document (+ LlamaIndex node metadata, as LlamaIndex embeds it)"
@@ -175,7 +206,7 @@ class ChromaStore(Store):
         self.ids = []
         self.texts = []
         for c in collections:
-            self.ids.extend(f"{c.name}/{i}" if prefix else i for i in c.ids)
+            self.ids.extend(f"{c.label}/{i}" if prefix else i for i in c.ids)
             if c.llamaindex:
                 self.texts.extend(
                     _llamaindex_text(d, m) for d, m in zip(c.documents, c.metadatas, strict=True)
@@ -185,7 +216,16 @@ class ChromaStore(Store):
 
     @property
     def collections(self) -> list[str]:
-        return [c.name for c in self._collections]
+        """The migrated collections, as ``--collection`` picks each of them: the label, or
+        ``TENANT/DATABASE/NAME`` when the plain name is also used in another tenant or
+        database of the directory."""
+        names = [c.name for c in self._collections] + [k[2] for k in self._untouched]
+        return [
+            c.label
+            if "/" in c.label or names.count(c.name) == 1
+            else "/".join((c.tenant, c.database, c.name))
+            for c in self._collections
+        ]
 
     # -- files ---------------------------------------------------------------------------
     def source_files(self) -> list[Path]:
@@ -244,29 +284,30 @@ class ChromaStore(Store):
             else np.empty((0, rows.dim), dtype=np.float32)
         )
         row = 0  # the first row of the current collection in `rows`
-        with _client(out) as client:
-            batch = max(1, min(int(client.get_max_batch_size()), self.batch_cap))
-            for c in self._collections:
-                mine = [i for i in range(len(c.ids)) if c.start + i in kept]
-                if progress.created(c.name):  # a killed run made it: go on where it stopped
-                    collection = client.get_collection(c.name, embedding_function=None)
-                    done = int(collection.count())
-                else:
-                    collection = self._create_again(client, c)
-                    progress.mark_created(c.name)
-                    done = 0
-                for first in range(done, len(mine), batch):
-                    part = mine[first : first + batch]
-                    vectors = np.asarray(matrix[row + first : row + first + len(part)])
-                    uris = [c.uris[i] for i in part]
-                    collection.add(
-                        ids=[c.ids[i] for i in part],
-                        embeddings=vectors,
-                        documents=[c.documents[i] for i in part],
-                        metadatas=[c.metadatas[i] for i in part],
-                        **({"uris": uris} if any(u is not None for u in uris) else {}),
-                    )
-                row += len(mine)
+        for group, collections in _by_group(self._collections):
+            with _client(out, *group) as client:
+                batch = max(1, min(int(client.get_max_batch_size()), self.batch_cap))
+                for c in collections:
+                    mine = [i for i in range(len(c.ids)) if c.start + i in kept]
+                    if progress.created(c.label):  # a killed run made it: go on from there
+                        collection = client.get_collection(c.name, embedding_function=None)
+                        done = int(collection.count())
+                    else:
+                        collection = self._create_again(client, c)
+                        progress.mark_created(c.label)
+                        done = 0
+                    for first in range(done, len(mine), batch):
+                        part = mine[first : first + batch]
+                        vectors = np.asarray(matrix[row + first : row + first + len(part)])
+                        uris = [c.uris[i] for i in part]
+                        collection.add(
+                            ids=[c.ids[i] for i in part],
+                            embeddings=vectors,
+                            documents=[c.documents[i] for i in part],
+                            metadatas=[c.metadatas[i] for i in part],
+                            **({"uris": uris} if any(u is not None for u in uris) else {}),
+                        )
+                    row += len(mine)
         del matrix
         for file in out.rglob("*"):
             if file.is_file():
@@ -290,7 +331,7 @@ class ChromaStore(Store):
                 return collection
             client.delete_collection(c.name)
         raise StoreFormatError(
-            f"chromadb would not create collection {c.name!r} again with its configuration "
+            f"chromadb would not create collection {c.label!r} again with its configuration "
             f"{c.configuration!r} (it made {last!r}); nothing was replaced."
         )
 
@@ -299,44 +340,64 @@ class ChromaStore(Store):
         where = f"written Chroma directory {path}"
         kept = set(ids)
         prefix = len(self._collections) > 1
-        with _client(path) as client:
-            names = {_name(c) for c in client.list_collections()}
-            for name, count in self._untouched.items():
-                if name not in names or client.get_collection(name).count() != count:
-                    raise StoreFormatError(f"{where}: collection {name!r} changed")
-            for c in self._collections:
-                expected = [i for i in c.ids if (f"{c.name}/{i}" if prefix else i) in kept]
-                if c.name not in names:
-                    raise StoreFormatError(f"{where}: collection {c.name!r} is missing")
-                collection = client.get_collection(c.name, embedding_function=None)
-                if collection.count() != len(expected):
-                    raise StoreFormatError(
-                        f"{where}: collection {c.name!r} holds {collection.count()} records, "
-                        f"expected {len(expected)}"
-                    )
-                if not _same_configuration(_configuration_of(collection), c.configuration):
-                    raise StoreFormatError(f"{where}: collection {c.name!r} lost its configuration")
-                meta = dict(collection.metadata or {})
-                meta.pop(SPACE_KEY, None)
-                if meta != dict(c.metadata or {}):
-                    raise StoreFormatError(f"{where}: collection {c.name!r} metadata differs")
-                _check_records(where, collection, c, expected, dim)
+        for group in sorted({k[:2] for k in self._untouched}):
+            with _client(path, *group) as client:
+                names = {_name(c) for c in client.list_collections()}
+                for (tenant, database, name), count in self._untouched.items():
+                    if (tenant, database) != group:
+                        continue
+                    if name not in names or client.get_collection(name).count() != count:
+                        label = _label(tenant, database, name)
+                        raise StoreFormatError(f"{where}: collection {label!r} changed")
+        for group, collections in _by_group(self._collections):
+            with _client(path, *group) as client:
+                names = {_name(c) for c in client.list_collections()}
+                for c in collections:
+                    self._check_collection(where, client, names, c, kept, prefix, dim)
+
+    def _check_collection(
+        self,
+        where: str,
+        client: Any,
+        names: set[str],
+        c: _Collection,
+        kept: set[str],
+        prefix: bool,
+        dim: int,
+    ) -> None:
+        expected = [i for i in c.ids if (f"{c.label}/{i}" if prefix else i) in kept]
+        if c.name not in names:
+            raise StoreFormatError(f"{where}: collection {c.label!r} is missing")
+        collection = client.get_collection(c.name, embedding_function=None)
+        if collection.count() != len(expected):
+            raise StoreFormatError(
+                f"{where}: collection {c.label!r} holds {collection.count()} records, "
+                f"expected {len(expected)}"
+            )
+        if not _same_configuration(_configuration_of(collection), c.configuration):
+            raise StoreFormatError(f"{where}: collection {c.label!r} lost its configuration")
+        meta = dict(collection.metadata or {})
+        meta.pop(SPACE_KEY, None)
+        if meta != dict(c.metadata or {}):
+            raise StoreFormatError(f"{where}: collection {c.label!r} metadata differs")
+        _check_records(where, collection, c, expected, dim)
 
     def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
         """A nearest-neighbour query per collection must return the queried record first."""
-        with _client(path) as client:
-            for c in self._collections:
-                collection = client.get_collection(c.name, embedding_function=None)
-                if collection.count() == 0:
-                    continue
-                first = collection.get(limit=1, include=["embeddings"])
-                vector = np.asarray(first["embeddings"][0], dtype=np.float32)
-                hits = collection.query(query_embeddings=[vector], n_results=1, include=[])
-                if hits["ids"][0][:1] != first["ids"][:1]:
-                    raise StoreFormatError(
-                        f"chromadb cannot query the migrated collection {c.name!r} in {path} "
-                        "consistently (a record is not its own nearest neighbour)"
-                    )
+        for group, collections in _by_group(self._collections):
+            with _client(path, *group) as client:
+                for c in collections:
+                    collection = client.get_collection(c.name, embedding_function=None)
+                    if collection.count() == 0:
+                        continue
+                    first = collection.get(limit=1, include=["embeddings"])
+                    vector = np.asarray(first["embeddings"][0], dtype=np.float32)
+                    hits = collection.query(query_embeddings=[vector], n_results=1, include=[])
+                    if hits["ids"][0][:1] != first["ids"][:1]:
+                        raise StoreFormatError(
+                            f"chromadb cannot query the migrated collection {c.label!r} in "
+                            f"{path} consistently (a record is not its own nearest neighbour)"
+                        )
         return "chromadb"
 
     # -- installing ------------------------------------------------------------------------
@@ -540,14 +601,14 @@ def _check_records(
         )
         got_ids = list(page["ids"])
         if got_ids != expected[offset : offset + _PAGE]:
-            raise StoreFormatError(f"{where}: collection {c.name!r}: record ids differ")
+            raise StoreFormatError(f"{where}: collection {c.label!r}: record ids differ")
         vectors = np.asarray(page["embeddings"], dtype=np.float32)
         if vectors.shape != (len(got_ids), dim):
             raise StoreFormatError(
-                f"{where}: collection {c.name!r} holds vectors of shape {vectors.shape}, "
+                f"{where}: collection {c.label!r} holds vectors of shape {vectors.shape}, "
                 f"expected ({len(got_ids)}, {dim})"
             )
-        check_rows(vectors, f"{where}, collection {c.name!r}", done)
+        check_rows(vectors, f"{where}, collection {c.label!r}", done)
         uris = page.get("uris") or [None] * len(got_ids)
         for rid, document, metadata, uri in zip(
             got_ids, page["documents"], page["metadatas"], uris, strict=True
@@ -559,7 +620,7 @@ def _check_records(
                 or uri != c.uris[n]
             ):
                 raise StoreFormatError(
-                    f"{where}: collection {c.name!r}: record {rid!r} changed its document or "
+                    f"{where}: collection {c.label!r}: record {rid!r} changed its document or "
                     "metadata"
                 )
         done += len(got_ids)
@@ -620,31 +681,83 @@ def _check_sqlite_header(file: Path) -> None:
         )
 
 
+def _groups(copy: Path) -> list[tuple[str, str]]:
+    """Every (tenant, database) of the directory, the default first.
+
+    Read from ``chroma.sqlite3``'s ``databases`` table (chromadb's API lists the
+    databases of a tenant but not the tenants); the default pair alone when the table
+    is not there (an older layout).
+    """
+    default = (DEFAULT_TENANT, DEFAULT_DATABASE)
+    try:
+        uri = (copy / CHROMA_FILE).resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            rows = db.execute("SELECT tenant_id, name FROM databases").fetchall()
+    except sqlite3.Error:
+        return [default]
+    found = {(str(t), str(d)) for t, d in rows}
+    return [default, *sorted(found - {default})]
+
+
+def _by_group(collections: list[_Collection]) -> list[tuple[tuple[str, str], list[_Collection]]]:
+    """Collections grouped by (tenant, database), in their order (one client per group)."""
+    groups: dict[tuple[str, str], list[_Collection]] = {}
+    for c in collections:
+        groups.setdefault(c.group, []).append(c)
+    return list(groups.items())
+
+
+def _choose(path: Path, found: list[tuple[str, str, str]], wanted: str | None) -> list[int]:
+    """Indices into ``found`` of the collections to migrate (``--collection``)."""
+    if wanted is None:
+        return list(range(len(found)))
+    if wanted.count("/") == 2:  # TENANT/DATABASE/NAME
+        exact = [n for n, key in enumerate(found) if "/".join(key) == wanted]
+    else:  # a plain name: every tenant and database
+        exact = [n for n, key in enumerate(found) if key[2] == wanted]
+    labels = [_label(*key) for key in found]
+    if not exact:
+        raise StoreFormatError(
+            f"{path}: no collection {wanted!r}; collections: {', '.join(labels)}."
+        )
+    if len(exact) > 1:
+        raise StoreFormatError(
+            f"{path}: {len(exact)} collections are named {wanted!r} (in other tenants or "
+            f"databases): {', '.join('/'.join(found[n]) for n in exact)}. Pick one with "
+            "--collection TENANT/DATABASE/NAME."
+        )
+    return exact
+
+
 def _read_copy(path: Path, copy: Path, wanted: str | None) -> ChromaStore:
-    with _client(copy) as client:
-        names = sorted(_name(c) for c in client.list_collections())
-        if not names:
-            raise StoreFormatError(f"{path}: the Chroma directory holds no collection.")
-        if wanted is not None and wanted not in names:
-            raise StoreFormatError(
-                f"{path}: no collection {wanted!r}; collections: {', '.join(names)}."
-            )
-        chosen = [wanted] if wanted is not None else names
-        untouched = {n: int(client.get_collection(n).count()) for n in names if n not in chosen}
-        collections: list[_Collection] = []
-        start = 0
-        sample: tuple[list[str], F32Matrix] | None = None
-        for name in chosen:
-            c = _read_collection(client, name)
-            c.start = start
-            start += len(c.ids)
-            collections.append(c)
-        store = ChromaStore(path, collections, untouched, None)
-        for c in collections:
-            if sample is None and c.ids:
-                sample = _sample(client, c, store.texts[c.start : c.start + len(c.ids)])
-        store._sample = sample
-        return store
+    found: list[tuple[str, str, str]] = []
+    counts: dict[tuple[str, str, str], int] = {}
+    for tenant, database in _groups(copy):
+        with _client(copy, tenant, database) as client:
+            for name in sorted(_name(c) for c in client.list_collections()):
+                found.append((tenant, database, name))
+                counts[found[-1]] = int(client.get_collection(name).count())
+    if not found:
+        raise StoreFormatError(f"{path}: the Chroma directory holds no collection.")
+    chosen = [found[n] for n in _choose(path, found, wanted)]
+    untouched = {key: count for key, count in counts.items() if key not in chosen}
+    collections: list[_Collection] = []
+    start = 0
+    sample: tuple[list[str], F32Matrix] | None = None
+    for tenant, database in dict.fromkeys(key[:2] for key in chosen):
+        with _client(copy, tenant, database) as client:
+            for key in chosen:
+                if key[:2] != (tenant, database):
+                    continue
+                c = _read_collection(client, key[2])
+                c.tenant, c.database = tenant, database
+                c.start = start
+                start += len(c.ids)
+                collections.append(c)
+                if sample is None and c.ids:
+                    texts = ChromaStore(path, [c], {}, None).texts
+                    sample = _sample(client, c, texts)
+    return ChromaStore(path, collections, untouched, sample)
 
 
 def _read_collection(client: Any, name: str) -> _Collection:
