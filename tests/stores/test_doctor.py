@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import respx
 from click.testing import CliRunner, Result
-from stores_fixtures import make_kano_index, make_langchain_chroma, texts
+from stores_fixtures import OLD_DIM, make_kano_index, make_langchain_chroma, texts
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import migrate_store, open_store
@@ -141,3 +141,112 @@ def test_unknown_collection_is_a_failed_check(tmp_path, fake_vllm):
     )
     assert result.exit_code == 1, result.output
     assert _line(result).lstrip().startswith("FAIL") and "nope" in _line(result)
+
+
+def _doctor_args(store: Path, *extra: str) -> Result:
+    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(store)]
+    return CliRunner().invoke(main, [*args, *extra])
+
+
+def _store_lines(result: Result) -> list[str]:
+    return [line.strip() for line in result.output.splitlines() if "store space" in line]
+
+
+def _mixed_chroma(path: Path) -> Path:
+    """Three collections, no record: ``same`` (the fake server's vectors of its texts),
+    ``mid`` (cosine 0.95 to them) and ``other`` (another model's)."""
+    import chromadb
+
+    fresh = np.stack([fake_vector(t, DIM) for t in texts(6)]).astype(np.float64)
+    fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
+    noise = np.random.default_rng(11).standard_normal(fresh.shape)
+    noise -= (noise * fresh).sum(axis=1, keepdims=True) * fresh  # orthogonal to fresh
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    mid = 0.95 * fresh + np.sqrt(1 - 0.95**2) * noise
+    other = np.random.default_rng(7).standard_normal(fresh.shape)
+    client = chromadb.PersistentClient(path=str(path))
+    for name, vectors in (("same", fresh), ("mid", mid), ("other", other)):
+        client.create_collection(name, embedding_function=None).add(
+            ids=[f"{name}{i}" for i in range(6)],
+            embeddings=vectors.astype(np.float32),
+            documents=texts(6),
+        )
+    client.close()
+    return path
+
+
+def test_pass_warn_and_fail_collections_each_reported(tmp_path, fake_vllm, monkeypatch):
+    import vllm_embed.migrate._detect as detect
+
+    reads: list[object] = []
+    real = detect.read_chroma
+    monkeypatch.setattr(detect, "read_chroma", lambda *a, **k: reads.append(a) or real(*a, **k))
+    db = _mixed_chroma(tmp_path / "db")
+    result = _doctor_args(db)
+    assert result.exit_code == 1, result.output
+    assert len(reads) == 1  # the directory is read (copied) once, not once per collection
+    lines = {
+        line.split("(collection ", 1)[1].split(")", 1)[0]: line for line in _store_lines(result)
+    }
+    assert sorted(lines) == ["mid", "other", "same"], result.output
+    assert lines["same"].startswith("PASS") and "mean cosine 1.0000" in lines["same"]
+    assert lines["mid"].startswith("WARN") and "mean cosine 0.9500" in lines["mid"]
+    assert lines["other"].startswith("FAIL") and "another model" in lines["other"]
+    assert f"vllm-embed migrate {db} --base-url {BASE_URL} --collection other" in result.output
+    assert "1 check(s) failed." in result.output
+
+
+def test_collection_flag_judges_only_that_collection(tmp_path, fake_vllm):
+    db = _mixed_chroma(tmp_path / "db")
+    for name, mark, code in (("same", "PASS", 0), ("mid", "WARN", 0), ("other", "FAIL", 1)):
+        result = _doctor_args(db, "--collection", name)
+        assert result.exit_code == code, result.output
+        lines = _store_lines(result)
+        assert len(lines) == 1 and lines[0].startswith(mark), result.output
+        assert f"store space (collection {name})" in lines[0]
+
+
+def test_collections_of_several_tenants_with_a_shared_name(tmp_path, fake_vllm, client):
+    """Only the default tenant's ``notes`` migrated: the ``notes`` of database ``extra``
+    and the other tenant's ``papers`` still hold 24-dim vectors, each named so that its
+    fix command picks exactly it."""
+    import chromadb
+
+    db = tmp_path / "db"
+    chroma = chromadb.PersistentClient(path=str(db))
+    admin = chromadb.AdminClient(chroma.get_settings())
+    admin.create_database("extra")
+    admin.create_tenant("acme")
+    admin.create_database("research", tenant="acme")
+    for tenant, database, name in (
+        ("default_tenant", "default_database", "notes"),
+        ("default_tenant", "extra", "notes"),
+        ("acme", "research", "papers"),
+    ):
+        chroma.set_tenant(tenant, database)
+        chroma.create_collection(name, embedding_function=None).add(
+            ids=["a", "b"], embeddings=np.ones((2, OLD_DIM), np.float32), documents=texts(2)
+        )
+    chroma.close()
+    admin.clear_system_cache()  # as an app exiting would: no client left on the path
+    migrate_store(open_store(db, collection="default_tenant/default_database/notes"), client)
+    result = _doctor_args(db)
+    assert result.exit_code == 1, result.output
+    lines = _store_lines(result)
+    assert [line[:4] for line in lines] == ["PASS", "FAIL", "FAIL"], result.output
+    assert "(collection default_tenant/default_database/notes)" in lines[0]
+    assert "(collection acme/research/papers)" in lines[1] and f"{OLD_DIM}-dim" in lines[1]
+    assert "(collection default_tenant/extra/notes)" in lines[2]
+    assert "--collection default_tenant/extra/notes" in result.output
+
+    ambiguous = _doctor_args(db, "--collection", "notes")
+    assert ambiguous.exit_code == 1
+    assert "named 'notes'" in ambiguous.output and "TENANT/DATABASE/NAME" in ambiguous.output
+    one = _doctor_args(db, "--collection", "default_tenant/default_database/notes")
+    assert one.exit_code == 0 and [x[:4] for x in _store_lines(one)] == ["PASS"], one.output
+
+
+def test_collection_without_store_is_a_usage_error(fake_vllm):
+    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--collection", "x"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "--collection needs --store" in result.output

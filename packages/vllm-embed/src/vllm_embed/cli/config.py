@@ -452,83 +452,33 @@ def check_store(
 
     A store of several collections (a Chroma directory) is judged one collection at a
     time, one check each (``store space (collection NAME)``), unless ``collection``
-    names one: collections of one directory can be in different spaces.
+    names one: collections of one directory can be in different spaces. The store is
+    read once; each collection keeps its own record and probe sample.
     """
-    from vllm_embed._errors import StoreError
-    from vllm_embed.migrate import open_store
-
-    if collection is None:
-        try:
-            opened = open_store(
-                store_path, allow_dangerous_deserialization=allow_dangerous_deserialization
-            )
-        except StoreError:
-            opened = None  # reported by the single check below
-        names = getattr(opened, "collections", None)
-        if isinstance(names, list) and len(names) > 1:
-            return [
-                _check_one_store(
-                    cfg,
-                    store_path,
-                    timeout=timeout,
-                    section=section,
-                    allow_dangerous_deserialization=allow_dangerous_deserialization,
-                    collection=name,
-                )
-                for name in names
-            ]
-    return [
-        _check_one_store(
-            cfg,
-            store_path,
-            timeout=timeout,
-            section=section,
-            allow_dangerous_deserialization=allow_dangerous_deserialization,
-            collection=collection,
-        )
-    ]
-
-
-def _check_one_store(
-    cfg: EmbedConfig,
-    store_path: str,
-    *,
-    timeout: float,
-    section: str | None,
-    allow_dangerous_deserialization: bool,
-    collection: str | None,
-) -> Check:
-    """`check_store` for one store (or one collection of it)."""
     from vllm_embed._client import EmbeddingClient
     from vllm_embed._errors import StoreError
     from vllm_embed._types import RetryPolicy, Timeout
-    from vllm_embed.migrate import (
-        PickleConsentError,
-        judge_probe,
-        open_store,
-        read_sidecar,
-        space_of_client,
-    )
+    from vllm_embed.migrate import PickleConsentError, open_store, read_sidecar, space_of_client
 
     name = "store space" if collection is None else f"store space (collection {collection})"
-    fix_cmd = _store_migrate_command(
-        cfg, store_path, section, allow_dangerous_deserialization, collection
-    )
-    store = None
+    consent = allow_dangerous_deserialization
+    parts: list[tuple[str | None, Any]] = []
+    recorded = None
     try:
         store = open_store(
-            store_path,
-            allow_dangerous_deserialization=allow_dangerous_deserialization,
-            collection=collection,
+            store_path, allow_dangerous_deserialization=consent, collection=collection
         )
-        recorded = store.recorded_space()
     except PickleConsentError as exc:
         recorded = read_sidecar(exc.index_path)
-        fix_cmd = _store_migrate_command(cfg, store_path, section, True, collection)
+        consent = True
     except StoreError as exc:
-        return Check(name, "fail", f"cannot read {store_path}: {exc}", None)
+        return [Check(name, "fail", f"cannot read {store_path}: {exc}", None)]
+    else:
+        views = getattr(store, "collection_views", None)
+        many = callable(views) and (collection is not None or len(store.collections) > 1)
+        parts = [(v.selector, v) for v in views()] if many else [(collection, store)]
     if not cfg.base_urls:
-        return Check(name, "skip", "no server configured")
+        return [Check(name, "skip", "no server configured")]
     kwargs = cfg.client_kwargs()
     kwargs.update(
         base_url=cfg.base_urls[0],
@@ -539,51 +489,82 @@ def _check_one_store(
         try:
             live = space_of_client(client)
         except VLLMEmbedError as exc:
-            return Check(name, "fail", f"cannot ask the server for its space: {exc}")
-        if recorded is not None:
-            diffs = recorded.differences(live)
-            if not diffs:
-                return Check(name, "pass", f"{store_path} was built in {live.describe()}")
-            return Check(
-                name,
-                "fail",
-                f"{store_path} was built in {recorded.describe()}; the server embeds in "
-                f"{live.describe()} ({'; '.join(diffs)}): queries would be compared with "
-                "vectors of another space",
-                f"Re-embed the store with the served model: `{fix_cmd}` (or point the "
-                f"config at the server for {recorded.model!r}).",
+            return [Check(name, "fail", f"cannot ask the server for its space: {exc}")]
+        if not parts:  # a FAISS pickle read without consent: its sidecar only
+            fix_cmd = _store_migrate_command(cfg, store_path, section, consent, collection)
+            if recorded is not None:
+                return [_judge_recorded(name, store_path, recorded, live, fix_cmd)]
+            return [
+                Check(
+                    name,
+                    "warn",
+                    f"{store_path} records no embedding space, and probing it needs its "
+                    "pickle read",
+                    "Re-run with --allow-dangerous-deserialization (only for a store you "
+                    "trust) to compare a few stored vectors with the server's.",
+                )
+            ]
+        return [
+            _judge_part(
+                client,
+                name if label is None else f"store space (collection {label})",
+                store_path,
+                part,
+                live,
+                _store_migrate_command(cfg, store_path, section, consent, label),
             )
-        if store is None:
-            return Check(
-                name,
-                "warn",
-                f"{store_path} records no embedding space, and probing it needs its pickle read",
-                "Re-run with --allow-dangerous-deserialization (only for a store you trust) "
-                "to compare a few stored vectors with the server's.",
-            )
-        sample = store.sample_vectors(PROBE_TEXTS)
-        if sample is None:
-            return Check(
-                name,
-                "warn",
-                f"{store_path} records no embedding space and has no stored text to probe",
-                f"Migrate it once to record the space: `{fix_cmd}`.",
-            )
-        texts, stored = sample
-        if stored.shape[1] != live.dimension:
-            return Check(
-                name,
-                "fail",
-                f"{store_path} holds {stored.shape[1]}-dim vectors; the server produces "
-                f"{live.dimension} ({live.model!r})",
-                f"Re-embed the store with the served model: `{fix_cmd}`.",
-            )
-        try:
-            fresh = client.embed_with_info(texts, kind="document").vectors
-        except VLLMEmbedError as exc:
-            return Check(name, "fail", f"the probe request failed: {exc}")
+            for label, part in parts
+        ]
+
+
+def _judge_recorded(name: str, where: str, recorded: Any, live: Any, fix_cmd: str) -> Check:
+    """A recorded space against the server's: PASS when equal, else FAIL with the fix."""
+    diffs = recorded.differences(live)
+    if not diffs:
+        return Check(name, "pass", f"{where} was built in {live.describe()}")
+    return Check(
+        name,
+        "fail",
+        f"{where} was built in {recorded.describe()}; the server embeds in "
+        f"{live.describe()} ({'; '.join(diffs)}): queries would be compared with "
+        "vectors of another space",
+        f"Re-embed the store with the served model: `{fix_cmd}` (or point the "
+        f"config at the server for {recorded.model!r}).",
+    )
+
+
+def _judge_part(
+    client: EmbeddingClient, name: str, where: str, part: Any, live: Any, fix_cmd: str
+) -> Check:
+    """One store (or one collection of it): its record, else a probe of stored vectors."""
+    from vllm_embed.migrate import judge_probe
+
+    recorded = part.recorded_space()
+    if recorded is not None:
+        return _judge_recorded(name, where, recorded, live, fix_cmd)
+    sample = part.sample_vectors(PROBE_TEXTS)
+    if sample is None:
+        return Check(
+            name,
+            "warn",
+            f"{where} records no embedding space and has no stored text to probe",
+            f"Migrate it once to record the space: `{fix_cmd}`.",
+        )
+    texts, stored = sample
+    if stored.shape[1] != live.dimension:
+        return Check(
+            name,
+            "fail",
+            f"{where} holds {stored.shape[1]}-dim vectors; the server produces "
+            f"{live.dimension} ({live.model!r})",
+            f"Re-embed the store with the served model: `{fix_cmd}`.",
+        )
+    try:
+        fresh = client.embed_with_info(texts, kind="document").vectors
+    except VLLMEmbedError as exc:
+        return Check(name, "fail", f"the probe request failed: {exc}")
     verdict = judge_probe(stored, fresh)
-    detail = f"{store_path} records no space; {verdict.describe()}"
+    detail = f"{where} records no space; {verdict.describe()}"
     if verdict.verdict == "same":
         return Check(name, "pass", f"{detail}: the server's model {live.model!r} made it")
     if verdict.verdict == "different":
@@ -687,8 +668,9 @@ def _print_checks(cfg: EmbedConfig, checks: list[Check]) -> None:
 )
 @click.option(
     "--collection",
-    help="With --store: judge only this collection of a Chroma directory or kano index "
-    "(default: every collection, one check each).",
+    help="With --store: judge only this collection of a Chroma directory (NAME or "
+    "TENANT/DATABASE/NAME), kano index or LangChain pgvector table (default: every "
+    "collection, one check each).",
 )
 def doctor(
     file: str | None,
@@ -717,6 +699,8 @@ def doctor(
     FILE is a .toml / .json / .py config or a dotted module name (a Python config is
     executed to read it). Exit code 1 when any check fails.
     """
+    if collection is not None and store is None:
+        raise click.UsageError("--collection needs --store (the store holding the collection).")
     overrides = {"base_url": base_url, "api_key": api_key, "model": model, "dimension": dimension}
     cfg = _load(file, section, overrides)
     checks = run_checks(cfg, timeout=timeout, section=section)
@@ -724,7 +708,17 @@ def doctor(
         if all(c.status in ("pass", "warn") for c in checks) and store.startswith(
             ("postgresql://", "postgres://")
         ):
-            checks.extend(check_postgres_store(cfg, store, timeout=timeout))
+            found = check_postgres_store(cfg, store, timeout=timeout)
+            if collection is not None:  # LangChain's per-collection checks end in [NAME]
+                found = [c for c in found if c.name.endswith(f" [{collection}]")] or [
+                    Check(
+                        "store space",
+                        "fail",
+                        f"no LangChain collection {collection!r} in {mask_url(store)}",
+                        "Run without --collection to see every table and collection.",
+                    )
+                ]
+            checks.extend(found)
         elif all(c.status in ("pass", "warn") for c in checks):
             checks.extend(
                 check_store(

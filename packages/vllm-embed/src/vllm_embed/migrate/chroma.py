@@ -153,6 +153,8 @@ class _Collection:
     uris: list[str | None] = field(default_factory=list)
     start: int = 0  # index of the first record in the store's flat lists
     llamaindex: bool = False
+    #: (texts, stored vectors) of a few records, for ``doctor --store``'s probe.
+    sample: tuple[list[str], F32Matrix] | None = None
     tenant: str = DEFAULT_TENANT
     database: str = DEFAULT_DATABASE
 
@@ -172,6 +174,26 @@ def _label(tenant: str, database: str, name: str) -> str:
     if (tenant, database) == (DEFAULT_TENANT, DEFAULT_DATABASE):
         return name
     return f"{tenant}/{database}/{name}"
+
+
+@dataclass(frozen=True)
+class ChromaCollectionView:
+    """One collection of a `ChromaStore` as ``doctor --store`` judges it."""
+
+    #: What ``--collection`` takes to pick it (see `ChromaStore.collections`).
+    selector: str
+    _metadata: dict[str, Any] | None
+    _sample: tuple[list[str], F32Matrix] | None
+
+    def recorded_space(self) -> EmbeddingSpace | None:
+        value = (self._metadata or {}).get(SPACE_KEY)
+        return EmbeddingSpace.from_json(value) if isinstance(value, str) else None
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        if self._sample is None:
+            return None
+        texts, matrix = self._sample
+        return texts[:count], matrix[:count]
 
 
 class ChromaStore(Store):
@@ -213,6 +235,14 @@ class ChromaStore(Store):
                 )
             else:
                 self.texts.extend(c.documents)
+
+    def collection_views(self) -> list[ChromaCollectionView]:
+        """Each collection read, with its own recorded space and probe sample (for
+        ``doctor --store``, which judges the collections one by one from one read)."""
+        return [
+            ChromaCollectionView(selector, c.metadata, c.sample)
+            for selector, c in zip(self.collections, self._collections, strict=True)
+        ]
 
     @property
     def collections(self) -> list[str]:
@@ -754,9 +784,9 @@ def _read_copy(path: Path, copy: Path, wanted: str | None) -> ChromaStore:
                 c.start = start
                 start += len(c.ids)
                 collections.append(c)
-                if sample is None and c.ids:
-                    texts = ChromaStore(path, [c], {}, None).texts
-                    sample = _sample(client, c, texts)
+                if c.ids:  # each collection's own sample: doctor judges them one by one
+                    c.sample = _sample(client, c, ChromaStore(path, [c], {}, None).texts)
+                    sample = sample if sample is not None else c.sample
     return ChromaStore(path, collections, untouched, sample)
 
 
