@@ -459,6 +459,7 @@ def check_store(
     from vllm_embed._errors import StoreError
     from vllm_embed._types import RetryPolicy, Timeout
     from vllm_embed.migrate import PickleConsentError, open_store, read_sidecar, space_of_client
+    from vllm_embed.migrate.chroma import ChromaStore
 
     name = "store space" if collection is None else f"store space (collection {collection})"
     consent = allow_dangerous_deserialization
@@ -474,9 +475,12 @@ def check_store(
     except StoreError as exc:
         return [Check(name, "fail", f"cannot read {store_path}: {exc}", None)]
     else:
-        views = getattr(store, "collection_views", None)
-        many = callable(views) and (collection is not None or len(store.collections) > 1)
-        parts = [(v.selector, v) for v in views()] if many else [(collection, store)]
+        if isinstance(store, ChromaStore) and (
+            collection is not None or len(store.collections) > 1
+        ):
+            parts = [(v.selector, v) for v in store.collection_views()]
+        else:
+            parts = [(collection, store)]
     if not cfg.base_urls:
         return [Check(name, "skip", "no server configured")]
     kwargs = cfg.client_kwargs()
