@@ -714,19 +714,40 @@ def _check_sqlite_header(file: Path) -> None:
 def _groups(copy: Path) -> list[tuple[str, str]]:
     """Every (tenant, database) of the directory, the default first.
 
-    Read from ``chroma.sqlite3``'s ``databases`` table (chromadb's API lists the
-    databases of a tenant but not the tenants); the default pair alone when the table
-    is not there (an older layout).
+    chromadb's AdminAPI lists the databases of a tenant (``list_databases``) but has no
+    call that lists tenants (1.5: ``create_tenant`` / ``get_tenant`` only), so the
+    tenant names are read from ``chroma.sqlite3``'s ``tenants`` table (read only, in the
+    scratch copy) and each tenant's databases are listed by chromadb. The default pair
+    alone when there is no such table (an older layout); the ``databases`` table when
+    the installed chromadb's client has no AdminAPI.
     """
     default = (DEFAULT_TENANT, DEFAULT_DATABASE)
     try:
         uri = (copy / CHROMA_FILE).resolve().as_uri() + "?mode=ro"
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            tenants = sorted({str(t) for (t,) in db.execute("SELECT id FROM tenants")})
             rows = db.execute("SELECT tenant_id, name FROM databases").fetchall()
     except sqlite3.Error:
         return [default]
     found = {(str(t), str(d)) for t, d in rows}
+    with _client(copy) as client:
+        admin = getattr(client, "_admin_client", None)  # the client's own AdminClient
+        if admin is not None and hasattr(admin, "list_databases"):
+            found = set()
+            for tenant in tenants:
+                offset = 0
+                while True:
+                    page = list(admin.list_databases(limit=_PAGE, offset=offset, tenant=tenant))
+                    found.update((tenant, str(_field(d, "name"))) for d in page)
+                    if len(page) < _PAGE:
+                        break
+                    offset += _PAGE
     return [default, *sorted(found - {default})]
+
+
+def _field(record: Any, key: str) -> Any:
+    """A field of a chromadb record (a TypedDict in 1.x, an object in some versions)."""
+    return record[key] if isinstance(record, dict) else getattr(record, key)
 
 
 def _by_group(collections: list[_Collection]) -> list[tuple[tuple[str, str], list[_Collection]]]:
