@@ -64,6 +64,19 @@ def _read(path: Path, tenant: str, database: str, name: str):  # type: ignore[no
     return got, meta
 
 
+def _nearest(path: Path, tenant: str, database: str, name: str, text: str) -> str:
+    """The first hit of a chromadb query for the fake server's vector of ``text``."""
+    import chromadb
+
+    client = chromadb.PersistentClient(path=str(path), tenant=tenant, database=database)
+    try:
+        collection = client.get_collection(name, embedding_function=None)
+        hits = collection.query(query_embeddings=[fake_vector(text, DIM)], n_results=2)
+        return str(hits["ids"][0][0])
+    finally:
+        client.close()
+
+
 def test_every_tenant_and_database_is_migrated(tmp_path, fake_vllm, client):
     db = _make(tmp_path / "chroma_db")
     original = listing(db)
@@ -93,6 +106,8 @@ def test_every_tenant_and_database_is_migrated(tmp_path, fake_vllm, client):
         )
         assert meta.pop(SPACE_KEY)  # the space is recorded in every collection
         assert meta == {"hnsw:space": "cosine", "n": n}
+        # queried back through chromadb: the record of the queried text comes first
+        assert _nearest(db, tenant, database, name, documents[1]) == f"{name}-1"
 
 
 def test_collection_picks_one_and_a_shared_name_is_ambiguous(tmp_path, fake_vllm, client):
