@@ -9,24 +9,13 @@ import sqlite3
 
 import numpy as np
 from click.testing import CliRunner
+from live_facts import ANSWER, FACTS, MINILM_DIM, QUESTION
 from stores_fixtures import OLD_DIM, make_kano_index
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
 from vllm_embed.migrate._space import SPACE_KEY, EmbeddingSpace
 from vllm_embed.migrate.kano import connect_vec
-
-MINILM_DIM = 384
-FACTS = [
-    "The Eiffel Tower is a wrought-iron tower in Paris.",
-    "Photosynthesis lets plants turn sunlight into chemical energy.",
-    "The Pacific is the largest and deepest ocean on Earth.",
-    "Rust guarantees memory safety without a garbage collector.",
-    "Espresso is brewed by forcing hot water through finely ground coffee.",
-    "Mount Everest is the highest mountain above sea level.",
-]
-QUESTION = "Which ocean is the biggest?"
-ANSWER = 2
 
 
 def _langchain_dir(path):  # type: ignore[no-untyped-def]

@@ -8,21 +8,9 @@ from pathlib import Path
 
 import faiss
 from click.testing import CliRunner
+from live_facts import ANSWER, FACTS, MINILM_DIM, OLD_DIM, QUESTION
 
 from vllm_embed.cli import main
-
-MINILM_DIM = 384
-OLD_DIM = 24
-FACTS = [
-    "The Eiffel Tower is a wrought-iron tower in Paris.",
-    "Photosynthesis lets plants turn sunlight into chemical energy.",
-    "The Pacific is the largest and deepest ocean on Earth.",
-    "Rust guarantees memory safety without a garbage collector.",
-    "Espresso is brewed by forcing hot water through finely ground coffee.",
-    "Mount Everest is the highest mountain above sea level.",
-]
-QUESTION = "Which ocean is the biggest?"
-ANSWER = 2
 
 
 def _langchain_faiss(folder: Path, dim: int) -> Path:

@@ -17,9 +17,9 @@ from vllm_embed_testing.fake_server import fake_vector
 from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, mount
 
 
-def _doctor(store: Path) -> Result:
+def _doctor(store: Path, *extra: str) -> Result:
     args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(store)]
-    return CliRunner().invoke(main, args)
+    return CliRunner().invoke(main, [*args, *extra])
 
 
 def _line(result: Result) -> str:
@@ -105,40 +105,14 @@ def test_every_collection_of_a_chroma_directory_is_judged(tmp_path, fake_vllm):
     assert docs.lstrip().startswith("PASS") and notes.lstrip().startswith("FAIL")
     assert f"vllm-embed migrate {db} --base-url {BASE_URL} --collection notes" in result.output
 
-    one = CliRunner().invoke(
-        main,
-        [
-            "doctor",
-            "--base-url",
-            BASE_URL,
-            "--api-key",
-            API_KEY,
-            "--store",
-            str(db),
-            "--collection",
-            "docs",
-        ],
-    )
+    one = _doctor(db, "--collection", "docs")
     assert one.exit_code == 0, one.output
     assert _line(one).lstrip().startswith("PASS") and "(collection docs)" in _line(one)
 
 
 def test_unknown_collection_is_a_failed_check(tmp_path, fake_vllm):
     db = _two_collections(tmp_path / "db")
-    result = CliRunner().invoke(
-        main,
-        [
-            "doctor",
-            "--base-url",
-            BASE_URL,
-            "--api-key",
-            API_KEY,
-            "--store",
-            str(db),
-            "--collection",
-            "nope",
-        ],
-    )
+    result = _doctor(db, "--collection", "nope")
     assert result.exit_code == 1, result.output
     assert _line(result).lstrip().startswith("FAIL") and "nope" in _line(result)
 
