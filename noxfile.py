@@ -213,13 +213,7 @@ def pgvector(session: nox.Session) -> None:
         "langchain-postgres",
         "llama-index-vector-stores-postgres",
     )
-    # -p no:unraisableexception: a socket left to the garbage collector after the last
-    # test (ResourceWarning at interpreter exit, after 31 passed) failed the session under
-    # warnings-as-errors; it is printed, not fatal, until the leak is found (closing note).
-    session.run(
-        "pytest", "tests/pgvector", "-ra", "--allow-hosts=127.0.0.1",
-        "-p", "no:unraisableexception", *session.posargs,
-    )  # fmt: skip
+    session.run("pytest", "tests/pgvector", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])
@@ -249,10 +243,7 @@ def _install_everything(session: nox.Session) -> None:
 def contract(session: nox.Session) -> None:
     """Everything against a live vLLM CPU server the session starts (never skips)."""
     _install_everything(session)
-    # -p no:unraisableexception: adapter objects whose lazy clients the tests never close
-    # leave sockets to the garbage collector (ResourceWarning); printed, not fatal, until
-    # the adapters' tests close them (closing note).
-    _pytest(session, "tests/contract", "-p", "no:unraisableexception", network=True)
+    _pytest(session, "tests/contract", network=True)
 
 
 @nox.session(python=PYTHONS[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
@@ -141,6 +142,9 @@ class EmbeddingClient(BaseEmbeddingClient):
                     self._http_client = httpx.Client(
                         timeout=self._httpx_timeout(), limits=self._httpx_limits()
                     )
+                    # Collected unclosed (an adapter nobody closes): close the pool then,
+                    # not leave its sockets to the collector (ResourceWarning).
+                    weakref.finalize(self, self._http_client.close)
                 client = self._http_client
         return client
 

@@ -15,6 +15,11 @@ buffer it hands out (one copy, kernel to result).
 
 Failures are raised as the matching httpx exceptions so retries, failover and error
 messages are the same with every transport.
+
+A transport that is garbage-collected without ``close()`` (an adapter object nobody
+closes, as LangChain / LlamaIndex users never do) closes its sockets then, through a
+``weakref.finalize`` that holds the connection list but not the transport: no socket is
+left to the collector, so no ``ResourceWarning``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import socket
 import struct
 import threading
+import weakref
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -72,8 +78,11 @@ class _Common:
         self._headers = dict(headers)
         self._targets: dict[str, _Target] = {}
         self._lock = threading.Lock()
+        #: Every open connection; the same list object for the transport's whole life (the
+        #: finalizer closes what it holds when the transport is collected unclosed).
         self._all: list[_Conn] = []
         self._opened = 0
+        self._finalizer = weakref.finalize(self, _close_conns, self._lock, self._all)
 
     @property
     def connections_opened(self) -> int:
@@ -108,10 +117,17 @@ class _Common:
                 self._all.remove(conn)
 
     def _close_all(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
+        _close_conns(self._lock, self._all)
+
+
+def _close_conns(lock: threading.Lock, conns: list[_Conn]) -> None:
+    """Close and forget every connection in ``conns`` (emptied in place: the list is the
+    transport's own, shared with its finalizer)."""
+    with lock:
+        closing = conns[:]
+        conns.clear()
+    for conn in closing:
+        conn.close()
 
 
 class LeanTransport(_Common):
