@@ -203,3 +203,29 @@ def test_no_adapter_imports_a_private_core_name() -> None:
     private = re.compile(r"^\s*(from|import)\s+vllm_embed\._|vllm_embed\._\w", re.M)
     offenders = [str(p.relative_to(root)) for p in sources if private.search(p.read_text())]
     assert offenders == []
+
+
+def test_arrow_helpers_do_not_import_pyarrow_until_used() -> None:
+    """vllm_embed.adapters exports the Arrow helpers of the embed job (Ray Data uses them);
+    importing it must not import pyarrow (an optional extra)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vllm_embed, vllm_embed.adapters as a; "
+        "assert callable(a.vectors_to_arrow) and callable(a.bad_row_error); "
+        "print('pyarrow' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_bad_row_error_names_the_row_and_the_way_out() -> None:
+    from vllm_embed import InvalidRowError
+    from vllm_embed.adapters import bad_row_error
+
+    err = bad_row_error({"id": 7, "text": None, "blob": "x" * 500}, "text", location="row 3")
+    assert isinstance(err, InvalidRowError)
+    assert err.column == "text" and err.location == "row 3"
+    assert err.row["blob"] == "x" * 60 + "…"  # long values are cut in the message and row
+    assert "no text" in str(err) and "on_bad_row='drop'" in str(err)

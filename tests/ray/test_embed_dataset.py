@@ -177,7 +177,7 @@ def test_a_row_without_text_raises_a_named_error(fake_servers: list[FakeEmbeddin
 @pytest.mark.servers(1)
 def test_a_text_that_is_not_a_string_names_the_row(fake_servers: list[FakeEmbeddingServer]) -> None:
     out = embed_dataset(_dataset(10), "id", base_url=fake_servers[0].base_url)
-    with pytest.raises(InvalidRowError, match=r"type int, not a string, in column 'id'"):
+    with pytest.raises(InvalidRowError, match=r"type int in column 'id', not a string"):
         out.materialize()
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 
-from vllm_embed import ConfigValueError, EmbeddingClient, InvalidRowError
+from vllm_embed import ConfigValueError, EmbeddingClient
+from vllm_embed.adapters import bad_row_error, vectors_to_arrow
 
 if TYPE_CHECKING:
     import ray.data
@@ -21,52 +21,6 @@ OnBadRow = Literal["raise", "drop"]
 #: Rows per actor call. The actor's client splits them into requests of its own
 #: ``batch_size`` (256) and sends up to ``max_concurrency`` (8) at once.
 DEFAULT_BATCH_SIZE = 2048
-_PREVIEW_CHARS = 60
-_PREVIEW_COLUMNS = 8
-
-
-def vectors_to_arrow(vectors: npt.NDArray[np.float32], dim: int) -> pa.ExtensionArray:
-    """The vectors as Arrow's canonical fixed-shape tensor column
-    (``arrow.fixed_shape_tensor``, shape ``[dim]``, float32) over their own buffer.
-
-    Its storage is ``fixed_size_list<float>[dim]`` (what Parquet holds and other readers
-    see); Ray Data hands it to ``batch_format="numpy"`` code as one 2-D float32 array.
-    No float becomes a Python object.
-    """
-    flat = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1)
-    storage = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), dim)
-    return pa.ExtensionArray.from_storage(pa.fixed_shape_tensor(pa.float32(), [dim]), storage)
-
-
-def _preview(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > _PREVIEW_CHARS:
-        return value[:_PREVIEW_CHARS] + "…"
-    if isinstance(value, bytes) and len(value) > _PREVIEW_CHARS:
-        return value[:_PREVIEW_CHARS] + b"..."
-    if isinstance(value, list | tuple) and len(value) > 8:
-        return [*value[:8], "…"]
-    return value
-
-
-def bad_row_error(
-    row: dict[str, Any], column: str, *, location: str | None = None
-) -> InvalidRowError:
-    """The :class:`~vllm_embed.InvalidRowError` for a row whose text is unusable."""
-    value = row.get(column)
-    shown = {k: _preview(v) for k, v in list(row.items())[:_PREVIEW_COLUMNS]}
-    what = (
-        "no text (null)"
-        if value is None
-        else f"a value of type {type(value).__name__}, not a string,"
-    )
-    where = f" at {location}" if location else ""
-    return InvalidRowError(
-        f"Row{where} has {what} in column {column!r}: {shown!r}. Fix or remove the row, "
-        "or pass on_bad_row='drop' (CLI: --on-bad-row drop) to leave such rows out.",
-        row=shown,
-        column=column,
-        location=location,
-    )
 
 
 def _client_kwargs(base_url: Any, client_options: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,10 @@ everything such a wrapper needs, so no adapter imports a private ``vllm_embed._*
   batch call).
 - :data:`API_KEY_ENV_VARS` / :data:`BASE_URL_ENV_VARS`: the environment variables the
   core reads for the key and the URL, in order (for an adapter's own field defaults).
+- :func:`vectors_to_arrow` (vectors -> Arrow fixed-shape tensor column) and
+  :func:`bad_row_error` (the named error for a row without usable text): what the
+  ``vllm-embed embed`` job uses, for dataset integrations (Ray Data). pyarrow is imported
+  when ``vectors_to_arrow`` is called, never by importing this module.
 
 Example::
 
@@ -51,6 +55,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, cast
 
 from vllm_embed._async_client import AsyncEmbeddingClient
 from vllm_embed._client import EmbeddingClient
+from vllm_embed._embed_job import bad_row_error, vectors_to_arrow
 from vllm_embed._errors import InvalidInputError
 from vllm_embed._settings import API_KEY_ENV_VARS, BASE_URL_ENV_VARS
 from vllm_embed._types import RetryPolicy
@@ -63,7 +68,9 @@ __all__ = [
     "LazyClientsMixin",
     "adapter_client_kwargs",
     "adapter_fields_from_config",
+    "bad_row_error",
     "require_text_list",
+    "vectors_to_arrow",
 ]
 
 #: The client's keyword arguments, or a function returning them (read at build time,
