@@ -5,40 +5,18 @@ The stores themselves are made by the real libraries in ``migrate_stores.py``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-import httpx
 import pytest
 import respx
 
-from vllm_embed import EmbeddingClient, RetryPolicy
-from vllm_embed_testing.pytest_plugin import clean_env, fake_vllm  # noqa: F401 (clean_env: autouse)
-from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, mount
-
-
-@pytest.fixture
-def failing_after() -> Callable[[respx.Route, int], None]:
-    """Make ``route`` refuse connections once it has embedded ``n`` texts (answered 200)."""
-
-    def install(route: respx.Route, n: int) -> None:
-        answer = route.side_effect
-        assert callable(answer)
-        sent = {"texts": 0}
-
-        def side_effect(request: httpx.Request) -> httpx.Response:
-            embeddings = request.url.path.endswith("/embeddings")
-            batch = json.loads(request.content)["input"] if embeddings else []
-            if sent["texts"] + len(batch) > n:
-                raise httpx.ConnectError("connection refused", request=request)
-            response: httpx.Response = answer(request)
-            if response.status_code == 200:
-                sent["texts"] += len(batch)
-            return response
-
-        route.side_effect = side_effect
-
-    return install
+from vllm_embed_testing.pytest_plugin import (  # noqa: F401 (fixtures; clean_env: autouse)
+    clean_env,
+    failing_after,
+    fake_vllm,
+)
+from vllm_embed_testing.pytest_plugin import fake_vllm_client as client  # noqa: F401
+from vllm_embed_testing.respx_vllm import mount
 
 
 @pytest.fixture
@@ -46,10 +24,3 @@ def old_vllm() -> Iterator[respx.Route]:
     """Like vLLM before 0.11: no ``bytes`` encoding, so the client negotiates down to base64."""
     with respx.mock(assert_all_called=False) as router:
         yield mount(router, encodings=["float", "base64"])
-
-
-@pytest.fixture
-def client() -> Iterator[EmbeddingClient]:
-    """A client for the fake server; no retries so fault tests stay fast."""
-    with EmbeddingClient(BASE_URL, api_key=API_KEY, retry=RetryPolicy(max_attempts=1)) as c:
-        yield c
