@@ -9,6 +9,7 @@ is a clear error that does not show the key.
 from __future__ import annotations
 
 import runpy
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,28 @@ class TestVLLMEmbeddingsIntegration(EmbeddingsIntegrationTests):
         }
 
 
-def _embeddings(server: LiveServer, **kwargs: Any) -> VLLMEmbeddings:
-    return VLLMEmbeddings(
-        base_url=server.base_url, api_key=server.api_key, model=server.model, **kwargs
-    )
+@pytest.fixture
+def make_embeddings() -> Iterator[Callable[..., VLLMEmbeddings]]:
+    """``make_embeddings(server, **fields)``: a VLLMEmbeddings whose sync client is closed
+    after the test (users need not close one: a collected one closes its sockets)."""
+    made: list[VLLMEmbeddings] = []
+
+    def factory(server: LiveServer, **kwargs: Any) -> VLLMEmbeddings:
+        fields = {"base_url": server.base_url, "api_key": server.api_key, "model": server.model}
+        emb = VLLMEmbeddings(**{**fields, **kwargs})
+        made.append(emb)
+        return emb
+
+    yield factory
+    for emb in made:
+        emb.close()
 
 
-def test_vectors_are_the_core_clients(vllm_server: LiveServer) -> None:
+def test_vectors_are_the_core_clients(
+    make_embeddings: Callable[..., VLLMEmbeddings], vllm_server: LiveServer
+) -> None:
     texts = [text for _, text in DEMO_CORPUS[:10]]
-    emb = _embeddings(vllm_server)
+    emb = make_embeddings(vllm_server)
     with EmbeddingClient(vllm_server.base_url, api_key=vllm_server.api_key) as core:
         expected = core.embed_documents(texts)
         query = core.embed_query("Which planet is the biggest?")
@@ -65,8 +79,10 @@ def test_vectors_are_the_core_clients(vllm_server: LiveServer) -> None:
     np.testing.assert_allclose(emb.embed_query("Which planet is the biggest?"), query, atol=1e-5)
 
 
-async def test_async_matches_sync(vllm_server: LiveServer) -> None:
-    emb = _embeddings(vllm_server)
+async def test_async_matches_sync(
+    make_embeddings: Callable[..., VLLMEmbeddings], vllm_server: LiveServer
+) -> None:
+    emb = make_embeddings(vllm_server)
     texts = [text for _, text in DEMO_CORPUS]
     sync = np.array(emb.embed_documents(texts))
     concurrent = np.array(await emb.aembed_documents(texts))
@@ -74,8 +90,10 @@ async def test_async_matches_sync(vllm_server: LiveServer) -> None:
     await emb.aclose()
 
 
-def test_in_memory_vector_store_retrieval(vllm_server: LiveServer) -> None:
-    store = InMemoryVectorStore(_embeddings(vllm_server))
+def test_in_memory_vector_store_retrieval(
+    make_embeddings: Callable[..., VLLMEmbeddings], vllm_server: LiveServer
+) -> None:
+    store = InMemoryVectorStore(make_embeddings(vllm_server))
     store.add_texts(
         [text for _, text in DEMO_CORPUS], metadatas=[{"topic": t} for t, _ in DEMO_CORPUS]
     )
@@ -84,22 +102,28 @@ def test_in_memory_vector_store_retrieval(vllm_server: LiveServer) -> None:
         assert best.metadata["topic"] == query.topic, (query.text, best.page_content)
 
 
-def test_long_input_is_truncated_not_refused(vllm_server: LiveServer) -> None:
-    vectors = _embeddings(vllm_server).embed_documents([thousand_word_text(), "short"])
+def test_long_input_is_truncated_not_refused(
+    make_embeddings: Callable[..., VLLMEmbeddings], vllm_server: LiveServer
+) -> None:
+    vectors = make_embeddings(vllm_server).embed_documents([thousand_word_text(), "short"])
     assert len(vectors) == 2 and len(vectors[0]) == DIM
     assert abs(float(np.linalg.norm(vectors[0])) - 1.0) < 1e-3
 
 
-def test_wrong_key_is_a_clear_error_without_the_key(vllm_server: LiveServer) -> None:
+def test_wrong_key_is_a_clear_error_without_the_key(
+    make_embeddings: Callable[..., VLLMEmbeddings], vllm_server: LiveServer
+) -> None:
     wrong = "sk-definitely-wrong-0000"
     with pytest.raises(AuthenticationError) as info:
-        VLLMEmbeddings(base_url=vllm_server.base_url, api_key=wrong).embed_query("x")
+        make_embeddings(vllm_server, api_key=wrong, model=None).embed_query("x")
     assert wrong not in str(info.value)
     assert vllm_server.api_key not in str(info.value)
 
 
-def test_bad_input_and_empty_list(vllm_server: LiveServer) -> None:
-    emb = _embeddings(vllm_server)
+def test_bad_input_and_empty_list(
+    make_embeddings: Callable[..., VLLMEmbeddings], vllm_server: LiveServer
+) -> None:
+    emb = make_embeddings(vllm_server)
     assert emb.embed_documents([]) == []
     with pytest.raises(InvalidInputError):
         emb.embed_documents(["fine", None])  # type: ignore[list-item]
