@@ -3,8 +3,10 @@ without a record is probed (stored vectors against fresh ones)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from click.testing import CliRunner
-from conftest import NEW_DIM, lightrag_tables, sql
+from conftest import NEW_DIM, OLD_DIM, corpus, lightrag_tables, sql
 
 from vllm_embed.cli import main
 from vllm_embed_testing.fake_server import FakeEmbeddingServer, fake_vector
@@ -12,8 +14,9 @@ from vllm_embed_testing.fake_server import FakeEmbeddingServer, fake_vector
 CHUNKS = "lightrag_vdb_chunks"
 
 
-def doctor(url: str, fake: FakeEmbeddingServer) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["doctor", "--base-url", fake.base_url, "--store", url])
+def doctor(url: str, fake: FakeEmbeddingServer, *extra: str) -> tuple[int, str]:
+    args = ["doctor", "--base-url", fake.base_url, "--store", url, *extra]
+    result = CliRunner().invoke(main, args)
     return result.exit_code, result.output
 
 
@@ -50,3 +53,28 @@ def test_unrecorded_table_is_probed(db: str, fake: FakeEmbeddingServer) -> None:
     code, out = doctor(db, fake)
     assert code == 0, out
     assert "no recorded space; 8 stored texts re-embedded: mean cosine 1.0000" in out
+
+
+def test_collection_picks_one_langchain_collection(
+    db: str, fake: FakeEmbeddingServer, run_app: Any
+) -> None:
+    """``--collection`` with a Postgres store: only that LangChain collection's check."""
+    collections = {"a": corpus(12, "alpha"), "b": corpus(12, "beta")}
+    run_app("lc_create", url=db, collections=collections, dim=OLD_DIM, typed=False)
+    args = ["migrate", db, "--base-url", fake.base_url, "--collection", "a", "-y"]
+    migrated = CliRunner().invoke(main, args)
+    assert migrated.exit_code == 0, migrated.output
+
+    code, out = doctor(db, fake)  # a: the recorded space; b: no record, probed
+    assert code == 0, out
+    lines = [line for line in out.splitlines() if "langchain_pg_embedding" in line]
+    assert any("[a]" in line and "recorded model 'fake-model'" in line for line in lines), out
+    assert any("[b]" in line and "no recorded space" in line for line in lines), out
+
+    code, out = doctor(db, fake, "--collection", "a")
+    assert code == 0, out
+    assert "[a]" in out and "[b]" not in out
+
+    code, out = doctor(db, fake, "--collection", "nope")
+    assert code == 1 and "no LangChain collection 'nope'" in out
+    assert ":" + db.split(":")[2].split("@")[0] + "@" not in out  # password never printed
