@@ -387,6 +387,20 @@ def _skipped(names: tuple[str, ...], reason: str) -> list[Check]:
     return [Check(n, "skip", reason) for n in names]
 
 
+def _doctor_client(cfg: EmbedConfig, url: str, timeout: float) -> EmbeddingClient:
+    """The config's client for ``url`` with retries off and ``timeout`` per request (a dead
+    server fails fast): what every doctor check talks through."""
+    from vllm_embed._client import EmbeddingClient  # lazy: keeps --help fast
+    from vllm_embed._types import RetryPolicy, Timeout
+
+    return EmbeddingClient.from_config(
+        cfg,
+        base_url=url,
+        retry=RetryPolicy.none(),
+        timeout=Timeout(total=timeout, connect=min(timeout, C.DEFAULT_TIMEOUT_CONNECT)),
+    )
+
+
 def run_checks(
     cfg: EmbedConfig, *, timeout: float = 10.0, section: str | None = None
 ) -> list[Check]:
@@ -394,17 +408,9 @@ def run_checks(
 
     Retries are off and ``timeout`` bounds each request, so a dead server fails fast.
     """
-    from vllm_embed._client import EmbeddingClient  # lazy: keeps --help fast
-    from vllm_embed._types import RetryPolicy, Timeout
-
     checks: list[Check] = []
     for url in cfg.base_urls:
-        with EmbeddingClient.from_config(
-            cfg,
-            base_url=url,
-            retry=RetryPolicy.none(),
-            timeout=Timeout(total=timeout, connect=min(timeout, C.DEFAULT_TIMEOUT_CONNECT)),
-        ) as client:
+        with _doctor_client(cfg, url, timeout) as client:
             checks.extend(_endpoint_checks(client, mask_url(url), cfg, section))
     return checks
 
@@ -455,9 +461,7 @@ def check_store(
     names one: collections of one directory can be in different spaces. The store is
     read once; each collection keeps its own record and probe sample.
     """
-    from vllm_embed._client import EmbeddingClient
     from vllm_embed._errors import StoreError
-    from vllm_embed._types import RetryPolicy, Timeout
     from vllm_embed.migrate import PickleConsentError, open_store, read_sidecar, space_of_client
     from vllm_embed.migrate.chroma import ChromaStore
 
@@ -483,13 +487,7 @@ def check_store(
             parts = [(collection, store)]
     if not cfg.base_urls:
         return [Check(name, "skip", "no server configured")]
-    kwargs = cfg.client_kwargs()
-    kwargs.update(
-        base_url=cfg.base_urls[0],
-        retry=RetryPolicy.none(),
-        timeout=Timeout(total=timeout, connect=min(timeout, C.DEFAULT_TIMEOUT_CONNECT)),
-    )
-    with EmbeddingClient(**kwargs) as client:
+    with _doctor_client(cfg, cfg.base_urls[0], timeout) as client:
         try:
             live = space_of_client(client)
         except VLLMEmbedError as exc:
@@ -592,20 +590,12 @@ def check_postgres_store(cfg: EmbedConfig, url: str, *, timeout: float = 10.0) -
     The space recorded by ``vllm-embed migrate`` (column comment, ``vllm_embed_spaces``)
     against the server's, or a probe of a few stored rows when none is recorded.
     """
-    from vllm_embed._client import EmbeddingClient
     from vllm_embed._errors import StoreError
-    from vllm_embed._types import RetryPolicy, Timeout
     from vllm_embed.cli._postgres import store_checks
 
     if not cfg.base_urls:
         return [Check("store space", "skip", "no server configured")]
-    kwargs = cfg.client_kwargs()
-    kwargs.update(
-        base_url=cfg.base_urls[0],
-        retry=RetryPolicy.none(),
-        timeout=Timeout(total=timeout, connect=min(timeout, C.DEFAULT_TIMEOUT_CONNECT)),
-    )
-    with EmbeddingClient(**kwargs) as client:
+    with _doctor_client(cfg, cfg.base_urls[0], timeout) as client:
         try:
             return store_checks(url, client)
         except StoreError as exc:

@@ -166,9 +166,7 @@ def _span_at_expected_end(
         return None
     if not isinstance(after, dict) or key in after or set(before) & set(after):
         return None
-    tail = edge[:-1].rstrip(b"=")
-    padding = len(edge) - 1 - len(tail)
-    shaped = length % 4 == 0 and padding <= 2 and b"=" not in tail
+    shaped = _base64_shaped(length, edge[:-1])
     return {**before, key: None, **after}, Base64Span(path, start, end), shaped
 
 
@@ -219,12 +217,15 @@ def _scan_string(f: IO[bytes], start: int) -> tuple[int, bool]:
             end = offset + quote
             break
         offset += size
-    length = end - start
     f.seek(max(start, end - 3))
-    tail = f.read(end - max(start, end - 3)).rstrip(b"=")
-    padding = min(3, length) - len(tail)
-    shaped = length % 4 == 0 and padding <= 2 and b"=" not in tail
-    return end, shaped
+    return end, _base64_shaped(end - start, f.read(end - max(start, end - 3)))
+
+
+def _base64_shaped(length: int, last: bytes) -> bool:
+    """Whether a string of ``length`` ending in ``last`` (its last three characters, or all
+    of a shorter one) has the shape of base64: a multiple of 4, at most two final ``=``."""
+    tail = last.rstrip(b"=")
+    return length % 4 == 0 and len(last) - len(tail) <= 2 and b"=" not in tail
 
 
 def _not_base64(span: Base64Span) -> StoreFormatError:
@@ -304,6 +305,27 @@ class Base64Writer:
         if self._pending:
             self._out.write(binascii.b2a_base64(self._pending, newline=False))
             self._pending = b""
+
+
+class SyncEvery:
+    """``fdatasync`` an open file every ``every`` bytes written to it (`wrote`), so the
+    final fsync of a file written over minutes has only the last few MiB to flush."""
+
+    def __init__(self, file: IO[bytes], every: int = 64 * 1024 * 1024) -> None:
+        self._file = file
+        self._every = every
+        self._unsynced = 0
+
+    def wrote(self, nbytes: int) -> None:
+        self._unsynced += nbytes
+        if self._unsynced >= self._every:
+            self._file.flush()
+            _datasync(self._file.fileno())
+            self._unsynced = 0
+
+
+#: ``fdatasync`` where the OS has it (not macOS), else ``fsync``.
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def fsync_file(path: Path) -> None:

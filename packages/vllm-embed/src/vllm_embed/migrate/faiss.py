@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import pickle
 import re
 import struct
@@ -42,7 +41,7 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
-from ._jsonio import load_json
+from ._jsonio import SyncEvery, load_json
 from ._store import F32Matrix, Rows, RowWriter, Store, check_rows, copy_file, gc_paused
 
 __all__ = [
@@ -220,6 +219,17 @@ class FaissIndexStore(Store):
             return _FlatFileWriter(self, header, out)
         return _FaissWriter(self, index, out)
 
+    def _stored_rows(self, block: F32Matrix) -> F32Matrix:
+        """``block`` as the new index holds it: contiguous float32, L2-normalised when the
+        old rows were unit vectors. The first row is kept for the self-search check."""
+        block = np.ascontiguousarray(block, dtype="<f4")
+        if self.unit_rows:
+            block = block.copy()
+            _faiss().normalize_L2(block)
+        if self._first_row is None and len(block):
+            self._first_row = block[:1].copy()
+        return block
+
     def _train(self, index: Any, rows: Rows) -> None:
         faiss = _faiss()
         matrix = np.fromfile(rows.path, dtype="<f4", count=rows.count * rows.dim)
@@ -297,13 +307,7 @@ class _FaissWriter(RowWriter):
         block, rest = joined[:count], joined[count:]
         self._pending = [rest] if len(rest) else []
         self._pending_rows = len(rest)
-        block = np.ascontiguousarray(block, dtype=np.float32)
-        if self._store.unit_rows:
-            block = block.copy()
-            _faiss().normalize_L2(block)
-        if self._store._first_row is None and len(block):
-            self._store._first_row = block[:1].copy()
-        self._index.add(block)
+        self._index.add(self._store._stored_rows(block))
 
     def finish(self) -> None:
         if self._pending_rows:
@@ -317,32 +321,22 @@ class _FlatFileWriter(RowWriter):
     rows were unit vectors), ``fdatasync`` every 64 MiB. ``faiss.read_index`` checks it
     with the rest of the new store."""
 
-    _SYNC_BYTES = 64 * 1024 * 1024
-
     def __init__(self, store: FaissIndexStore, header: bytes, out: Path) -> None:
         self._store = store
         self._header = header
         self._out = out
         self._file: Any = None
-        self._unsynced = 0
+        self._sync: Any = None
 
     def begin(self) -> None:
         self._file = open(self._out, "wb")  # noqa: SIM115 - closed by finish/abort
         self._file.write(self._header)
+        self._sync = SyncEvery(self._file)
 
     def add(self, block: F32Matrix) -> None:
-        block = np.ascontiguousarray(block, dtype="<f4")
-        if self._store.unit_rows:
-            block = block.copy()
-            _faiss().normalize_L2(block)
-        if self._store._first_row is None and len(block):
-            self._store._first_row = block[:1].copy()
-        self._file.write(block.tobytes())
-        self._unsynced += block.nbytes
-        if self._unsynced >= self._SYNC_BYTES:
-            self._file.flush()
-            _datasync(self._file.fileno())
-            self._unsynced = 0
+        rows = self._store._stored_rows(block)
+        self._file.write(rows.tobytes())
+        self._sync.wrote(rows.nbytes)
 
     def finish(self) -> None:
         file, self._file = self._file, None
@@ -407,9 +401,6 @@ def _flat_header(index: Any, count: int, dim: int) -> bytes | None:
     if header(1) != one[:size] or header(2) != two[:size]:
         return None
     return header(count)
-
-
-_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def _read_mapped(faiss: Any, path: Path) -> Any:

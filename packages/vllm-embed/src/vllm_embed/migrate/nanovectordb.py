@@ -28,7 +28,6 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import re
 import zlib
 from collections import Counter
@@ -40,7 +39,7 @@ import numpy as np
 
 from vllm_embed._errors import StoreFormatError
 
-from ._jsonio import Base64Span, Base64Writer, iter_f32_rows_b64
+from ._jsonio import Base64Span, Base64Writer, SyncEvery, iter_f32_rows_b64
 from ._space import SPACE_KEY, EmbeddingSpace, read_sidecar
 from ._store import F32Matrix, Rows, RowWriter, Store, check_rows, l2_normalise, row_norms
 
@@ -168,11 +167,7 @@ class NanoVectorDBStore(Store):
             if not np.allclose(norms, 1.0, atol=_NORM_TOLERANCE):
                 raise StoreFormatError(f"{where}: matrix rows are not L2-normalised")
             done += len(block)
-        for i, record in enumerate(written._records):
-            if "vector" in record:
-                vec = decode_lightrag_vector(record["vector"])
-                if vec.shape != (dim,) or not np.isfinite(vec).all():
-                    raise StoreFormatError(f"{where}: record {i} has a bad `vector` field")
+        _check_lightrag_vectors(where, written._records, dim)
 
     #: nano-vectordb's own reader gives the ids, dimension and rows to check: one read.
     library_check_is_complete = True
@@ -225,11 +220,7 @@ class NanoVectorDBStore(Store):
             if not np.isfinite(norms).all():
                 bad = start + int(np.argmin(np.isfinite(norms)))
                 raise StoreFormatError(f"{where}: row {bad} is zero, NaN or inf")
-        for i, record in enumerate(records):
-            if "vector" in record:
-                vec = decode_lightrag_vector(record["vector"])
-                if vec.shape != (dim,) or not np.isfinite(vec).all():
-                    raise StoreFormatError(f"{where}: record {i} has a bad `vector` field")
+        _check_lightrag_vectors(where, records, dim)
         out: F32Matrix = matrix
         return out
 
@@ -352,6 +343,15 @@ def _text_of(record: dict[str, Any], field: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _check_lightrag_vectors(where: str, records: list[dict[str, Any]], dim: int) -> None:
+    """LightRAG's per-record ``vector`` fields, where present: ``dim`` finite values."""
+    for i, record in enumerate(records):
+        if "vector" in record:
+            vec = decode_lightrag_vector(record["vector"])
+            if vec.shape != (dim,) or not np.isfinite(vec).all():
+                raise StoreFormatError(f"{where}: record {i} has a bad `vector` field")
+
+
 def _with_lightrag_vectors(records: list[dict[str, Any]], rows: Rows) -> list[dict[str, Any]]:
     out = []
     for record, row in zip(records, rows.rows(), strict=True):
@@ -383,7 +383,7 @@ class _NanoWriter(RowWriter):
         self._before, self._after = items[:at], items[at + 1 :]
         self._file: BinaryIO | None = None
         self._matrix: Base64Writer | None = None
-        self._unsynced = 0
+        self._sync: SyncEvery | None = None
 
     def begin(self) -> None:
         f = self._file = open(self._out, "wb")  # noqa: SIM115 - closed by finish/abort
@@ -399,6 +399,7 @@ class _NanoWriter(RowWriter):
             f.write(b", ")
         f.write(_dumps("matrix") + b': "')
         self._matrix = Base64Writer(f)
+        self._sync = SyncEvery(f)
 
     def _write_records(self, f: BinaryIO) -> None:
         f.write(b"[")
@@ -408,19 +409,11 @@ class _NanoWriter(RowWriter):
             f.write(b", " + piece if start else piece)
         f.write(b"]")
 
-    #: Bytes written between two ``fdatasync`` calls in the background thread, so the
-    #: engine's final fsync has only the last few MiB to flush, not the whole file.
-    _SYNC_BYTES = 64 * 1024 * 1024
-
     def add(self, block: F32Matrix) -> None:
-        assert self._file is not None and self._matrix is not None, "begin() first"
+        assert self._sync is not None and self._matrix is not None, "begin() first"
         data = l2_normalise(block).astype("<f4", copy=False).tobytes()
         self._matrix.write(data)
-        self._unsynced += len(data) * 4 // 3
-        if self._unsynced >= self._SYNC_BYTES:
-            self._file.flush()
-            _datasync(self._file.fileno())
-            self._unsynced = 0
+        self._sync.wrote(len(data) * 4 // 3)
 
     def finish(self) -> None:
         assert self._file is not None and self._matrix is not None, "begin() first"
@@ -475,7 +468,3 @@ def _quiet_nano_vectordb() -> Iterator[Any]:
         yield nano_vectordb
     finally:
         logger.setLevel(level)
-
-
-#: ``fdatasync`` where the OS has it (not macOS), else ``fsync``.
-_datasync = getattr(os, "fdatasync", os.fsync)
