@@ -239,10 +239,17 @@ def _install_everything(session: nox.Session) -> None:
     )
 
 
+#: Adapter packages (and their frameworks) whose live-vLLM tests run in the contract
+#: session, beside the ones `_install_everything` brings. One entry per adapter.
+CONTRACT_EXTRAS: tuple[str, ...] = ()
+
+
 @nox.session(python=PYTHONS[0])
 def contract(session: nox.Session) -> None:
     """Everything against a live vLLM CPU server the session starts (never skips)."""
     _install_everything(session)
+    if CONTRACT_EXTRAS:
+        session.install(*CONTRACT_EXTRAS)
     _pytest(session, "tests/contract", network=True)
 
 
