@@ -114,7 +114,7 @@ class FakeServerConfig:
 
     dim: int = 384
     model: str = "fake-model"
-    encodings: list[str] = field(default_factory=lambda: ["float", "base64", "bytes"])
+    encodings: list[str] = field(default_factory=lambda: ["float", "base64", "bytes", "bytes_only"])
     api_key: str | None = None
     rate_limit: float | None = None
     max_model_len: int = 512

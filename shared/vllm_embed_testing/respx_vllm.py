@@ -118,7 +118,7 @@ class FakeServer:
     dim: int = 8
     model: str = "fake-model"
     models: Sequence[str] | None = None
-    encodings: Sequence[str] = ("float", "base64", "bytes")
+    encodings: Sequence[str] = ("float", "base64", "bytes", "bytes_only")
     max_model_len: int | None = 64
     api_key: str | None = None
     matryoshka: bool = False

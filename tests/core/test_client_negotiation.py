@@ -1,4 +1,5 @@
-"""Encoding negotiation per endpoint: bytes > base64 > float, remembered, never re-asked."""
+"""Encoding negotiation per endpoint: bytes > bytes_only > base64 > float, remembered, never
+re-asked."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ def _asked(srv: FakeServer) -> list[str]:
     ("supported", "first_call", "settled"),
     [
         (("float", "base64", "bytes"), ["bytes"], "bytes"),
-        (("float", "base64"), ["bytes", "base64"], "base64"),  # vLLM 0.11, OpenAI
-        (("float",), ["bytes", "base64", "float"], "float"),  # TEI, Ollama
+        (("float", "base64", "bytes_only"), ["bytes", "bytes_only"], "bytes_only"),
+        (("float", "base64"), ["bytes", "bytes_only", "base64"], "base64"),  # vLLM 0.11, OpenAI
+        (("float",), ["bytes", "bytes_only", "base64", "float"], "float"),  # TEI, Ollama
     ],
 )
 def test_falls_back_and_remembers(router, make_client, supported, first_call, settled) -> None:
@@ -41,8 +43,10 @@ def test_server_that_ignores_encoding_format(router, make_client) -> None:
     np.testing.assert_allclose(c.embed(TEXTS), expected(TEXTS, 8), rtol=1e-6)
     c.embed(TEXTS)
     c.embed(TEXTS)
-    # bytes answered with JSON floats: bytes is dropped, then base64 likewise, then float.
-    assert _asked(srv) == ["bytes", "base64", "float"]
+    c.embed(TEXTS)
+    # bytes answered with JSON floats: bytes is dropped, then bytes_only and base64
+    # likewise, then float.
+    assert _asked(srv) == ["bytes", "bytes_only", "base64", "float"]
 
 
 def test_encoding_is_remembered_per_endpoint(router, make_client) -> None:
@@ -52,8 +56,8 @@ def test_encoding_is_remembered_per_endpoint(router, make_client) -> None:
     for _ in range(3):
         c.embed(["x", "y"])
     assert set(_asked(new)) == {"bytes"}
-    assert _asked(old)[0] == "bytes" and set(_asked(old)[1:]) == {"base64"}
-    assert _asked(old).count("bytes") == 1
+    assert _asked(old)[:2] == ["bytes", "bytes_only"] and set(_asked(old)[2:]) == {"base64"}
+    assert _asked(old).count("bytes") == 1 and _asked(old).count("bytes_only") == 1
     assert c.stats.encodings == {new.url: "bytes", old.url: "base64"}
 
 

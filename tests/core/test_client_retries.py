@@ -27,7 +27,7 @@ def _fail(status: int, headers: dict[str, str] | None = None, body: object = Non
     )
 
 
-@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 503, 504])
 def test_retryable_statuses_are_retried(router, make_client, status) -> None:
     srv = FakeServer(router)
     srv.hooks[0] = _fail(status)
@@ -39,7 +39,37 @@ def test_retryable_statuses_are_retried(router, make_client, status) -> None:
     assert c.sleeps == [0.01, 0.02]  # exponential backoff
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
+def test_502_in_two_encodings_is_the_servers_and_retried(router, make_client) -> None:
+    # A 502 to `bytes` may be a proxy refusing its header: `bytes_only` is asked at once.
+    # Refused again, the 502 is the server's (behind the proxy): `bytes` is restored and
+    # the ordinary retries take over, with backoff.
+    srv = FakeServer(router)
+    srv.hooks[0] = _fail(502)
+    srv.hooks[1] = _fail(502)
+    srv.hooks[2] = _fail(502)
+    c = make_client(srv.url, model="fake-model", retry=FAST)
+    np.testing.assert_allclose(c.embed(["a"]), expected(["a"], 8), rtol=1e-6)
+    asked = [r["encoding_format"] for r in srv.embed_requests]
+    assert asked == ["bytes", "bytes_only", "bytes", "bytes_only"]
+    assert c.stats.retries == 1 and c.sleeps == [0.01]
+    assert c.stats.encodings == {srv.url: "bytes_only"}
+
+
+@pytest.mark.parametrize("status", [413, 431])
+def test_413_431_refused_in_every_encoding_are_final(router, make_client, status) -> None:
+    srv = FakeServer(router)
+    srv.hooks[0] = _fail(status, body={"error": {"message": "nope"}})
+    srv.hooks[1] = _fail(status, body={"error": {"message": "nope"}})
+    c = make_client(srv.url, model="fake-model", retry=FAST)
+    with pytest.raises(APIStatusError) as info:
+        c.embed(["a"])
+    assert info.value.status_code == status
+    # Asked once more in the next binary encoding (a proxy's limit?), then final.
+    assert [r["encoding_format"] for r in srv.embed_requests] == ["bytes", "bytes_only"]
+    assert c.sleeps == []
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
 def test_other_4xx_are_never_retried(router, make_client, status) -> None:
     srv = FakeServer(router)
     srv.hooks[0] = _fail(status, body={"error": {"message": "nope"}})

@@ -51,9 +51,11 @@ EXPECTED = {
     "ServerStartError",
     "StoreError",
     "StoreFormatError",
+    "TLSCertificateError",
     "Timeout",
     "UnknownConfigKeyWarning",
     "VLLMEmbedError",
+    "VectorWidthError",
     "__version__",
     "load_config",
 }

@@ -177,16 +177,19 @@ def test_encoding_state_only_shrinks() -> None:
     assert state.current("u") == "bytes"
     state.reject("bytes")
     state.reject("bytes")
+    assert state.current("u") == "bytes_only"
+    state.reject("bytes_only")
     assert state.current("u") == "base64"
     state.reject("base64")
     state.reject("float")
     with pytest.raises(EncodingNotSupportedError, match="encoding='auto'"):
         state.current("u")
-    assert state.rejected == ["bytes", "base64", "float"]
+    assert state.rejected == ["bytes", "bytes_only", "base64", "float"]
 
 
 def test_preference_for() -> None:
-    assert preference_for("auto") == ("bytes", "base64", "float")
+    assert preference_for("auto") == ("bytes", "bytes_only", "base64", "float")
+    assert preference_for("bytes_only") == ("bytes_only",)
     assert preference_for("float") == ("float",)
     with pytest.raises(ValueError, match="encoding"):
         preference_for("msgpack")

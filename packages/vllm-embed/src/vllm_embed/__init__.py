@@ -46,6 +46,8 @@ from vllm_embed._errors import (
     ServerStartError,
     StoreError,
     StoreFormatError,
+    TLSCertificateError,
+    VectorWidthError,
     VLLMEmbedError,
 )
 from vllm_embed._instructions import Instructions
@@ -96,9 +98,11 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py ch
     "ServerStartError",
     "StoreError",
     "StoreFormatError",
+    "TLSCertificateError",
     "Timeout",
     "UnknownConfigKeyWarning",
     "VLLMEmbedError",
+    "VectorWidthError",
     "__version__",
     "load_config",
 ]

@@ -29,6 +29,7 @@ from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._instructions import Instructions
 from vllm_embed._retry import Sleep
+from vllm_embed._tls import Verify, ssl_context
 from vllm_embed._transports import (
     AsyncHttpxTransport,
     AsyncLeanTransport,
@@ -80,6 +81,7 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         instructions: Instructions | str | None = "auto",
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
+        verify: Verify = True,
     ) -> None:
         """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
 
@@ -106,6 +108,7 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
             instructions=instructions,
             normalize=normalize,
             cache=cache,
+            verify=verify,
         )
         self._http_client = http_client
         self._owns_http = http_client is None
@@ -150,7 +153,9 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         if client is not None and (not self._owns_http or self._http_loop is loop):
             return client
         self._http_client = httpx.AsyncClient(
-            timeout=self._httpx_timeout(), limits=self._httpx_limits()
+            timeout=self._httpx_timeout(),
+                        limits=self._httpx_limits(),
+                        verify=ssl_context(self._verify),
         )
         self._http_loop = loop
         self._discovery_lock = None

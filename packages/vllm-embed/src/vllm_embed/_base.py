@@ -41,6 +41,7 @@ from vllm_embed._errors import (
     InvalidInputError,
     ModelNotFoundError,
     NoHealthyEndpointError,
+    VectorWidthError,
 )
 from vllm_embed._http_errors import error_from_response, is_dimensions_refused
 from vllm_embed._instructions import Instructions, resolve_instructions
@@ -52,6 +53,7 @@ from vllm_embed._retry import (
     retrying,
 )
 from vllm_embed._settings import client_kwargs_from_env
+from vllm_embed._tls import Verify, certificate_error, check_verify
 from vllm_embed._transports import Reply, Request
 from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 from vllm_embed._wire import (
@@ -63,6 +65,7 @@ from vllm_embed._wire import (
     parse_error_body,
     preference_for,
     rejects_encoding,
+    unframed_layout,
 )
 
 if TYPE_CHECKING:
@@ -73,13 +76,13 @@ __all__ = ["BaseEmbeddingClient", "EmbedPlan", "Kind", "Output", "Send", "Steps"
 logger = logging.getLogger("vllm_embed")
 
 Kind = Literal["raw", "query", "document"]
-Encoding = Literal["auto", "bytes", "base64", "float"]
+Encoding = Literal["auto", "bytes_only", "bytes", "base64", "float"]
 EmbedDType = Literal["float32", "float16"]
 Truncate = Literal["end", "error"]
 CountTruncated = Literal["exact", "estimate", "off"]
 
 #: from_config overrides passed to the client as they are (not config-file settings).
-_DIRECT_OVERRIDES = frozenset({"retry", "http_client", "count_truncated", "cache"})
+_DIRECT_OVERRIDES = frozenset({"retry", "http_client", "count_truncated", "cache", "verify"})
 
 
 T = TypeVar("T")
@@ -160,9 +163,11 @@ class BaseEmbeddingClient:
         max_concurrency: Requests in flight at once (default ``VLLM_EMBED_MAX_CONCURRENCY``,
             else 8; the sync client uses a small thread pool). Results always come back in
             input order.
-        encoding: ``"auto"`` negotiates vLLM ``bytes`` > ``base64`` > ``float`` per server
-            and remembers it; or force one.
-        embed_dtype: ``"float16"`` halves the transfer with vLLM's ``bytes`` encoding
+        encoding: ``"auto"`` negotiates vLLM ``bytes_only`` > ``bytes`` > ``base64`` >
+            ``float`` per server and remembers it; or force one. A proxy that refuses a
+            binary answer (nginx's 502 "upstream sent too big header", 413, 431) makes the
+            client ask the next encoding at once, and remember it for that server.
+        embed_dtype: ``"float16"`` halves the transfer with vLLM's binary encodings
             (results are still float32 arrays).
         dimensions: Matryoshka output size (default ``VLLM_EMBED_DIMENSIONS``), sent to the
             server. vLLM refuses it for models
@@ -194,6 +199,10 @@ class BaseEmbeddingClient:
             server; keys cover the served model (re-checked once per client with a probe
             vector), role, instruction, dimensions, normalisation, truncation and dtype.
             Default ``None``: no cache. ``VLLM_EMBED_CACHE`` / the config's ``cache``.
+        verify: TLS verification for ``https://`` URLs: ``True`` (default; honours
+            ``SSL_CERT_FILE``, ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE``), the path of a CA
+            bundle (a private CA), an ``ssl.SSLContext``, or ``False`` (off). A certificate
+            that does not verify raises :class:`~vllm_embed.TLSCertificateError` at once.
     """
 
     def __init__(
@@ -217,6 +226,7 @@ class BaseEmbeddingClient:
         instructions: Instructions | str | None = "auto",
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
+        verify: Verify = True,
     ) -> None:
         given = {
             "base_url": base_url,
@@ -250,9 +260,10 @@ class BaseEmbeddingClient:
                 "VLLM_EMBED_BASE_URL (or OPENAI_BASE_URL)."
             )
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
-        if encoding not in ("auto", "bytes", "base64", "float"):
+        if encoding != "auto" and encoding not in C.ENCODING_PREFERENCE:
             raise ConfigValueError(
-                f"encoding must be 'auto', 'bytes', 'base64' or 'float', got {encoding!r}"
+                "encoding must be 'auto', 'bytes_only', 'bytes', 'base64' or 'float', "
+                f"got {encoding!r}"
             )
         self._pool = EndpointPool(urls, preference_for(encoding))
 
@@ -309,6 +320,10 @@ class BaseEmbeddingClient:
         self._instructions_spec = instructions
         self._instructions: Instructions | None = None
         self._normalize = bool(normalize)
+        self._verify: Verify = check_verify(verify)
+        #: The row width this client's server answers with, learned from its first
+        #: answer; an answer of another width is a VectorWidthError.
+        self._wire_width: int | None = None
 
         self._headers = self._build_headers(headers)
         self._models: list[ModelInfo] | None = None
@@ -554,7 +569,7 @@ class BaseEmbeddingClient:
     def _request_body(
         self, ep: Endpoint, model: str, inputs: list[str], plan_tpt: int | None
     ) -> tuple[str, bytes]:
-        encoding = ep.encoding.current(ep.display_url)
+        encoding = ep.encoding.current(ep.display_url, len(inputs))
         dims = self._dimensions if ep.dimensions_supported is not False else None
         tpt = plan_tpt if ep.truncate_supported is not False else None
         body = build_body(
@@ -570,6 +585,10 @@ class BaseEmbeddingClient:
     def _transport_error(self, ep: Endpoint, exc: httpx.TransportError) -> APIConnectionError:
         """Translate an httpx failure (and mark the endpoint down when it did not connect)."""
         url = ep.display_url
+        if isinstance(exc, httpx.ConnectError):
+            tls = certificate_error(exc, url)
+            if tls is not None:
+                return tls
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             self._pool.mark_down(ep)
         if isinstance(exc, httpx.TimeoutException):
@@ -627,9 +646,28 @@ class BaseEmbeddingClient:
                 metadata_header=headers.get("metadata"),
                 n_inputs=n_inputs,
                 url=url,
+                embed_dtype=self._embed_dtype,
             )
         body = parse_error_body(response.content)
         request_id = response.headers.get("x-request-id")
+        if status in C.PROXY_REFUSAL_STATUSES:
+            if ep.encoding.set_aside(encoding, n_inputs):
+                raise Renegotiate  # sent before an earlier refusal moved this endpoint on
+            if ep.encoding.suspended:
+                # Refused the same way in the next encoding too: not the proxy's doing.
+                ep.encoding.restore()
+            elif ep.encoding.blocked(encoding, n_inputs, url):
+                logger.warning(
+                    "%s answered %s to encoding_format=%s for %d inputs (a proxy that does "
+                    "not pass it?); asking in %s instead",
+                    url,
+                    status,
+                    encoding,
+                    n_inputs,
+                    ep.encoding.current(url, n_inputs),
+                )
+                self.stats.add(proxy_refusals=1)
+                raise Renegotiate
         if rejects_encoding(status, body, encoding):
             logger.info("%s does not support encoding_format=%s; falling back", url, encoding)
             ep.encoding.reject(encoding)
@@ -679,6 +717,8 @@ class BaseEmbeddingClient:
         """The one place a batch's success is recorded: endpoint up, encoding, output."""
         url = ep.display_url
         self._pool.mark_up(ep)
+        if ep.encoding.suspended:
+            ep.encoding.confirm()
         if answered != asked:
             # The server ignored encoding_format: never ask it for that one again.
             logger.debug("%s ignored encoding_format=%s, answered %s", url, asked, answered)
@@ -751,7 +791,11 @@ class BaseEmbeddingClient:
         def request_for(ep: Endpoint) -> tuple[Request, tuple[str, _Placement | None]]:
             encoding, body = self._request_body(ep, model, inputs, tpt)
             self.stats.add(requests=1)
-            place = _Placement(out, start, n, ep.display_url) if encoding == "bytes" else None
+            place = (
+                _Placement(out, start, n, ep.display_url, unframed=self._embed_dtype == "float32")
+                if encoding in C.BINARY_ENCODINGS
+                else None
+            )
             return Request("POST", ep.embeddings_url, body, place), (encoding, place)
 
         def attempt() -> Steps[None]:
@@ -761,7 +805,8 @@ class BaseEmbeddingClient:
                 )
                 if reply.placed:  # the transport read the vectors straight into `out`
                     assert place is not None and place.layout is not None
-                    self._batch_done(ep, encoding, "bytes", place.layout.prompt_tokens, out)
+                    answered = "bytes" if place.framed else "bytes_only"
+                    self._batch_done(ep, encoding, answered, place.layout.prompt_tokens, out)
                     return
                 try:
                     decoded = self._handle_embed_response(ep, encoding, reply, n, model)
@@ -847,13 +892,16 @@ class BaseEmbeddingClient:
         self, plan: EmbedPlan, out: Output, truncated: list[int], model: str
     ) -> EmbedResult:
         """The result of a plan whose batches all landed in ``out``."""
-        vectors = self._postprocess(out.result(), out.url)
+        raw = out.result()
+        if self._wire_width is None and raw.shape[0]:
+            self._wire_width = int(raw.shape[1])
+        vectors = self._postprocess(raw, out.url)
         return self._result(
             vectors, truncated, out.prompt_tokens, model, exact=self._truncation_exact(plan)
         )
 
     def _output(self, n: int) -> Output:
-        return Output(n)
+        return Output(n, self._wire_width)
 
     def _postprocess(self, out: npt.NDArray[np.float32], url: str) -> npt.NDArray[np.float32]:
         """Client-side Matryoshka truncation and L2 normalisation (in place when possible)."""
@@ -979,8 +1027,10 @@ class Output:
     """The result array of one embed call, allocated when the first batch tells the
     dimension. Batches write their rows in place (thread-safe)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, width: int | None = None) -> None:
         self.n = n
+        #: The width the client's server answered with before (None: not known yet).
+        self.width = width
         self.array: npt.NDArray[np.float32] | None = None
         self.prompt_tokens = 0
         self.url = ""
@@ -990,12 +1040,21 @@ class Output:
         """The rows ``[start, end)`` of the result (allocating it on first use)."""
         array = self.array
         if array is None:
+            if self.width is not None and dim != self.width:
+                raise VectorWidthError(
+                    f"{url} returned {dim}-wide vectors where this client's earlier answers "
+                    f"were {self.width} wide. A gateway that ignores encoding_format (and "
+                    "re-reads the vectors) or a model swapped behind the URL does this; "
+                    "nothing was cached or written. Check what sits between the client and "
+                    "vLLM, or create a new client if the model changed on purpose.",
+                    url=url,
+                )
             with self._lock:
                 if self.array is None:
                     self.array = np.empty((self.n, dim), dtype=np.float32)
                 array = self.array
         if array.shape[1] != dim:
-            raise APIError(
+            raise VectorWidthError(
                 f"{url} returned {dim}-dimensional vectors where earlier batches had "
                 f"{array.shape[1]}. All base URLs must serve the same model.",
                 url=url,
@@ -1019,18 +1078,25 @@ class Output:
 
 
 class _Placement:
-    """``Request.place`` for a ``bytes`` batch: once the headers are in, the rows of
-    ``out`` to read the body into (when it is little-endian float32 in vLLM's usual
-    layout; see :func:`vllm_embed._wire.direct_layout`)."""
+    """``Request.place`` for a binary batch: once the headers are in, the rows of ``out``
+    to read the body into (when it is little-endian float32 in vLLM's usual layout, see
+    :func:`vllm_embed._wire.direct_layout`, or a ``bytes_only`` body of float32 rows when
+    ``unframed``: :func:`vllm_embed._wire.unframed_layout`)."""
 
-    __slots__ = ("layout", "n", "out", "start", "url")
+    __slots__ = ("framed", "layout", "n", "out", "start", "unframed", "url")
 
-    def __init__(self, out: Output, start: int, n: int, url: str) -> None:
+    def __init__(self, out: Output, start: int, n: int, url: str, *, unframed: bool) -> None:
         self.out, self.start, self.n, self.url = out, start, n, url
+        self.unframed = unframed
         self.layout: Layout | None = None
+        self.framed = True
 
     def __call__(self, headers: Mapping[str, str]) -> memoryview | None:
-        layout = direct_layout(headers.get("content-type", ""), headers.get("metadata"), self.n)
+        content_type, metadata = headers.get("content-type", ""), headers.get("metadata")
+        layout = direct_layout(content_type, metadata, self.n)
+        if layout is None and self.unframed:
+            layout = unframed_layout(content_type, metadata, headers.get("content-length"), self.n)
+            self.framed = False
         if layout is None:
             return None
         self.layout = layout

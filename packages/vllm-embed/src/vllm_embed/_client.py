@@ -31,6 +31,7 @@ from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._instructions import Instructions
 from vllm_embed._retry import Sleep
+from vllm_embed._tls import Verify, ssl_context
 from vllm_embed._transports import HttpxTransport, LeanTransport, Transport, choose_transport
 from vllm_embed._types import EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 
@@ -76,6 +77,7 @@ class EmbeddingClient(BaseEmbeddingClient):
         instructions: Instructions | str | None = "auto",
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
+        verify: Verify = True,
     ) -> None:
         """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
 
@@ -102,6 +104,7 @@ class EmbeddingClient(BaseEmbeddingClient):
             instructions=instructions,
             normalize=normalize,
             cache=cache,
+            verify=verify,
         )
         self._http_client = http_client
         self._owns_http = http_client is None
@@ -140,7 +143,9 @@ class EmbeddingClient(BaseEmbeddingClient):
                     raise RuntimeError("This EmbeddingClient is closed; create a new one.")
                 if self._http_client is None:
                     self._http_client = httpx.Client(
-                        timeout=self._httpx_timeout(), limits=self._httpx_limits()
+                        timeout=self._httpx_timeout(),
+                        limits=self._httpx_limits(),
+                        verify=ssl_context(self._verify),
                     )
                     # Collected unclosed (an adapter nobody closes): close the pool then,
                     # not leave its sockets to the collector (ResourceWarning).

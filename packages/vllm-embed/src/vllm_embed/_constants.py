@@ -36,8 +36,16 @@ ENDPOINT_MAX_COOLDOWN = 30.0
 #: The short input used to discover the embedding dimension.
 DIMENSION_PROBE_TEXT = "dimension probe"
 
-#: Transfer encodings, cheapest first.
-ENCODING_PREFERENCE: tuple[str, ...] = ("bytes", "base64", "float")
+#: Transfer encodings, cheapest first. ``bytes`` carries the server's token usage in its
+#: ``metadata`` header, but that header overflows the one-page header buffer of a default
+#: nginx or ingress-nginx at a few dozen rows (502): behind such a proxy the client moves
+#: to ``bytes_only`` (the same body, no header, no usage) at the first refusal.
+ENCODING_PREFERENCE: tuple[str, ...] = ("bytes", "bytes_only", "base64", "float")
+#: The binary encodings (a proxy may refuse to carry them; see ``_wire.blocked_by_proxy``).
+BINARY_ENCODINGS: frozenset[str] = frozenset({"bytes_only", "bytes"})
+#: Statuses with which a proxy in front of vLLM refuses a binary answer or its headers:
+#: 502 (nginx: "upstream sent too big header"), 413 and 431 (header / body limits).
+PROXY_REFUSAL_STATUSES: frozenset[int] = frozenset({502, 413, 431})
 
 #: Statuses that are worth another attempt (besides every 5xx).
 RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429})

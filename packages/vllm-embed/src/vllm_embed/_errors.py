@@ -15,8 +15,11 @@ API keys never appear in any message, repr or attribute here.
     ├── APIError                     anything that came from talking to a server
     │   ├── APIConnectionError       cannot connect / connection dropped (after retries)
     │   │   ├── APITimeoutError      request timed out (after retries)
-    │   │   └── NoHealthyEndpointError  every configured base URL is marked down
+    │   │   ├── NoHealthyEndpointError  every configured base URL is marked down
+    │   │   └── TLSCertificateError  the server's certificate did not verify (never retried)
     │   ├── EncodingNotSupportedError  server answered no usable encoding_format
+    │   ├── VectorWidthError         vectors of another width than asked / seen (a gateway
+    │   │                            mangled them); never cached, never written
     │   └── APIStatusError           server answered with an HTTP error status
     │       ├── BadRequestError              400 (generic)
     │       │   ├── ContextLengthError       400, input longer than max_model_len
@@ -101,7 +104,9 @@ __all__ = [
     "ServerStartError",
     "StoreError",
     "StoreFormatError",
+    "TLSCertificateError",
     "VLLMEmbedError",
+    "VectorWidthError",
 ]
 
 
@@ -201,6 +206,20 @@ class APITimeoutError(APIConnectionError):
 
 class NoHealthyEndpointError(APIConnectionError):
     """Every configured base URL is currently marked down."""
+
+
+class TLSCertificateError(APIConnectionError):
+    """The server's TLS certificate did not verify (private CA, wrong host name, expired).
+
+    Raised at once, never retried: no retry can fix it. The message names the fix:
+    ``verify="/path/to/ca.pem"`` (or the ``SSL_CERT_FILE`` environment variable).
+    """
+
+
+class VectorWidthError(APIError):
+    """A response's vectors are not as wide as asked, or as the same server's earlier
+    vectors were: a gateway that ignored ``encoding_format`` and re-read the vectors, or a
+    model swapped behind the URL. The batch is never cached nor written to a store."""
 
 
 class EncodingNotSupportedError(APIError):

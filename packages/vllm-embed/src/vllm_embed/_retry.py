@@ -25,7 +25,12 @@ from typing import Any, TypeVar
 import httpx
 
 from vllm_embed import _constants as C
-from vllm_embed._errors import APIConnectionError, APIStatusError, NoHealthyEndpointError
+from vllm_embed._errors import (
+    APIConnectionError,
+    APIStatusError,
+    NoHealthyEndpointError,
+    TLSCertificateError,
+)
 from vllm_embed._types import RetryPolicy
 
 T = TypeVar("T")
@@ -106,7 +111,7 @@ def is_retryable_exception(exc: BaseException) -> bool:
     if isinstance(exc, RetryableStatus):
         return True
     if isinstance(exc, APIConnectionError):
-        return not isinstance(exc, NoHealthyEndpointError)
+        return not isinstance(exc, NoHealthyEndpointError | TLSCertificateError)
     if isinstance(exc, httpx.UnsupportedProtocol):
         return False
     return isinstance(exc, httpx.TransportError)

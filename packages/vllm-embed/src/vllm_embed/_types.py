@@ -154,7 +154,8 @@ class ClientStats:
     ``encodings`` maps each endpoint URL to the transfer encoding it was last served with.
     With ``cache=...``: ``cache_hits`` inputs answered by the cache, ``cache_misses`` unique
     texts sent to the server instead, ``cache_bytes_read`` / ``cache_bytes_written``, and
-    ``cache_errors`` (cache failures the calls went on without).
+    ``cache_errors`` (cache failures the calls went on without). ``proxy_refusals``: binary
+    answers a proxy refused to carry (each renegotiated at once, not retried).
     """
 
     requests: int = 0
@@ -167,6 +168,7 @@ class ClientStats:
     cache_bytes_read: int = 0
     cache_bytes_written: int = 0
     cache_errors: int = 0
+    proxy_refusals: int = 0
     encodings: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -183,9 +185,11 @@ class ClientStats:
         cache_bytes_read: int = 0,
         cache_bytes_written: int = 0,
         cache_errors: int = 0,
+        proxy_refusals: int = 0,
     ) -> None:
         """Add to the counters atomically."""
         with self._lock:
+            self.proxy_refusals += proxy_refusals
             self.cache_hits += cache_hits
             self.cache_misses += cache_misses
             self.cache_bytes_read += cache_bytes_read

@@ -8,13 +8,28 @@ The cheapest encoding a server supports wins, in this order:
 ``bytes``   vLLM only: the body is the raw vectors (``application/octet-stream``) and a JSON
             ``metadata`` response header describes each item (``index, embed_dtype,
             endianness, start, end, shape``) plus ``usage``. Decoded with one
-            ``np.frombuffer`` over the body: no per-element work in Python.
+            ``np.frombuffer`` over the body: no per-element work in Python. The header grows
+            by about 110 bytes a row: past a few dozen rows it overflows the one-page
+            header buffer of a default nginx (502) or ingress-nginx.
+``bytes_only``  vLLM only: the same body with no response header; the layout is implied by
+            the request (row width = body length / n / itemsize). No ``usage`` comes back,
+            so ``prompt_tokens`` counts 0 for these batches. Asked for behind a proxy that
+            refused ``bytes``.
 ``base64``  OpenAI and vLLM: little-endian float32 per item, base64 in JSON.
 ``float``   everyone (TEI, Ollama, old vLLM): JSON lists of numbers.
 
 A server "rejects" an encoding when it answers 400/422 with a body that mentions
 ``encoding_format``, or when it ignores the request and answers in another encoding.
 A rejected encoding is never asked of that server again (:class:`EncodingState`).
+
+A proxy between client and server can refuse to carry a binary answer (nginx: 502,
+"upstream sent too big header"; 413 / 431 for its size limits). That is not the server
+failing: the encoding is set aside for that endpoint and the batch is asked again at once
+in the next encoding (:meth:`EncodingState.blocked`): ``bytes`` gives way to
+``bytes_only`` where the server has it, else ``bytes`` is kept only for batches of at
+most half the refused size (a small header) and larger ones go as ``base64``. If the next encoding is refused with the same status
+too, the proxy was not the cause (the server behind it is down): the encodings set aside
+are restored and the status goes through the ordinary retries.
 """
 
 from __future__ import annotations
@@ -45,6 +60,7 @@ __all__ = [
     "preference_for",
     "quick_layout",
     "rejects_encoding",
+    "unframed_layout",
 ]
 
 _DTYPES: dict[tuple[str, str], np.dtype[Any]] = {
@@ -66,25 +82,37 @@ _LE_F4 = np.dtype("<f4")
 class EncodingState:
     """Which encodings one endpoint may still be asked for (thread-safe).
 
-    ``candidates`` starts as the client's preference (``auto`` = bytes, base64, float) and
-    only ever shrinks.
+    ``candidates`` starts as the client's preference (``auto`` = bytes, bytes_only, base64,
+    float) and only ever shrinks, except for encodings a proxy seemed to refuse
+    (:meth:`blocked`), which come back if the next encoding is refused the same way.
     """
 
     def __init__(self, preference: Sequence[str]) -> None:
         self._candidates = list(preference)
+        self._order = {name: i for i, name in enumerate(preference)}
         self._lock = threading.Lock()
         self.rejected: list[str] = []
+        #: Encodings set aside because a proxy refused them, not yet confirmed.
+        self._suspended: list[str] = []
+        #: ``bytes`` is asked only for batches of at most this many rows (None: any).
+        self.bytes_row_limit: int | None = None
+        #: Proxy refusals seen (each one renegotiated at once, not retried).
+        self.proxy_refusals = 0
 
     @property
     def candidates(self) -> tuple[str, ...]:
         """Encodings not yet rejected, cheapest first."""
         return tuple(self._candidates)
 
-    def current(self, url: str) -> str:
-        """The encoding to ask for now; raises when every candidate was rejected."""
+    def current(self, url: str, n_rows: int = 1) -> str:
+        """The encoding to ask for now (for a batch of ``n_rows``); raises when every
+        candidate was rejected."""
         cands = self._candidates
-        if cands:
-            return cands[0]
+        limit = self.bytes_row_limit
+        for name in cands:
+            if name == "bytes" and limit is not None and n_rows > limit:
+                continue
+            return name
         raise EncodingNotSupportedError(
             f"The server at {url} accepted none of the encodings tried "
             f"({', '.join(self.rejected) or 'none'}). Use encoding='auto' so the client can "
@@ -99,6 +127,63 @@ class EncodingState:
                 self._candidates.remove(encoding)
                 self.rejected.append(encoding)
 
+    def blocked(self, encoding: str, n_rows: int, url: str) -> bool:
+        """A proxy refused ``encoding`` for a batch of ``n_rows``: set it aside (``bytes``
+        without ``bytes_only`` to fall back on: only for batches above half that size) and
+        return True when another encoding is left to try; False when there is none (the
+        status is then the server's)."""
+        with self._lock:
+            if encoding not in C.BINARY_ENCODINGS or encoding not in self._candidates:
+                return False
+            self.proxy_refusals += 1
+            if encoding == "bytes" and n_rows > 1 and "bytes_only" not in self._candidates:
+                limit = n_rows // 2
+                if self.bytes_row_limit is None or limit < self.bytes_row_limit:
+                    self.bytes_row_limit = limit
+                self._suspended.append(f"bytes<={limit}")
+            else:
+                self._candidates.remove(encoding)
+                self._suspended.append(encoding)
+        try:
+            self.current(url, n_rows)
+        except EncodingNotSupportedError:
+            self.restore()
+            return False
+        return True
+
+    def confirm(self) -> None:
+        """The encoding asked after a proxy refusal worked: the refusals were the proxy's."""
+        with self._lock:
+            for name in self._suspended:
+                if not name.startswith("bytes<="):
+                    self.rejected.append(name)
+            self._suspended.clear()
+
+    def restore(self) -> None:
+        """The next encoding was refused the same way: the proxy was not the cause. Put
+        back what :meth:`blocked` set aside."""
+        with self._lock:
+            for name in self._suspended:
+                if name.startswith("bytes<="):
+                    self.bytes_row_limit = None
+                elif name not in self._candidates:
+                    self._candidates.append(name)
+            self._candidates.sort(key=lambda name: self._order.get(name, len(self._order)))
+            self._suspended.clear()
+
+    def set_aside(self, encoding: str, n_rows: int) -> bool:
+        """True when ``encoding`` is no longer asked for batches of ``n_rows`` (a request
+        sent before a refusal changed that, coming back refused too)."""
+        if encoding in self._suspended or encoding in self.rejected:
+            return True
+        limit = self.bytes_row_limit
+        return encoding == "bytes" and limit is not None and n_rows > limit
+
+    @property
+    def suspended(self) -> bool:
+        """True while a proxy refusal awaits confirmation."""
+        return bool(self._suspended)
+
 
 def preference_for(setting: str) -> tuple[str, ...]:
     """The encodings to try for the client's ``encoding`` setting."""
@@ -106,7 +191,10 @@ def preference_for(setting: str) -> tuple[str, ...]:
         return C.ENCODING_PREFERENCE
     if setting in C.ENCODING_PREFERENCE:
         return (setting,)
-    raise ValueError(f"encoding must be 'auto', 'bytes', 'base64' or 'float', got {setting!r}")
+    raise ValueError(
+        "encoding must be 'auto', 'bytes_only', 'bytes', 'base64' or 'float', "
+        f"got {setting!r}"
+    )
 
 
 _json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -126,15 +214,19 @@ def build_body(
     vLLM-only fields (``embed_dtype``, ``endianness``, ``truncate_prompt_tokens``) are sent
     only when they matter, so OpenAI-compatible servers that reject unknown fields are not
     disturbed.
-    ``embed_dtype`` is only sent with the ``bytes`` encoding, whose metadata names the
-    dtype of every item (base64 without metadata would be ambiguous).
+    ``embed_dtype`` is only sent with the binary encodings (``bytes`` names the dtype of
+    every item in its metadata; ``bytes_only`` answers in exactly the dtype asked).
+    ``truncation_side`` goes with ``truncate_prompt_tokens`` (vLLM >= 0.11; a server
+    that refuses either is asked again without both). ``normalize``, which newer vLLM
+    rejects (replaced by ``use_activation``), is never sent: normalisation is left to
+    the model's pooler, or done on the client.
     """
     payload: dict[str, Any] = {
         "model": model,
         "input": inputs if isinstance(inputs, list) else list(inputs),
         "encoding_format": encoding,
     }
-    if encoding == "bytes":
+    if encoding in C.BINARY_ENCODINGS:
         payload["endianness"] = "little"
         if embed_dtype != "float32":
             payload["embed_dtype"] = embed_dtype
@@ -176,16 +268,20 @@ def decode_response(
     metadata_header: str | None,
     n_inputs: int,
     url: str,
+    embed_dtype: str = "float32",
 ) -> Decoded:
     """Decode an embeddings response, whatever encoding the server actually chose.
 
     The answer is detected from the response itself (a ``metadata`` header plus a binary
-    body means ``bytes``; JSON items with strings mean ``base64``; lists mean ``float``), so
-    a server that silently ignores ``encoding_format`` still decodes correctly; the caller
-    compares :attr:`Decoded.encoding` with what it asked for.
+    body means ``bytes``; a binary body alone means ``bytes_only``, rows of the
+    ``embed_dtype`` asked; JSON items with strings mean ``base64``; lists mean ``float``),
+    so a server that silently ignores ``encoding_format`` still decodes correctly; the
+    caller compares :attr:`Decoded.encoding` with what it asked for.
     """
     if metadata_header is not None and "json" not in content_type:
         return _decode_bytes(content, metadata_header, n_inputs, url)
+    if "octet-stream" in content_type:
+        return _decode_unframed(content, n_inputs, embed_dtype, url)
     try:
         doc = json.loads(content)
     except ValueError as exc:
@@ -294,6 +390,47 @@ def direct_layout(content_type: str, metadata_header: str | None, n_inputs: int)
         return None
     layout = quick_layout(metadata_header, n_inputs)
     return layout if layout is not None and layout.dtype == _LE_F4 else None
+
+
+def _unframed_dim(nbytes: int, n_inputs: int, itemsize: int) -> int | None:
+    """The row width of a ``bytes_only`` body, or None when the length does not divide."""
+    if n_inputs < 1 or nbytes <= 0 or nbytes % (n_inputs * itemsize):
+        return None
+    return nbytes // (n_inputs * itemsize)
+
+
+def unframed_layout(
+    content_type: str, metadata_header: str | None, content_length: str | None, n_inputs: int
+) -> Layout | None:
+    """The layout of a float32 ``bytes_only`` answer (a binary body, no metadata header):
+    ``n_inputs`` rows back to back, their width given by the body length. None otherwise
+    (then the body is read whole and :func:`decode_response` judges it)."""
+    if metadata_header is not None or "octet-stream" not in content_type or not content_length:
+        return None
+    try:
+        nbytes = int(content_length)
+    except ValueError:
+        return None
+    dim = _unframed_dim(nbytes, n_inputs, 4)
+    if dim is None:
+        return None
+    return Layout(dtype=_LE_F4, dim=dim, nbytes=nbytes, prompt_tokens=0, model=None)
+
+
+def _decode_unframed(content: bytes, n_inputs: int, embed_dtype: str, url: str) -> Decoded:
+    dtype = _DTYPES.get((embed_dtype, "little"))
+    if dtype is None:
+        raise _bad(url, f"binary body in unknown dtype {embed_dtype!r}")
+    if n_inputs == 0:
+        return Decoded(np.empty((0, 0), np.float32), "bytes_only", 0, None)
+    dim = _unframed_dim(len(content), n_inputs, dtype.itemsize)
+    if dim is None:
+        raise _bad(
+            url,
+            f"a binary body of {len(content)} bytes is not {n_inputs} rows of {embed_dtype}",
+        )
+    vectors = np.frombuffer(content, dtype=dtype).reshape(n_inputs, dim)
+    return Decoded(vectors, "bytes_only", 0, None)
 
 
 def _decode_bytes(content: bytes, header: str, n_inputs: int, url: str) -> Decoded:

@@ -84,6 +84,7 @@ CLIENT_PASSTHROUGH_KEYS = frozenset(
         "max_tokens_per_request",
         "count_truncated",
         "client_side_dimensions",
+        "verify",
     }
 )
 
