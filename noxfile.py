@@ -29,6 +29,7 @@ nox.options.sessions = [
     "lint",
     "typecheck",
     "unit",
+    "proxy",
     "migrate",
     "stores",
     "migrate_live",
@@ -105,6 +106,15 @@ def unit(session: nox.Session) -> None:
     """Core client, config readers and CLI: respx-mocked HTTP, sockets disabled."""
     session.install(*TEST_DEPS, "-e", CORE)
     _pytest(session, "tests/core", "tests/config")
+
+
+@nox.session(python=PYTHONS[0])
+def proxy(session: nox.Session) -> None:
+    """The client through a real nginx (Debian's, default proxy settings; .ci/run installs
+    it) in front of the fake vLLM: bytes refused by its header buffer, TLS with a test CA,
+    a gateway header, a path prefix. Sockets: loopback only."""
+    session.install(*TEST_DEPS, "-e", CORE)
+    session.run("pytest", "tests/proxy", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
 
 
 @nox.session(python=PYTHONS)

@@ -791,7 +791,7 @@ class FakeEmbeddingServer:
         self,
         dim: int = 384,
         model: str = "fake-model",
-        encodings: Sequence[str] = ("float", "base64", "bytes"),
+        encodings: Sequence[str] = ("float", "base64", "bytes", "bytes_only"),
         api_key: str | None = None,
         rate_limit: float | None = None,
         max_model_len: int = 512,

@@ -154,8 +154,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
             return client
         self._http_client = httpx.AsyncClient(
             timeout=self._httpx_timeout(),
-                        limits=self._httpx_limits(),
-                        verify=ssl_context(self._verify),
+            limits=self._httpx_limits(),
+            verify=ssl_context(self._verify),
         )
         self._http_loop = loop
         self._discovery_lock = None

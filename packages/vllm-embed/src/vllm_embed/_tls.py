@@ -97,7 +97,7 @@ def certificate_error(exc: BaseException, url: str) -> TLSCertificateError | Non
         seen.add(id(cause))
         reason: str | None = None
         if isinstance(cause, ssl.SSLCertVerificationError):
-            reason = cause.verify_message or cause.reason or str(cause)
+            reason = getattr(cause, "verify_message", None) or str(cause)
         elif "CERTIFICATE_VERIFY_FAILED" in str(cause):
             reason = str(cause)
         if reason is not None:

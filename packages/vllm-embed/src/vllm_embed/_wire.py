@@ -27,9 +27,10 @@ A proxy between client and server can refuse to carry a binary answer (nginx: 50
 failing: the encoding is set aside for that endpoint and the batch is asked again at once
 in the next encoding (:meth:`EncodingState.blocked`): ``bytes`` gives way to
 ``bytes_only`` where the server has it, else ``bytes`` is kept only for batches of at
-most half the refused size (a small header) and larger ones go as ``base64``. If the next encoding is refused with the same status
-too, the proxy was not the cause (the server behind it is down): the encodings set aside
-are restored and the status goes through the ordinary retries.
+most half the refused size (a small header) and larger ones go as ``base64``. If the next
+encoding is refused with the same status too, the proxy was not the cause (the server
+behind it is down): the encodings set aside are restored and the status goes through the
+ordinary retries.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class EncodingState:
         self.bytes_row_limit: int | None = None
         #: Proxy refusals seen (each one renegotiated at once, not retried).
         self.proxy_refusals = 0
+        #: The batch size of the last ``bytes`` answer a proxy refused.
+        self._refused_rows = 0
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -126,6 +129,19 @@ class EncodingState:
             if encoding in self._candidates:
                 self._candidates.remove(encoding)
                 self.rejected.append(encoding)
+            if encoding == "bytes_only" and "bytes" in self._suspended:
+                # bytes was set aside for bytes_only, which this server lacks: keep bytes
+                # for the batches whose header is small enough to pass.
+                self._suspended.remove("bytes")
+                self._limit_bytes(self._refused_rows)
+                self._candidates.append("bytes")
+                self._candidates.sort(key=lambda name: self._order.get(name, len(self._order)))
+
+    def _limit_bytes(self, n_rows: int) -> None:
+        limit = n_rows // 2
+        if self.bytes_row_limit is None or limit < self.bytes_row_limit:
+            self.bytes_row_limit = limit
+        self._suspended.append(f"bytes<={limit}")
 
     def blocked(self, encoding: str, n_rows: int, url: str) -> bool:
         """A proxy refused ``encoding`` for a batch of ``n_rows``: set it aside (``bytes``
@@ -136,11 +152,10 @@ class EncodingState:
             if encoding not in C.BINARY_ENCODINGS or encoding not in self._candidates:
                 return False
             self.proxy_refusals += 1
+            if encoding == "bytes":
+                self._refused_rows = n_rows
             if encoding == "bytes" and n_rows > 1 and "bytes_only" not in self._candidates:
-                limit = n_rows // 2
-                if self.bytes_row_limit is None or limit < self.bytes_row_limit:
-                    self.bytes_row_limit = limit
-                self._suspended.append(f"bytes<={limit}")
+                self._limit_bytes(n_rows)
             else:
                 self._candidates.remove(encoding)
                 self._suspended.append(encoding)
@@ -192,8 +207,7 @@ def preference_for(setting: str) -> tuple[str, ...]:
     if setting in C.ENCODING_PREFERENCE:
         return (setting,)
     raise ValueError(
-        "encoding must be 'auto', 'bytes_only', 'bytes', 'base64' or 'float', "
-        f"got {setting!r}"
+        f"encoding must be 'auto', 'bytes_only', 'bytes', 'base64' or 'float', got {setting!r}"
     )
 
 
