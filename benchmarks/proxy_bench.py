@@ -93,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         key = (row["client"], row["path"])
         rate = row.get("vectors_per_s")
-        if rate is not None and rate > best.get(key, {}).get("vectors_per_s", 0):
-            best[key] = row
-        elif key not in best:
+        better = rate is not None and rate > best.get(key, {}).get("vectors_per_s", 0)
+        if better or key not in best:
             best[key] = row
 
     def rate(client: str, path: str) -> float | None:

@@ -16,7 +16,9 @@ from vllm_embed_testing.vllm import LiveServer
 
 
 @pytest.fixture(scope="module")
-def nginx(vllm_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxProxy]:
+def nginx(
+    vllm_server: LiveServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NginxProxy]:
     upstream = urlsplit(vllm_server.root_url).netloc
     try:
         proxy = NginxProxy(upstream, tmp_path_factory.mktemp("nginx-live")).start()
