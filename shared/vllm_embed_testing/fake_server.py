@@ -136,6 +136,11 @@ class FakeServerConfig:
     #: True: an encoding missing from ``encodings`` is ignored and floats come back (as some
     #: OpenAI-compatible servers do) instead of vLLM's 400.
     ignore_unknown_encoding: bool = False
+    #: Which rerank routes it serves, scoring by the cosine of the fake vectors: ``"vllm"``
+    #: (``/rerank``, ``/v1/rerank``, ``/v2/rerank`` and ``/score``, as vLLM does), ``"jina"``
+    #: (``/v1/rerank`` only), ``"cohere"`` (``/v2/rerank`` only), ``"tei"`` (``/rerank``
+    #: taking ``texts``, answering a bare list of ``index`` / ``score``), ``"none"``.
+    rerank: str = "vllm"
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,6 +296,18 @@ class _App:
             "/version": ("GET", self.version),
             "/tokenize": ("POST", self.tokenize),
         }
+        shape = self.config.rerank
+        rerank_paths = {
+            "vllm": ("/rerank", "/v1/rerank", "/v2/rerank"),
+            "jina": ("/v1/rerank",),
+            "cohere": ("/v2/rerank",),
+            "tei": ("/rerank",),
+        }.get(shape, ())
+        for rerank_path in rerank_paths:
+            routes[rerank_path] = ("POST", self.rerank)
+        if shape == "vllm":
+            routes["/score"] = ("POST", self.score)
+            routes["/v1/score"] = ("POST", self.score)
         if path not in routes:
             raise _HTTPError(404, {"detail": "Not Found"})
         method, handler = routes[path]
@@ -341,6 +358,66 @@ class _App:
         body = json.dumps({"object": "list", "data": items}).encode()
         return 200, {"content-type": "application/json"}, [body]
 
+    def _check_model(self, payload: dict[str, Any]) -> None:
+        cfg = self.config
+        model = payload.get("model")
+        if model is not None and model != cfg.model and model not in (cfg.models or ()):
+            raise _openai_error(404, f"The model `{model}` does not exist.", "model")
+
+    def _cosines(self, query: str, documents: list[Any]) -> list[float]:
+        if not all(isinstance(d, str) for d in documents):
+            raise _openai_error(400, "documents must be strings", "documents")
+        q = fake_vector(query, self.config.dim)
+        return [float(np.dot(q, fake_vector(d, self.config.dim))) for d in documents]
+
+    def rerank(self, req: _Request) -> _Answer:
+        payload = self._json_body(req)
+        self._check_model(payload)
+        query = payload.get("query")
+        if self.config.rerank == "tei":
+            texts = payload.get("texts")
+            if not isinstance(query, str) or not isinstance(texts, list):
+                detail = [{"loc": ["body", "texts"], "msg": "field required"}]
+                raise _HTTPError(422, {"detail": detail})
+            scores = self._cosines(query, texts)
+            ranked = sorted(range(len(texts)), key=lambda i: -scores[i])
+            body = json.dumps([{"index": i, "score": scores[i]} for i in ranked]).encode()
+            return 200, {"content-type": "application/json"}, [body]
+        documents = payload.get("documents")
+        if not isinstance(query, str) or not isinstance(documents, list):
+            raise _openai_error(400, "query (a string) and documents (a list) are required")
+        if not documents:
+            raise _openai_error(400, "At least one text_pair element must be given")
+        scores = self._cosines(query, documents)
+        ranked = sorted(range(len(documents)), key=lambda i: -scores[i])
+        top_n = payload.get("top_n") or len(documents)
+        results = [
+            {"index": i, "document": {"text": documents[i]}, "relevance_score": scores[i]}
+            for i in ranked[:top_n]
+        ]
+        usage = {"total_tokens": sum(fake_token_count(d) for d in documents)}
+        body = json.dumps({"id": "rerank-fake", "model": self.config.model,
+                           "usage": usage, "results": results}).encode()  # fmt: skip
+        return 200, {"content-type": "application/json"}, [body]
+
+    def score(self, req: _Request) -> _Answer:
+        payload = self._json_body(req)
+        self._check_model(payload)
+        first, second = payload.get("text_1"), payload.get("text_2")
+        if isinstance(second, str):
+            second = [second]
+        if not isinstance(second, list):
+            raise _openai_error(400, "text_2 must be a string or a list", "text_2")
+        if isinstance(first, str):
+            scores = self._cosines(first, second)
+        elif isinstance(first, list) and len(first) == len(second):
+            scores = [self._cosines(a, [b])[0] for a, b in zip(first, second, strict=True)]
+        else:
+            raise _openai_error(400, "text_1 and text_2 must have the same length", "text_1")
+        data = [{"index": i, "object": "score", "score": v} for i, v in enumerate(scores)]
+        body = json.dumps({"id": "score-fake", "model": self.config.model, "data": data})
+        return 200, {"content-type": "application/json"}, [body.encode()]
+
     def tokenize(self, req: _Request) -> _Answer:
         if not self.config.tokenize:
             raise _HTTPError(404, {"detail": "Not Found"})
@@ -380,9 +457,7 @@ class _App:
     def _embed(self, payload: dict[str, Any]) -> _Answer:
         """Validate one /v1/embeddings body and build the answer (as body parts)."""
         cfg = self.config
-        model = payload.get("model")
-        if model is not None and model != cfg.model and model not in (cfg.models or ()):
-            raise _openai_error(404, f"The model `{model}` does not exist.", "model")
+        self._check_model(payload)
         encoding = payload.get("encoding_format") or "float"
         if encoding not in cfg.encodings and cfg.ignore_unknown_encoding:
             encoding = "float"

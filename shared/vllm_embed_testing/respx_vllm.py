@@ -126,10 +126,13 @@ class FakeServer:
     health: bool = True
     ignore_unknown_encoding: bool = False
     version: str = "0.32.0"
+    rerank: str = "vllm"
     hooks: dict[int, Hook] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
     embed_requests: list[dict[str, Any]] = field(default_factory=list)
     tokenize_requests: list[dict[str, Any]] = field(default_factory=list)
+    #: (path, JSON body) of every rerank / score request.
+    score_requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     models_calls: int = 0
 
     def __post_init__(self) -> None:
@@ -140,6 +143,8 @@ class FakeServer:
         r.post(f"{self.base}/tokenize").mock(side_effect=self._tokenize)
         r.get(f"{self.base}/health").mock(side_effect=self._answer)
         r.get(f"{self.base}/version").mock(side_effect=self._answer)
+        for path in ("/rerank", "/v1/rerank", "/v2/rerank", "/score", "/v1/score"):
+            r.post(f"{self.base}{path}").mock(side_effect=self._scored)
 
     @property
     def url(self) -> str:
@@ -161,6 +166,7 @@ class FakeServer:
             health=self.health,
             ignore_unknown_encoding=self.ignore_unknown_encoding,
             version=self.version,
+            rerank=self.rerank,
         )
 
     def _answer(self, request: httpx.Request) -> httpx.Response:
@@ -171,6 +177,10 @@ class FakeServer:
             self._settings = settings
             self.fake = InProcessFakeVLLM(settings)
         return _respond(self.fake, request)
+
+    def _scored(self, request: httpx.Request) -> httpx.Response:
+        self.score_requests.append((request.url.path, json.loads(request.content)))
+        return self._answer(request)
 
     def _models(self, request: httpx.Request) -> httpx.Response:
         self.models_calls += 1

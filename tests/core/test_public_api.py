@@ -43,6 +43,8 @@ EXPECTED = {
     "NoHealthyEndpointError",
     "PYTHON_NAME_MAP",
     "RateLimitError",
+    "RerankNotSupportedError",
+    "RerankResult",
     "RetryPolicy",
     "Secret",
     "ServerEnvError",

@@ -40,6 +40,7 @@ from vllm_embed._errors import (
     ModelNotFoundError,
     NoHealthyEndpointError,
     RateLimitError,
+    RerankNotSupportedError,
     ServerEnvError,
     ServerError,
     ServerLaunchError,
@@ -51,6 +52,7 @@ from vllm_embed._errors import (
     VLLMEmbedError,
 )
 from vllm_embed._instructions import Instructions
+from vllm_embed._rerank import RerankResult
 from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 from vllm_embed._version import __version__
 
@@ -90,6 +92,8 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py ch
     "NoHealthyEndpointError",
     "PYTHON_NAME_MAP",
     "RateLimitError",
+    "RerankNotSupportedError",
+    "RerankResult",
     "RetryPolicy",
     "Secret",
     "ServerEnvError",

@@ -28,6 +28,7 @@ from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._instructions import Instructions
+from vllm_embed._rerank import RerankResult, check_documents, check_pairs, check_top_n, rank
 from vllm_embed._retry import Sleep
 from vllm_embed._tls import Verify, ssl_context
 from vllm_embed._transports import (
@@ -304,6 +305,51 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
     async def health(self) -> bool:
         """True when at least one endpoint answers ``GET /health`` with 200. Never raises."""
         return await self._run(self._health_steps())
+
+    # ------------------------------------------------------------ rerank and score
+    async def rerank(
+        self, query: str, documents: Sequence[str], *, top_n: int | None = None
+    ) -> list[RerankResult]:
+        """Rank ``documents`` by relevance to ``query``; see ``EmbeddingClient.rerank``."""
+        docs = check_documents(query, documents)
+        top = check_top_n(top_n)
+        if not docs:
+            return []
+        model = await self.model_name()
+        scores = np.empty(len(docs), dtype=np.float32)
+
+        async def one(span: tuple[int, int]) -> npt.NDArray[np.float32]:
+            return await self._run(self._rerank_steps(model, query, docs[span[0] : span[1]]))
+
+        spans = self._score_spans(len(docs))
+
+        def sink(i: int, value: npt.NDArray[np.float32]) -> None:
+            scores[spans[i][0] : spans[i][1]] = value
+
+        await self._map(one, spans, sink)
+        return rank(docs, scores, top)
+
+    async def score(
+        self, text_1: str | Sequence[str], text_2: Sequence[str]
+    ) -> npt.NDArray[np.float32]:
+        """Scores of pairs (vLLM's ``/score``); see ``EmbeddingClient.score``."""
+        first, second = check_pairs(text_1, text_2)
+        if not second:
+            return np.empty(0, dtype=np.float32)
+        model = await self.model_name()
+        scores = np.empty(len(second), dtype=np.float32)
+        spans = self._score_spans(len(second))
+
+        async def one(span: tuple[int, int]) -> npt.NDArray[np.float32]:
+            start, end = span
+            left = first if isinstance(first, str) else first[start:end]
+            return await self._run(self._score_steps(model, left, second[start:end]))
+
+        def sink(i: int, value: npt.NDArray[np.float32]) -> None:
+            scores[spans[i][0] : spans[i][1]] = value
+
+        await self._map(one, spans, sink)
+        return scores
 
     # ------------------------------------------------------------ embedding
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

@@ -45,6 +45,7 @@ from vllm_embed._errors import (
 )
 from vllm_embed._http_errors import error_from_response, is_dimensions_refused
 from vllm_embed._instructions import Instructions, resolve_instructions
+from vllm_embed._rerank import RerankRoutes, rerank_steps, score_steps
 from vllm_embed._retry import (
     RetryableStatus,
     Sleep,
@@ -324,6 +325,7 @@ class BaseEmbeddingClient:
         #: The row width this client's server answers with, learned from its first
         #: answer; an answer of another width is a VectorWidthError.
         self._wire_width: int | None = None
+        self._rerank_routes = RerankRoutes()
 
         self._headers = self._build_headers(headers)
         self._models: list[ModelInfo] | None = None
@@ -823,6 +825,43 @@ class BaseEmbeddingClient:
             if err.input_index is None and n == 1:
                 err.input_index = start
             raise
+
+    def _post_steps(
+        self, request_for: Callable[[Endpoint], tuple[str, bytes]]
+    ) -> Steps[tuple[Endpoint, Reply]]:
+        """POST ``request_for(endpoint) -> (url, body)`` to the least busy healthy endpoint,
+        with failover and retries; statuses that are not retried are returned."""
+
+        def make(ep: Endpoint) -> tuple[Request, None]:
+            url, body = request_for(ep)
+            self.stats.add(requests=1)
+            return Request("POST", url, body), None
+
+        def attempt() -> Steps[tuple[Endpoint, Reply]]:
+            ep, _, reply = yield from self._send_steps(self._pool.acquire, self._pool.release, make)
+            self._check_retryable(ep, reply.status, reply.content, reply.headers)
+            return ep, reply
+
+        return (yield from self._retried(attempt))
+
+    def _rerank_steps(
+        self, model: str, query: str, documents: Sequence[str]
+    ) -> Steps[npt.NDArray[np.float32]]:
+        """One batch of a rerank: every document's score (see :mod:`vllm_embed._rerank`)."""
+        return (
+            yield from rerank_steps(self._post_steps, self._rerank_routes, model, query, documents)
+        )
+
+    def _score_steps(
+        self, model: str, text_1: str | Sequence[str], text_2: Sequence[str]
+    ) -> Steps[npt.NDArray[np.float32]]:
+        """One batch of ``/score``: the pairs' scores in input order."""
+        return (yield from score_steps(self._post_steps, model, text_1, text_2))
+
+    def _score_spans(self, n: int) -> list[tuple[int, int]]:
+        """Batches of a rerank / score over ``n`` documents (``batch_size`` each)."""
+        size = self._batch_size
+        return [(start, min(start + size, n)) for start in range(0, n, size)]
 
     def _models_steps(self) -> Steps[list[ModelInfo]]:
         """``GET /v1/models``, parsed and remembered."""

@@ -30,6 +30,7 @@ from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._instructions import Instructions
+from vllm_embed._rerank import RerankResult, check_documents, check_pairs, check_top_n, rank
 from vllm_embed._retry import Sleep
 from vllm_embed._tls import Verify, ssl_context
 from vllm_embed._transports import HttpxTransport, LeanTransport, Transport, choose_transport
@@ -289,6 +290,47 @@ class EmbeddingClient(BaseEmbeddingClient):
     def health(self) -> bool:
         """True when at least one endpoint answers ``GET /health`` with 200. Never raises."""
         return self._run(self._health_steps())
+
+    # ------------------------------------------------------------ rerank and score
+    def rerank(
+        self, query: str, documents: Sequence[str], *, top_n: int | None = None
+    ) -> list[RerankResult]:
+        """Rank ``documents`` by relevance to ``query`` (vLLM's ``/rerank``, or Jina's,
+        Cohere's, TEI's shape: negotiated per server). Results come highest score first,
+        each with its ``index`` in ``documents``, ``score`` and ``document``; ``top_n``
+        keeps the best ones. Long lists are sent in batches of ``batch_size``."""
+        docs = check_documents(query, documents)
+        top = check_top_n(top_n)
+        if not docs:
+            return []
+        model = self.model_name()
+        scores = np.empty(len(docs), dtype=np.float32)
+
+        def one(span: tuple[int, int]) -> None:
+            start, end = span
+            scores[start:end] = self._run(self._rerank_steps(model, query, docs[start:end]))
+
+        for _ in self._map(one, self._score_spans(len(docs))):
+            pass
+        return rank(docs, scores, top)
+
+    def score(self, text_1: str | Sequence[str], text_2: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Scores of pairs (vLLM's ``/score``): ``text_1`` against every text of ``text_2``,
+        or two equal-length lists pairwise. float32, in input order."""
+        first, second = check_pairs(text_1, text_2)
+        if not second:
+            return np.empty(0, dtype=np.float32)
+        model = self.model_name()
+        scores = np.empty(len(second), dtype=np.float32)
+
+        def one(span: tuple[int, int]) -> None:
+            start, end = span
+            left = first if isinstance(first, str) else first[start:end]
+            scores[start:end] = self._run(self._score_steps(model, left, second[start:end]))
+
+        for _ in self._map(one, self._score_spans(len(second))):
+            pass
+        return scores
 
     # ------------------------------------------------------------ embedding
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

@@ -18,6 +18,7 @@ API keys never appear in any message, repr or attribute here.
     │   │   ├── NoHealthyEndpointError  every configured base URL is marked down
     │   │   └── TLSCertificateError  the server's certificate did not verify (never retried)
     │   ├── EncodingNotSupportedError  server answered no usable encoding_format
+    │   ├── RerankNotSupportedError  the server has no rerank / score route
     │   ├── VectorWidthError         vectors of another width than asked / seen (a gateway
     │   │                            mangled them); never cached, never written
     │   └── APIStatusError           server answered with an HTTP error status
@@ -98,6 +99,7 @@ __all__ = [
     "ModelNotFoundError",
     "NoHealthyEndpointError",
     "RateLimitError",
+    "RerankNotSupportedError",
     "ServerEnvError",
     "ServerError",
     "ServerLaunchError",
@@ -220,6 +222,10 @@ class VectorWidthError(APIError):
     """A response's vectors are not as wide as asked, or as the same server's earlier
     vectors were: a gateway that ignored ``encoding_format`` and re-read the vectors, or a
     model swapped behind the URL. The batch is never cached nor written to a store."""
+
+
+class RerankNotSupportedError(APIError):
+    """The server has no rerank / score route (tried vLLM's, Jina's, Cohere's and TEI's)."""
 
 
 class EncodingNotSupportedError(APIError):

@@ -133,10 +133,11 @@ class EmbedResult:
 
     ``truncated`` counts inputs the server cut to fit the context (``truncate="end"``),
     ``truncated_indices`` lists their positions; ``prompt_tokens`` is the server's usage
-    count (batches answered in ``bytes_only``, which carries no usage, count 0); ``model`` the model that produced the vectors. ``truncation_exact`` is False when
-    some input was long enough to be cut and the count is not exact: an estimate (the
-    server has no ``/tokenize`` route, or ``count_truncated="estimate"``) or not counted
-    at all (``count_truncated="off"``: ``truncated`` is then 0).
+    count (batches answered in ``bytes_only``, which carries no usage, count 0); ``model``
+    the model that produced the vectors. ``truncation_exact`` is False when some input was
+    long enough to be cut and the count is not exact: an estimate (the server has no
+    ``/tokenize`` route, or ``count_truncated="estimate"``) or not counted at all
+    (``count_truncated="off"``: ``truncated`` is then 0).
     """
 
     vectors: npt.NDArray[np.float32]
