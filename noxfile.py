@@ -168,7 +168,8 @@ def migrate_live(session: nox.Session) -> None:
 def langchain(session: nox.Session, langchain_core: str) -> None:
     """LangChain adapter at the oldest langchain-core and the newest (+ langchain-tests)."""
     pin = "langchain-core" if langchain_core == "latest" else f"langchain-core=={langchain_core}"
-    extra = ["langchain-tests"] if langchain_core == "latest" else []
+    # langchain-classic: ContextualCompressionRetriever, for VLLMRerank's pipeline test
+    extra = ["langchain-tests", "langchain-classic"] if langchain_core == "latest" else []
     session.install(*TEST_DEPS, "-e", CORE, "-e", LANGCHAIN, pin, *extra)
     _pytest(session, "tests/langchain")
 
