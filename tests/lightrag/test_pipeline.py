@@ -149,3 +149,48 @@ async def test_cache_passes_through_so_a_reingest_embeds_nothing_new(tmp_path: P
             embedding_func.func.close()
             served.append(server.stats()["vectors"])
     assert served[0] > len(DOCS) and served[1] <= 1, served  # at most the dimension probe
+
+
+async def test_rerank_enabled_reorders_the_chunks(tmp_path: Path) -> None:
+    # LightRAG 1.5 with rerank_model_func: naive mode retrieves chunks by vector, then asks
+    # the reranker (the fake server scores by cosine) and keeps its order.
+    from vllm_embed_nanovectordb import VLLMRerankFunction
+
+    work, llm = tmp_path / "rerank", StubLLM()
+    with FakeEmbeddingServer(dim=OLD_DIM, model="old-model") as server:
+        embedding_func = await alightrag_embedding_func(base_url=server.base_url)
+        rerank = VLLMRerankFunction(base_url=server.base_url)
+        calls: list[tuple[str, list[str]]] = []
+
+        async def recording(query: str, documents: list[str], top_n: int | None = None, **kw):  # type: ignore[no-untyped-def]
+            calls.append((query, list(documents)))
+            return await rerank(query, documents, top_n=top_n, **kw)
+
+        rag = await open_rag(work, embedding_func, llm)
+        rag.rerank_model_func = recording
+        # the fake's random vectors are far apart: let every chunk through to the reranker
+        rag.chunks_vdb.cosine_better_than_threshold = -1.0
+        await rag.ainsert(DOCS)
+        question = "Which museum shows guitars?"
+        param = QueryParam(mode="naive", only_need_context=True, enable_rerank=True, chunk_top_k=3)
+        context = str(await rag.aquery(question, param=param))
+        assert calls, "LightRAG did not call the rerank function"
+        query, documents = calls[-1]
+        assert query == question and sorted(documents) == sorted(DOCS)
+        scores = np.stack([fake_vector(d, OLD_DIM) for d in documents]) @ fake_vector(
+            query, OLD_DIM
+        )
+        best = documents[int(np.argmax(scores))]
+        chunks = [
+            json.loads(line)["content"]
+            for line in context.splitlines()
+            if line.startswith('{"reference_id"')
+        ]
+        assert chunks and chunks[0] == best
+        direct = await rerank(query, documents, top_n=1)
+        assert direct == [
+            {"index": int(np.argmax(scores)), "relevance_score": direct[0]["relevance_score"]}
+        ]
+        await rag.finalize_storages()
+        await embedding_func.func.aclose()
+        await rerank.aclose()
