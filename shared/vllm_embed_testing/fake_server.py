@@ -93,6 +93,14 @@ def fake_vector(text: str, dim: int, dimensions: int | None = None) -> np.ndarra
     return (vector / norm).astype(np.float32)
 
 
+def fake_token_vectors(text: str, dim: int) -> np.ndarray:
+    """The ``(tokens, dim)`` float32 rows a ``token_embed`` fake answers for ``text``: one
+    L2-normalised row per token ([CLS], one per word, [SEP]), as vLLM's token_embed does."""
+    words = text.split()
+    tokens = ["[CLS]", *words, "[SEP]"]
+    return np.stack([fake_vector(f"{text}\x00{i}:{t}", dim) for i, t in enumerate(tokens)])
+
+
 def fake_token_count(text: str, add_special_tokens: bool = True) -> int:
     """Tokens the fake server counts for ``text``: one per word (+2 special tokens)."""
     return len(text.split()) + (2 if add_special_tokens else 0)
@@ -141,6 +149,10 @@ class FakeServerConfig:
     #: (``/v1/rerank`` only), ``"cohere"`` (``/v2/rerank`` only), ``"tei"`` (``/rerank``
     #: taking ``texts``, answering a bare list of ``index`` / ``score``), ``"none"``.
     rerank: str = "vllm"
+    #: ``"embed"`` (default) or ``"token_embed"``: a server started with
+    #: ``--pooler-config '{"task": "token_embed"}'``: ``/pooling`` answers one vector per
+    #: token (:func:`fake_token_vectors`) and ``/v1/embeddings`` answers 501.
+    pooling_task: str = "embed"
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,6 +256,7 @@ class _App:
         self.metadata_cache: dict[tuple[int, str, str, int], str] = {}
         # successful /v1/embeddings answers by request body (benchmarks repeat batches)
         self.answers: dict[bytes, tuple[_Answer, dict[str, Any], int]] = {}
+        self.pooled: dict[bytes, _Answer] = {}
         self.answer_bytes = 0
         self.next_free = 0.0
         self.auth = f"Bearer {config.api_key}" if config.api_key is not None else None
@@ -305,6 +318,7 @@ class _App:
         }.get(shape, ())
         for rerank_path in rerank_paths:
             routes[rerank_path] = ("POST", self.rerank)
+        routes["/pooling"] = ("POST", self.pooling)
         if shape == "vllm":
             routes["/score"] = ("POST", self.score)
             routes["/v1/score"] = ("POST", self.score)
@@ -357,6 +371,76 @@ class _App:
             items.append(item)
         body = json.dumps({"object": "list", "data": items}).encode()
         return 200, {"content-type": "application/json"}, [body]
+
+    def pooling(self, req: _Request) -> _Answer:
+        """``/pooling`` with ``task: token_embed`` (multi-vector); any other task: 400.
+        The same body twice gets the same answer from a small cache (benchmarks)."""
+        cached = self.pooled.get(req.body)
+        if cached is not None:
+            return cached
+        answer = self._pooling(req)
+        status, headers, parts = answer
+        answer = (status, headers, [b"".join(parts)])
+        if status == 200:
+            if len(self.pooled) >= 64:
+                self.pooled.pop(next(iter(self.pooled)))
+            self.pooled[req.body] = answer
+        return answer
+
+    def _pooling(self, req: _Request) -> _Answer:
+        cfg = self.config
+        payload = self._json_body(req)
+        self._check_model(payload)
+        task = payload.get("task")
+        if task != "token_embed" or cfg.pooling_task != "token_embed":
+            raise _openai_error(400, f"Task {task!r} is not supported by this server", "task")
+        encoding = payload.get("encoding_format") or "float"
+        if encoding not in cfg.encodings:
+            raise _openai_error(
+                400, f"encoding_format: Input should be one of {cfg.encodings}", "encoding_format"
+            )
+        dtype = payload.get("embed_dtype") or "float32"
+        texts = payload.get("input")
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise _openai_error(400, "'input' must be a non-empty list of strings", "input")
+        limit = payload.get("truncate_prompt_tokens")
+        rows = []
+        for text in texts:
+            vectors = fake_token_vectors(text, cfg.dim)
+            if isinstance(limit, int) and limit > 0 and len(vectors) > limit:
+                vectors = np.concatenate([vectors[: limit - 1], vectors[-1:]])
+            rows.append(vectors)
+        tokens = sum(len(r) for r in rows)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        if encoding in ("bytes", "bytes_only"):
+            np_dtype = np.dtype("<f2" if dtype == "float16" else "<f4")
+            parts, items, start = [], [], 0
+            for i, r in enumerate(rows):
+                raw = r.astype(np_dtype).tobytes()
+                end = start + len(raw)
+                shape = list(r.shape)
+                items.append({"index": i, "embed_dtype": dtype, "endianness": "little",
+                              "start": start, "end": end, "shape": shape})  # fmt: skip
+                parts.append(raw)
+                start += len(raw)
+            headers = {"content-type": "application/octet-stream"}
+            if encoding == "bytes":
+                meta = {"id": "pooling-fake", "model": cfg.model, "data": items, "usage": usage}
+                headers["metadata"] = json.dumps(meta)
+            return 200, headers, parts
+        data = [
+            {
+                "index": i,
+                "object": "pooling",
+                "data": base64.b64encode(r.astype("<f4").tobytes()).decode()
+                if encoding == "base64"
+                else r.tolist(),
+            }
+            for i, r in enumerate(rows)
+        ]
+        doc = {"id": "pooling-fake", "object": "list", "model": cfg.model, "data": data,
+               "usage": usage}  # fmt: skip
+        return 200, {"content-type": "application/json"}, [json.dumps(doc).encode()]
 
     def _check_model(self, payload: dict[str, Any]) -> None:
         cfg = self.config
@@ -457,6 +541,8 @@ class _App:
     def _embed(self, payload: dict[str, Any]) -> _Answer:
         """Validate one /v1/embeddings body and build the answer (as body parts)."""
         cfg = self.config
+        if cfg.pooling_task == "token_embed":
+            raise _openai_error(501, "The model does not support Embeddings API")
         self._check_model(payload)
         encoding = payload.get("encoding_format") or "float"
         if encoding not in cfg.encodings and cfg.ignore_unknown_encoding:
@@ -860,6 +946,8 @@ class FakeEmbeddingServer:
         matryoshka: Accept ``dimensions`` (truncate + renormalise); else 400 like vLLM.
         version: Answer of ``/version``; ``None`` makes ``/version`` a 404.
         cpus: Pin the server process to these CPU cores (``os.sched_setaffinity``).
+        rerank: The rerank routes served (see :class:`FakeServerConfig`).
+        pooling_task: ``"token_embed"``: a multi-vector server (``/pooling``).
     """
 
     def __init__(
@@ -878,6 +966,8 @@ class FakeEmbeddingServer:
         matryoshka: bool = True,
         version: str | None = "0.32.0",
         cpus: Sequence[int] | None = None,
+        rerank: str = "vllm",
+        pooling_task: str = "embed",
     ) -> None:
         unknown = set(encodings) - set(ALL_ENCODINGS)
         if unknown:
@@ -898,6 +988,8 @@ class FakeEmbeddingServer:
             matryoshka=matryoshka,
             version=version,
             cpus=list(cpus) if cpus is not None else None,
+            rerank=rerank,
+            pooling_task=pooling_task,
         )
         self._final_stats: dict[str, Any] | None = None
         self.process = subprocess.Popen(

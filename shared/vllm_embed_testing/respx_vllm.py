@@ -127,11 +127,12 @@ class FakeServer:
     ignore_unknown_encoding: bool = False
     version: str = "0.32.0"
     rerank: str = "vllm"
+    pooling_task: str = "embed"
     hooks: dict[int, Hook] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
     embed_requests: list[dict[str, Any]] = field(default_factory=list)
     tokenize_requests: list[dict[str, Any]] = field(default_factory=list)
-    #: (path, JSON body) of every rerank / score request.
+    #: (path, JSON body) of every rerank, score and /pooling request.
     score_requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     models_calls: int = 0
 
@@ -143,7 +144,7 @@ class FakeServer:
         r.post(f"{self.base}/tokenize").mock(side_effect=self._tokenize)
         r.get(f"{self.base}/health").mock(side_effect=self._answer)
         r.get(f"{self.base}/version").mock(side_effect=self._answer)
-        for path in ("/rerank", "/v1/rerank", "/v2/rerank", "/score", "/v1/score"):
+        for path in ("/rerank", "/v1/rerank", "/v2/rerank", "/score", "/v1/score", "/pooling"):
             r.post(f"{self.base}{path}").mock(side_effect=self._scored)
 
     @property
@@ -167,6 +168,7 @@ class FakeServer:
             ignore_unknown_encoding=self.ignore_unknown_encoding,
             version=self.version,
             rerank=self.rerank,
+            pooling_task=self.pooling_task,
         )
 
     def _answer(self, request: httpx.Request) -> httpx.Response:

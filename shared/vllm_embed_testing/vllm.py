@@ -7,6 +7,8 @@
   an API key) for the whole session.
 - ``vllm_matryoshka_server``: the same model started with
   ``--hf-overrides '{"is_matryoshka": true}'`` (the ``dimensions`` path).
+- ``vllm_token_embed_server``: the same model with ``--pooler-config '{"task":
+  "token_embed"}'`` (multi-vector over ``/pooling``).
 
 Servers start only when a test asks for them. When the session's tests need both,
 the second one is launched in the background as soon as the first is, so the two
@@ -48,6 +50,7 @@ __all__ = [
     "vllm_server",
     "vllm_server_pool",
     "vllm_server_python",
+    "vllm_token_embed_server",
 ]
 
 #: The name every live server serves the packaged model under.
@@ -57,8 +60,14 @@ LOG_DIR_VAR = "VLLM_EMBED_TEST_LOG_DIR"
 _KINDS: dict[str, dict[str, Any]] = {
     "plain": {},
     "matryoshka": {"hf_overrides": {"is_matryoshka": True}},
+    # multi-vector: /pooling answers one vector per token (its /v1/embeddings: 501)
+    "token_embed": {"extra_args": ("--pooler-config", '{"task": "token_embed"}')},
 }
-_FIXTURE_OF_KIND = {"plain": "vllm_server", "matryoshka": "vllm_matryoshka_server"}
+_FIXTURE_OF_KIND = {
+    "plain": "vllm_server",
+    "matryoshka": "vllm_matryoshka_server",
+    "token_embed": "vllm_token_embed_server",
+}
 
 
 @dataclass(frozen=True)
@@ -180,6 +189,12 @@ def vllm_server(vllm_server_pool: ServerPool) -> LiveServer:
 def vllm_matryoshka_server(vllm_server_pool: ServerPool) -> LiveServer:
     """The same model loaded as Matryoshka (accepts ``dimensions``)."""
     return vllm_server_pool.get("matryoshka")
+
+
+@pytest.fixture(scope="session")
+def vllm_token_embed_server(vllm_server_pool: ServerPool) -> LiveServer:
+    """The same model with ``--pooler-config '{"task": "token_embed"}'`` (multi-vector)."""
+    return vllm_server_pool.get("token_embed")
 
 
 _REFERENCE_SCRIPT = """

@@ -15,6 +15,7 @@ from vllm_embed_testing.vllm import (
     vllm_server,
     vllm_server_pool,
     vllm_server_python,
+    vllm_token_embed_server,
 )
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "vllm_server",
     "vllm_server_pool",
     "vllm_server_python",
+    "vllm_token_embed_server",
 ]
 
 

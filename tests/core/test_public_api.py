@@ -60,6 +60,7 @@ EXPECTED = {
     "VectorWidthError",
     "__version__",
     "load_config",
+    "maxsim",
 }
 
 

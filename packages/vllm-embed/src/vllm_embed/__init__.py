@@ -52,6 +52,7 @@ from vllm_embed._errors import (
     VLLMEmbedError,
 )
 from vllm_embed._instructions import Instructions
+from vllm_embed._multivector import maxsim
 from vllm_embed._rerank import RerankResult
 from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 from vllm_embed._version import __version__
@@ -109,4 +110,5 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/core/test_public_api.py ch
     "VectorWidthError",
     "__version__",
     "load_config",
+    "maxsim",
 ]

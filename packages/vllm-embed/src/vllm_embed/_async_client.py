@@ -306,6 +306,32 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         """True when at least one endpoint answers ``GET /health`` with 200. Never raises."""
         return await self._run(self._health_steps())
 
+    # ------------------------------------------------------------ multi-vector
+    async def embed_multivector(
+        self, texts: Sequence[str], *, kind: Kind = "raw"
+    ) -> list[npt.NDArray[np.float32]]:
+        """One ``(n_tokens_i, dim)`` array per text; see ``EmbeddingClient.embed_multivector``."""
+        items = self._validate(texts)
+        if not items:
+            return []
+        model = await self.model_name()
+        inputs = self._apply_kind(items, kind, model)
+        plan = self._multivector_plan(inputs, await self.max_model_len())
+        out: list[npt.NDArray[np.float32]] = [np.empty((0, 0), np.float32)] * len(inputs)
+
+        async def one(span: tuple[int, int]) -> list[npt.NDArray[np.float32]]:
+            steps = self._multivector_steps(
+                model, inputs[span[0] : span[1]], plan.truncate_prompt_tokens
+            )
+            return await self._run(steps)
+
+        def sink(i: int, rows: list[npt.NDArray[np.float32]]) -> None:
+            start, end = plan.batches[i]
+            out[start:end] = rows
+
+        await self._map(one, plan.batches, sink)
+        return out
+
     # ------------------------------------------------------------ rerank and score
     async def rerank(
         self, query: str, documents: Sequence[str], *, top_n: int | None = None

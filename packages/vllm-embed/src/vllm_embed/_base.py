@@ -45,6 +45,12 @@ from vllm_embed._errors import (
 )
 from vllm_embed._http_errors import error_from_response, is_dimensions_refused
 from vllm_embed._instructions import Instructions, resolve_instructions
+from vllm_embed._multivector import (
+    MAX_BATCH,
+    MULTIVECTOR_ENCODINGS,
+    MultiVectorState,
+    multivector_steps,
+)
 from vllm_embed._rerank import RerankRoutes, rerank_steps, score_steps
 from vllm_embed._retry import (
     RetryableStatus,
@@ -326,6 +332,9 @@ class BaseEmbeddingClient:
         #: answer; an answer of another width is a VectorWidthError.
         self._wire_width: int | None = None
         self._rerank_routes = RerankRoutes()
+        self._multivector = MultiVectorState(
+            MULTIVECTOR_ENCODINGS if encoding in ("auto", "bytes_only") else (encoding,)
+        )
 
         self._headers = self._build_headers(headers)
         self._models: list[ModelInfo] | None = None
@@ -857,6 +866,23 @@ class BaseEmbeddingClient:
     ) -> Steps[npt.NDArray[np.float32]]:
         """One batch of ``/score``: the pairs' scores in input order."""
         return (yield from score_steps(self._post_steps, model, text_1, text_2))
+
+    def _multivector_plan(self, inputs: list[str], max_model_len: int | None) -> EmbedPlan:
+        """The embed plan, in batches of at most ``MAX_BATCH`` texts (big answers)."""
+        plan = self._plan(inputs, max_model_len)
+        size = min(self._batch_size, MAX_BATCH)
+        batches = plan_batches(inputs, size, self._max_tokens, token_cap=plan.limit)
+        return EmbedPlan(inputs, batches, plan.truncate_prompt_tokens, plan.suspects, plan.limit)
+
+    def _multivector_steps(
+        self, model: str, inputs: Sequence[str], tpt: int | None
+    ) -> Steps[list[npt.NDArray[np.float32]]]:
+        """One multi-vector batch: one ``(tokens, dim)`` array per input, in order."""
+        rows, tokens = yield from multivector_steps(
+            self._post_steps, self._multivector, model, inputs, tpt, self._embed_dtype
+        )
+        self.stats.add(inputs=len(rows), prompt_tokens=tokens)
+        return rows
 
     def _score_spans(self, n: int) -> list[tuple[int, int]]:
         """Batches of a rerank / score over ``n`` documents (``batch_size`` each)."""

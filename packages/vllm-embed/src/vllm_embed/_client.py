@@ -291,6 +291,32 @@ class EmbeddingClient(BaseEmbeddingClient):
         """True when at least one endpoint answers ``GET /health`` with 200. Never raises."""
         return self._run(self._health_steps())
 
+    # ------------------------------------------------------------ multi-vector
+    def embed_multivector(
+        self, texts: Sequence[str], *, kind: Kind = "raw"
+    ) -> list[npt.NDArray[np.float32]]:
+        """One ``(n_tokens_i, dim)`` float32 array per text, in input order: late
+        interaction (ColBERT-style), from a vLLM server started with ``--pooler-config
+        '{"task": "token_embed"}'`` (``/pooling``). ``kind`` applies the model's query /
+        document instruction as for :meth:`embed_with_info`. Score with
+        :func:`vllm_embed.maxsim`."""
+        items = self._validate(texts)
+        if not items:
+            return []
+        model = self.model_name()
+        inputs = self._apply_kind(items, kind, model)
+        plan = self._multivector_plan(inputs, self.max_model_len())
+        out: list[npt.NDArray[np.float32]] = [np.empty((0, 0), np.float32)] * len(inputs)
+
+        def one(span: tuple[int, int]) -> None:
+            start, end = span
+            steps = self._multivector_steps(model, inputs[start:end], plan.truncate_prompt_tokens)
+            out[start:end] = self._run(steps)
+
+        for _ in self._map(one, plan.batches):
+            pass
+        return out
+
     # ------------------------------------------------------------ rerank and score
     def rerank(
         self, query: str, documents: Sequence[str], *, top_n: int | None = None
