@@ -199,7 +199,7 @@ def telemetry(session: nox.Session) -> None:
     (a CollectorRegistry read back) against the fake server; `vllm-embed embed --otel
     --metrics-port`. Sockets: loopback only."""
     session.install(
-        *TEST_DEPS, "-e", f"{CORE}[otel,metrics,parquet]", "opentelemetry-sdk"
+        *TEST_DEPS, "-e", f"{CORE}[otel,metrics,parquet]", "opentelemetry-sdk", "nano-vectordb"
     )
     session.run("pytest", "tests/telemetry", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
 
