@@ -89,7 +89,10 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy: strict on the core, normal on the adapters."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"))
-    session.install("-e", CORE, "-e", LANGCHAIN, "-e", LLAMAINDEX, "-e", NANOVECTORDB)
+    # the optional extras too, so the code that uses them is checked against their types
+    session.install(
+        "-e", f"{CORE}[otel,metrics]", "-e", LANGCHAIN, "-e", LLAMAINDEX, "-e", NANOVECTORDB
+    )
     # vllm-embed-ray is checked without installing Ray (its imports are then untyped).
     session.run(
         "mypy",

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import httpx
+from conftest import DIM, KEY, MODEL
 
 from vllm_embed_testing.fake_server import FakeEmbeddingServer
-
-from conftest import DIM, KEY, MODEL
 
 CLI = str(Path(sys.executable).parent / "vllm-embed")
 
@@ -135,7 +134,11 @@ def test_migrate_otel_exports_spans(server: FakeEmbeddingServer, tmp_path: Path)
     rng = np.random.default_rng(0)
     db.upsert(
         [
-            {"__id__": f"c{i}", "__vector__": rng.random(8, dtype=np.float32), "caption": f"clip {i}"}
+            {
+                "__id__": f"c{i}",
+                "__vector__": rng.random(8, dtype=np.float32),
+                "caption": f"clip {i}",
+            }
             for i in range(6)
         ]
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import DIM, KEY, MODEL
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as GA
@@ -28,8 +29,6 @@ from vllm_embed import (
     ServerError,
 )
 from vllm_embed_testing.fake_server import FakeEmbeddingServer
-
-from conftest import DIM, KEY, MODEL
 
 NO_WAIT = RetryPolicy(max_attempts=3, initial_delay=0.0, max_delay=0.0, jitter=0.0)
 
@@ -165,17 +164,16 @@ def test_failed_call_error_spans_retries_counted(
     labels = {"endpoint": ep, "model": MODEL}
     assert _sample(registry, "vllm_embed_retries_total", **labels) == 4
     assert (
-        _sample(registry, "vllm_embed_requests_total", **labels, route="models", status="503")
-        == 3
+        _sample(registry, "vllm_embed_requests_total", **labels, route="models", status="503") == 3
     )
     assert (
-        _sample(
-            registry, "vllm_embed_requests_total", **labels, route="embeddings", status="503"
-        )
+        _sample(registry, "vllm_embed_requests_total", **labels, route="embeddings", status="503")
         == 3
     )
     assert _sample(registry, "vllm_embed_vectors_total", **labels) == 0
-    assert _sample(registry, "vllm_embed_embed_duration_seconds_count", model=MODEL, kind="raw") == 0
+    assert (
+        _sample(registry, "vllm_embed_embed_duration_seconds_count", model=MODEL, kind="raw") == 0
+    )
 
 
 def test_metrics_per_endpoint_and_failover(
@@ -202,12 +200,12 @@ def test_metrics_per_endpoint_and_failover(
     ok = _sample(registry, "vllm_embed_requests_total", **live, route="embeddings", status="200")
     assert ok == 3
     assert (
-        _sample(
-            registry, "vllm_embed_request_duration_seconds_count", **live, route="embeddings"
-        )
+        _sample(registry, "vllm_embed_request_duration_seconds_count", **live, route="embeddings")
         == 3
     )
-    assert _sample(registry, "vllm_embed_embed_duration_seconds_count", model=MODEL, kind="raw") == 1
+    assert (
+        _sample(registry, "vllm_embed_embed_duration_seconds_count", model=MODEL, kind="raw") == 1
+    )
     # the first request (GET /models, for max_model_len) found the dead one first
     refused = [
         s

@@ -9,13 +9,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import KEY, MODEL
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from vllm_embed import ConfigValueError, EmbeddingClient, MissingDependencyError, load_config
 from vllm_embed_testing.fake_server import FakeEmbeddingServer
-
-from conftest import KEY, MODEL
 
 
 def test_off_imports_nothing_and_records_nothing(
@@ -33,7 +32,8 @@ def test_off_imports_nothing_and_records_nothing(
             async with vllm_embed.AsyncEmbeddingClient({server.base_url!r}, api_key={KEY!r}) as a:
                 await a.embed(["a"])
         asyncio.run(run())
-        loaded = [m for m in sys.modules if m.split(".")[0] in ("opentelemetry", "prometheus_client")]
+        optional = ("opentelemetry", "prometheus_client")
+        loaded = [m for m in sys.modules if m.split(".")[0] in optional]
         print(json.dumps({{"off": off, "loaded": loaded}}))
         """
     )
@@ -100,7 +100,10 @@ def test_config_file_turns_them_on(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("module", "setting", "extra"),
-    [("opentelemetry", {"tracing": True}, "otel"), ("prometheus_client", {"metrics": True}, "metrics")],
+    [
+        ("opentelemetry", {"tracing": True}, "otel"),
+        ("prometheus_client", {"metrics": True}, "metrics"),
+    ],
 )
 def test_missing_package_is_named(
     monkeypatch: pytest.MonkeyPatch, module: str, setting: dict[str, bool], extra: str

@@ -40,7 +40,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from vllm_embed._errors import ConfigValueError, MissingDependencyError
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["Telemetry", "endpoint_label", "install_hint"]
 
 T = TypeVar("T")
+K = TypeVar("K", bound=str)
 
 OTEL_HINT = "tracing=True needs opentelemetry-api. Run: pip install 'vllm-embed[otel]'"
 METRICS_HINT = "metrics=True needs prometheus-client. Run: pip install 'vllm-embed[metrics]'"
@@ -168,7 +169,7 @@ def _semconv() -> type[_Names]:
 class _Metrics:
     """The metric objects of one registry (created once per registry, shared)."""
 
-    _by_registry: weakref.WeakKeyDictionary[Any, _Metrics] = weakref.WeakKeyDictionary()
+    _by_registry: ClassVar[weakref.WeakKeyDictionary[Any, _Metrics]] = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
 
     def __init__(self, registry: Any) -> None:
@@ -354,7 +355,7 @@ class Telemetry:
             span_cm.__exit__(None, None, None)
 
     def embed_call(
-        self, client: Any, body: Callable[[Any, str], EmbedResult], texts: Any, kind: str
+        self, client: Any, body: Callable[[Any, K], EmbedResult], texts: Any, kind: K
     ) -> EmbedResult:
         """``body(texts, kind)`` (the sync twin's embed_with_info) inside the call's span."""
         with self._call(client, kind) as box:
@@ -364,9 +365,9 @@ class Telemetry:
     async def aembed_call(
         self,
         client: Any,
-        body: Callable[[Any, str], Awaitable[EmbedResult]],
+        body: Callable[[Any, K], Awaitable[EmbedResult]],
         texts: Any,
-        kind: str,
+        kind: K,
     ) -> EmbedResult:
         """The async twin's :meth:`embed_call`."""
         with self._call(client, kind) as box:

@@ -111,7 +111,11 @@ def _setup_tracing() -> Callable[[], None]:
     for name in _exporter_names():
         provider.add_span_processor(BatchSpanProcessor(_exporter(name)))
     trace.set_tracer_provider(provider)
-    return provider.shutdown  # flushes the batch processors
+
+    def stop() -> None:
+        provider.shutdown()  # flushes the batch processors
+
+    return stop
 
 
 def _exporter_names() -> list[str]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from vllm_embed.cli._observe import observability_options, observing
 from vllm_embed.migrate import (
     ConfigUpdate,
     DryRunReport,
@@ -21,7 +22,6 @@ from vllm_embed.migrate import (
 )
 from vllm_embed.migrate import dry_run as run_dry_run
 from vllm_embed.migrate._engine import DEFAULT_CHUNK_ROWS
-from vllm_embed.cli._observe import observability_options, observing
 from vllm_embed.migrate._store import Store
 
 __all__ = ["migrate"]
