@@ -29,6 +29,7 @@ from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._instructions import Instructions
 from vllm_embed._retry import Sleep
+from vllm_embed._telemetry import Registry
 from vllm_embed._transports import (
     AsyncHttpxTransport,
     AsyncLeanTransport,
@@ -38,8 +39,6 @@ from vllm_embed._transports import (
 from vllm_embed._types import EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
     from vllm_embed._config import EmbedConfig
 
 __all__ = ["AsyncEmbeddingClient"]
@@ -83,7 +82,7 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
         tracing: bool | None = None,
-        metrics: bool | CollectorRegistry | None = None,
+        metrics: bool | Registry | None = None,
     ) -> None:
         """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
 

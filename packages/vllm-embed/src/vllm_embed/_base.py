@@ -52,7 +52,7 @@ from vllm_embed._retry import (
     retrying,
 )
 from vllm_embed._settings import client_kwargs_from_env
-from vllm_embed._telemetry import Telemetry
+from vllm_embed._telemetry import Registry, Telemetry
 from vllm_embed._transports import Reply, Request
 from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 from vllm_embed._wire import (
@@ -67,8 +67,6 @@ from vllm_embed._wire import (
 )
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
     from vllm_embed._config import EmbedConfig
 
 __all__ = ["BaseEmbeddingClient", "EmbedPlan", "Kind", "Output", "Send", "Steps"]
@@ -231,7 +229,7 @@ class BaseEmbeddingClient:
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
         tracing: bool | None = None,
-        metrics: bool | CollectorRegistry | None = None,
+        metrics: bool | Registry | None = None,
     ) -> None:
         given = {
             "base_url": base_url,

@@ -31,12 +31,11 @@ from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._instructions import Instructions
 from vllm_embed._retry import Sleep
+from vllm_embed._telemetry import Registry
 from vllm_embed._transports import HttpxTransport, LeanTransport, Transport, choose_transport
 from vllm_embed._types import EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
     from vllm_embed._config import EmbedConfig
 
 __all__ = ["EmbeddingClient"]
@@ -79,7 +78,7 @@ class EmbeddingClient(BaseEmbeddingClient):
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
         tracing: bool | None = None,
-        metrics: bool | CollectorRegistry | None = None,
+        metrics: bool | Registry | None = None,
     ) -> None:
         """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
 

@@ -51,7 +51,12 @@ if TYPE_CHECKING:
     from vllm_embed._transports import Reply, Request
     from vllm_embed._types import EmbedResult
 
-__all__ = ["Telemetry", "endpoint_label", "install_hint"]
+__all__ = ["Registry", "Telemetry", "endpoint_label", "install_hint"]
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry as Registry
+else:  # the constructors' annotation, resolvable at run time without prometheus_client
+    Registry = Any
 
 T = TypeVar("T")
 K = TypeVar("K", bound=str)
