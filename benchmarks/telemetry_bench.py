@@ -3,8 +3,8 @@
     python benchmarks/telemetry_bench.py [--rounds 7] [--queries 2000] [--batches 40]
 
 Against the fast fake server (dimension 384, pinned to the last core; every client runs in a
-fresh interpreter pinned to the first), in one run, rounds interleaved so a loaded machine
-slows every variant alike:
+fresh interpreter pinned to the first), in one run, rounds interleaved (and the order
+rotated each round) so a loaded machine slows every variant alike:
 
 - ``before``: the client as it was before the telemetry hooks (the parent of the commit
   that added ``vllm_embed/_telemetry.py``, extracted with ``git archive``; ``--before REF``
@@ -162,7 +162,8 @@ def main() -> None:
     ):
         before_src = _extract(before_ref, Path(tmp))
         for round_no in range(args.rounds):
-            for variant in VARIANTS:
+            shift = round_no % len(VARIANTS)  # each variant takes every place in the order
+            for variant in VARIANTS[shift:] + VARIANTS[:shift]:
                 src = before_src if variant == "before" else SRC
                 spec = {
                     "variant": variant,
