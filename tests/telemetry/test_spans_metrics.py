@@ -119,17 +119,34 @@ def test_model_given_names_the_span_from_the_start(
     assert all(s.parent and s.parent.span_id == call.context.span_id for s in spans if s != call)
 
 
-def test_async_client_spans(server: FakeEmbeddingServer, exporter: InMemorySpanExporter) -> None:
+def test_async_client_spans_and_metrics(
+    server: FakeEmbeddingServer, exporter: InMemorySpanExporter, registry: CollectorRegistry
+) -> None:
     async def run() -> Any:
         async with AsyncEmbeddingClient(
-            server.base_url, api_key=KEY, tracing=True, batch_size=2, max_concurrency=2
+            server.base_url,
+            api_key=KEY,
+            tracing=True,
+            metrics=registry,
+            batch_size=2,
+            max_concurrency=2,
         ) as client:
+            await client.embed_query("one query")
             return await client.embed_with_info(["a", "b", "c", "d", "e"])
 
     result = asyncio.run(run())
+    labels = {"endpoint": server.base_url, "model": MODEL}
+    assert _sample(registry, "vllm_embed_vectors_total", **labels) == 6
+    ok = _sample(registry, "vllm_embed_requests_total", **labels, route="embeddings", status="200")
+    assert ok == 4
+    for kind in ("query", "raw"):
+        count = _sample(registry, "vllm_embed_embed_duration_seconds_count", model=MODEL, kind=kind)
+        assert count == 1, kind
     spans = exporter.get_finished_spans()
-    (call,) = _by_name(spans, "embeddings")
-    posts = _by_name(spans, "POST")
+    calls = _by_name(spans, "embeddings")
+    assert sorted(c.attributes["vllm_embed.kind"] for c in calls) == ["query", "raw"]
+    (call,) = [c for c in calls if c.attributes["vllm_embed.kind"] == "raw"]
+    posts = [p for p in _by_name(spans, "POST") if p.parent.span_id == call.context.span_id]
     assert len(posts) == 3
     assert all(p.parent and p.parent.span_id == call.context.span_id for p in posts)
     assert call.attributes[GA.GEN_AI_USAGE_INPUT_TOKENS] == result.prompt_tokens > 0
