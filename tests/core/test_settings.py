@@ -41,6 +41,9 @@ SAMPLES = {
     "VLLM_EMBED_BATCH_SIZE": "16",
     "VLLM_EMBED_MAX_CONCURRENCY": "3",
     "VLLM_EMBED_CACHE": "/tmp/vllm-embed-test-settings-cache.sqlite",
+    # on needs the optional packages (tests/telemetry); off must be read the same by both
+    "VLLM_EMBED_TRACING": "off",
+    "VLLM_EMBED_METRICS": "0",
 }
 
 #: A value of each variable that both must refuse.
@@ -55,6 +58,8 @@ BAD = {
     "VLLM_EMBED_BACKOFF_FACTOR": "-2",
     "VLLM_EMBED_BATCH_SIZE": "1.5",
     "VLLM_EMBED_MAX_CONCURRENCY": "0",
+    "VLLM_EMBED_TRACING": "maybe",
+    "VLLM_EMBED_METRICS": "2",
 }
 
 
@@ -70,6 +75,7 @@ def _observed(client: EmbeddingClient | AsyncEmbeddingClient) -> dict[str, Any]:
         "batch_size": client._batch_size,
         "max_concurrency": client._max_concurrency,
         "cache": client.cache.location if client.cache is not None else None,
+        "telemetry": client._telemetry,
     }
 
 

@@ -30,6 +30,7 @@ from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._instructions import Instructions
 from vllm_embed._rerank import RerankResult, check_documents, check_pairs, check_top_n, rank
 from vllm_embed._retry import Sleep
+from vllm_embed._telemetry import Registry
 from vllm_embed._tls import Verify, ssl_context
 from vllm_embed._transports import (
     AsyncHttpxTransport,
@@ -83,6 +84,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
         verify: Verify = True,
+        tracing: bool | None = None,
+        metrics: bool | Registry | None = None,
     ) -> None:
         """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
 
@@ -110,6 +113,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
             normalize=normalize,
             cache=cache,
             verify=verify,
+            tracing=tracing,
+            metrics=metrics,
         )
         self._http_client = http_client
         self._owns_http = http_client is None
@@ -222,7 +227,15 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
                     step = steps.send(None)
                     continue
                 try:
-                    reply = await self._transport(step.endpoint).send(step.request)
+                    if self._telemetry is None:
+                        reply = await self._transport(step.endpoint).send(step.request)
+                    else:
+                        reply = await self._telemetry.asend(
+                            step.endpoint,
+                            step.request,
+                            self._transport(step.endpoint).send,
+                            self._model,
+                        )
                 except BaseException as exc:  # the steps decide: failover, retry or raise
                     step = steps.throw(exc)
                 else:
@@ -404,6 +417,11 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
 
     async def embed_with_info(self, texts: Sequence[str], *, kind: Kind = "raw") -> EmbedResult:
         """Embed and report what happened; see :meth:`EmbeddingClient.embed_with_info`."""
+        if self._telemetry is not None:
+            return await self._telemetry.aembed_call(self, self._embed_with_info, texts, kind)
+        return await self._embed_with_info(texts, kind)
+
+    async def _embed_with_info(self, texts: Sequence[str], kind: Kind) -> EmbedResult:
         items = self._validate(texts)
         try:
             model = await self.model_name()

@@ -60,6 +60,7 @@ from vllm_embed._retry import (
     retrying,
 )
 from vllm_embed._settings import client_kwargs_from_env
+from vllm_embed._telemetry import Registry, Telemetry
 from vllm_embed._tls import Verify, certificate_error, check_verify
 from vllm_embed._transports import Reply, Request
 from vllm_embed._types import ClientStats, EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
@@ -210,6 +211,16 @@ class BaseEmbeddingClient:
             ``SSL_CERT_FILE``, ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE``), the path of a CA
             bundle (a private CA), an ``ssl.SSLContext``, or ``False`` (off). A certificate
             that does not verify raises :class:`~vllm_embed.TLSCertificateError` at once.
+        tracing: OpenTelemetry spans: one per embed call (GenAI conventions: ``embeddings
+            {model}``, tokens, dimension, server) and one per HTTP request as its child.
+            Needs ``pip install 'vllm-embed[otel]'``; your app sets up the SDK and
+            exporter. Default ``VLLM_EMBED_TRACING``, else off (then nothing is imported
+            and nothing is recorded).
+        metrics: Prometheus metrics (requests, latency, tokens, vectors, retries,
+            failovers, cache hits and misses; per endpoint and model): ``True`` registers
+            them in prometheus_client's default registry, or pass your own
+            ``CollectorRegistry``. Needs ``pip install 'vllm-embed[metrics]'``. Default
+            ``VLLM_EMBED_METRICS``, else off. See :mod:`vllm_embed._telemetry`.
     """
 
     def __init__(
@@ -234,6 +245,8 @@ class BaseEmbeddingClient:
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
         verify: Verify = True,
+        tracing: bool | None = None,
+        metrics: bool | Registry | None = None,
     ) -> None:
         given = {
             "base_url": base_url,
@@ -246,6 +259,8 @@ class BaseEmbeddingClient:
             "max_concurrency": max_concurrency,
             "dimensions": dimensions,
             "cache": cache,
+            "tracing": tracing,
+            "metrics": metrics,
         }
         # Settings not given come from the environment, resolved as load_config does.
         env = client_kwargs_from_env({k for k, v in given.items() if v is not None})
@@ -260,6 +275,8 @@ class BaseEmbeddingClient:
         )
         dimensions = dimensions if dimensions is not None else env.get("dimensions")
         cache = cache if cache is not None else env.get("cache")
+        tracing = tracing if tracing is not None else env.get("tracing", False)
+        metrics = metrics if metrics is not None else env.get("metrics", False)
 
         if base_url is None:
             raise ConfigValueError(
@@ -346,6 +363,8 @@ class BaseEmbeddingClient:
         self._cache: ClientCache | None = (
             ClientCache(cache_obj, self.stats, owned=owned) if cache_obj is not None else None
         )
+        #: Spans and metrics, or None when both are off (every hook checks only that).
+        self._telemetry: Telemetry | None = Telemetry.create(bool(tracing), metrics)
 
     # ----------------------------------------------------------------- settings
     def _build_headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -509,6 +528,8 @@ class BaseEmbeddingClient:
     def _cached_result(self, lookup: Lookup, miss: EmbedResult | None, model: str) -> EmbedResult:
         """Hits and misses in input order; the hits count as inputs served."""
         result = lookup.assemble(miss, model)
+        if self._telemetry is not None:
+            self._telemetry.cache(model, len(lookup.hit_positions), len(lookup.miss_texts))
         if self._dimension is None:
             self._dimension = lookup.dim
         return result
@@ -758,6 +779,8 @@ class BaseEmbeddingClient:
                     err = self._transport_error(ep, exc)
                     tried += 1
                     if tried < len(self._pool) and not self._pool.all_down():
+                        if self._telemetry is not None:
+                            self._telemetry.failover(ep, self._model)
                         continue  # another endpoint is healthy: try it now
                     raise err from exc
             finally:
@@ -818,6 +841,8 @@ class BaseEmbeddingClient:
                     assert place is not None and place.layout is not None
                     answered = "bytes" if place.framed else "bytes_only"
                     self._batch_done(ep, encoding, answered, place.layout.prompt_tokens, out)
+                    if self._telemetry is not None:
+                        self._telemetry.batch_done(ep, model, n, place.layout.prompt_tokens)
                     return
                 try:
                     decoded = self._handle_embed_response(ep, encoding, reply, n, model)
@@ -825,6 +850,8 @@ class BaseEmbeddingClient:
                     continue
                 out.put(start, start + n, decoded.vectors, ep.display_url)
                 self._batch_done(ep, encoding, decoded.encoding, decoded.prompt_tokens, out)
+                if self._telemetry is not None:
+                    self._telemetry.batch_done(ep, model, n, decoded.prompt_tokens)
                 return
             raise RuntimeError("encoding negotiation did not settle")  # pragma: no cover
 
@@ -1085,6 +1112,8 @@ class BaseEmbeddingClient:
         self.stats.add(retries=1)
         what = type(exc.error).__name__ if isinstance(exc, RetryableStatus) else type(exc).__name__
         url = getattr(getattr(exc, "error", exc), "url", None)
+        if self._telemetry is not None:
+            self._telemetry.retry(url, self._model)
         logger.info("retrying after %s from %s in %.2fs", what, url, wait)
 
 

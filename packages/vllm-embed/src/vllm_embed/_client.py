@@ -32,6 +32,7 @@ from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._instructions import Instructions
 from vllm_embed._rerank import RerankResult, check_documents, check_pairs, check_top_n, rank
 from vllm_embed._retry import Sleep
+from vllm_embed._telemetry import Registry
 from vllm_embed._tls import Verify, ssl_context
 from vllm_embed._transports import HttpxTransport, LeanTransport, Transport, choose_transport
 from vllm_embed._types import EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
@@ -79,6 +80,8 @@ class EmbeddingClient(BaseEmbeddingClient):
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
         verify: Verify = True,
+        tracing: bool | None = None,
+        metrics: bool | Registry | None = None,
     ) -> None:
         """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
 
@@ -106,6 +109,8 @@ class EmbeddingClient(BaseEmbeddingClient):
             normalize=normalize,
             cache=cache,
             verify=verify,
+            tracing=tracing,
+            metrics=metrics,
         )
         self._http_client = http_client
         self._owns_http = http_client is None
@@ -220,7 +225,15 @@ class EmbeddingClient(BaseEmbeddingClient):
                     step = steps.send(None)
                     continue
                 try:
-                    reply = self._transport(step.endpoint).send(step.request)
+                    if self._telemetry is None:
+                        reply = self._transport(step.endpoint).send(step.request)
+                    else:
+                        reply = self._telemetry.send(
+                            step.endpoint,
+                            step.request,
+                            self._transport(step.endpoint).send,
+                            self._model,
+                        )
                 except BaseException as exc:  # the steps decide: failover, retry or raise
                     step = steps.throw(exc)
                 else:
@@ -236,7 +249,10 @@ class EmbeddingClient(BaseEmbeddingClient):
                 yield fn(item)
             return
         executor = self._pool_executor()
-        futures: list[Future[T]] = [executor.submit(fn, item) for item in items]
+        if self._telemetry is None:
+            futures: list[Future[T]] = [executor.submit(fn, item) for item in items]
+        else:  # the embed call's span is the parent of the requests made in the threads
+            futures = [self._telemetry.submit(executor, fn, item) for item in items]
         try:
             for future in futures:
                 yield future.result()
@@ -393,6 +409,11 @@ class EmbeddingClient(BaseEmbeddingClient):
         ``count_truncated="estimate"`` / ``"off"`` estimate or skip it on purpose
         (``EmbedResult.truncation_exact`` says which you got).
         """
+        if self._telemetry is not None:
+            return self._telemetry.embed_call(self, self._embed_with_info, texts, kind)
+        return self._embed_with_info(texts, kind)
+
+    def _embed_with_info(self, texts: Sequence[str], kind: Kind) -> EmbedResult:
         items = self._validate(texts)
         try:
             model = self.model_name()

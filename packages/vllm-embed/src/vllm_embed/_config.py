@@ -119,6 +119,8 @@ class EmbedConfig:
     batch_size: int | None = None
     max_concurrency: int | None = None
     cache: Any = None
+    tracing: bool | None = None
+    metrics: Any = None
     vector: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     source: str | None = None

@@ -162,6 +162,25 @@ def _positive_int(n: str, v: Any, o: str) -> int:
     return _to_int(n, v, o, minimum=1)
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _to_bool(name: str, value: Any, origin: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _bad(name, origin, "true or false (1/0, yes/no, on/off)", value)
+
+
+def _to_metrics(name: str, value: Any, origin: str) -> Any:
+    """True / False, or a prometheus_client CollectorRegistry (given in code)."""
+    if type(value).__name__ == "CollectorRegistry":
+        return value
+    return _to_bool(name, value, origin)
+
+
 # ---------------------------------------------------------------------------------------
 # the table
 
@@ -228,6 +247,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_concurrency", "max_concurrency", "VLLM_EMBED_MAX_CONCURRENCY", (), _positive_int),
     # the per-text embedding cache: a path / sqlite:///path / redis://host:port/db
     Setting("cache", "cache", "VLLM_EMBED_CACHE", (), _to_cache),
+    # observability (vllm_embed._telemetry): OpenTelemetry spans, Prometheus metrics
+    Setting("tracing", "tracing", "VLLM_EMBED_TRACING", (), _to_bool),
+    Setting("metrics", "metrics", "VLLM_EMBED_METRICS", (), _to_metrics),
 )
 
 _BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS}
@@ -341,7 +363,16 @@ def client_kwargs_from(values: Mapping[str, Any]) -> dict[str, Any]:
     retry = retry_policy_from(values.get("retries"), values.get("backoff_factor"))
     if retry is not None:
         kwargs["retry"] = retry
-    for name in ("model", "dimensions", "timeout", "batch_size", "max_concurrency", "cache"):
+    for name in (
+        "model",
+        "dimensions",
+        "timeout",
+        "batch_size",
+        "max_concurrency",
+        "cache",
+        "tracing",
+        "metrics",
+    ):
         if values.get(name) is not None:
             kwargs[name] = values[name]
     return kwargs

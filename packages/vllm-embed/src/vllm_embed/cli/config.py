@@ -65,6 +65,8 @@ _UNSET_MEANS: dict[str, str] = {
     "backoff_factor": f"{C.DEFAULT_BACKOFF_FACTOR:g} (client default)",
     "batch_size": f"{C.DEFAULT_BATCH_SIZE} (client default)",
     "max_concurrency": f"{C.DEFAULT_MAX_CONCURRENCY} (client default)",
+    "tracing": "off (no spans)",
+    "metrics": "off (no metrics)",
 }
 
 

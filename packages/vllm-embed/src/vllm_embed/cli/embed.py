@@ -10,6 +10,7 @@ import click
 
 from vllm_embed._embed_job import MANIFEST, EmbedJob, JobSettings, find_inputs, require_pyarrow
 from vllm_embed._errors import MissingDependencyError
+from vllm_embed.cli._observe import observability_options, observing
 
 __all__ = ["embed"]
 
@@ -99,6 +100,7 @@ def _client_kwargs(
     "--ray-batch-size", type=click.IntRange(min=1), help="With --ray: rows per actor call."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@observability_options
 def embed(
     input_path: Path,
     output: Path,
@@ -118,6 +120,9 @@ def embed(
     ray_actors: int,
     ray_batch_size: int | None,
     quiet: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    otel: bool,
 ) -> None:
     """Embed INPUT (a Parquet / JSONL file, or a directory of them) into OUTPUT.
 
@@ -149,7 +154,11 @@ def embed(
         part_rows=part_rows,
         mode="local" if ray_adapter is None else "ray",
     )
-    with EmbeddingClient(**kwargs) as client:
+    # --metrics-port / --otel observe this process's client (with --ray: the driver's).
+    observed = click.get_current_context().with_resource(
+        observing(metrics_port, metrics_host, otel)
+    )
+    with EmbeddingClient(**kwargs, **observed) as client:
         progress = _Progress(quiet)
         job = EmbedJob(inputs, output, settings, client, on_rows=progress.advance)
         progress.start(job.total_rows, job.done_rows)

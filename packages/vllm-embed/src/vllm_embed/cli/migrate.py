@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from vllm_embed.cli._observe import observability_options, observing
 from vllm_embed.migrate import (
     ConfigUpdate,
     DryRunReport,
@@ -203,6 +204,7 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
     show_default=True,
     help="Postgres: seconds to wait for another session's lock before giving up.",
 )
+@observability_options
 def migrate(
     store: str,
     config: str | None,
@@ -227,6 +229,9 @@ def migrate(
     vector_column: str | None,
     drop_backup: bool,
     lock_timeout: float,
+    metrics_port: int | None,
+    metrics_host: str,
+    otel: bool,
 ) -> None:
     """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, FAISS, Chroma, kano).
 
@@ -254,6 +259,10 @@ def migrate(
         "batch_size": batch_size,
         "cache": cache,
     }
+    # --metrics-port / --otel: set up now, torn down when the command ends
+    explicit.update(
+        click.get_current_context().with_resource(observing(metrics_port, metrics_host, otel))
+    )
     if store.startswith(("postgresql://", "postgres://")):
         from vllm_embed.cli._postgres import PgArgs, migrate_postgres
 
