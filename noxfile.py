@@ -35,6 +35,7 @@ nox.options.sessions = [
     "langchain",
     "llamaindex",
     "nanovectordb",
+    "haystack",
     "cache",
     "lightrag",
     "package",
@@ -47,6 +48,7 @@ CORE = "packages/vllm-embed"
 LANGCHAIN = "packages/vllm-embed-langchain"
 LLAMAINDEX = "packages/vllm-embed-llamaindex"
 NANOVECTORDB = "packages/vllm-embed-nanovectordb"
+HAYSTACK = "packages/vllm-embed-haystack"
 # The LightRAG release the lightrag session is tested with (lightrag-hku stays optional).
 LIGHTRAG_HKU = "lightrag-hku==1.5.7"
 RAY = "packages/vllm-embed-ray"
@@ -97,6 +99,16 @@ def typecheck(session: nox.Session) -> None:
         f"{LLAMAINDEX}/src",
         f"{NANOVECTORDB}/src",
         f"{RAY}/src",
+    )
+    # Adapters shipping a namespace package (haystack_integrations.*) are checked by
+    # package name: a path would make mypy name the leaf package `vllm_embed`.
+    session.install("-e", HAYSTACK)
+    session.run(
+        "mypy",
+        "-p",
+        "vllm_embed_haystack",
+        "-p",
+        "haystack_integrations.components.embedders.vllm_embed",
     )
 
 
@@ -181,6 +193,13 @@ def nanovectordb(session: nox.Session) -> None:
     """nano-vectordb / LightRAG adapter at nano-vectordb's current release."""
     session.install(*TEST_DEPS, "-e", CORE, "-e", NANOVECTORDB)
     _pytest(session, "tests/nanovectordb")
+
+
+@nox.session(python=PYTHONS)
+def haystack(session: nox.Session) -> None:
+    """Haystack components (haystack-ai 3.x, newest) inside real pipelines, fake vLLM."""
+    session.install(*TEST_DEPS, "-e", CORE, "-e", HAYSTACK)
+    _pytest(session, "tests/haystack")
 
 
 @nox.session(python=PYTHONS[0])
