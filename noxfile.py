@@ -36,6 +36,8 @@ nox.options.sessions = [
     "llamaindex",
     "nanovectordb",
     "haystack",
+    "chroma",
+    "crewai",
     "cache",
     "lightrag",
     "package",
@@ -49,6 +51,7 @@ LANGCHAIN = "packages/vllm-embed-langchain"
 LLAMAINDEX = "packages/vllm-embed-llamaindex"
 NANOVECTORDB = "packages/vllm-embed-nanovectordb"
 HAYSTACK = "packages/vllm-embed-haystack"
+CHROMA = "packages/vllm-embed-chroma"
 # The LightRAG release the lightrag session is tested with (lightrag-hku stays optional).
 LIGHTRAG_HKU = "lightrag-hku==1.5.7"
 RAY = "packages/vllm-embed-ray"
@@ -91,7 +94,7 @@ def typecheck(session: nox.Session) -> None:
     """mypy: strict on the core, normal on the adapters."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.install("-e", CORE, "-e", LANGCHAIN, "-e", LLAMAINDEX, "-e", NANOVECTORDB)
-    # vllm-embed-ray is checked without installing Ray (its imports are then untyped).
+    # vllm-embed-ray is checked without installing Ray (its imports are then untyped);
     session.run(
         "mypy",
         f"{CORE}/src",
@@ -99,6 +102,8 @@ def typecheck(session: nox.Session) -> None:
         f"{LLAMAINDEX}/src",
         f"{NANOVECTORDB}/src",
         f"{RAY}/src",
+        # vllm-embed-chroma likewise without chromadb (a large install for a type check)
+        f"{CHROMA}/src",
     )
     # Adapters shipping a namespace package (haystack_integrations.*) are checked by
     # package name: a path would make mypy name the leaf package `vllm_embed`.
@@ -200,6 +205,22 @@ def haystack(session: nox.Session) -> None:
     """Haystack components (haystack-ai 3.x, newest) inside real pipelines, fake vLLM."""
     session.install(*TEST_DEPS, "-e", CORE, "-e", HAYSTACK)
     _pytest(session, "tests/haystack")
+
+
+@nox.session(python=PYTHONS)
+def chroma(session: nox.Session) -> None:
+    """Chroma embedding function (chromadb 1.x, newest) in real PersistentClient
+    collections: its record, reopening from it, `vllm-embed migrate` rewriting it; fake vLLM."""
+    session.install(*TEST_DEPS, "-e", CORE, "-e", CHROMA)
+    _pytest(session, "tests/chroma")
+
+
+@nox.session(python=PYTHONS[0])
+def crewai(session: nox.Session) -> None:
+    """crewAI's knowledge storage with the Chroma function as its custom embedder (no LLM).
+    Its own venv: crewAI pins pydantic, httpx and openai below what other sessions get."""
+    session.install(*TEST_DEPS, "-e", CORE, "-e", CHROMA, "crewai")
+    _pytest(session, "tests/crewai")
 
 
 @nox.session(python=PYTHONS[0])
