@@ -98,8 +98,9 @@ def _instructions_spec(value: Any) -> Instructions | str | None:
     return value  # type: ignore[no-any-return]
 
 
+# (the typecheck session has no chromadb: the base class is Any there)
 @register_embedding_function
-class VLLMEmbeddingFunction(EmbeddingFunction[Documents]):
+class VLLMEmbeddingFunction(EmbeddingFunction[Documents]):  # type: ignore[misc]
     """Embeddings for chromadb from your own vLLM (or any OpenAI-compatible) server.
 
     Example:
