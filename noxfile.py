@@ -300,6 +300,7 @@ def contract(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmark harness: prints a table, writes benchmarks/results/latest.json."""
     _install_everything(session)
+    session.install("-e", HAYSTACK, "-e", CHROMA)  # their overhead rows (+ haystack-ai, chromadb)
     session.install("openai", "langchain-openai", "llama-index-embeddings-openai-like")
     # benchmarks/cache_bench.py: LangChain's CacheBackedEmbeddings stores and redis-py
     session.install("langchain-classic", "langchain-community", "redis")
