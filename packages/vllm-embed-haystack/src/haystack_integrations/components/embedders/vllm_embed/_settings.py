@@ -24,6 +24,7 @@ from haystack.core.errors import SerializationError
 from haystack.core.serialization import default_from_dict, default_to_dict
 from haystack.utils import Secret
 
+from vllm_embed import Instructions
 from vllm_embed.adapters import (
     API_KEY_ENV_VARS,
     LazyClients,
@@ -89,7 +90,7 @@ class VLLMEmbedderSettings(LazyClientsMixin):
         api_key: Secret | str | None = None,
         prefix: str = "",
         suffix: str = "",
-        instructions: str | None = "auto",
+        instructions: Instructions | Mapping[str, str] | str | None = "auto",
         dimensions: int | None = None,
         client_side_dimensions: bool | None = None,
         batch_size: int | None = None,
@@ -114,6 +115,10 @@ class VLLMEmbedderSettings(LazyClientsMixin):
         self.api_key: Secret = api_key  # type: ignore[assignment]
         self.prefix = prefix
         self.suffix = suffix
+        if isinstance(instructions, Mapping):  # as to_dict writes an Instructions
+            instructions = Instructions(
+                query=instructions.get("query", ""), document=instructions.get("document", "")
+            )
         self.instructions = instructions
         self.dimensions = dimensions
         self.client_side_dimensions = client_side_dimensions
@@ -209,6 +214,11 @@ class VLLMEmbedderSettings(LazyClientsMixin):
                 "secrets); use the named settings, or VLLM_EMBED_* environment variables."
             )
         saved = {name: getattr(self, name) for name in self._SAVED}
+        if isinstance(self.instructions, Instructions):
+            saved["instructions"] = {
+                "query": self.instructions.query,
+                "document": self.instructions.document,
+            }
         return default_to_dict(self, api_key=self.api_key, **saved, **self._extra_to_dict())
 
     @classmethod
