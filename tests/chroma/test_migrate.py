@@ -1,17 +1,20 @@
-"""`vllm-embed migrate` of a Chroma directory made with VLLMEmbeddingFunction: the migrated
-collection's record describes the new vectors, so reopening it without the function
-queries the new model; the old server answering is refused by name."""
+"""`vllm-embed migrate` (the API and the command) of a Chroma directory made with
+VLLMEmbeddingFunction: the migrated collection's record describes the new vectors, so
+reopening it without the function queries the new model; a server giving other vectors
+under that model's name is refused by name."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import chromadb
 import pytest
 import respx
+from click.testing import CliRunner
 
 from vllm_embed import DimensionMismatchError, EmbeddingClient, RetryPolicy
+from vllm_embed.cli import main
 from vllm_embed.migrate import migrate_store, open_store
 from vllm_embed_chroma import VLLMEmbeddingFunction
 from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, mount
@@ -34,8 +37,25 @@ def servers() -> Iterator[None]:
         yield
 
 
+def _migrate_api(path: Path) -> None:
+    with EmbeddingClient(NEW_URL, api_key=API_KEY, retry=RetryPolicy(max_attempts=1)) as new:
+        result = migrate_store(open_store(path), new)
+    assert (result.old_dim, result.new_dim) == (DIM, NEW_DIM)
+
+
+def _migrate_cli(path: Path) -> None:
+    args = ["migrate", str(path), "--base-url", NEW_URL, "--api-key", API_KEY, "--yes"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert API_KEY not in result.output
+
+
+@pytest.mark.parametrize("migrate", [_migrate_api, _migrate_cli], ids=["api", "cli"])
 def test_migrated_record_carries_the_new_model_and_dimension(
-    servers: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    servers: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    migrate: Callable[[Path], None],
 ) -> None:
     monkeypatch.setenv("VLLM_EMBED_API_KEY", API_KEY)
     monkeypatch.setenv("VLLM_EMBED_BASE_URL", BASE_URL)  # the app reads its server's URL
@@ -50,9 +70,7 @@ def test_migrated_record_carries_the_new_model_and_dimension(
     assert before["instructions"] == {"query": "query: ", "document": "passage: "}
     client.close()  # the app is stopped while its store is migrated
 
-    with EmbeddingClient(NEW_URL, api_key=API_KEY, retry=RetryPolicy(max_attempts=1)) as new:
-        result = migrate_store(open_store(path), new)
-    assert (result.old_dim, result.new_dim) == (DIM, NEW_DIM)
+    migrate(path)
 
     reopened = chromadb.PersistentClient(path=str(path)).get_collection("docs")
     record = reopened.configuration_json["embedding_function"]
