@@ -7,6 +7,7 @@ queries with the right topic; its vectors are the core client's.
 
 from __future__ import annotations
 
+import runpy
 from pathlib import Path
 
 import chromadb
@@ -56,3 +57,20 @@ def test_vectors_are_the_core_clients(vllm_server: LiveServer) -> None:
         function.embed_query([DEMO_QUERIES[0].text])[0], expected_query, atol=1e-5
     )
     function.close()
+
+
+def test_example_runs(
+    vllm_server: LiveServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("VLLM_EMBED_API_KEY", raising=False)  # the example sets it: undone after
+    example = Path(__file__).parents[2] / "examples" / "chroma_collection.py"
+    main = runpy.run_path(str(example))["main"]
+    path = tmp_path / "example"
+    code = main(vllm_server.base_url, vllm_server.api_key, vllm_server.model, str(path))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"dimension {DIM}" in out
+    assert vllm_server.api_key.encode() not in (path / "chroma.sqlite3").read_bytes()

@@ -9,6 +9,8 @@ environment, never written); ``run_async`` gives the same vectors as the core cl
 from __future__ import annotations
 
 import asyncio
+import runpy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,3 +102,15 @@ def test_vectors_are_the_core_clients_sync_and_async(
     )
     docs.close()
     text.close()
+
+
+def test_example_runs(
+    vllm_server: LiveServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VLLM_EMBED_API_KEY", raising=False)  # the example sets it: undone after
+    example = Path(__file__).parents[2] / "examples" / "haystack_pipeline.py"
+    main = runpy.run_path(str(example))["main"]
+    code = main(vllm_server.base_url, vllm_server.api_key, vllm_server.model)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "questions answered by the loaded pipeline" in out
