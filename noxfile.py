@@ -36,6 +36,9 @@ nox.options.sessions = [
     "langchain",
     "llamaindex",
     "nanovectordb",
+    "haystack",
+    "chroma",
+    "crewai",
     "cache",
     "telemetry",
     "lightrag",
@@ -49,6 +52,8 @@ CORE = "packages/vllm-embed"
 LANGCHAIN = "packages/vllm-embed-langchain"
 LLAMAINDEX = "packages/vllm-embed-llamaindex"
 NANOVECTORDB = "packages/vllm-embed-nanovectordb"
+HAYSTACK = "packages/vllm-embed-haystack"
+CHROMA = "packages/vllm-embed-chroma"
 # The LightRAG release the lightrag session is tested with (lightrag-hku stays optional).
 LIGHTRAG_HKU = "lightrag-hku==1.5.7"
 RAY = "packages/vllm-embed-ray"
@@ -94,7 +99,7 @@ def typecheck(session: nox.Session) -> None:
     session.install(
         "-e", f"{CORE}[otel,metrics]", "-e", LANGCHAIN, "-e", LLAMAINDEX, "-e", NANOVECTORDB
     )
-    # vllm-embed-ray is checked without installing Ray (its imports are then untyped).
+    # vllm-embed-ray is checked without installing Ray (its imports are then untyped);
     session.run(
         "mypy",
         f"{CORE}/src",
@@ -102,6 +107,18 @@ def typecheck(session: nox.Session) -> None:
         f"{LLAMAINDEX}/src",
         f"{NANOVECTORDB}/src",
         f"{RAY}/src",
+        # vllm-embed-chroma likewise without chromadb (a large install for a type check)
+        f"{CHROMA}/src",
+    )
+    # Adapters shipping a namespace package (haystack_integrations.*) are checked by
+    # package name: a path would make mypy name the leaf package `vllm_embed`.
+    session.install("-e", HAYSTACK)
+    session.run(
+        "mypy",
+        "-p",
+        "vllm_embed_haystack",
+        "-p",
+        "haystack_integrations.components.embedders.vllm_embed",
     )
 
 
@@ -198,6 +215,29 @@ def nanovectordb(session: nox.Session) -> None:
     _pytest(session, "tests/nanovectordb")
 
 
+@nox.session(python=PYTHONS)
+def haystack(session: nox.Session) -> None:
+    """Haystack components (haystack-ai 3.x, newest) inside real pipelines, fake vLLM."""
+    session.install(*TEST_DEPS, "-e", CORE, "-e", HAYSTACK)
+    _pytest(session, "tests/haystack")
+
+
+@nox.session(python=PYTHONS)
+def chroma(session: nox.Session) -> None:
+    """Chroma embedding function (chromadb 1.x, newest) in real PersistentClient
+    collections: its record, reopening from it, `vllm-embed migrate` rewriting it; fake vLLM."""
+    session.install(*TEST_DEPS, "-e", CORE, "-e", CHROMA)
+    _pytest(session, "tests/chroma")
+
+
+@nox.session(python=PYTHONS[0])
+def crewai(session: nox.Session) -> None:
+    """crewAI's knowledge storage with the Chroma function as its custom embedder (no LLM).
+    Its own venv: crewAI pins pydantic, httpx and openai below what other sessions get."""
+    session.install(*TEST_DEPS, "-e", CORE, "-e", CHROMA, "crewai")
+    _pytest(session, "tests/crewai")
+
+
 @nox.session(python=PYTHONS[0])
 def cache(session: nox.Session) -> None:
     """Embedding cache: SQLite (faults with real processes) and a real redis-server the
@@ -267,7 +307,10 @@ def _install_everything(session: nox.Session) -> None:
 
 #: Adapter packages (and their frameworks) whose live-vLLM tests run in the contract
 #: session, beside the ones `_install_everything` brings. One entry per adapter.
-CONTRACT_EXTRAS: tuple[str, ...] = ()
+CONTRACT_EXTRAS: tuple[str, ...] = (
+    f"--editable={HAYSTACK}",  # + haystack-ai
+    f"--editable={CHROMA}",  # + chromadb
+)
 
 
 @nox.session(python=PYTHONS[0])
@@ -283,6 +326,7 @@ def contract(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmark harness: prints a table, writes benchmarks/results/latest.json."""
     _install_everything(session)
+    session.install("-e", HAYSTACK, "-e", CHROMA)  # their overhead rows (+ haystack-ai, chromadb)
     session.install("openai", "langchain-openai", "llama-index-embeddings-openai-like")
     # benchmarks/cache_bench.py: LangChain's CacheBackedEmbeddings stores and redis-py
     session.install("langchain-classic", "langchain-community", "redis")

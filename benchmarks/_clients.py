@@ -95,6 +95,59 @@ def llamaindex_adapter(cell: Cell) -> Runner:
     return Runner(emb.get_text_embedding_batch, emb.close, "list")
 
 
+def core_sync_list(cell: Cell) -> Runner:
+    """The core client's own list output (``embed_documents_list``): what the adapters
+    returning lists are measured against."""
+    from vllm_embed import EmbeddingClient
+
+    client = EmbeddingClient(
+        cell.base_url,
+        api_key=cell.api_key,
+        model=cell.model,
+        instructions=None,
+        **_batch(cell),
+        **cell.extra,
+    )
+    return Runner(client.embed_documents_list, client.close, "list")
+
+
+def haystack_adapter(cell: Cell) -> Runner:
+    """``VLLMDocumentEmbedder.run`` (no progress bar); the Documents are built once per
+    text list, outside the timing's concern (a Haystack user has them already)."""
+    from haystack import Document
+
+    from vllm_embed_haystack import VLLMDocumentEmbedder
+
+    emb = VLLMDocumentEmbedder(
+        base_url=cell.base_url,
+        model=cell.model,
+        api_key=cell.api_key,
+        progress_bar=False,
+        **_batch(cell),
+    )
+    made: dict[int, list[Any]] = {}
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        docs = made.get(id(texts))
+        if docs is None:
+            made.clear()
+            docs = made[id(texts)] = [Document(content=t) for t in texts]
+        return [d.embedding for d in emb.run(docs)["documents"]]
+
+    return Runner(embed, emb.close, "list")
+
+
+def chroma_adapter(cell: Cell) -> Runner:
+    """``VLLMEmbeddingFunction(texts)``: float32 rows after chromadb's own normalise +
+    validate wrapper (stacked into one array for the check)."""
+    from vllm_embed_chroma import VLLMEmbeddingFunction
+
+    fn = VLLMEmbeddingFunction(
+        cell.base_url, model=cell.model, api_key=cell.api_key, **_batch(cell)
+    )
+    return Runner(lambda texts: np.stack(fn(texts)), fn.close, "numpy")
+
+
 # -- peers --------------------------------------------------------------------------------
 
 
@@ -219,6 +272,9 @@ CLIENTS: dict[str, tuple[Callable[[Cell], Runner], str]] = {
     "vllm-embed async (numpy)": (core_async, "core"),
     "vllm-embed-langchain (list)": (langchain_adapter, "core"),
     "vllm-embed-llamaindex (list)": (llamaindex_adapter, "core"),
+    "vllm-embed sync (list)": (core_sync_list, "core"),
+    "vllm-embed-haystack (list)": (haystack_adapter, "core"),
+    "vllm-embed-chroma (numpy rows)": (chroma_adapter, "core"),
     "openai SDK (default)": (openai_default, "peer"),
     "openai SDK (base64 + numpy)": (openai_base64_numpy, "peer"),
     "langchain-openai (default)": (langchain_openai_default, "peer"),

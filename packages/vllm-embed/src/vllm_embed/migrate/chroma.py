@@ -16,7 +16,9 @@ chromadb's own API.
   directory; in the copy every migrated collection is deleted and created again with
   the same name, metadata (plus the embedding-space record under ``SPACE_KEY``) and
   configuration (HNSW / SPANN parameters and the embedding-function record, which
-  chromadb 1.x refuses to see change), then filled in batches of at most
+  chromadb 1.x refuses to see change; a record of vllm-embed-chroma's function,
+  ``"vllm-embed"``, is rewritten to describe the new vectors: model, dimension,
+  instructions, and ``dimensions`` when one was asked for), then filled in batches of at most
   ``client.get_max_batch_size()`` with the same ids, documents and metadatas.
 - Verifying: the copy is reopened with chromadb: counts, ids in order, documents,
   metadatas, configuration, dimension, and a query per collection that must return
@@ -68,6 +70,9 @@ __all__ = ["CHROMA_FILE", "ChromaStore", "is_chroma_dir", "read_chroma"]
 logger = logging.getLogger(__name__)
 
 CHROMA_FILE = "chroma.sqlite3"
+#: The registry name of vllm-embed-chroma's embedding function, whose record describes
+#: the vectors (so a migration rewrites it).
+VLLM_EMBED_FUNCTION = "vllm-embed"
 LLAMAINDEX_NODE_KEY = "_node_content"
 #: Stored vectors kept from reading, for ``doctor --store``'s probe.
 SAMPLE_ROWS = 16
@@ -349,15 +354,16 @@ class ChromaStore(Store):
         if self._space is not None:
             metadata[SPACE_KEY] = self._space.to_json()
         client.delete_collection(c.name)
+        wanted = _retargeted(c.configuration, self._space)
         last: dict[str, Any] | None = None
-        for kwargs in _create_attempts(c.configuration):
+        for kwargs in _create_attempts(wanted):
             with warnings.catch_warnings(), _restore_registry():
                 warnings.simplefilter("ignore")
                 collection = client.create_collection(
                     c.name, metadata=metadata or None, embedding_function=None, **kwargs
                 )
             last = _configuration_of(collection)
-            if _same_configuration(last, c.configuration):
+            if _same_configuration(last, wanted):
                 return collection
             client.delete_collection(c.name)
         raise StoreFormatError(
@@ -404,7 +410,8 @@ class ChromaStore(Store):
                 f"{where}: collection {c.label!r} holds {collection.count()} records, "
                 f"expected {len(expected)}"
             )
-        if not _same_configuration(_configuration_of(collection), c.configuration):
+        wanted = _retargeted(c.configuration, self._space)
+        if not _same_configuration(_configuration_of(collection), wanted):
             raise StoreFormatError(f"{where}: collection {c.label!r} lost its configuration")
         meta = dict(collection.metadata or {})
         meta.pop(SPACE_KEY, None)
@@ -536,6 +543,25 @@ def _create_attempts(configuration: dict[str, Any]) -> Iterator[dict[str, Any]]:
     if isinstance(ef, dict) and ef.get("type") == "known":
         config["embedding_function"] = _known_function(ef)
     yield {"configuration": config}
+
+
+def _retargeted(configuration: dict[str, Any], space: EmbeddingSpace | None) -> dict[str, Any]:
+    """``configuration`` with a vllm-embed function record describing ``space`` (the
+    migrated vectors); any other configuration unchanged. ``dimensions`` (a Matryoshka
+    size asked of the server) follows the new dimension only when the record had one."""
+    ef = configuration.get("embedding_function")
+    if space is None or not isinstance(ef, dict) or ef.get("name") != VLLM_EMBED_FUNCTION:
+        return configuration
+    config = dict(ef.get("config") or {})
+    config["model"] = space.model
+    config["dimension"] = space.dimension
+    if config.get("dimensions") is not None:
+        config["dimensions"] = space.dimension
+    config["instructions"] = {
+        "query": space.query_instruction,
+        "document": space.document_instruction,
+    }
+    return {**configuration, "embedding_function": {**ef, "config": config}}
 
 
 @contextlib.contextmanager
