@@ -119,6 +119,8 @@ def typecheck(session: nox.Session) -> None:
         "vllm_embed_haystack",
         "-p",
         "haystack_integrations.components.embedders.vllm_embed",
+        "-p",
+        "haystack_integrations.components.rankers.vllm_embed",
     )
 
 

@@ -21,7 +21,7 @@ from haystack.components.writers import DocumentWriter
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 
 from vllm_embed import EmbeddingClient
-from vllm_embed_haystack import VLLMDocumentEmbedder, VLLMTextEmbedder
+from vllm_embed_haystack import VLLMDocumentEmbedder, VLLMRanker, VLLMTextEmbedder
 from vllm_embed_testing.corpus import DEMO_CORPUS, DEMO_QUERIES
 from vllm_embed_testing.vllm import LiveServer
 
@@ -114,3 +114,19 @@ def test_example_runs(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "questions answered by the loaded pipeline" in out
+
+
+def test_ranker_orders_by_the_servers_rerank(settings: dict[str, Any]) -> None:
+    # vLLM reranks with an embedding model by cosine: the ranker's order is that ranking
+    query = DEMO_QUERIES[3]
+    docs = documents()
+    ranker = VLLMRanker(**settings, top_k=4)
+    ranked = ranker.run(query=query.text, documents=docs)["documents"]
+    with EmbeddingClient(settings["base_url"], api_key=ranker.api_key.resolve_value()) as c:
+        vectors = c.embed([query.text, *[d.content or "" for d in docs]])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    cosines = vectors[1:] @ vectors[0]
+    want = [docs[int(i)].content for i in np.argsort(-cosines, kind="stable")[:4]]
+    assert [d.content for d in ranked] == want
+    assert ranked[0].meta["topic"] == query.topic
+    ranker.close()
