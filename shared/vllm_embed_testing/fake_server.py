@@ -101,6 +101,37 @@ def fake_token_vectors(text: str, dim: int) -> np.ndarray:
     return np.stack([fake_vector(f"{text}\x00{i}:{t}", dim) for i, t in enumerate(tokens)])
 
 
+def fake_chat_text(messages: Any, *, multimodal: bool = True) -> str:
+    """The text the fake embeds for a conversation: ``role: text`` lines, an image part as
+    ``<image:...>`` (the first 16 hex digits of its data's sha256, or of its URL)."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list")
+    lines = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        if not isinstance(parts, list):
+            raise ValueError("each message needs a string or a list of parts as content")
+        texts = []
+        for part in parts:
+            if part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            elif part.get("type") == "image_url":
+                if not multimodal:
+                    raise ValueError("fake-model is not a multimodal model")
+                url = str(part.get("image_url", {}).get("url", ""))
+                data = (
+                    base64.b64decode(url.split(",", 1)[1])
+                    if url.startswith("data:")
+                    else url.encode()
+                )
+                texts.append(f"<image:{hashlib.sha256(data).hexdigest()[:16]}>")
+            else:
+                raise ValueError(f"unknown content part type {part.get('type')!r}")
+        lines.append(f"{message.get('role')}: {' '.join(texts)}")
+    return "\n".join(lines)
+
+
 def fake_token_count(text: str, add_special_tokens: bool = True) -> int:
     """Tokens the fake server counts for ``text``: one per word (+2 special tokens)."""
     return len(text.split()) + (2 if add_special_tokens else 0)
@@ -153,6 +184,12 @@ class FakeServerConfig:
     #: ``--pooler-config '{"task": "token_embed"}'``: ``/pooling`` answers one vector per
     #: token (:func:`fake_token_vectors`) and ``/v1/embeddings`` answers 501.
     pooling_task: str = "embed"
+    #: True: ``messages`` on /v1/embeddings are rendered (:func:`fake_chat_text`); False:
+    #: 400 like a vLLM whose model has no chat template.
+    chat_template: bool = False
+    #: True: ``image_url`` parts are accepted (their bytes hashed into the text); False:
+    #: 400 "... is not a multimodal model".
+    multimodal: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,6 +479,20 @@ class _App:
                "usage": usage}  # fmt: skip
         return 200, {"content-type": "application/json"}, [json.dumps(doc).encode()]
 
+    def _render_chat(self, messages: Any) -> str:
+        """A conversation as the text the fake embeds: each message's text parts, and
+        ``<image:sha256-prefix>`` for each image (see :func:`fake_chat_text`)."""
+        if not self.config.chat_template:
+            raise _openai_error(
+                400,
+                "As of transformers v4.44, default chat template is no longer allowed, so you "
+                "must provide a chat template if the tokenizer does not define one.",
+            )
+        try:
+            return fake_chat_text(messages, multimodal=self.config.multimodal)
+        except ValueError as exc:
+            raise _openai_error(400, str(exc)) from None
+
     def _check_model(self, payload: dict[str, Any]) -> None:
         cfg = self.config
         model = payload.get("model")
@@ -561,6 +612,8 @@ class _App:
         if endianness not in ("native", "little", "big"):
             raise _openai_error(400, f"endianness {endianness!r} is not valid", "endianness")
         dimensions = self._dimensions(payload.get("dimensions"))
+        if "messages" in payload:
+            payload = {**payload, "input": [self._render_chat(payload["messages"])]}
         keys, tokens = self._inputs(payload)
         entries = [self.entry(key, dimensions) for key in keys]
         self.vectors += len(entries)
@@ -968,6 +1021,8 @@ class FakeEmbeddingServer:
         cpus: Sequence[int] | None = None,
         rerank: str = "vllm",
         pooling_task: str = "embed",
+        chat_template: bool = False,
+        multimodal: bool = False,
     ) -> None:
         unknown = set(encodings) - set(ALL_ENCODINGS)
         if unknown:
@@ -990,6 +1045,8 @@ class FakeEmbeddingServer:
             cpus=list(cpus) if cpus is not None else None,
             rerank=rerank,
             pooling_task=pooling_task,
+            chat_template=chat_template,
+            multimodal=multimodal,
         )
         self._final_stats: dict[str, Any] | None = None
         self.process = subprocess.Popen(

@@ -128,6 +128,8 @@ class FakeServer:
     version: str = "0.32.0"
     rerank: str = "vllm"
     pooling_task: str = "embed"
+    chat_template: bool = False
+    multimodal: bool = False
     hooks: dict[int, Hook] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
     embed_requests: list[dict[str, Any]] = field(default_factory=list)
@@ -169,6 +171,8 @@ class FakeServer:
             version=self.version,
             rerank=self.rerank,
             pooling_task=self.pooling_task,
+            chat_template=self.chat_template,
+            multimodal=self.multimodal,
         )
 
     def _answer(self, request: httpx.Request) -> httpx.Response:

@@ -33,6 +33,7 @@ EXPECTED = {
     "EmbeddingClient",
     "EncodingNotSupportedError",
     "Instructions",
+    "InputNotSupportedError",
     "InvalidInputError",
     "InvalidRowError",
     "MigrationError",

@@ -25,6 +25,7 @@ from vllm_embed._base import (
     Truncate,
 )
 from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
+from vllm_embed._chat import check_conversations, image_conversation
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._instructions import Instructions
@@ -318,6 +319,34 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
     async def health(self) -> bool:
         """True when at least one endpoint answers ``GET /health`` with 200. Never raises."""
         return await self._run(self._health_steps())
+
+    # ------------------------------------------------------------ chat and images
+    async def embed_messages(
+        self, conversations: Sequence[Sequence[Mapping[str, Any]]]
+    ) -> npt.NDArray[np.float32]:
+        """One vector per conversation; see ``EmbeddingClient.embed_messages``."""
+        convs = check_conversations(conversations)
+        if not convs:
+            return np.empty((0, 0), dtype=np.float32)
+        model = await self.model_name()
+        rows: list[npt.NDArray[np.float32]] = [np.empty(0, np.float32)] * len(convs)
+
+        async def one(i: int) -> npt.NDArray[np.float32]:
+            return await self._run(self._chat_steps(model, convs[i]))
+
+        def sink(i: int, row: npt.NDArray[np.float32]) -> None:
+            rows[i] = row
+
+        await self._map(one, list(range(len(convs))), sink)
+        return self._chat_result(rows, self._pool.first().display_url)
+
+    async def embed_images(
+        self, images: Sequence[Any], *, text: str | None = None
+    ) -> npt.NDArray[np.float32]:
+        """One vector per image; see ``EmbeddingClient.embed_images``."""
+        if isinstance(images, str | bytes) or not isinstance(images, Sequence):
+            images = [images]
+        return await self.embed_messages([image_conversation(image, text) for image in images])
 
     # ------------------------------------------------------------ multi-vector
     async def embed_multivector(

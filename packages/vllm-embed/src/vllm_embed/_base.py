@@ -30,6 +30,7 @@ import numpy.typing as npt
 from vllm_embed import _constants as C
 from vllm_embed._batching import plan_batches, validate_texts
 from vllm_embed._cache import ClientCache, EmbeddingCache, Lookup, Space
+from vllm_embed._chat import chat_steps
 from vllm_embed._endpoints import Endpoint, EndpointPool, redact_url
 from vllm_embed._errors import (
     APIConnectionError,
@@ -910,6 +911,23 @@ class BaseEmbeddingClient:
         )
         self.stats.add(inputs=len(rows), prompt_tokens=tokens)
         return rows
+
+    def _chat_steps(
+        self, model: str, messages: list[dict[str, Any]]
+    ) -> Steps[npt.NDArray[np.float32]]:
+        """One conversation's vector (``messages`` on ``/v1/embeddings``)."""
+        vector = yield from chat_steps(self._post_steps, model, messages, self._embed_dtype)
+        self.stats.add(inputs=1)
+        return vector
+
+    def _chat_result(
+        self, rows: list[npt.NDArray[np.float32]], url: str
+    ) -> npt.NDArray[np.float32]:
+        """The conversations' vectors as one array (client-side dimensions / normalise)."""
+        widths = {int(r.shape[0]) for r in rows}
+        if len(widths) != 1:
+            raise VectorWidthError(f"{url} returned vectors of widths {sorted(widths)}.", url=url)
+        return self._postprocess(np.stack(rows).astype(np.float32, copy=False), url)
 
     def _score_spans(self, n: int) -> list[tuple[int, int]]:
         """Batches of a rerank / score over ``n`` documents (``batch_size`` each)."""

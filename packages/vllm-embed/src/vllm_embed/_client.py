@@ -27,6 +27,7 @@ from vllm_embed._base import (
     Truncate,
 )
 from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
+from vllm_embed._chat import check_conversations, image_conversation
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._instructions import Instructions
@@ -306,6 +307,38 @@ class EmbeddingClient(BaseEmbeddingClient):
     def health(self) -> bool:
         """True when at least one endpoint answers ``GET /health`` with 200. Never raises."""
         return self._run(self._health_steps())
+
+    # ------------------------------------------------------------ chat and images
+    def embed_messages(
+        self, conversations: Sequence[Sequence[Mapping[str, Any]]]
+    ) -> npt.NDArray[np.float32]:
+        """One vector per conversation (``messages`` on ``/v1/embeddings``, rendered with
+        the model's chat template or the server's ``--chat-template``): float32
+        ``(n, dim)``, in input order. Content may mix text and ``image_url`` parts
+        (:meth:`embed_images` builds them). Raises
+        :class:`~vllm_embed.InputNotSupportedError` when the server has no chat template or
+        the model takes no images."""
+        convs = check_conversations(conversations)
+        if not convs:
+            return np.empty((0, 0), dtype=np.float32)
+        model = self.model_name()
+        rows: list[npt.NDArray[np.float32]] = [np.empty(0, np.float32)] * len(convs)
+
+        def one(i: int) -> None:
+            rows[i] = self._run(self._chat_steps(model, convs[i]))
+
+        for _ in self._map(one, range(len(convs))):
+            pass
+        return self._chat_result(rows, self._pool.first().display_url)
+
+    def embed_images(
+        self, images: Sequence[Any], *, text: str | None = None
+    ) -> npt.NDArray[np.float32]:
+        """One vector per image (a path, bytes, a PIL image or an http(s):// URL; local
+        images are sent as data: URIs), each with ``text`` after it when given."""
+        if isinstance(images, str | bytes) or not isinstance(images, Sequence):
+            images = [images]
+        return self.embed_messages([image_conversation(image, text) for image in images])
 
     # ------------------------------------------------------------ multi-vector
     def embed_multivector(

@@ -23,6 +23,7 @@ API keys never appear in any message, repr or attribute here.
     │   │                            mangled them); never cached, never written
     │   └── APIStatusError           server answered with an HTTP error status
     │       ├── BadRequestError              400 (generic)
+    │       │   ├── InputNotSupportedError   400, no chat template / no image input for the model
     │       │   ├── ContextLengthError       400, input longer than max_model_len
     │       │   └── DimensionsNotSupportedError  400, `dimensions` on a non-Matryoshka model
     │       ├── AuthenticationError          401 / 403
@@ -91,6 +92,7 @@ __all__ = [
     "DimensionMismatchError",
     "DimensionsNotSupportedError",
     "EncodingNotSupportedError",
+    "InputNotSupportedError",
     "InvalidInputError",
     "InvalidRowError",
     "MigrationError",
@@ -256,6 +258,11 @@ class APIStatusError(APIError):
 
 class BadRequestError(APIStatusError):
     """400: the server rejected the request."""
+
+
+class InputNotSupportedError(BadRequestError):
+    """400: the server cannot take this input: a conversation without a chat template, or
+    an image for a model that is not multimodal. The message names the fix."""
 
 
 class ContextLengthError(BadRequestError):
