@@ -302,7 +302,10 @@ def _install_everything(session: nox.Session) -> None:
 
 #: Adapter packages (and their frameworks) whose live-vLLM tests run in the contract
 #: session, beside the ones `_install_everything` brings. One entry per adapter.
-CONTRACT_EXTRAS: tuple[str, ...] = ()
+CONTRACT_EXTRAS: tuple[str, ...] = (
+    *("-e", PYDANTIC_AI),
+    *("-e", DSPY),
+)
 
 
 @nox.session(python=MAIN_PYTHON)

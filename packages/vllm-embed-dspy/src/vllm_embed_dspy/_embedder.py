@@ -190,24 +190,30 @@ class VLLMEmbedder:
 
 
 def embeddings_retriever(
-    corpus: list[str], embedder: VLLMEmbedder, *, k: int = 5, batch_size: int = 1024, **kwargs: Any
+    corpus: list[str],
+    embedder: VLLMEmbedder,
+    *,
+    k: int = 5,
+    batch_size: int = 1024,
+    caching: bool = True,
+    **kwargs: Any,
 ) -> dspy.retrievers.Embeddings:
     """A ``dspy.retrievers.Embeddings`` whose corpus is embedded as documents and whose
     queries are embedded as queries (each side with its instruction).
 
     ``kwargs`` go to ``dspy.retrievers.Embeddings`` (``brute_force_threshold``,
-    ``normalize``, ...); ``batch_size`` is ``dspy.Embedder``'s (texts per call to the core,
-    which batches further).
+    ``normalize``, ...); ``batch_size`` and ``caching`` to both sides' ``dspy.Embedder``
+    (texts per call to the core, which batches further; DSPy's own cache on or off).
     """
     import dspy
 
     retriever = dspy.retrievers.Embeddings(
         corpus=corpus,
-        embedder=dspy.Embedder(embedder.documents, batch_size=batch_size),
+        embedder=dspy.Embedder(embedder.documents, batch_size=batch_size, caching=caching),
         k=k,
         **kwargs,
     )
-    retriever.embedder = dspy.Embedder(embedder.query, batch_size=batch_size)
+    retriever.embedder = dspy.Embedder(embedder.query, batch_size=batch_size, caching=caching)
     return retriever
 
 
