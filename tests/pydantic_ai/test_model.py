@@ -135,9 +135,13 @@ async def test_model_requests_can_be_forbidden(server: respx.Route) -> None:
 
 
 async def test_cache_answers_repeats_without_a_request(server: respx.Route, tmp_path: Path) -> None:
-    embedder = Embedder(make(cache=str(tmp_path / "cache.sqlite")))
-    first = await embedder.embed_documents(TEXTS)
-    again = await embedder.embed_documents(TEXTS)
+    model = make(cache=str(tmp_path / "cache.sqlite"))
+    embedder = Embedder(model)
+    try:
+        first = await embedder.embed_documents(TEXTS)
+        again = await embedder.embed_documents(TEXTS)
+    finally:
+        await model.aclose()  # closes the cache it opened
     sent = [text for batch in embedding_inputs(server) for text in batch if text in TEXTS]
     assert sorted(sent) == sorted(TEXTS)  # once each (the core also sends a cache probe)
     assert again.embeddings == first.embeddings
