@@ -324,6 +324,8 @@ def bench(session: nox.Session) -> None:
     session.install("openai", "langchain-openai", "llama-index-embeddings-openai-like")
     # benchmarks/cache_bench.py: LangChain's CacheBackedEmbeddings stores and redis-py
     session.install("langchain-classic", "langchain-community", "redis")
+    # the adapters' speed check (overhead over the core client's output)
+    session.install("-e", PYDANTIC_AI, "-e", DSPY)
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
