@@ -8,8 +8,10 @@ queries with a passage of the right topic.
 from __future__ import annotations
 
 import os
+import runpy
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 # DSPy fixes its disk cache directory when imported: keep it out of the home directory.
 os.environ.setdefault("DSPY_CACHEDIR", tempfile.mkdtemp(prefix="vllm-embed-dspy-cache-"))
@@ -48,3 +50,10 @@ def test_retriever_answers_the_demo_queries(embedder: VLLMEmbedder) -> None:
         found = retriever(query.text)
         assert DEMO_CORPUS[found.indices[0]][0] == query.topic, (query.text, found.passages)
         assert found.passages[0] == TEXTS[found.indices[0]]
+
+
+def test_example_runs(vllm_server: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).parents[2] / "examples" / "dspy_retriever.py"
+    main = runpy.run_path(str(example))["main"]
+    assert main(vllm_server.base_url, vllm_server.api_key, vllm_server.model) == 0
+    assert "5/5 questions" in capsys.readouterr().out

@@ -7,7 +7,9 @@ counts reach ``usage``, and the sync and async paths agree.
 
 from __future__ import annotations
 
+import runpy
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,3 +60,10 @@ async def test_truncate_setting_on_a_long_text(model: VLLMEmbeddingModel) -> Non
     cut = await model.embed([long_text], input_type="document", settings={"truncate": True})
     assert cut.provider_details is not None and cut.provider_details["truncated"] == 1
     assert len(cut.embeddings[0]) == DIM
+
+
+def test_example_runs(vllm_server: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).parents[2] / "examples" / "pydantic_ai_search.py"
+    main = runpy.run_path(str(example))["main"]
+    assert main(vllm_server.base_url, vllm_server.api_key, vllm_server.model) == 0
+    assert "5/5 questions" in capsys.readouterr().out
