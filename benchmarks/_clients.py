@@ -74,6 +74,21 @@ def core_async(cell: Cell) -> Runner:
     return Runner(lambda texts: loop.run_until_complete(client.embed(texts)), close, "numpy")
 
 
+def core_sync_list(cell: Cell) -> Runner:
+    """The core client's own list output (``embed_documents_list``): what the adapters that
+    hand lists to their framework are measured against."""
+    from vllm_embed import EmbeddingClient
+
+    client = EmbeddingClient(
+        cell.base_url,
+        api_key=cell.api_key,
+        model=cell.model,
+        **_batch(cell),
+        **cell.extra,
+    )
+    return Runner(client.embed_documents_list, client.close, "list")
+
+
 def langchain_adapter(cell: Cell) -> Runner:
     from vllm_embed_langchain import VLLMEmbeddings
 
@@ -146,6 +161,40 @@ def chroma_adapter(cell: Cell) -> Runner:
         cell.base_url, model=cell.model, api_key=cell.api_key, **_batch(cell)
     )
     return Runner(lambda texts: np.stack(fn(texts)), fn.close, "numpy")
+
+
+def pydantic_ai_adapter(cell: Cell) -> Runner:
+    """pydantic-ai's own ``Embedder`` over ``VLLMEmbeddingModel``, on one event loop."""
+    from pydantic_ai import Embedder
+
+    from vllm_embed_pydantic_ai import VLLMEmbeddingModel
+
+    loop = asyncio.new_event_loop()
+    model = VLLMEmbeddingModel(
+        cell.base_url, model=cell.model, api_key=cell.api_key, **_batch(cell)
+    )
+    embedder = Embedder(model)
+
+    def embed(texts: list[str]) -> Any:
+        return loop.run_until_complete(embedder.embed_documents(texts)).embeddings
+
+    def close() -> None:
+        loop.run_until_complete(model.aclose())
+        loop.close()
+
+    return Runner(embed, close, "list")
+
+
+def dspy_adapter(cell: Cell) -> Runner:
+    """``dspy.Embedder`` over ``VLLMEmbedder``: the whole list per call (DSPy's cache off,
+    or the rounds would measure it); the core batches by ``cell.batch``."""
+    import dspy
+
+    from vllm_embed_dspy import VLLMEmbedder
+
+    embedder = VLLMEmbedder(cell.base_url, model=cell.model, api_key=cell.api_key, **_batch(cell))
+    call = dspy.Embedder(embedder, batch_size=1_000_000, caching=False)
+    return Runner(call, embedder.close, "numpy")
 
 
 # -- peers --------------------------------------------------------------------------------
@@ -275,6 +324,8 @@ CLIENTS: dict[str, tuple[Callable[[Cell], Runner], str]] = {
     "vllm-embed sync (list)": (core_sync_list, "core"),
     "vllm-embed-haystack (list)": (haystack_adapter, "core"),
     "vllm-embed-chroma (numpy rows)": (chroma_adapter, "core"),
+    "vllm-embed-pydantic-ai (list)": (pydantic_ai_adapter, "core"),
+    "vllm-embed-dspy (numpy)": (dspy_adapter, "core"),
     "openai SDK (default)": (openai_default, "peer"),
     "openai SDK (base64 + numpy)": (openai_base64_numpy, "peer"),
     "langchain-openai (default)": (langchain_openai_default, "peer"),

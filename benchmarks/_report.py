@@ -8,6 +8,14 @@ CORE_NUMPY = ("vllm-embed sync (numpy)", "vllm-embed async (numpy)")
 LC_ADAPTER = "vllm-embed-langchain (list)"
 LC_OPENAI = ("langchain-openai (default)", "langchain-openai (chunk_size=batch)")
 OPENAI_DEFAULT = "openai SDK (default)"
+#: Thin adapters against the core client's list conversion (``embed_documents_list``):
+#: (adapter row, core row), and the share of the core's vectors/s the adapter must keep.
+CORE_LIST = "vllm-embed sync (list)"
+ADAPTER_OVERHEAD = (
+    ("vllm-embed-pydantic-ai (list)", CORE_LIST),
+    ("vllm-embed-dspy (numpy)", CORE_LIST),
+)
+ADAPTER_SHARE = 0.8
 TARGET_DIM = 1024
 #: Issue 14: vectors/s with every setting at its default, by dimension (sync and async).
 DEFAULTS_TARGETS = {384: 200_000, 1024: 150_000}
@@ -98,6 +106,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "x",
             )
         )
+        for adapter_name, core_name in ADAPTER_OVERHEAD:
+            thin, base = _find(rows, adapter_name, **cell), _find(rows, core_name, **cell)
+            out.append(
+                _target(
+                    f"{adapter_name} vs {core_name} ({where})",
+                    thin and base and thin["vectors_per_s"] / base["vectors_per_s"],
+                    ">=",
+                    ADAPTER_SHARE,
+                    "x",
+                )
+            )
         adapter = _find(rows, LC_ADAPTER, **cell)
         for peer in LC_OPENAI:
             lc = _find(rows, peer, **cell)

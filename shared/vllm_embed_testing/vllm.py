@@ -6,7 +6,8 @@
 - ``vllm_server``: one plain all-MiniLM-L6-v2 server (``--served-model-name minilm``,
   an API key) for the whole session.
 - ``vllm_matryoshka_server``: the same model started with
-  ``--hf-overrides '{"is_matryoshka": true}'`` (the ``dimensions`` path).
+  ``--hf-overrides '{"is_matryoshka": true}'`` (the ``dimensions`` path) and a
+  ``--chat-template`` (:data:`CHAT_TEMPLATE`: conversations on ``/v1/embeddings``).
 - ``vllm_token_embed_server``: the same model with ``--pooler-config '{"task":
   "token_embed"}'`` (multi-vector over ``/pooling``).
 
@@ -55,6 +56,12 @@ __all__ = [
 
 #: The name every live server serves the packaged model under.
 SERVED_MODEL = "minilm"
+#: The chat template the Matryoshka server is started with (``--chat-template``): the
+#: messages' contents, one per line (all-MiniLM-L6-v2 ships none).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['content'] }}"
+    "{% if not loop.last %}\n{% endif %}{% endfor %}"
+)
 #: Where server logs go (CI can keep them as artifacts); default: pytest's tmp dir.
 LOG_DIR_VAR = "VLLM_EMBED_TEST_LOG_DIR"
 _KINDS: dict[str, dict[str, Any]] = {
@@ -98,13 +105,19 @@ class ServerPool:
     def _launch(self, kind: str) -> VLLMServer:
         server = self._servers.get(kind)
         if server is None:
+            options = dict(_KINDS[kind])
+            if kind == "matryoshka":
+                # this server also embeds conversations (messages), with a plain template
+                template = self.log_dir / "chat-template.jinja"
+                template.write_text(CHAT_TEMPLATE, encoding="utf-8")
+                options["extra_args"] = ("--chat-template", str(template))
             spec = ServerSpec(
                 model=self.model_path,
                 served_model_name=SERVED_MODEL,
                 api_key=f"test-{secrets.token_urlsafe(12)}",
                 dtype="float32",
                 enforce_eager=True,
-                **_KINDS[kind],
+                **options,
             )
             server = VLLMServer(spec, python=self.python, log_path=self.log_dir / f"{kind}.log")
             self._servers[kind] = server

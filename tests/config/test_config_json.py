@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,10 +88,15 @@ def test_shallowest_embedder_wins(tmp_path: Path) -> None:
     assert load_config(path, env={}).base_urls == ("http://top:1/v1",)
 
 
+# A trailing comma: Python 3.13's json points at the comma itself ("Illegal trailing comma
+# before end of object"), older versions at the closing bracket after it.
+TRAILING_COMMA_AT = (3, 30) if sys.version_info >= (3, 13) else (4, 3)
+
+
 @pytest.mark.parametrize(
     ("text", "line", "column"),
     [
-        ('{\n  "embedder": {\n    "base_url": "http://x/v1",\n  }\n}\n', 4, 3),
+        ('{\n  "embedder": {\n    "base_url": "http://x/v1",\n  }\n}\n', *TRAILING_COMMA_AT),
         ('{\n  "embedder": {"model": \'m\'}\n}', 2, 25),
         ('{"embedder": {"model": "m"}', 1, 28),
     ],

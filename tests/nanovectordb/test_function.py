@@ -189,3 +189,4 @@ async def test_cache_pass_through(server: respx.Route, tmp_path) -> None:
     again = await fn(["q", "p"])
     assert server.call_count == calls
     np.testing.assert_array_equal(again, first[[1, 0]])
+    await fn.aclose()  # the cache's SQLite connections (Python 3.13 warns otherwise)
