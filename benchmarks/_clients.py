@@ -110,22 +110,6 @@ def llamaindex_adapter(cell: Cell) -> Runner:
     return Runner(emb.get_text_embedding_batch, emb.close, "list")
 
 
-def core_sync_list(cell: Cell) -> Runner:
-    """The core client's own list output (``embed_documents_list``): what the adapters
-    returning lists are measured against."""
-    from vllm_embed import EmbeddingClient
-
-    client = EmbeddingClient(
-        cell.base_url,
-        api_key=cell.api_key,
-        model=cell.model,
-        instructions=None,
-        **_batch(cell),
-        **cell.extra,
-    )
-    return Runner(client.embed_documents_list, client.close, "list")
-
-
 def haystack_adapter(cell: Cell) -> Runner:
     """``VLLMDocumentEmbedder.run`` (no progress bar); the Documents are built once per
     text list, outside the timing's concern (a Haystack user has them already)."""
