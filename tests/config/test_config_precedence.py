@@ -103,6 +103,8 @@ def test_every_setting_has_an_origin() -> None:
         "batch_size",
         "max_concurrency",
         "cache",
+        "max_in_flight_per_endpoint",
+        "hedge",
         "vector",
     }
 

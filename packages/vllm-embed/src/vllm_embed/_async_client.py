@@ -27,6 +27,7 @@ from vllm_embed._base import (
 from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
+from vllm_embed._hedge import Hedge, WaitForSlot, race_async
 from vllm_embed._instructions import Instructions
 from vllm_embed._retry import Sleep
 from vllm_embed._transports import (
@@ -80,6 +81,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         instructions: Instructions | str | None = "auto",
         normalize: bool = False,
         cache: EmbeddingCache | str | os.PathLike[str] | None = None,
+        max_in_flight_per_endpoint: int | None = None,
+        hedge: bool | float | None = None,
     ) -> None:
         """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
 
@@ -106,6 +109,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
             instructions=instructions,
             normalize=normalize,
             cache=cache,
+            max_in_flight_per_endpoint=max_in_flight_per_endpoint,
+            hedge=hedge,
         )
         self._http_client = http_client
         self._owns_http = http_client is None
@@ -214,6 +219,14 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
                 if isinstance(step, Sleep):
                     await self._sleep(step.seconds)
                     step = steps.send(None)
+                    continue
+                if isinstance(step, WaitForSlot):
+                    await self._pool.wait_for_slot_async()
+                    step = steps.send(None)
+                    continue
+                if isinstance(step, Hedge):
+                    send = lambda ep: self._transport(ep).send  # noqa: E731
+                    step = steps.send(await race_async(step, send))
                     continue
                 try:
                     reply = await self._transport(step.endpoint).send(step.request)

@@ -119,6 +119,8 @@ class EmbedConfig:
     batch_size: int | None = None
     max_concurrency: int | None = None
     cache: Any = None
+    max_in_flight_per_endpoint: int | None = None
+    hedge: bool | float | None = None
     vector: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     source: str | None = None

@@ -162,6 +162,22 @@ def _positive_int(n: str, v: Any, o: str) -> int:
     return _to_int(n, v, o, minimum=1)
 
 
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def _to_hedge(name: str, value: Any, origin: str) -> bool | float:
+    """Hedging: on / off (booleans, ``on``, ``true``, ...) or a fixed delay in seconds."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _ON | _OFF:
+        return value.strip().lower() in _ON
+    try:
+        return _to_float(name, value, origin, positive=True)
+    except ConfigValueError:
+        raise _bad(name, origin, "on, off or a delay in seconds > 0", value) from None
+
+
 # ---------------------------------------------------------------------------------------
 # the table
 
@@ -228,6 +244,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_concurrency", "max_concurrency", "VLLM_EMBED_MAX_CONCURRENCY", (), _positive_int),
     # the per-text embedding cache: a path / sqlite:///path / redis://host:port/db
     Setting("cache", "cache", "VLLM_EMBED_CACHE", (), _to_cache),
+    # several base URLs: a cap per server, hedged small calls
+    Setting(
+        "max_in_flight_per_endpoint",
+        "max_in_flight_per_endpoint",
+        "VLLM_EMBED_MAX_IN_FLIGHT_PER_ENDPOINT",
+        (),
+        _positive_int,
+    ),
+    Setting("hedge", "hedge", "VLLM_EMBED_HEDGE", (), _to_hedge),
 )
 
 _BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS}
@@ -341,7 +366,16 @@ def client_kwargs_from(values: Mapping[str, Any]) -> dict[str, Any]:
     retry = retry_policy_from(values.get("retries"), values.get("backoff_factor"))
     if retry is not None:
         kwargs["retry"] = retry
-    for name in ("model", "dimensions", "timeout", "batch_size", "max_concurrency", "cache"):
+    for name in (
+        "model",
+        "dimensions",
+        "timeout",
+        "batch_size",
+        "max_concurrency",
+        "cache",
+        "max_in_flight_per_endpoint",
+        "hedge",
+    ):
         if values.get(name) is not None:
             kwargs[name] = values[name]
     return kwargs

@@ -62,6 +62,8 @@ KEY_ALIASES: dict[str, str] = {
     "max_concurrency": "max_concurrency",
     "cache": "cache",
     "embedding_cache": "cache",
+    "max_in_flight_per_endpoint": "max_in_flight_per_endpoint",
+    "hedge": "hedge",
 }
 
 #: The fields that go through precedence, in display order (the table is in _settings).

@@ -1,0 +1,307 @@
+"""Hedged requests: a duplicate to another endpoint when the first answer is late.
+
+With several base URLs and ``hedge=True`` (or ``hedge=<seconds>``), a small call
+(``embed_query``, or any call that is one batch of at most ``HEDGE_MAX_INPUTS`` inputs) is
+sent to one endpoint; when no answer came within the *hedge delay*, the same request goes
+to another healthy endpoint too. The first answer wins; the other request is cancelled
+(async: its task is cancelled and its connection closed) or, in the sync client, left to
+finish on its own worker thread with its own connection and its answer ignored.
+
+The delay (:class:`HedgeDelay`) is the fixed number of seconds given, or learned: the
+``HEDGE_QUANTILE`` (p95) of the last ``HEDGE_WINDOW`` answer times of hedged calls, never
+below ``HEDGE_MIN_DELAY``, so about one call in twenty is duplicated when every replica is
+well. Answer times come from winners only, so a stalled replica does not teach the client
+to wait for it.
+
+The request logic stays in :mod:`vllm_embed._base` as steps: :func:`hedged_send_steps` yields
+one :class:`Hedge` step; the twins run it with :func:`race_sync` (threads) or
+:func:`race_async` (tasks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, wait
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+
+from vllm_embed import _constants as C
+from vllm_embed._endpoints import Endpoint, EndpointPool
+from vllm_embed._errors import APIConnectionError, ConfigValueError
+from vllm_embed._transports import Reply, Request
+from vllm_embed._types import ClientStats
+
+__all__ = [
+    "Hedge",
+    "HedgeDelay",
+    "Outcome",
+    "WaitForSlot",
+    "hedge_setting",
+    "hedged_send_steps",
+    "race_async",
+    "race_sync",
+]
+
+Ctx = TypeVar("Ctx")
+
+
+def hedge_setting(value: object) -> float | bool:
+    """Check ``hedge=``: False (off), True (learned delay) or a fixed delay in seconds."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value > 0 and value == value and value < float("inf"):
+        return float(value)
+    raise ConfigValueError(
+        f"hedge must be False (off), True (a delay learned from recent answer times) or a "
+        f"delay in seconds > 0, got {value!r}"
+    )
+
+
+class HedgeDelay:
+    """How long to wait for the first answer before sending the duplicate.
+
+    ``fixed``: always that many seconds; else learned from :meth:`record` (see the module
+    docstring). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        fixed: float | None = None,
+        *,
+        window: int = C.HEDGE_WINDOW,
+        quantile: float = C.HEDGE_QUANTILE,
+        floor: float = C.HEDGE_MIN_DELAY,
+        initial: float = C.HEDGE_INITIAL_DELAY,
+        min_samples: int = C.HEDGE_MIN_SAMPLES,
+    ) -> None:
+        self.fixed = fixed
+        self._samples: deque[float] = deque(maxlen=window)
+        self._quantile = quantile
+        self._floor = floor
+        self._initial = initial
+        self._min_samples = min_samples
+        self._lock = threading.Lock()
+        self._current = fixed if fixed is not None else initial
+        self._since = 0
+
+    def record(self, seconds: float) -> None:
+        """One winning answer took ``seconds``."""
+        if self.fixed is not None:
+            return
+        with self._lock:
+            self._samples.append(seconds)
+            self._since += 1
+            n = len(self._samples)
+            if n < self._min_samples or (self._since < 8 and n >= self._min_samples + 8):
+                return  # re-sort every 8 answers once warmed up
+            self._since = 0
+            ordered = sorted(self._samples)
+            value = ordered[min(n - 1, int(self._quantile * n))]
+            self._current = max(self._floor, value)
+
+    def delay(self) -> float:
+        """The current hedge delay in seconds."""
+        return self._current
+
+
+@dataclass(slots=True)
+class WaitForSlot:
+    """A step: every endpoint is at ``max_in_flight_per_endpoint``; wait for a request to
+    end (the twins call ``pool.wait_for_slot`` / ``wait_for_slot_async``)."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a race ended with: the winner (if any) and the failures seen until then."""
+
+    winner: tuple[Endpoint, Reply] | None = None
+    failures: list[tuple[Endpoint, BaseException]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Hedge:
+    """A step: send ``first``; with no answer after ``delay`` seconds, send ``second()`` too
+    (None: no other endpoint is free, keep waiting). ``finished(endpoint, seconds, error)``
+    is called once for every request sent, when it ends (it releases the endpoint)."""
+
+    first: tuple[Endpoint, Request]
+    delay: float
+    second: Callable[[], tuple[Endpoint, Request] | None]
+    finished: Callable[[Endpoint, float, BaseException | None], None]
+    stats: ClientStats
+
+
+def _timed(send: Callable[[Request], Reply], request: Request) -> tuple[Reply, float]:
+    start = time.perf_counter()
+    reply = send(request)
+    return reply, time.perf_counter() - start
+
+
+def race_sync(
+    step: Hedge, send: Callable[[Endpoint], Callable[[Request], Reply]], executor: Executor
+) -> Outcome:
+    """Run a :class:`Hedge` step on ``executor`` threads; the first answer wins.
+
+    The loser keeps its worker thread (and that thread's own connection) until its answer
+    or its timeout comes; then it is only released and recorded, never used.
+    """
+    running: dict[Future[tuple[Reply, float]], Endpoint] = {}
+
+    def submit(ep: Endpoint, request: Request) -> None:
+        try:
+            future = executor.submit(_timed, send(ep), request)
+        except BaseException as exc:  # the executor is shut down (client closed)
+            step.finished(ep, 0.0, exc)
+            raise
+        running[future] = ep
+
+        def ended(f: Future[tuple[Reply, float]]) -> None:
+            exc = CancelledError() if f.cancelled() else f.exception()
+            step.finished(ep, f.result()[1] if exc is None else 0.0, exc)
+
+        future.add_done_callback(ended)
+
+    submit(*step.first)
+    outcome = Outcome()
+    done, pending = wait(list(running), timeout=step.delay)
+    if not done:
+        second = step.second()
+        if second is not None:
+            step.stats.add(hedges=1)
+            submit(*second)
+    pending = set(running) - done
+    while True:
+        for future in done:
+            ep = running[future]
+            exc = future.exception()
+            if exc is None:
+                outcome.winner = (ep, future.result()[0])
+                if ep is not step.first[0]:
+                    step.stats.add(hedges_won=1)
+                return outcome
+            outcome.failures.append((ep, exc))
+        if not pending:
+            return outcome
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+
+
+async def race_async(
+    step: Hedge, send: Callable[[Endpoint], Callable[[Request], Awaitable[Reply]]]
+) -> Outcome:
+    """Run a :class:`Hedge` step as tasks; the first answer wins, the other is cancelled
+    (the lean transport closes a connection whose request was cancelled)."""
+    running: dict[asyncio.Task[tuple[Reply, float]], Endpoint] = {}
+
+    async def timed(ep: Endpoint, request: Request) -> tuple[Reply, float]:
+        start = time.perf_counter()
+        reply = await send(ep)(request)
+        return reply, time.perf_counter() - start
+
+    def submit(ep: Endpoint, request: Request) -> None:
+        task = asyncio.create_task(timed(ep, request))
+        running[task] = ep
+
+        def ended(t: asyncio.Task[tuple[Reply, float]]) -> None:
+            exc: BaseException | None
+            exc = asyncio.CancelledError() if t.cancelled() else t.exception()
+            step.finished(ep, t.result()[1] if exc is None else 0.0, exc)
+
+        task.add_done_callback(ended)
+
+    submit(*step.first)
+    outcome = Outcome()
+    try:
+        done, pending = await asyncio.wait(list(running), timeout=step.delay)
+        if not done:
+            second = step.second()
+            if second is not None:
+                step.stats.add(hedges=1)
+                submit(*second)
+        pending = set(running) - done
+        while True:
+            for task in done:
+                ep = running[task]
+                exc = task.exception()
+                if exc is None:
+                    outcome.winner = (ep, task.result()[0])
+                    if ep is not step.first[0]:
+                        step.stats.add(hedges_won=1)
+                    return outcome
+                outcome.failures.append((ep, exc))
+            if not pending:
+                return outcome
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in running:
+            task.cancel()  # the loser (or both, when the caller was cancelled)
+
+
+def hedged_send_steps(
+    pool: EndpointPool,
+    delay: HedgeDelay,
+    stats: ClientStats,
+    request_for: Callable[[Endpoint], tuple[Request, Ctx]],
+    transport_error: Callable[[Endpoint, httpx.TransportError], APIConnectionError],
+) -> Generator[Any, Any, tuple[Endpoint, Ctx, Reply]]:
+    """``BaseEmbeddingClient._send_steps`` with a hedge: one request, a duplicate to
+    another endpoint when it is late, failover when both fail to connect.
+
+    Requests are sent without ``place`` (two answers must not write the same rows).
+    """
+    contexts: dict[int, Ctx] = {}
+
+    def prepared(ep: Endpoint) -> tuple[Endpoint, Request]:
+        request, context = request_for(ep)
+        contexts[id(ep)] = context
+        return ep, Request(request.method, request.url, request.body)
+
+    def finished(ep: Endpoint, seconds: float, exc: BaseException | None) -> None:
+        pool.release(ep)
+        if exc is None:
+            delay.record(seconds)
+        elif isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+            pool.timed_out(ep)
+
+    tried = 0
+    while True:
+        ep = pool.acquire()
+        while ep is None:
+            yield WaitForSlot()
+            ep = pool.acquire()
+
+        def second(first: Endpoint = ep) -> tuple[Endpoint, Request] | None:
+            other = pool.acquire_other(first)
+            if other is None:
+                return None
+            try:
+                return prepared(other)
+            except BaseException:
+                pool.release(other)
+                raise
+
+        try:
+            first = prepared(ep)
+        except BaseException:
+            pool.release(ep)
+            raise
+        outcome: Outcome = yield Hedge(first, delay.delay(), second, finished, stats)
+        error: APIConnectionError | None = None
+        for failed, exc in outcome.failures:
+            if not isinstance(exc, httpx.TransportError):
+                raise exc
+            error = transport_error(failed, exc)
+            tried += 1
+        if outcome.winner is not None:
+            won, reply = outcome.winner
+            return won, contexts[id(won)], reply
+        assert error is not None
+        if tried < len(pool) and not pool.all_down():
+            continue  # another endpoint is healthy: try it now
+        cause = outcome.failures[-1][1]
+        raise error from cause
