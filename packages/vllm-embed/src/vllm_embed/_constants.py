@@ -47,6 +47,9 @@ HEDGE_WINDOW = 200
 HEDGE_MIN_SAMPLES = 10
 HEDGE_INITIAL_DELAY = 0.05
 HEDGE_MIN_DELAY = 0.001
+#: A hedge's loser cancelled by the async client still counts as in flight on its server
+#: this long (the server may still be busy with it; the sync client's loser really is).
+HEDGE_LOSER_HOLD = 1.0
 
 #: The short input used to discover the embedding dimension.
 DIMENSION_PROBE_TEXT = "dimension probe"

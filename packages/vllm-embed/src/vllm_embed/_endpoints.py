@@ -73,6 +73,9 @@ class Endpoint:
         self.embeddings_url = self.base_url + "/embeddings"
         self.encoding = EncodingState(encodings)
         self.outstanding = 0
+        #: A cancelled request (a hedge's loser) may still run on the server until then:
+        #: it counts as one more in flight.
+        self.held_until = 0.0
         #: Out of rotation until then (0.0: never taken out, or closed again).
         self.down_until = 0.0
         #: Consecutive times it was taken out (sets the next cool-down).
@@ -134,15 +137,18 @@ class EndpointPool:
         return len(self.endpoints)
 
     # -- choosing ----------------------------------------------------------------------
-    def _has_room(self, ep: Endpoint) -> bool:
+    def _load(self, ep: Endpoint, now: float) -> int:
+        return ep.outstanding + (ep.held_until > now)
+
+    def _has_room(self, ep: Endpoint, now: float) -> bool:
         cap = self.max_in_flight
-        return cap is None or ep.outstanding < cap
+        return cap is None or self._load(ep, now) < cap
 
     def _usable(self, ep: Endpoint, now: float) -> bool:
         """Closed, or half-open with no trial in flight; and below the cap."""
         if ep.down_until > now or (ep.down_until and ep.probing):
             return False
-        return self._has_room(ep)
+        return self._has_room(ep, now)
 
     def _pick_locked(self, exclude: Endpoint | None = None) -> Endpoint | None:
         now = self._clock()
@@ -154,14 +160,14 @@ class EndpointPool:
             turn = self._turn
             best = min(
                 usable,
-                key=lambda ep: (ep.outstanding, (self.endpoints.index(ep) - turn) % k),
+                key=lambda ep: (self._load(ep, now), (self.endpoints.index(ep) - turn) % k),
             )
         elif exclude is not None:
             return None  # a hedge goes to a healthy endpoint or nowhere
         elif any(ep.down_until <= now for ep in self.endpoints):
             return None  # healthy ones exist but are all busy (cap or trial): wait
         else:  # every endpoint is out: the one that comes back soonest (if it has room)
-            roomy = [ep for ep in self.endpoints if self._has_room(ep)]
+            roomy = [ep for ep in self.endpoints if self._has_room(ep, now)]
             if not roomy:
                 return None
             best = min(roomy, key=lambda ep: ep.down_until)
@@ -196,13 +202,21 @@ class EndpointPool:
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
                 loop.call_soon_threadsafe(_wake, future)
 
+    def release_cancelled(self, ep: Endpoint, hold: float) -> None:
+        """A request on ``ep`` was cancelled (it lost a hedge race): released, but the
+        server may still be working on it, so it counts as in flight ``hold`` s more (as
+        the sync client's loser does until its answer comes)."""
+        with self._lock:
+            ep.held_until = max(ep.held_until, self._clock() + hold)
+        self.release(ep)
+
     def _any_slot_locked(self) -> bool:
         now = self._clock()
         if any(self._usable(ep, now) for ep in self.endpoints):
             return True
         if any(ep.down_until <= now for ep in self.endpoints):
             return False
-        return any(self._has_room(ep) for ep in self.endpoints)
+        return any(self._has_room(ep, now) for ep in self.endpoints)
 
     def wait_for_slot(self) -> None:
         """Block until a request ends (at most _SLOT_WAIT s: cool-downs end without one)."""

@@ -262,6 +262,9 @@ def hedged_send_steps(
         return ep, Request(request.method, request.url, request.body)
 
     def finished(ep: Endpoint, seconds: float, exc: BaseException | None) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            pool.release_cancelled(ep, C.HEDGE_LOSER_HOLD)
+            return
         pool.release(ep)
         if exc is None:
             delay.record(seconds)
