@@ -173,3 +173,18 @@ def test_a_failed_trial_reopens_with_a_longer_cooldown() -> None:
     assert a.down_until == clock.now + 4.0  # 2 s doubled
     assert (stats.endpoints_ejected, stats.half_open_probes) == (2, 1)
     assert not a.probing
+
+
+def test_a_cancelled_loser_still_counts_for_a_while() -> None:
+    clock = Clock()
+    pool = EndpointPool(["http://a", "http://b"], ("float",), clock=clock, max_in_flight=1)
+    a, b = pool.endpoints
+    assert pool.acquire() is not None
+    first = a if a.outstanding else b
+    pool.release_cancelled(first, 1.0)
+    assert first.outstanding == 0
+    other = pool.acquire()
+    assert other is not first  # the server may still be busy with the cancelled one
+    assert pool.acquire() is None  # ... and it is at its cap until the hold ends
+    clock.now += 1.5
+    assert pool.acquire() is first

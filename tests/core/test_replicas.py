@@ -199,3 +199,14 @@ def test_hedge_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLLM_EMBED_HEDGE", "maybe")
     with pytest.raises(ConfigValueError, match="VLLM_EMBED_HEDGE"):
         EmbeddingClient(["http://a/v1", "http://b/v1"])
+
+
+def test_hedge_and_cap_from_a_config_file(tmp_path) -> None:
+    path = tmp_path / "app.toml"
+    path.write_text(
+        '[embedding]\nbase_url = ["http://a/v1", "http://b/v1"]\n'
+        "hedge = 0.02\nmax_in_flight_per_endpoint = 3\n"
+    )
+    with EmbeddingClient.from_config(path) as c:
+        assert c._hedge is not None and c._hedge.delay() == 0.02
+        assert c._pool.max_in_flight == 3
