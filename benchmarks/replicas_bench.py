@@ -50,7 +50,7 @@ TARGET_BATCH_RATIO = 0.9
 def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--queries", type=int, default=600, help="embed_query calls per run")
-    parser.add_argument("--n", type=int, default=16_384, help="texts per batch run")
+    parser.add_argument("--n", type=int, default=65_536, help="texts per batch run")
     parser.add_argument("--rounds", type=int, default=3, help="batch runs per setting")
     parser.add_argument("--base-delay", type=float, default=0.005, help="server seconds")
     parser.add_argument("--stall", type=float, default=2.0, help="stall seconds")
@@ -161,7 +161,7 @@ def _batches(
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     if args.quick:
-        args.queries, args.n, args.rounds = 200, 4096, 2
+        args.queries, args.n, args.rounds = 200, 8192, 2
 
     client_core, server_core = cores()
     started = time.perf_counter()
