@@ -77,6 +77,10 @@ def test_a_hedged_query_is_answered_by_the_fast_replica(
     assert slow.requests_served - before_slow == hedges
     assert fast.requests_served - before_fast == 4
     assert c.stats.requests == 4 + hedges
+    if not c.is_async:
+        time.sleep(SLOW)  # the sync losers have their (ignored) answers by now
+    hedge = c.client._hedge
+    assert hedge is not None and max(hedge._samples) < SLOW / 2  # winners' times only
 
 
 def test_hedging_off_sends_no_duplicate(slow_and_fast, make_client) -> None:

@@ -118,22 +118,24 @@ class WaitForSlot:
 
 @dataclass(slots=True)
 class Outcome:
-    """What a race ended with: the winner (if any) and the failures seen until then."""
+    """What a race ended with: the winner (if any), how long its request took, and the
+    failures seen until then."""
 
     winner: tuple[Endpoint, Reply] | None = None
+    seconds: float = 0.0
     failures: list[tuple[Endpoint, BaseException]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class Hedge:
     """A step: send ``first``; with no answer after ``delay`` seconds, send ``second()`` too
-    (None: no other endpoint is free, keep waiting). ``finished(endpoint, seconds, error)``
+    (None: no other endpoint is free, keep waiting). ``finished(endpoint, error)``
     is called once for every request sent, when it ends (it releases the endpoint)."""
 
     first: tuple[Endpoint, Request]
     delay: float
     second: Callable[[], tuple[Endpoint, Request] | None]
-    finished: Callable[[Endpoint, float, BaseException | None], None]
+    finished: Callable[[Endpoint, BaseException | None], None]
     stats: ClientStats
 
 
@@ -157,13 +159,12 @@ def race_sync(
         try:
             future = executor.submit(_timed, send(ep), request)
         except BaseException as exc:  # the executor is shut down (client closed)
-            step.finished(ep, 0.0, exc)
+            step.finished(ep, exc)
             raise
         running[future] = ep
 
         def ended(f: Future[tuple[Reply, float]]) -> None:
-            exc = CancelledError() if f.cancelled() else f.exception()
-            step.finished(ep, f.result()[1] if exc is None else 0.0, exc)
+            step.finished(ep, CancelledError() if f.cancelled() else f.exception())
 
         future.add_done_callback(ended)
 
@@ -181,7 +182,7 @@ def race_sync(
             ep = running[future]
             exc = future.exception()
             if exc is None:
-                outcome.winner = (ep, future.result()[0])
+                outcome.winner, outcome.seconds = (ep, future.result()[0]), future.result()[1]
                 if ep is not step.first[0]:
                     step.stats.add(hedges_won=1)
                 return outcome
@@ -208,9 +209,7 @@ async def race_async(
         running[task] = ep
 
         def ended(t: asyncio.Task[tuple[Reply, float]]) -> None:
-            exc: BaseException | None
-            exc = asyncio.CancelledError() if t.cancelled() else t.exception()
-            step.finished(ep, t.result()[1] if exc is None else 0.0, exc)
+            step.finished(ep, asyncio.CancelledError() if t.cancelled() else t.exception())
 
         task.add_done_callback(ended)
 
@@ -229,7 +228,7 @@ async def race_async(
                 ep = running[task]
                 exc = task.exception()
                 if exc is None:
-                    outcome.winner = (ep, task.result()[0])
+                    outcome.winner, outcome.seconds = (ep, task.result()[0]), task.result()[1]
                     if ep is not step.first[0]:
                         step.stats.add(hedges_won=1)
                     return outcome
@@ -261,14 +260,12 @@ def hedged_send_steps(
         contexts[id(ep)] = context
         return ep, Request(request.method, request.url, request.body)
 
-    def finished(ep: Endpoint, seconds: float, exc: BaseException | None) -> None:
+    def finished(ep: Endpoint, exc: BaseException | None) -> None:
         if isinstance(exc, asyncio.CancelledError):
             pool.release_cancelled(ep, C.HEDGE_LOSER_HOLD)
             return
         pool.release(ep)
-        if exc is None:
-            delay.record(seconds)
-        elif isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             pool.timed_out(ep)
 
     tried = 0
@@ -302,6 +299,7 @@ def hedged_send_steps(
             tried += 1
         if outcome.winner is not None:
             won, reply = outcome.winner
+            delay.record(outcome.seconds)  # winners only: a stalled loser teaches nothing
             return won, contexts[id(won)], reply
         assert error is not None
         if tried < len(pool) and not pool.all_down():
