@@ -188,3 +188,13 @@ def test_a_cancelled_loser_still_counts_for_a_while() -> None:
     assert pool.acquire() is None  # ... and it is at its cap until the hold ends
     clock.now += 1.5
     assert pool.acquire() is first
+
+
+def test_timeouts_of_requests_sent_before_the_ejection_change_nothing() -> None:
+    clock = Clock()
+    stats = ClientStats()
+    pool = EndpointPool(["http://a", "http://b"], ("float",), clock=clock, stats=stats)
+    a, _ = pool.endpoints
+    for _ in range(8):  # eight requests were in flight on the hung replica
+        pool.timed_out(a)
+    assert (stats.endpoints_ejected, a.failures, a.down_until) == (1, 1, 102.0)

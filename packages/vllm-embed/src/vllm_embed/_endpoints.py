@@ -256,8 +256,11 @@ class EndpointPool:
 
     def timed_out(self, ep: Endpoint) -> None:
         """A request to ``ep`` got no answer in time. Repeated timeouts (or one during the
-        half-open trial) take it out like a refused connection."""
+        half-open trial) take it out like a refused connection. Requests that were sent
+        before it was taken out and time out while it is out change nothing."""
         with self._lock:
+            if ep.down_until > self._clock():
+                return
             ep.timeouts += 1
             if ep.timeouts >= self._eject_after or ep.down_until:
                 self._eject_locked(ep)
