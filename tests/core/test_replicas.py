@@ -3,6 +3,7 @@ twins: hedged small calls, the cap per endpoint, a hung replica taken out and le
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -214,3 +215,20 @@ def test_hedge_and_cap_from_a_config_file(tmp_path) -> None:
     with EmbeddingClient.from_config(path) as c:
         assert c._hedge is not None and c._hedge.delay() == 0.02
         assert c._pool.max_in_flight == 3
+
+
+def test_a_hedged_call_fails_over_from_a_refused_connection(slow_and_fast, make_client) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    fast = slow_and_fast[1]
+    # The dead one second: discovery (the first healthy endpoint) goes to the live one, and
+    # the first embedding request (ties rotate) to the dead one, through the hedged path.
+    c = make_client([fast.base_url, dead], model="fake-model", hedge=True, instructions=None)
+    c.model_name(), c.max_model_len()
+    assert c.stats.endpoints_ejected == 0
+    for i in range(3):
+        np.testing.assert_allclose(c.embed_query(f"f{i}"), fake_vector(f"f{i}", DIM), rtol=1e-6)
+    assert c.stats.endpoints_ejected == 1  # refused once, then left alone
+    assert c._pool.endpoints[1].down_until > 0 and c.stats.hedges == 0
+    assert c.stats.requests == 4  # the refused one, sent on at once, and two more
