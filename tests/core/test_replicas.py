@@ -4,6 +4,8 @@ twins: hedged small calls, the cap per endpoint, a hung replica taken out and le
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -232,3 +234,35 @@ def test_a_hedged_call_fails_over_from_a_refused_connection(slow_and_fast, make_
     assert c.stats.endpoints_ejected == 1  # refused once, then left alone
     assert c._pool.endpoints[1].down_until > 0 and c.stats.hedges == 0
     assert c.stats.requests == 4  # the refused one, sent on at once, and two more
+
+
+_EXIT_SCRIPT = """
+import sys, time
+from vllm_embed import EmbeddingClient
+client = EmbeddingClient(sys.argv[1:], model="fake-model", hedge=0.05, timeout=60)
+for i in range(2):  # ties rotate: one of the two goes to the stuck replica first
+    started = time.perf_counter()
+    client.embed_query(f"q{i}")
+    assert time.perf_counter() - started < 5
+assert client.stats.hedges_won == 1, client.stats
+print("answered")
+"""
+
+
+def test_a_sync_loser_on_a_stuck_replica_does_not_hold_the_exit() -> None:
+    """The process ends right after its last answer, not when the ignored request to a
+    replica that takes 30 s would (the loser's thread is a daemon; the client unclosed)."""
+    with (
+        FakeEmbeddingServer(dim=DIM, delay=30.0) as stuck,
+        FakeEmbeddingServer(dim=DIM) as fast,
+    ):
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", _EXIT_SCRIPT, stuck.base_url, fast.base_url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "answered"
+        assert time.perf_counter() - started < 15

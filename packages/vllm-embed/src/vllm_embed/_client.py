@@ -29,7 +29,7 @@ from vllm_embed._base import (
 from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
-from vllm_embed._hedge import Hedge, WaitForSlot, race_sync
+from vllm_embed._hedge import DaemonThreads, Hedge, WaitForSlot, race_sync
 from vllm_embed._instructions import Instructions
 from vllm_embed._retry import Sleep
 from vllm_embed._transports import HttpxTransport, LeanTransport, Transport, choose_transport
@@ -111,7 +111,7 @@ class EmbeddingClient(BaseEmbeddingClient):
         self._http_client = http_client
         self._owns_http = http_client is None
         self._executor: ThreadPoolExecutor | None = None
-        self._hedge_pool: ThreadPoolExecutor | None = None
+        self._hedge_pool: DaemonThreads | None = None
         self._transports: dict[str, Transport] = {}
         self._lean: LeanTransport | None = None
         self._lock = threading.Lock()
@@ -181,7 +181,7 @@ class EmbeddingClient(BaseEmbeddingClient):
                     )
         return self._executor
 
-    def _hedge_executor(self) -> ThreadPoolExecutor:
+    def _hedge_executor(self) -> DaemonThreads:
         """Threads for hedged requests (both of a race run there; a loser keeps its thread,
         and that thread's own connection, until its answer or timeout comes)."""
         if self._hedge_pool is None:
@@ -189,9 +189,8 @@ class EmbeddingClient(BaseEmbeddingClient):
                 if self._closed:
                     raise RuntimeError("This EmbeddingClient is closed; create a new one.")
                 if self._hedge_pool is None:
-                    self._hedge_pool = ThreadPoolExecutor(
-                        max_workers=4 * self._max_concurrency + 4,
-                        thread_name_prefix="vllm-embed-hedge",
+                    self._hedge_pool = DaemonThreads(
+                        4 * self._max_concurrency + 4, "vllm-embed-hedge"
                     )
         return self._hedge_pool
 
@@ -208,7 +207,7 @@ class EmbeddingClient(BaseEmbeddingClient):
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         if hedge_pool is not None:  # losers still waiting on a slow server are not waited for
-            hedge_pool.shutdown(wait=False, cancel_futures=True)
+            hedge_pool.shutdown()
         if lean is not None:
             lean.close()
         if http is not None and owns:

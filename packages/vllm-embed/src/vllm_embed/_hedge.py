@@ -25,8 +25,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Any, TypeVar
 
 import httpx
@@ -38,6 +39,7 @@ from vllm_embed._transports import Reply, Request
 from vllm_embed._types import ClientStats
 
 __all__ = [
+    "DaemonThreads",
     "Hedge",
     "HedgeDelay",
     "Outcome",
@@ -49,6 +51,7 @@ __all__ = [
 ]
 
 Ctx = TypeVar("Ctx")
+T = TypeVar("T")
 
 
 def hedge_setting(value: object) -> float | bool:
@@ -139,6 +142,65 @@ class Hedge:
     stats: ClientStats
 
 
+class DaemonThreads:
+    """A small thread pool for the sync client's hedged requests.
+
+    Its threads are daemon threads: a loser still waiting on a hung server (up to its
+    timeout) never holds up the interpreter's exit, as ``ThreadPoolExecutor``'s threads
+    would. Every request submitted gets a thread at once (an idle one, or a new one up to
+    ``max_workers``), so a hedge never queues behind a stuck loser while there is room.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._max = max_workers
+        self._name = name
+        self._queue: SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn()`` on a pool thread."""
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("This EmbeddingClient is closed; create a new one.")
+            if self._idle:
+                self._idle -= 1  # that thread takes this item
+            elif self._threads < self._max:
+                self._threads += 1
+                name = f"{self._name}-{self._threads}"
+                threading.Thread(target=self._work, name=name, daemon=True).start()
+            self._queue.put((future, fn))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn()
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+                del future, fn, item
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        """Stop taking work; threads end when their request does. Idempotent."""
+        with self._lock:
+            self._closed = True
+            threads, self._threads, self._idle = self._threads, 0, 0
+        for _ in range(threads):
+            self._queue.put(None)
+
+
 def _timed(send: Callable[[Request], Reply], request: Request) -> tuple[Reply, float]:
     start = time.perf_counter()
     reply = send(request)
@@ -146,9 +208,9 @@ def _timed(send: Callable[[Request], Reply], request: Request) -> tuple[Reply, f
 
 
 def race_sync(
-    step: Hedge, send: Callable[[Endpoint], Callable[[Request], Reply]], executor: Executor
+    step: Hedge, send: Callable[[Endpoint], Callable[[Request], Reply]], threads: DaemonThreads
 ) -> Outcome:
-    """Run a :class:`Hedge` step on ``executor`` threads; the first answer wins.
+    """Run a :class:`Hedge` step on pool threads; the first answer wins.
 
     The loser keeps its worker thread (and that thread's own connection) until its answer
     or its timeout comes; then it is only released and recorded, never used.
@@ -157,8 +219,9 @@ def race_sync(
 
     def submit(ep: Endpoint, request: Request) -> None:
         try:
-            future = executor.submit(_timed, send(ep), request)
-        except BaseException as exc:  # the executor is shut down (client closed)
+            sender = send(ep)
+            future = threads.submit(lambda: _timed(sender, request))
+        except BaseException as exc:  # the client is closed
             step.finished(ep, exc)
             raise
         running[future] = ep
