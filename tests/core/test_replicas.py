@@ -3,9 +3,11 @@ twins: hedged small calls, the cap per endpoint, a hung replica taken out and le
 
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -266,3 +268,17 @@ def test_a_sync_loser_on_a_stuck_replica_does_not_hold_the_exit() -> None:
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "answered"
         assert time.perf_counter() - started < 15
+
+
+def test_hedge_threads_end_with_a_client_collected_unclosed(slow_and_fast) -> None:
+    slow, fast = slow_and_fast
+    client = EmbeddingClient([fast.base_url, slow.base_url], model="fake-model", hedge=0.01)
+    for i in range(2):
+        client.embed_query(f"gc {i}")
+    assert client.stats.hedges >= 1
+    del client
+    gc.collect()
+    deadline = time.monotonic() + SLOW + 2  # a loser ends with its answer
+    while any(t.name.startswith("vllm-embed-hedge") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "hedge threads left running"
+        time.sleep(0.05)

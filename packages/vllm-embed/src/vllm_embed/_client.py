@@ -192,6 +192,7 @@ class EmbeddingClient(BaseEmbeddingClient):
                     self._hedge_pool = DaemonThreads(
                         4 * self._max_concurrency + 4, "vllm-embed-hedge"
                     )
+                    weakref.finalize(self, self._hedge_pool.shutdown)  # collected unclosed
         return self._hedge_pool
 
     def close(self) -> None:
