@@ -71,7 +71,7 @@ def test_a_hedged_query_is_answered_by_the_fast_replica(
     for i in range(4):
         started = time.perf_counter()
         vector = c.embed_query(f"query {i}")
-        assert time.perf_counter() - started < SLOW / 2  # never waited for the slow one
+        assert time.perf_counter() - started < SLOW  # never waited for the slow one
         np.testing.assert_allclose(vector, _query_vector(f"query {i}"), rtol=1e-6)
     hedges = c.stats.hedges
     # The calls whose request went to the slow replica (at least the first call or the
@@ -135,7 +135,7 @@ def test_a_hung_replica_is_taken_out_and_let_back_in(slow_and_fast, make_client)
         c = make_client(
             [good.base_url, hung.base_url],
             model="fake-model",
-            timeout=Timeout(total=0.3, connect=2.0),
+            timeout=Timeout(total=0.6, connect=2.0),
             retry=RetryPolicy(max_attempts=3, initial_delay=0.0, jitter=0.0),
         )
         clock = [1000.0]

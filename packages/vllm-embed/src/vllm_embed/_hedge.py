@@ -21,6 +21,7 @@ one :class:`Hedge` step; the twins run it with :func:`race_sync` (threads) or
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -321,7 +322,7 @@ def hedged_send_steps(
     def prepared(ep: Endpoint) -> tuple[Endpoint, Request]:
         request, context = request_for(ep)
         contexts[id(ep)] = context
-        return ep, Request(request.method, request.url, request.body)
+        return ep, dataclasses.replace(request, place=None)
 
     def finished(ep: Endpoint, exc: BaseException | None) -> None:
         if isinstance(exc, asyncio.CancelledError):
