@@ -42,6 +42,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import selectors
 import signal
 import subprocess
@@ -161,6 +162,9 @@ class FakeServerConfig:
     fail_mode: str | int = "drop"
     fail_count: int | None = None
     delay: float = 0.0
+    stall: float = 0.0
+    stall_rate: float = 0.0
+    stall_seed: int = 0
     matryoshka: bool = True
     version: str | None = "0.32.0"
     cpus: list[int] | None = None
@@ -296,6 +300,8 @@ class _App:
         self.pooled: dict[bytes, _Answer] = {}
         self.answer_bytes = 0
         self.next_free = 0.0
+        self.stalls = 0
+        self.stall_random = random.Random(config.stall_seed)
         self.auth = f"Bearer {config.api_key}" if config.api_key is not None else None
 
     # -- failure injection ---------------------------------------------------------------
@@ -779,6 +785,7 @@ class _App:
             "failures": self.failures_sent,
             "connections": self.connections,
             "max_in_flight": self.max_in_flight,
+            "stalls": self.stalls,
             "paths": dict(self.paths),
             "last_request": self.last_request,
         }
@@ -894,6 +901,9 @@ class _Connection(asyncio.Protocol):
         wait = 0.0
         if path == "/v1/embeddings" and status == 200:
             wait = cfg.delay
+            if cfg.stall_rate and app.stall_random.random() < cfg.stall_rate:
+                app.stalls += 1
+                wait += cfg.stall
             if cfg.rate_limit:
                 now = time.monotonic()
                 start = max(now, app.next_free)
@@ -996,6 +1006,9 @@ class FakeEmbeddingServer:
         fail_mode: ``"drop"`` (close the connection without answering), ``"hang"`` (never
             answer on that connection) or an HTTP status code.
         delay: Seconds added to every successful ``/v1/embeddings`` response.
+        stall: Seconds added to a successful ``/v1/embeddings`` response now and then: to
+            each with probability ``stall_rate`` (drawn from ``random.Random(stall_seed)``,
+            so a run is repeatable). A replica that stalls; ``stats()["stalls"]`` counts them.
         matryoshka: Accept ``dimensions`` (truncate + renormalise); else 400 like vLLM.
         version: Answer of ``/version``; ``None`` makes ``/version`` a 404.
         cpus: Pin the server process to these CPU cores (``os.sched_setaffinity``).
@@ -1016,6 +1029,9 @@ class FakeEmbeddingServer:
         fail_mode: str | int = "drop",
         fail_count: int | None = None,
         delay: float = 0.0,
+        stall: float = 0.0,
+        stall_rate: float = 0.0,
+        stall_seed: int = 0,
         matryoshka: bool = True,
         version: str | None = "0.32.0",
         cpus: Sequence[int] | None = None,
@@ -1040,6 +1056,9 @@ class FakeEmbeddingServer:
             fail_mode=fail_mode,
             fail_count=fail_count,
             delay=delay,
+            stall=stall,
+            stall_rate=stall_rate,
+            stall_seed=stall_seed,
             matryoshka=matryoshka,
             version=version,
             cpus=list(cpus) if cpus is not None else None,
@@ -1079,7 +1098,7 @@ class FakeEmbeddingServer:
 
     def stats(self) -> dict[str, Any]:
         """Counters: requests_served, vectors, failures, connections (opened so far),
-        max_in_flight (delayed responses pending at once), paths (hits per path),
+        max_in_flight (delayed responses pending at once), stalls, paths (hits per path),
         last_request (``{"path", "headers": [names], "json": body}`` of /v1/embeddings)."""
         if self._final_stats is not None:
             return self._final_stats

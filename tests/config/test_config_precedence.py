@@ -105,6 +105,8 @@ def test_every_setting_has_an_origin() -> None:
         "cache",
         "tracing",
         "metrics",
+        "max_in_flight_per_endpoint",
+        "hedge",
         "vector",
     }
 

@@ -6,6 +6,7 @@ import pytest
 
 from vllm_embed import ConfigValueError
 from vllm_embed._endpoints import EndpointPool, normalize_base_url, redact_url
+from vllm_embed._types import ClientStats
 
 
 @pytest.mark.parametrize(
@@ -106,3 +107,94 @@ def test_duplicate_or_missing_urls() -> None:
         EndpointPool(["http://a", "http://a/v1"], ("float",))
     with pytest.raises(ConfigValueError, match="base_url"):
         EndpointPool([], ("float",))
+
+
+def test_the_cap_per_endpoint_is_never_exceeded() -> None:
+    pool = EndpointPool(["http://a", "http://b"], ("float",), max_in_flight=2)
+    got = [pool.acquire() for _ in range(4)]
+    assert all(ep is not None for ep in got)
+    assert [ep.outstanding for ep in pool.endpoints] == [2, 2]
+    assert pool.acquire() is None  # both at the cap: the caller waits
+    a = pool.endpoints[0]
+    pool.release(a)
+    assert pool.acquire() is a  # the freed slot
+
+
+def test_a_hedge_goes_elsewhere_or_nowhere() -> None:
+    clock = Clock()
+    pool = EndpointPool(["http://a", "http://b"], ("float",), clock=clock, max_in_flight=1)
+    a, b = pool.endpoints
+    assert pool.acquire_other(a) is b
+    assert pool.acquire_other(a) is None  # b is at its cap
+    pool.release(b)
+    pool.mark_down(b)
+    assert pool.acquire_other(a) is None  # b is out: no hedge to a server that is down
+
+
+def test_repeated_timeouts_eject_then_one_trial_brings_it_back() -> None:
+    clock = Clock()
+    stats = ClientStats()
+    pool = EndpointPool(["http://a", "http://b"], ("float",), clock=clock, stats=stats)
+    a, b = pool.endpoints
+    pool.timed_out(a)
+    assert a.down_until == 0.0  # one timeout is not enough
+    pool.timed_out(a)
+    assert a.down_until == 102.0 and stats.endpoints_ejected == 1
+    assert {pool.acquire() for _ in range(3)} == {b}  # out of rotation
+    for _ in range(3):
+        pool.release(b)
+    clock.now += 2.5  # the cool-down is over: half-open
+    first = [pool.acquire(), pool.acquire(), pool.acquire()]
+    assert first.count(a) == 1  # exactly one trial request while it is in flight
+    assert a.probing and stats.half_open_probes == 1
+    pool.mark_up(a)  # the trial answered: closed again
+    pool.release(a)
+    assert (a.down_until, a.failures, a.probing) == (0.0, 0, False)
+    for ep in first:
+        if ep is b:
+            pool.release(b)
+    assert {pool.acquire(), pool.acquire()} == {a, b}  # back in rotation
+    assert stats.half_open_probes == 1
+
+
+def test_a_failed_trial_reopens_with_a_longer_cooldown() -> None:
+    clock = Clock()
+    stats = ClientStats()
+    pool = EndpointPool(["http://a", "http://b"], ("float",), clock=clock, stats=stats)
+    a, _ = pool.endpoints
+    pool.timed_out(a)
+    pool.timed_out(a)
+    clock.now = a.down_until + 0.1
+    trial = None
+    while trial is not a:
+        trial = pool.acquire()
+    pool.timed_out(a)  # one timeout of the trial is enough
+    pool.release(a)
+    assert a.down_until == clock.now + 4.0  # 2 s doubled
+    assert (stats.endpoints_ejected, stats.half_open_probes) == (2, 1)
+    assert not a.probing
+
+
+def test_a_cancelled_loser_still_counts_for_a_while() -> None:
+    clock = Clock()
+    pool = EndpointPool(["http://a", "http://b"], ("float",), clock=clock, max_in_flight=1)
+    a, b = pool.endpoints
+    assert pool.acquire() is not None
+    first = a if a.outstanding else b
+    pool.release_cancelled(first, 1.0)
+    assert first.outstanding == 0
+    other = pool.acquire()
+    assert other is not first  # the server may still be busy with the cancelled one
+    assert pool.acquire() is None  # ... and it is at its cap until the hold ends
+    clock.now += 1.5
+    assert pool.acquire() is first
+
+
+def test_timeouts_of_requests_sent_before_the_ejection_change_nothing() -> None:
+    clock = Clock()
+    stats = ClientStats()
+    pool = EndpointPool(["http://a", "http://b"], ("float",), clock=clock, stats=stats)
+    a, _ = pool.endpoints
+    for _ in range(8):  # eight requests were in flight on the hung replica
+        pool.timed_out(a)
+    assert (stats.endpoints_ejected, a.failures, a.down_until) == (1, 1, 102.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -367,3 +368,20 @@ def test_in_process_options_for_scripted_tests() -> None:
     body = {"input": ["a"], "model": "e5", "encoding_format": "bytes"}
     doc = _json(fake, "POST", "/v1/embeddings", body)  # bytes ignored: floats come back
     assert isinstance(doc["data"][0]["embedding"], list)  # type: ignore[index]
+
+
+def test_stall_delays_a_repeatable_share_of_answers() -> None:
+    draws = random.Random(7)
+    expected = [draws.random() < 0.5 for _ in range(8)]  # what stall_seed=7 stalls
+    with (
+        FakeEmbeddingServer(dim=DIM, stall=0.15, stall_rate=0.5, stall_seed=7) as srv,
+        httpx.Client() as client,
+    ):
+        slow = []
+        for _ in range(8):
+            started = time.perf_counter()
+            reply = client.post(f"{srv.base_url}/embeddings", json={"input": ["a"]})
+            assert reply.status_code == 200
+            slow.append(time.perf_counter() - started >= 0.15)
+        assert slow == expected and 0 < sum(slow) < 8
+        assert srv.stats()["stalls"] == sum(expected)

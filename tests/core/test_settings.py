@@ -45,6 +45,8 @@ SAMPLES = {
     # on needs the optional packages (tests/telemetry); off must be read the same by both
     "VLLM_EMBED_TRACING": "off",
     "VLLM_EMBED_METRICS": "0",
+    "VLLM_EMBED_MAX_IN_FLIGHT_PER_ENDPOINT": "4",
+    "VLLM_EMBED_HEDGE": "0.02",
 }
 
 #: A value of each variable that both must refuse.
@@ -61,6 +63,8 @@ BAD = {
     "VLLM_EMBED_MAX_CONCURRENCY": "0",
     "VLLM_EMBED_TRACING": "maybe",
     "VLLM_EMBED_METRICS": "2",
+    "VLLM_EMBED_MAX_IN_FLIGHT_PER_ENDPOINT": "0",
+    "VLLM_EMBED_HEDGE": "sometimes",
 }
 
 
@@ -77,6 +81,8 @@ def _observed(client: EmbeddingClient | AsyncEmbeddingClient) -> dict[str, Any]:
         "max_concurrency": client._max_concurrency,
         "cache": client.cache.location if client.cache is not None else None,
         "telemetry": client._telemetry,
+        "max_in_flight_per_endpoint": client._pool.max_in_flight,
+        "hedge": client._hedge_setting,
     }
 
 
@@ -123,6 +129,7 @@ def test_the_environment_sets_what_the_table_says(monkeypatch: pytest.MonkeyPatc
     assert seen["timeout"].total == 7.5
     assert seen["retry"] == RetryPolicy(max_attempts=3, backoff_factor=1.5)
     assert (seen["batch_size"], seen["max_concurrency"]) == (16, 3)
+    assert (seen["max_in_flight_per_endpoint"], seen["hedge"]) == (4, 0.02)
 
 
 def test_openai_api_base_is_honoured_below_openai_base_url(

@@ -28,6 +28,7 @@ from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
 from vllm_embed._chat import check_conversations, image_conversation
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
+from vllm_embed._hedge import Hedge, WaitForSlot, race_async
 from vllm_embed._instructions import Instructions
 from vllm_embed._rerank import RerankResult, check_documents, check_pairs, check_top_n, rank
 from vllm_embed._retry import Sleep
@@ -87,6 +88,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         verify: Verify = True,
         tracing: bool | None = None,
         metrics: bool | Registry | None = None,
+        max_in_flight_per_endpoint: int | None = None,
+        hedge: bool | float | None = None,
     ) -> None:
         """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
 
@@ -116,6 +119,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
             verify=verify,
             tracing=tracing,
             metrics=metrics,
+            max_in_flight_per_endpoint=max_in_flight_per_endpoint,
+            hedge=hedge,
         )
         self._http_client = http_client
         self._owns_http = http_client is None
@@ -226,6 +231,14 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
                 if isinstance(step, Sleep):
                     await self._sleep(step.seconds)
                     step = steps.send(None)
+                    continue
+                if isinstance(step, WaitForSlot):
+                    await self._pool.wait_for_slot_async()
+                    step = steps.send(None)
+                    continue
+                if isinstance(step, Hedge):
+                    send = lambda ep: self._transport(ep).send  # noqa: E731
+                    step = steps.send(await race_async(step, send))
                     continue
                 try:
                     if self._telemetry is None:

@@ -44,6 +44,7 @@ from vllm_embed._errors import (
     NoHealthyEndpointError,
     VectorWidthError,
 )
+from vllm_embed._hedge import Hedge, HedgeDelay, WaitForSlot, hedge_setting, hedged_send_steps
 from vllm_embed._http_errors import error_from_response, is_dimensions_refused
 from vllm_embed._instructions import Instructions, resolve_instructions
 from vllm_embed._multivector import (
@@ -115,8 +116,10 @@ class Send:
 
 
 #: A generator of steps returning T: the twins run it (``_run``), sending each Send's Reply
-#: back in (or throwing its network error in) and sleeping for each Sleep.
-Steps: TypeAlias = Generator[Send | Sleep, Any, T]
+#: back in (or throwing its network error in) and sleeping for each Sleep. With several
+#: endpoints also :class:`~vllm_embed._hedge.Hedge` (a race, its Outcome sent back in) and
+#: :class:`~vllm_embed._hedge.WaitForSlot` (every endpoint at its cap: wait).
+Steps: TypeAlias = Generator[Send | Sleep | Hedge | WaitForSlot, Any, T]
 
 
 @dataclass
@@ -222,6 +225,20 @@ class BaseEmbeddingClient:
             them in prometheus_client's default registry, or pass your own
             ``CollectorRegistry``. Needs ``pip install 'vllm-embed[metrics]'``. Default
             ``VLLM_EMBED_METRICS``, else off. See :mod:`vllm_embed._telemetry`.
+        max_in_flight_per_endpoint: With several base URLs, the most requests in flight on
+            one server (default ``VLLM_EMBED_MAX_IN_FLIGHT_PER_ENDPOINT``, else no cap).
+            When every server is at it, a request waits for one to finish. (Independently,
+            a server whose requests time out twice in a row is taken out for a cool-down
+            and then tried with one request before it gets more: ``stats.endpoints_ejected``,
+            ``stats.half_open_probes``.)
+        hedge: Hedged requests for small, latency-sensitive calls when there are several
+            base URLs: ``embed_query`` and any call that is one batch of at most 8 inputs.
+            When the first answer is late, the same request goes to another server too;
+            the first answer wins, the other is cancelled. ``True``: late means later
+            than the p95 of recent answer times (learned, at least 1 ms); a number: that
+            many seconds; ``False`` (default): off. ``VLLM_EMBED_HEDGE`` (``on`` / ``off``
+            / seconds). Counted in ``stats.hedges`` / ``stats.hedges_won``. Never with one
+            base URL; batch embedding is never hedged.
     """
 
     def __init__(
@@ -248,6 +265,8 @@ class BaseEmbeddingClient:
         verify: Verify = True,
         tracing: bool | None = None,
         metrics: bool | Registry | None = None,
+        max_in_flight_per_endpoint: int | None = None,
+        hedge: bool | float | None = None,
     ) -> None:
         given = {
             "base_url": base_url,
@@ -262,6 +281,8 @@ class BaseEmbeddingClient:
             "cache": cache,
             "tracing": tracing,
             "metrics": metrics,
+            "max_in_flight_per_endpoint": max_in_flight_per_endpoint,
+            "hedge": hedge,
         }
         # Settings not given come from the environment, resolved as load_config does.
         env = client_kwargs_from_env({k for k, v in given.items() if v is not None})
@@ -278,6 +299,9 @@ class BaseEmbeddingClient:
         cache = cache if cache is not None else env.get("cache")
         tracing = tracing if tracing is not None else env.get("tracing", False)
         metrics = metrics if metrics is not None else env.get("metrics", False)
+        if max_in_flight_per_endpoint is None:
+            max_in_flight_per_endpoint = env.get("max_in_flight_per_endpoint")
+        hedge = hedge if hedge is not None else env.get("hedge", False)
 
         if base_url is None:
             raise ConfigValueError(
@@ -290,7 +314,21 @@ class BaseEmbeddingClient:
                 "encoding must be 'auto', 'bytes_only', 'bytes', 'base64' or 'float', "
                 f"got {encoding!r}"
             )
-        self._pool = EndpointPool(urls, preference_for(encoding))
+        self.stats = ClientStats()
+        self._pool = EndpointPool(
+            urls,
+            preference_for(encoding),
+            max_in_flight=_positive_int(
+                "max_in_flight_per_endpoint", max_in_flight_per_endpoint, allow_none=True
+            ),
+            stats=self.stats,
+        )
+        self._hedge_setting = hedge_setting(hedge)
+        #: The hedge delay, when hedging is on and there is another endpoint to hedge to.
+        self._hedge: HedgeDelay | None = None
+        if self._hedge_setting is not False and len(self._pool) > 1:
+            fixed = None if self._hedge_setting is True else float(self._hedge_setting)
+            self._hedge = HedgeDelay(fixed)
 
         if isinstance(api_key, str):
             api_key = Secret(api_key) if api_key else None
@@ -359,7 +397,6 @@ class BaseEmbeddingClient:
         self._max_model_len: int | None = None
         self._max_model_len_known = False
         self._dimension: int | None = None
-        self.stats = ClientStats()
         cache_obj, owned = EmbeddingCache.coerce(cache)
         self._cache: ClientCache | None = (
             ClientCache(cache_obj, self.stats, owned=owned) if cache_obj is not None else None
@@ -762,7 +799,7 @@ class BaseEmbeddingClient:
     # ------------------------------------------------------------- steps (the request logic)
     def _send_steps(
         self,
-        acquire: Callable[[], Endpoint],
+        acquire: Callable[[], Endpoint | None],
         release: Callable[[Endpoint], None] | None,
         request_for: Callable[[Endpoint], tuple[Request, Ctx]],
     ) -> Steps[tuple[Endpoint, Ctx, Reply]]:
@@ -772,12 +809,19 @@ class BaseEmbeddingClient:
         tried = 0
         while True:
             ep = acquire()
+            while ep is None:  # every endpoint is at max_in_flight_per_endpoint
+                yield WaitForSlot()
+                ep = acquire()
             try:
                 request, context = request_for(ep)
                 try:
                     reply = yield Send(ep, request)
                 except httpx.TransportError as exc:
                     err = self._transport_error(ep, exc)
+                    if isinstance(exc, httpx.TimeoutException) and not isinstance(
+                        exc, httpx.ConnectTimeout
+                    ):
+                        self._pool.timed_out(ep)  # repeated: a hung replica is taken out
                     tried += 1
                     if tried < len(self._pool) and not self._pool.all_down():
                         if self._telemetry is not None:
@@ -833,11 +877,17 @@ class BaseEmbeddingClient:
             )
             return Request("POST", ep.embeddings_url, body, place), (encoding, place)
 
+        hedge = self._hedge if n <= C.HEDGE_MAX_INPUTS and out.n == n else None
+
         def attempt() -> Steps[None]:
             for _ in range(_MAX_RENEGOTIATIONS):
-                ep, (encoding, place), reply = yield from self._send_steps(
-                    self._pool.acquire, self._pool.release, request_for
-                )
+                if hedge is not None:  # a small, whole call: a duplicate when it is late
+                    sent = hedged_send_steps(
+                        self._pool, hedge, self.stats, request_for, self._transport_error
+                    )
+                else:
+                    sent = self._send_steps(self._pool.acquire, self._pool.release, request_for)
+                ep, (encoding, place), reply = yield from sent
                 if reply.placed:  # the transport read the vectors straight into `out`
                     assert place is not None and place.layout is not None
                     answered = "bytes" if place.framed else "bytes_only"

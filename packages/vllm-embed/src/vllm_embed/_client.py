@@ -30,6 +30,7 @@ from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
 from vllm_embed._chat import check_conversations, image_conversation
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
+from vllm_embed._hedge import DaemonThreads, Hedge, WaitForSlot, race_sync
 from vllm_embed._instructions import Instructions
 from vllm_embed._rerank import RerankResult, check_documents, check_pairs, check_top_n, rank
 from vllm_embed._retry import Sleep
@@ -83,6 +84,8 @@ class EmbeddingClient(BaseEmbeddingClient):
         verify: Verify = True,
         tracing: bool | None = None,
         metrics: bool | Registry | None = None,
+        max_in_flight_per_endpoint: int | None = None,
+        hedge: bool | float | None = None,
     ) -> None:
         """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
 
@@ -112,10 +115,13 @@ class EmbeddingClient(BaseEmbeddingClient):
             verify=verify,
             tracing=tracing,
             metrics=metrics,
+            max_in_flight_per_endpoint=max_in_flight_per_endpoint,
+            hedge=hedge,
         )
         self._http_client = http_client
         self._owns_http = http_client is None
         self._executor: ThreadPoolExecutor | None = None
+        self._hedge_pool: DaemonThreads | None = None
         self._transports: dict[str, Transport] = {}
         self._lean: LeanTransport | None = None
         self._lock = threading.Lock()
@@ -187,17 +193,34 @@ class EmbeddingClient(BaseEmbeddingClient):
                     )
         return self._executor
 
+    def _hedge_executor(self) -> DaemonThreads:
+        """Threads for hedged requests (both of a race run there; a loser keeps its thread,
+        and that thread's own connection, until its answer or timeout comes)."""
+        if self._hedge_pool is None:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("This EmbeddingClient is closed; create a new one.")
+                if self._hedge_pool is None:
+                    self._hedge_pool = DaemonThreads(
+                        4 * self._max_concurrency + 4, "vllm-embed-hedge"
+                    )
+                    weakref.finalize(self, self._hedge_pool.shutdown)  # collected unclosed
+        return self._hedge_pool
+
     def close(self) -> None:
         """Close the connection pool and the worker threads. Idempotent."""
         with self._lock:
             self._closed = True
             executor, self._executor = self._executor, None
+            hedge_pool, self._hedge_pool = self._hedge_pool, None
             http, owns = self._http_client, self._owns_http
             if owns:
                 self._http_client = None
             lean = self._lean
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+        if hedge_pool is not None:  # losers still waiting on a slow server are not waited for
+            hedge_pool.shutdown()
         if lean is not None:
             lean.close()
         if http is not None and owns:
@@ -224,6 +247,14 @@ class EmbeddingClient(BaseEmbeddingClient):
                 if isinstance(step, Sleep):
                     self._sleep(step.seconds)
                     step = steps.send(None)
+                    continue
+                if isinstance(step, WaitForSlot):
+                    self._pool.wait_for_slot()
+                    step = steps.send(None)
+                    continue
+                if isinstance(step, Hedge):
+                    send = lambda ep: self._transport(ep).send  # noqa: E731
+                    step = steps.send(race_sync(step, send, self._hedge_executor()))
                     continue
                 try:
                     if self._telemetry is None:

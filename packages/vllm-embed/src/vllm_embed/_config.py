@@ -121,6 +121,8 @@ class EmbedConfig:
     cache: Any = None
     tracing: bool | None = None
     metrics: Any = None
+    max_in_flight_per_endpoint: int | None = None
+    hedge: bool | float | None = None
     vector: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     source: str | None = None

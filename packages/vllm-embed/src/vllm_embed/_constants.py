@@ -33,6 +33,24 @@ ENDPOINT_COOLDOWN = 2.0
 #: The cool-down doubles on each consecutive failure up to this bound.
 ENDPOINT_MAX_COOLDOWN = 30.0
 
+#: Consecutive read timeouts after which an endpoint is taken out (like a refused
+#: connection: a cool-down, then one trial request, "half-open").
+ENDPOINT_EJECT_TIMEOUTS = 2
+
+#: Hedging (``hedge=True``): calls of at most this many inputs in one batch are hedged.
+HEDGE_MAX_INPUTS = 8
+#: The learned hedge delay: this quantile of the last HEDGE_WINDOW answer times ...
+HEDGE_QUANTILE = 0.95
+HEDGE_WINDOW = 200
+#: ... once HEDGE_MIN_SAMPLES are in (before that HEDGE_INITIAL_DELAY), never below
+#: HEDGE_MIN_DELAY (a floor against duplicating requests on sub-millisecond jitter).
+HEDGE_MIN_SAMPLES = 10
+HEDGE_INITIAL_DELAY = 0.05
+HEDGE_MIN_DELAY = 0.001
+#: A hedge's loser cancelled by the async client still counts as in flight on its server
+#: this long (the server may still be busy with it; the sync client's loser really is).
+HEDGE_LOSER_HOLD = 1.0
+
 #: The short input used to discover the embedding dimension.
 DIMENSION_PROBE_TEXT = "dimension probe"
 

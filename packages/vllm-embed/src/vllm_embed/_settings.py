@@ -181,6 +181,18 @@ def _to_metrics(name: str, value: Any, origin: str) -> Any:
     return _to_bool(name, value, origin)
 
 
+def _to_hedge(name: str, value: Any, origin: str) -> bool | float:
+    """Hedging: on / off (booleans, ``on``, ``true``, ...) or a fixed delay in seconds."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    try:
+        return _to_float(name, value, origin, positive=True)
+    except ConfigValueError:
+        raise _bad(name, origin, "on, off or a delay in seconds > 0", value) from None
+
+
 # ---------------------------------------------------------------------------------------
 # the table
 
@@ -250,6 +262,15 @@ SETTINGS: tuple[Setting, ...] = (
     # observability (vllm_embed._telemetry): OpenTelemetry spans, Prometheus metrics
     Setting("tracing", "tracing", "VLLM_EMBED_TRACING", (), _to_bool),
     Setting("metrics", "metrics", "VLLM_EMBED_METRICS", (), _to_metrics),
+    # several base URLs: a cap per server, hedged small calls
+    Setting(
+        "max_in_flight_per_endpoint",
+        "max_in_flight_per_endpoint",
+        "VLLM_EMBED_MAX_IN_FLIGHT_PER_ENDPOINT",
+        (),
+        _positive_int,
+    ),
+    Setting("hedge", "hedge", "VLLM_EMBED_HEDGE", (), _to_hedge),
 )
 
 _BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS}
@@ -372,6 +393,8 @@ def client_kwargs_from(values: Mapping[str, Any]) -> dict[str, Any]:
         "cache",
         "tracing",
         "metrics",
+        "max_in_flight_per_endpoint",
+        "hedge",
     ):
         if values.get(name) is not None:
             kwargs[name] = values[name]

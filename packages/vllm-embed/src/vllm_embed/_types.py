@@ -157,6 +157,10 @@ class ClientStats:
     texts sent to the server instead, ``cache_bytes_read`` / ``cache_bytes_written``, and
     ``cache_errors`` (cache failures the calls went on without). ``proxy_refusals``: binary
     answers a proxy refused to carry (each renegotiated at once, not retried).
+    Several base URLs: ``hedges`` duplicate requests sent (``hedge=...``), ``hedges_won``
+    of them answered first, ``endpoints_ejected`` times an endpoint was taken out of
+    rotation (refused a connection, or timed out repeatedly), ``half_open_probes`` trial
+    requests sent to an endpoint after its cool-down to bring it back.
     """
 
     requests: int = 0
@@ -170,6 +174,10 @@ class ClientStats:
     cache_bytes_written: int = 0
     cache_errors: int = 0
     proxy_refusals: int = 0
+    hedges: int = 0
+    hedges_won: int = 0
+    endpoints_ejected: int = 0
+    half_open_probes: int = 0
     encodings: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -187,6 +195,10 @@ class ClientStats:
         cache_bytes_written: int = 0,
         cache_errors: int = 0,
         proxy_refusals: int = 0,
+        hedges: int = 0,
+        hedges_won: int = 0,
+        endpoints_ejected: int = 0,
+        half_open_probes: int = 0,
     ) -> None:
         """Add to the counters atomically."""
         with self._lock:
@@ -196,6 +208,10 @@ class ClientStats:
             self.cache_bytes_read += cache_bytes_read
             self.cache_bytes_written += cache_bytes_written
             self.cache_errors += cache_errors
+            self.hedges += hedges
+            self.hedges_won += hedges_won
+            self.endpoints_ejected += endpoints_ejected
+            self.half_open_probes += half_open_probes
             self.requests += requests
             self.inputs += inputs
             self.truncated += truncated

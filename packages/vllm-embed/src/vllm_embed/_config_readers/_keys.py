@@ -64,6 +64,8 @@ KEY_ALIASES: dict[str, str] = {
     "embedding_cache": "cache",
     "tracing": "tracing",
     "metrics": "metrics",
+    "max_in_flight_per_endpoint": "max_in_flight_per_endpoint",
+    "hedge": "hedge",
 }
 
 #: The fields that go through precedence, in display order (the table is in _settings).
