@@ -165,6 +165,11 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
     help="Migrate only this collection of a Chroma directory, or pick the kano index of "
     "this collection, or (Postgres) only this LangChain collection (default: every one).",
 )
+@click.option(
+    "--vector-name",
+    help="Qdrant: the named vector to re-embed (the others are kept; default: the only one, "
+    "or LlamaIndex's text-dense).",
+)
 @click.option("--drop-missing-text", is_flag=True, help="Leave out records that have no text.")
 @click.option(
     "--allow-dangerous-deserialization",
@@ -214,6 +219,7 @@ def migrate(
     out: Path | None,
     text_field: str | None,
     collection: str | None,
+    vector_name: str | None,
     drop_missing_text: bool,
     allow_dangerous_deserialization: bool,
     dry_run: bool,
@@ -228,13 +234,16 @@ def migrate(
     drop_backup: bool,
     lock_timeout: float,
 ) -> None:
-    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, FAISS, Chroma, kano).
+    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, FAISS, Chroma, kano,
+    Qdrant, sqlite-vec).
 
     STORE is a nano-vectordb JSON file (DVD database.json, LightRAG vdb_*.json), a
     LlamaIndex persist directory, a LangChain InMemoryVectorStore.dump() file, a LangChain
     FAISS save_local folder (needs --allow-dangerous-deserialization), LightRAG's
-    faiss_index_NAMESPACE.index, a Chroma persistent directory or a kano-backlog SQLite
-    index (file, meta.json or .cache/vectors/); the format is detected. The new store
+    faiss_index_NAMESPACE.index, a Chroma persistent directory, a kano-backlog SQLite
+    index (file, meta.json or .cache/vectors/), a Qdrant local-mode directory
+    (--collection, --vector-name, --text-field for plain payloads) or a SQLite file with
+    sqlite-vec vec0 tables (--collection picks the vec0 table); the format is detected. The new store
     records the embedding space (model, dimension, instructions) for `vllm-embed doctor
     --store`. The original is replaced only once the new store is complete and verified,
     and kept as NAME.d<old dim>.bak[.EXT] (a kano index is written under the file name of
@@ -276,12 +285,17 @@ def migrate(
             progress=lambda: _BarProgress() if sys.stderr.isatty() else _LineProgress(),
         )
         return
+    if store.startswith(("http://", "https://")):
+        from vllm_embed.migrate.qdrant import open_qdrant_url
+
+        open_qdrant_url(store)
     path = Path(store)
     opened = open_store(
         path,
         text_field=text_field,
         collection=collection,
         allow_dangerous_deserialization=allow_dangerous_deserialization,
+        vector_name=vector_name,
     )
     click.echo(_describe(opened), err=True)
     plan: ConfigUpdate | None = None
