@@ -21,5 +21,6 @@ from vllm_embed_testing.pytest_plugin import (  # noqa: F401 (fixtures; clean_en
 from vllm_embed_testing.pytest_plugin import fake_vllm_client as client  # noqa: F401
 from vllm_embed_testing.vllm import vllm_server, vllm_server_python  # noqa: F401 (fixtures)
 
-# the store helpers of the Chroma / kano suite (texts, listing, embedded_texts)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stores"))
+# the store helpers of the Chroma / kano suite (texts, listing, embedded_texts) and the
+# live suite's facts (FACTS, QUESTION, ANSWER)
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("stores", "migrate_live")]

@@ -188,10 +188,6 @@ class QdrantStore(Store):
             return dict(vectors)
         return dict(vectors[self.vector_name])
 
-    @property
-    def distance(self) -> str:
-        return str(self._params().get("distance", ""))
-
     def _metadata(self) -> dict[str, Any]:
         return dict(self._config.get("metadata") or {})
 
@@ -207,10 +203,6 @@ class QdrantStore(Store):
             candidate = self.path.with_name(f"{self.path.name}.d{self.old_dim}.bak{n}")
             n += 1
         return candidate
-
-    def stores_unit_vectors(self) -> bool:
-        """Qdrant normalises vectors of a Cosine vector on upsert."""
-        return self.distance.lower() == "cosine"
 
     # -- the embedding space -------------------------------------------------------------
     def record_space(self, out: Path, space: EmbeddingSpace) -> None:

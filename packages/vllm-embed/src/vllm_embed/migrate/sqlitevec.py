@@ -82,7 +82,8 @@ def looks_like_sqlitevec(path: Path) -> bool:
     try:
         tables = _tables(path)
     except sqlite3.Error:
-        return False
+        # a damaged SQLite file: ours to report unless kano's (.sqlite3) reports it
+        return path.suffix != ".sqlite3"
     if "meta" in tables and any(t.endswith("_chunks") for t in tables):
         return False  # kano-backlog
     return bool(_vec0_tables(tables))
