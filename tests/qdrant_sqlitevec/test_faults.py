@@ -1,0 +1,151 @@
+"""Faults for Qdrant and sqlite-vec: the server gone mid-run leaves the original
+byte-identical; the same command resumes without embedding anything twice and gives what
+an uninterrupted run gives; a run killed while filling the Qdrant copy goes on from the
+collection's count."""
+
+from __future__ import annotations
+
+import pytest
+from qs_fixtures import (
+    make_langchain_qdrant,
+    make_langchain_sqlitevec,
+    qdrant_content,
+)
+from stores_fixtures import embedded_texts, listing, texts
+
+from vllm_embed import MigrationError
+from vllm_embed.migrate import MigrationOptions, migrate_store, open_store, work_dir_for
+from vllm_embed.migrate.kano import connect_vec
+
+
+def _plain(route):  # type: ignore[no-untyped-def]
+    return route.side_effect.answer
+
+
+def test_qdrant_server_gone_mid_run_then_resume(tmp_path, fake_vllm, failing_after, client):
+    (tmp_path / "app").mkdir()
+    db = make_langchain_qdrant(tmp_path / "app" / "qdrant_db", n=10)
+    original = listing(db)
+    failing_after(fake_vllm, 1 + 8)  # the dimension probe, then two chunks of 4
+
+    with pytest.raises(MigrationError, match="run the same command again to resume"):
+        migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
+    assert listing(db) == original
+    assert sorted(p.name for p in db.parent.iterdir()) == [
+        "qdrant_db",
+        "qdrant_db.vllm-embed-migrate",
+    ]
+    finished = embedded_texts(fake_vllm)[1:]
+    assert len(finished) == 8
+
+    fake_vllm.side_effect = _plain(fake_vllm)
+    fake_vllm.reset()
+    result = migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
+    resumed = embedded_texts(fake_vllm)
+    assert (result.resumed, result.embedded_now) == (8, 2)
+    assert len(resumed) == 2 and not set(resumed) & set(finished)
+    assert sorted(finished + resumed) == sorted(texts(10))
+    assert result.backup is not None and listing(result.backup) == original
+    assert not work_dir_for(db).exists()
+
+    (tmp_path / "ref").mkdir()
+    reference = make_langchain_qdrant(tmp_path / "ref" / "qdrant_db", n=10)
+    migrate_store(open_store(reference), client, MigrationOptions(chunk_rows=4))
+    assert qdrant_content(db) == qdrant_content(reference)
+
+
+def test_qdrant_killed_while_filling_goes_on_from_the_count(
+    tmp_path, fake_vllm, client, monkeypatch
+):
+    from qdrant_client import QdrantClient
+
+    from vllm_embed.migrate import qdrant
+
+    db = make_langchain_qdrant(tmp_path / "qdrant_db", n=10)
+    original = listing(db)
+    monkeypatch.setattr(qdrant, "_BATCH", 3)
+    upserted: list[list[str]] = []
+    kill = {"after": 2}
+    real_upsert = QdrantClient.upsert
+
+    def upsert(self, collection_name, points, **kwargs):  # type: ignore[no-untyped-def]
+        if len(upserted) == kill["after"]:
+            raise KeyboardInterrupt  # killed after two batches went in
+        upserted.append([str(p.id) for p in points])
+        return real_upsert(self, collection_name, points=points, **kwargs)
+
+    monkeypatch.setattr(QdrantClient, "upsert", upsert)
+    with pytest.raises(KeyboardInterrupt):
+        migrate_store(open_store(db), client)
+    assert listing(db) == original
+    assert [len(batch) for batch in upserted] == [3, 3]
+
+    fake_vllm.reset()
+    upserted.clear()
+    kill["after"] = -1
+    result = migrate_store(open_store(db), client)
+    assert embedded_texts(fake_vllm) == [] and result.resumed == 10
+    assert [len(batch) for batch in upserted] == [3, 1]  # only what was missing
+    monkeypatch.undo()
+    (tmp_path / "ref").mkdir()
+    reference = make_langchain_qdrant(tmp_path / "ref" / "qdrant_db", n=10)
+    migrate_store(open_store(reference), client)
+    assert qdrant_content(db) == qdrant_content(reference)
+
+
+def _langchain_rows(path):  # type: ignore[no-untyped-def]
+    conn = connect_vec(path, read_only=True)
+    try:
+        base = conn.execute("SELECT rowid, text, metadata, text_embedding FROM notes").fetchall()
+        vec = conn.execute("SELECT rowid, text_embedding FROM notes_vec").fetchall()
+        schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    finally:
+        conn.close()
+    return base, vec, schema
+
+
+def test_sqlitevec_server_gone_mid_run_then_resume(tmp_path, fake_vllm, failing_after, client):
+    (tmp_path / "app").mkdir()
+    db = make_langchain_sqlitevec(tmp_path / "app" / "vec.db", n=12)
+    original = db.read_bytes()
+    failing_after(fake_vllm, 1 + 4)
+
+    with pytest.raises(MigrationError, match="stopped at record 4 of 12"):
+        migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
+    assert db.read_bytes() == original
+    assert sorted(p.name for p in db.parent.iterdir()) == ["vec.db", "vec.db.vllm-embed-migrate"]
+
+    fake_vllm.side_effect = _plain(fake_vllm)
+    fake_vllm.reset()
+    result = migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
+    assert (result.resumed, result.embedded_now) == (4, 8)
+    assert len(embedded_texts(fake_vllm)) == 8
+    assert result.backup is not None and result.backup.read_bytes() == original
+
+    (tmp_path / "ref").mkdir()
+    ref = make_langchain_sqlitevec(tmp_path / "ref" / "vec.db", n=12)
+    migrate_store(open_store(ref), client, MigrationOptions(chunk_rows=4))
+    assert _langchain_rows(db) == _langchain_rows(ref)
+
+
+def test_sqlitevec_failure_inside_the_transaction_leaves_nothing(
+    tmp_path, fake_vllm, client, monkeypatch
+):
+    """A failure while the copy is rebuilt rolls the transaction back; the original is
+    untouched and the next run succeeds from the journaled vectors."""
+    from vllm_embed.migrate import sqlitevec
+
+    db = make_langchain_sqlitevec(tmp_path / "vec.db", n=6)
+    original = db.read_bytes()
+
+    def broken(self, dim):  # type: ignore[no-untyped-def]
+        return "CREATE VIRTUAL TABLE notes_vec USING no_such_module(x)"
+
+    monkeypatch.setattr(sqlitevec.SqliteVecStore, "_create_sql", broken)
+    with pytest.raises(Exception, match="no_such_module"):
+        migrate_store(open_store(db), client)
+    assert db.read_bytes() == original
+    monkeypatch.undo()
+    fake_vllm.reset()
+    result = migrate_store(open_store(db), client)
+    assert result.resumed == 6 and embedded_texts(fake_vllm) == []
