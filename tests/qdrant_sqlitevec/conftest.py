@@ -19,7 +19,11 @@ from vllm_embed_testing.pytest_plugin import (  # noqa: F401 (fixtures; clean_en
     make_client,
 )
 from vllm_embed_testing.pytest_plugin import fake_vllm_client as client  # noqa: F401
-from vllm_embed_testing.vllm import vllm_server, vllm_server_python  # noqa: F401 (fixtures)
+from vllm_embed_testing.vllm import (  # noqa: F401 (fixtures)
+    vllm_server,
+    vllm_server_pool,
+    vllm_server_python,
+)
 
 # the store helpers of the Chroma / kano suite (texts, listing, embedded_texts) and the
 # live suite's facts (FACTS, QUESTION, ANSWER)

@@ -70,9 +70,7 @@ def test_langchain_qdrant_migrated_by_the_cli_then_queried(tmp_path, vllm_server
         store.client.close()
 
 
-def test_langchain_sqlitevec_migrated_by_the_cli_then_queried(
-    tmp_path, vllm_server, make_client
-):
+def test_langchain_sqlitevec_migrated_by_the_cli_then_queried(tmp_path, vllm_server, make_client):
     from langchain_community.vectorstores import SQLiteVec
     from langchain_core.embeddings import DeterministicFakeEmbedding
 

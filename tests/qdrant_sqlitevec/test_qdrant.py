@@ -79,9 +79,7 @@ def test_langchain_collection_migrated_then_searched_with_langchain(tmp_path, fa
         store.client.close()
 
 
-def test_llamaindex_collection_keeps_nodes_and_embeds_what_llamaindex_embeds(
-    tmp_path, fake_vllm
-):
+def test_llamaindex_collection_keeps_nodes_and_embeds_what_llamaindex_embeds(tmp_path, fake_vllm):
     from llama_index.core.schema import MetadataMode
     from llama_index.core.vector_stores.types import VectorStoreQuery
     from llama_index.vector_stores.qdrant import QdrantVectorStore
@@ -180,9 +178,7 @@ def test_points_without_text_are_refused_before_any_request(tmp_path, fake_vllm)
     refused = _run(str(db), "--text-field", "body", "--vector-name", "dense")
     assert refused.exit_code != 0 and "--drop-missing-text" in refused.output
     assert listing(db) == original and embedded_texts(fake_vllm) == []
-    dropped = _run(
-        str(db), "--text-field", "body", "--vector-name", "dense", "--drop-missing-text"
-    )
+    dropped = _run(str(db), "--text-field", "body", "--vector-name", "dense", "--drop-missing-text")
     assert dropped.exit_code == 0, dropped.output
     assert "records      6, 2 dropped" in dropped.stdout
     assert sorted(qdrant_content(db)["points"]) == [str(i) for i in range(2, 8)]
@@ -225,7 +221,7 @@ def test_directory_held_open_by_a_client_is_refused(tmp_path, fake_vllm):
 def test_corrupt_and_half_written_directories_get_named_errors(tmp_path):
     db = make_langchain_qdrant(tmp_path / "qdrant_db")
     (db / "meta.json").write_text('{"collections": {"docs": ')
-    with pytest.raises(StoreFormatError, match="not a readable Qdrant meta.json"):
+    with pytest.raises(StoreFormatError, match=r"not a readable Qdrant meta\.json"):
         open_store(db)
 
     half = make_langchain_qdrant(tmp_path / "half")

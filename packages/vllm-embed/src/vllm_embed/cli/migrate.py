@@ -159,11 +159,16 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Write a new store here instead of in place."
 )
-@click.option("--text-field", help="Record field holding the text (generic nano-vectordb).")
+@click.option(
+    "--text-field",
+    help="Record field holding the text (generic nano-vectordb; Qdrant: the payload key; "
+    "sqlite-vec: the text column).",
+)
 @click.option(
     "--collection",
     help="Migrate only this collection of a Chroma directory, or pick the kano index of "
-    "this collection, or (Postgres) only this LangChain collection (default: every one).",
+    "this collection, or (Postgres) only this LangChain collection (default: every one); "
+    "Qdrant: the collection to migrate; sqlite-vec: the vec0 table.",
 )
 @click.option(
     "--vector-name",
@@ -243,12 +248,12 @@ def migrate(
     faiss_index_NAMESPACE.index, a Chroma persistent directory, a kano-backlog SQLite
     index (file, meta.json or .cache/vectors/), a Qdrant local-mode directory
     (--collection, --vector-name, --text-field for plain payloads) or a SQLite file with
-    sqlite-vec vec0 tables (--collection picks the vec0 table); the format is detected. The new store
-    records the embedding space (model, dimension, instructions) for `vllm-embed doctor
-    --store`. The original is replaced only once the new store is complete and verified,
-    and kept as NAME.d<old dim>.bak[.EXT] (a kano index is written under the file name of
-    its new embedding space). An interrupted run (server gone, Ctrl-C, reboot) resumes
-    when the same command is run again.
+    sqlite-vec vec0 tables (--collection picks the vec0 table); the format is detected.
+    The new store records the embedding space (model, dimension, instructions) for
+    `vllm-embed doctor --store`. The original is replaced only once the new store is
+    complete and verified, and kept as NAME.d<old dim>.bak[.EXT] (a kano index is written
+    under the file name of its new embedding space). An interrupted run (server gone,
+    Ctrl-C, reboot) resumes when the same command is run again.
 
     STORE may also be a postgresql://USER@HOST:PORT/DB URL (password from the URL,
     PGPASSWORD or ~/.pgpass): LangChain, LlamaIndex and LightRAG pgvector tables are

@@ -51,7 +51,8 @@ def open_store(
     """Detect the format of ``path`` and read it (never loads a nano-vectordb matrix).
 
     ``collection`` picks one collection of a store that holds several (Chroma, a kano
-    ``.cache/vectors/`` directory); without it every collection is migrated.
+    ``.cache/vectors/`` directory, Qdrant, the vec0 table of a sqlite-vec file); without
+    it every collection is migrated (Qdrant and sqlite-vec: the only one).
     ``allow_dangerous_deserialization`` is the consent LangChain's ``FAISS.load_local``
     asks for: a LangChain FAISS folder's ``.pkl`` is only unpickled with it (else
     `PickleConsentError`). ``vector_name`` picks the named vector of a Qdrant collection

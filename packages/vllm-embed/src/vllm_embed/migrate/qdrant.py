@@ -137,7 +137,9 @@ def _check_unlocked(path: Path) -> None:
         return
     with open(lock, "r+") as f:
         try:
-            portalocker.lock(f, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+            portalocker.lock(
+                f, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
+            )
         except portalocker.exceptions.LockException as exc:
             raise MigrationError(
                 f"{path} is open in a QdrantClient (another process holds its lock). Close "
@@ -227,7 +229,9 @@ class QdrantStore(Store):
         if self.vector_name == UNNAMED and "size" in vectors:
             return models.VectorParams(**{**vectors, "size": dim})
         return {
-            name: models.VectorParams(**{**params, "size": dim if name == self.vector_name else params["size"]})
+            name: models.VectorParams(
+                **{**params, "size": dim if name == self.vector_name else params["size"]}
+            )
             for name, params in vectors.items()
         }
 
@@ -313,7 +317,11 @@ class QdrantStore(Store):
             offset = None
             while True:
                 page, offset = client.scroll(
-                    self.collection, limit=_PAGE, offset=offset, with_payload=True, with_vectors=True
+                    self.collection,
+                    limit=_PAGE,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
                 )
                 for point in page:
                     pid = _point_id(point.id)
@@ -322,7 +330,9 @@ class QdrantStore(Store):
                     _, payload, others = want[pid]
                     if (point.payload or {}) != (payload or {}):
                         raise StoreFormatError(f"{where}: point {pid!r} changed its payload")
-                    vectors = point.vector if isinstance(point.vector, dict) else {UNNAMED: point.vector}
+                    vectors = (
+                        point.vector if isinstance(point.vector, dict) else {UNNAMED: point.vector}
+                    )
                     vector = np.asarray(vectors.get(self.vector_name), dtype=np.float32)
                     if vector.shape != (dim,):
                         raise StoreFormatError(
@@ -428,7 +438,9 @@ def read_qdrant(
         stored.append(vectors.get(vector))
     sample = _sample(texts, stored)
     indexes = dict((meta.get("text_indexes") or {}).get(name) or {})
-    return QdrantStore(path, name, vector, config, indexes, store_points, texts, kind, field, sample)
+    return QdrantStore(
+        path, name, vector, config, indexes, store_points, texts, kind, field, sample
+    )
 
 
 def _choose(path: Path, names: list[str], wanted: str | None) -> str:
@@ -500,7 +512,11 @@ def _texts(
     """(texts, the writer's name, where the text comes from)."""
     payloads = [p[1] for p in points]
     if text_field is not None:
-        return [_str(p.get(text_field)) for p in payloads], "qdrant-client", f"payload {text_field!r}"
+        return (
+            [_str(p.get(text_field)) for p in payloads],
+            "qdrant-client",
+            f"payload {text_field!r}",
+        )
     if any(LLAMAINDEX_NODE_KEY in p for p in payloads):
         return (
             [_llamaindex_text(p) for p in payloads],

@@ -274,7 +274,9 @@ def _shape(
     if not found:
         raise StoreFormatError(f"{path}: no sqlite-vec vec0 table.")
     if wanted is not None and wanted not in found:
-        raise StoreFormatError(f"{path}: no vec0 table {wanted!r}; vec0 tables: {', '.join(found)}.")
+        raise StoreFormatError(
+            f"{path}: no vec0 table {wanted!r}; vec0 tables: {', '.join(found)}."
+        )
     if wanted is None and len(found) > 1:
         raise StoreFormatError(
             f"{path} holds {len(found)} vec0 tables ({', '.join(found)}): pick one with "
@@ -355,7 +357,10 @@ def _read(path: Path, conn: Any, s: _Shape, dim: int) -> SqliteVecStore:
     others = ", ".join(f"v.{c}" for c in s.other_columns)
     select = f"v.{s.key_column}, v.{s.vector_column}" + (f", {others}" if others else "")
     if s.text_table == s.vec_table:
-        sql = f'SELECT {select}, v.{s.text_column} FROM "{s.vec_table}" AS v ORDER BY v.{s.key_column}'
+        sql = (
+            f'SELECT {select}, v.{s.text_column} FROM "{s.vec_table}" AS v '
+            f"ORDER BY v.{s.key_column}"
+        )
     else:
         sql = (
             f'SELECT {select}, t."{s.text_column}" FROM "{s.vec_table}" AS v '
