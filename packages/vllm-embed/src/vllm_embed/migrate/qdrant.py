@@ -494,7 +494,7 @@ def _choose_vector(path: Path, name: str, config: dict[str, Any], wanted: str | 
             )
         return wanted
     if len(names) == 1:
-        return names[0]
+        return str(names[0])
     if LLAMAINDEX_VECTOR in vectors:
         return LLAMAINDEX_VECTOR
     raise StoreFormatError(
