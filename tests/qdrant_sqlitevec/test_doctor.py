@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import respx
 from click.testing import CliRunner, Result
-from qs_fixtures import make_langchain_qdrant, make_langchain_sqlitevec
+from qs_fixtures import make_langchain_qdrant, make_langchain_sqlitevec, make_plain_qdrant
 from stores_fixtures import OLD_DIM, texts
 
 from vllm_embed.cli import main
@@ -52,6 +52,21 @@ def test_migrated_qdrant_passes_and_another_model_fails(tmp_path, client):
 
 def test_migrated_sqlitevec_passes_and_another_model_fails(tmp_path, client):
     _pass_then_fail(make_langchain_sqlitevec(tmp_path / "vec.db", n=6), client)
+
+
+def test_plain_qdrant_remembers_its_vector_and_text_field(tmp_path, fake_vllm, client):
+    """--vector-name / --text-field are recorded with the collection: doctor (and a later
+    migrate) need neither."""
+    db = make_plain_qdrant(tmp_path / "plain", n=4)
+    before = _doctor(db)
+    assert _line(before).lstrip().startswith("FAIL") and "--vector-name" in _line(before)
+    migrate_store(open_store(db, text_field="body", vector_name="dense"), client)
+    passed = _doctor(db)
+    assert passed.exit_code == 0, passed.output
+    assert _line(passed).lstrip().startswith("PASS")
+    again = open_store(db)
+    assert (again.text_field, again.old_dim) == ("payload 'body'", DIM)
+    assert "vector 'dense'" in again.format
 
 
 def test_unmigrated_stores_fail_on_their_dimension(tmp_path, fake_vllm):

@@ -21,7 +21,9 @@ qdrant-client (``--text-field``: the payload key holding the text).
   copy the collection is deleted and created again with the same vector parameters
   (distance, per-vector HNSW / quantization / on-disk / datatype / multivector config,
   sparse vectors) but the new size, the same collection metadata plus the
-  embedding-space record (``SPACE_KEY``) and the same text indexes, then filled with
+  embedding-space record (``SPACE_KEY``; plus ``SOURCE_KEY``, the ``--vector-name`` /
+  ``--text-field`` given, so later runs and ``doctor --store`` need neither) and the
+  same text indexes, then filled with
   the same ids and payloads in batches. Collection-level HNSW and quantization
   settings are not stored by local mode at all, so there is nothing else to keep.
 - Verifying: the copy is reopened with qdrant-client: count, ids, payloads, the kept
@@ -71,6 +73,8 @@ LLAMAINDEX_NODE_KEY = "_node_content"
 LLAMAINDEX_VECTOR = "text-dense"
 #: The unnamed (default) vector, as qdrant-client names it in a named-vector dict.
 UNNAMED = ""
+#: Collection metadata key: the vector and payload key a migration was told to use.
+SOURCE_KEY = "vllm_embed_source"
 _PAGE = 1000
 _BATCH = 1024
 _SAMPLE = 16
@@ -167,8 +171,10 @@ class QdrantStore(Store):
         kind: str,
         text_field: str,
         sample: tuple[list[str], F32Matrix] | None,
+        source: dict[str, str] | None = None,
     ) -> None:
         self.path = self.target = path
+        self._source = source or {}  # what --vector-name / --text-field said
         self.collection = collection
         self.vector_name = vector_name
         self._config = config  # the collection's CreateCollection dict (meta.json)
@@ -241,6 +247,8 @@ class QdrantStore(Store):
         metadata = self._metadata()
         if self._space is not None:
             metadata[SPACE_KEY] = self._space.to_json()
+        if self._source:
+            metadata[SOURCE_KEY] = json.dumps(self._source, sort_keys=True)
         sparse = self._config.get("sparse_vectors")
         client.delete_collection(self.collection)
         client.create_collection(
@@ -307,8 +315,9 @@ class QdrantStore(Store):
                 raise StoreFormatError(f"{where}: collection {self.collection!r} is missing")
             info = client.get_collection(self.collection)
             metadata = dict(getattr(info.config, "metadata", None) or {})
-            metadata.pop(SPACE_KEY, None)
-            if metadata != {k: v for k, v in self._metadata().items() if k != SPACE_KEY}:
+            ours = (SPACE_KEY, SOURCE_KEY)
+            metadata = {k: v for k, v in metadata.items() if k not in ours}
+            if metadata != {k: v for k, v in self._metadata().items() if k not in ours}:
                 raise StoreFormatError(f"{where}: the collection metadata differs")
             count = int(client.count(self.collection, exact=True).count)
             if count != len(ids):
@@ -428,8 +437,12 @@ def read_qdrant(
                 f"{exc}). The directory may be damaged or half-written; nothing was written."
             ) from exc
     config = dict(collections[name])
+    source = _recorded_source(config)
+    vector_name = vector_name if vector_name is not None else source.get("vector_name")
+    text_field = text_field if text_field is not None else source.get("text_field")
     vector = _choose_vector(path, name, config, vector_name)
     texts, kind, field = _texts(path, name, points, text_field)
+    given = {"vector_name": vector_name, "text_field": text_field}
     store_points = []
     stored: list[Any] = []
     for point_id, payload, vectors in points:
@@ -439,8 +452,30 @@ def read_qdrant(
     sample = _sample(texts, stored)
     indexes = dict((meta.get("text_indexes") or {}).get(name) or {})
     return QdrantStore(
-        path, name, vector, config, indexes, store_points, texts, kind, field, sample
+        path,
+        name,
+        vector,
+        config,
+        indexes,
+        store_points,
+        texts,
+        kind,
+        field,
+        sample,
+        {k: v for k, v in given.items() if v is not None},
     )
+
+
+def _recorded_source(config: dict[str, Any]) -> dict[str, str]:
+    """The ``--vector-name`` / ``--text-field`` an earlier migration recorded."""
+    raw = (config.get("metadata") or {}).get(SOURCE_KEY)
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else {}
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(v, str)}
 
 
 def _choose(path: Path, names: list[str], wanted: str | None) -> str:
