@@ -93,6 +93,36 @@ def test_qdrant_killed_while_filling_goes_on_from_the_count(
     assert qdrant_content(db) == qdrant_content(reference)
 
 
+def test_qdrant_copy_damaged_while_filling_is_made_again(
+    tmp_path, fake_vllm, client, monkeypatch, caplog
+):
+    """The copy is filled without an fsync per point: if a power loss left it unreadable,
+    the next run copies the original again instead of failing."""
+    from qdrant_client import QdrantClient
+
+    db = make_langchain_qdrant(tmp_path / "qdrant_db", n=6)
+    real_upsert = QdrantClient.upsert
+
+    def killed(self, collection_name, points, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(QdrantClient, "upsert", killed)
+    with pytest.raises(KeyboardInterrupt):
+        migrate_store(open_store(db), client)
+    monkeypatch.setattr(QdrantClient, "upsert", real_upsert)
+    storage = work_dir_for(db) / "output.tmp" / "collection" / "docs" / "storage.sqlite"
+    storage.write_bytes(b"garbage, not SQLite" * 10)
+
+    fake_vllm.reset()
+    result = migrate_store(open_store(db), client)
+    assert result.resumed == 6 and embedded_texts(fake_vllm) == []
+    assert "cannot be opened" in caplog.text
+    (tmp_path / "ref").mkdir()
+    reference = make_langchain_qdrant(tmp_path / "ref" / "qdrant_db", n=6)
+    migrate_store(open_store(reference), client)
+    assert qdrant_content(db) == qdrant_content(reference)
+
+
 def _langchain_rows(path):  # type: ignore[no-untyped-def]
     conn = connect_vec(path, read_only=True)
     try:
