@@ -2,7 +2,7 @@
 (not a test).
 
     python benchmarks/qdrant_sqlitevec_bench.py [--records 20000] [--old-dim 384]
-        [--new-dim 384] [--store-dir /tmp/vllm-embed-qs-bench]
+        [--new-dim 384] [--store-dir /tmp/vllm-embed-qs-bench] [--only qdrant|sqlite-vec]
 
 Needs qdrant-client, sqlite-vec (and pysqlite3-binary where sqlite3 cannot load
 extensions) and the core; the nox session ``qdrant_sqlitevec`` has them. Against the fake
@@ -150,7 +150,9 @@ def main() -> None:
     parser.add_argument("--old-dim", type=int, default=384)
     parser.add_argument("--new-dim", type=int, default=384)
     parser.add_argument("--store-dir", type=Path, default=Path("/tmp/vllm-embed-qs-bench"))
+    parser.add_argument("--only", choices=["qdrant", "sqlite-vec"], help="Time one format.")
     args = parser.parse_args()
+    qdrant, sqlitevec = args.only in (None, "qdrant"), args.only in (None, "sqlite-vec")
 
     from vllm_embed_testing.fake_server import FakeEmbeddingServer
 
@@ -159,15 +161,19 @@ def main() -> None:
     runs: dict[str, dict[str, Any]] = {}
     load = os.getloadavg()[0]
     n, d = args.records, args.new_dim
-    ingest = _qdrant(args.store_dir / "qdrant-ingest", n, d)
-    runs["qdrant-ingest"] = {"seconds": ingest, "rate": n / ingest}
-    _qdrant(args.store_dir / "qdrant_db", n, args.old_dim)
-    ingest = _sqlitevec(args.store_dir / "ingest.db", n, d)
-    runs["sqlite-vec-ingest"] = {"seconds": ingest, "rate": n / ingest}
-    _sqlitevec(args.store_dir / "vec.db", n, args.old_dim)
+    if qdrant:
+        ingest = _qdrant(args.store_dir / "qdrant-ingest", n, d)
+        runs["qdrant-ingest"] = {"seconds": ingest, "rate": n / ingest}
+        _qdrant(args.store_dir / "qdrant_db", n, args.old_dim)
+    if sqlitevec:
+        ingest = _sqlitevec(args.store_dir / "ingest.db", n, d)
+        runs["sqlite-vec-ingest"] = {"seconds": ingest, "rate": n / ingest}
+        _sqlitevec(args.store_dir / "vec.db", n, args.old_dim)
     with FakeEmbeddingServer(dim=d, model="fake-model", api_key=KEY) as server:
-        runs["qdrant"] = _migrate(args.store_dir / "qdrant_db", server.base_url)
-        runs["sqlite-vec"] = _migrate(args.store_dir / "vec.db", server.base_url)
+        if qdrant:
+            runs["qdrant"] = _migrate(args.store_dir / "qdrant_db", server.base_url)
+        if sqlitevec:
+            runs["sqlite-vec"] = _migrate(args.store_dir / "vec.db", server.base_url)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{n} records, dim {args.old_dim} -> {d}; load {load:.1f}; peak RSS {peak:,.0f} MB")
     print(f"{'run':<18}{'seconds':>9}{'rec/s':>9}{'embed rec/s':>13}{'whole/embed':>13}")
@@ -176,7 +182,8 @@ def main() -> None:
         ratio = f"{run['ratio']:.2f}x" if run.get("ratio") else "-"
         print(f"{name:<18}{run['seconds']:>9.1f}{run['rate']:>9,.0f}{embed:>13}{ratio:>13}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    results = RESULTS.with_name(f"{RESULTS.stem}-{args.only}.json") if args.only else RESULTS
+    results.write_text(
         json.dumps(
             {
                 "records": n,

@@ -242,3 +242,18 @@ def test_dimension_of_an_unmigrated_store_is_read(tmp_path):
     assert np.allclose(sample[1], np.asarray(stored, dtype=np.float32), atol=1e-6)
     assert store.recorded_space() is None
     assert isinstance(store.path, Path)
+
+
+def test_out_writes_a_new_directory_and_leaves_the_original(tmp_path, fake_vllm):
+    db = make_langchain_qdrant(tmp_path / "qdrant_db", n=4)
+    original = listing(db)
+    out = tmp_path / "migrated"
+    result = _run(str(db), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"migrated     Qdrant local (LangChain QdrantVectorStore; collection docs): {out}" in (
+        result.stdout
+    )
+    assert "backup" not in result.stdout
+    assert listing(db) == original
+    assert len(next(iter(qdrant_content(out)["points"].values()))[1][""]) == DIM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["migrated", "qdrant_db"]
