@@ -179,3 +179,50 @@ def test_sqlitevec_failure_inside_the_transaction_leaves_nothing(
     fake_vllm.reset()
     result = migrate_store(open_store(db), client)
     assert result.resumed == 6 and embedded_texts(fake_vllm) == []
+
+
+def test_sqlitevec_killed_mid_transaction_then_resume(tmp_path, fake_vllm, client, monkeypatch):
+    """A process killed while the copy's transaction was open leaves the copy and its hot
+    journal; the next run copies the original again, embeds nothing again, and gives what
+    an uninterrupted run gives."""
+    import os
+    import subprocess
+    import sys
+
+    from vllm_embed.migrate import sqlitevec
+
+    db = make_langchain_sqlitevec(tmp_path / "vec.db", n=6)
+    original = db.read_bytes()
+
+    def stop(self):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # every vector is journaled; the copy is not committed
+
+    monkeypatch.setattr(sqlitevec._VecWriter, "finish", stop)
+    with pytest.raises(KeyboardInterrupt):
+        migrate_store(open_store(db), client)
+    monkeypatch.undo()
+    out = work_dir_for(db) / "output.tmp"
+    # a real kill: another process opens the transaction on the copy and dies in it
+    script = (
+        "import os, sys\n"
+        "from vllm_embed.migrate.kano import connect_vec\n"
+        "conn = connect_vec(sys.argv[1])\n"
+        "conn.isolation_level = None\n"
+        "conn.execute('BEGIN IMMEDIATE')\n"
+        "conn.execute('DELETE FROM notes')\n"
+        "conn.execute('DROP TABLE notes_vec')\n"
+        "os._exit(9)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script, str(out)], env=env, check=False)
+    assert done.returncode == 9
+    journal = out.with_name(out.name + "-journal")
+    assert journal.is_file() and journal.stat().st_size > 0  # the hot journal left behind
+
+    fake_vllm.reset()
+    result = migrate_store(open_store(db), client)
+    assert result.resumed == 6 and embedded_texts(fake_vllm) == []
+    assert result.backup is not None and result.backup.read_bytes() == original
+    ref = make_langchain_sqlitevec(tmp_path / "ref.db", n=6)
+    migrate_store(open_store(ref), client)
+    assert _langchain_rows(db) == _langchain_rows(ref)

@@ -27,6 +27,7 @@ sidecar (``NAME.vllm-embed-space.json``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import sqlite3
@@ -40,8 +41,8 @@ import numpy as np
 from vllm_embed._errors import StoreFormatError
 
 from ._jsonio import fsync_file
-from ._store import F32Matrix, Rows, Store, check_rows
-from .kano import connect_vec
+from ._store import F32Matrix, Rows, RowWriter, Store, check_rows
+from .kano import vec_sqlite
 
 __all__ = ["SqliteVecStore", "looks_like_sqlitevec", "read_sqlitevec"]
 
@@ -104,6 +105,84 @@ class _Shape:
     langchain: bool
 
 
+def _connect(path: Path, *, read_only: bool = False) -> Any:
+    """A connection with sqlite-vec loaded, usable from the engine's writer thread and its
+    own (``check_same_thread=False``; one thread at a time), transactions explicit."""
+    import sqlite_vec
+
+    module = vec_sqlite()
+    target = f"file:{path}?mode=ro" if read_only else str(path)
+    conn = module.connect(target, uri=read_only, check_same_thread=False, isolation_level=None)
+    conn.enable_load_extension(True)
+    try:
+        sqlite_vec.load(conn)
+    finally:
+        conn.enable_load_extension(False)
+    return conn
+
+
+class _VecWriter(RowWriter):
+    """Copies the file, then in ONE transaction drops the vec0 table, creates it at the new
+    dimension and inserts the rows as they are embedded (LangChain: the base table's BLOBs
+    too); `finish` commits. A failed or killed run leaves the copy uncommitted (rolled back
+    on the next open) and the next run copies again."""
+
+    def __init__(self, store: SqliteVecStore, out: Path, keep: Sequence[int], dim: int) -> None:
+        self._store = store
+        self._out = out
+        self._keep = list(keep)
+        self._dim = dim
+        self._done = 0
+        self._conn: Any = None
+
+    def begin(self) -> None:
+        store, s = self._store, self._store.shape
+        # a killed run's journal belongs to the copy it made, not to this one
+        for suffix in ("-journal", "-wal", "-shm"):
+            self._out.with_name(self._out.name + suffix).unlink(missing_ok=True)
+        shutil.copy2(store.path, self._out)
+        self._conn = conn = _connect(self._out)
+        conn.execute("BEGIN IMMEDIATE")
+        kept = set(self._keep)
+        dropped = [(store._keys[i],) for i in range(len(store._keys)) if i not in kept]
+        if dropped and s.text_table != s.vec_table:
+            conn.executemany(f'DELETE FROM "{s.text_table}" WHERE rowid = ?', dropped)
+        conn.execute(f'DROP TABLE "{s.vec_table}"')
+        conn.execute(store._create_sql(self._dim))
+
+    def add(self, block: F32Matrix) -> None:
+        store, s = self._store, self._store.shape
+        picked = self._keep[self._done : self._done + len(block)]
+        self._done += len(block)
+        columns = [s.key_column, *s.other_columns, s.vector_column]
+        blobs = [v.tobytes() for v in np.ascontiguousarray(block, dtype=np.float32)]
+        self._conn.executemany(
+            f'INSERT INTO "{s.vec_table}" ({", ".join(columns)}) '
+            f"VALUES ({', '.join('?' * len(columns))})",
+            [(store._keys[i], *store._others[i], b) for i, b in zip(picked, blobs, strict=True)],
+        )
+        if s.blob_column is not None:
+            self._conn.executemany(
+                f'UPDATE "{s.text_table}" SET "{s.blob_column}" = ? WHERE rowid = ?',
+                [(b, store._keys[i]) for i, b in zip(picked, blobs, strict=True)],
+            )
+
+    def finish(self) -> None:
+        if self._done != len(self._keep):
+            raise StoreFormatError(f"{self._out}: {self._done} of {len(self._keep)} rows written")
+        self._conn.execute("COMMIT")
+        self._conn.close()
+        self._conn = None
+        fsync_file(self._out)
+
+    def abort(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.execute("ROLLBACK")
+            self._conn.close()
+            self._conn = None
+
+
 class SqliteVecStore(Store):
     """One vec0 table of an SQLite file, read for migration."""
 
@@ -143,59 +222,41 @@ class SqliteVecStore(Store):
             s.vec_sql,
         )
 
+    def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter:
+        """Rebuild the copy while the rows are embedded (one transaction, committed in
+        `_VecWriter.finish`)."""
+        return _VecWriter(self, out, keep, dim)
+
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
         """A copy of the file, its vec0 table rebuilt at the new dimension in one transaction."""
-        s = self.shape
-        shutil.copy2(self.path, out)
-        conn = connect_vec(out)
+        writer = _VecWriter(self, out, keep, rows.dim)
+        writer.begin()
         try:
-            conn.execute("BEGIN")
-            kept = set(keep)
-            dropped = [(self._keys[i],) for i in range(len(self._keys)) if i not in kept]
-            if dropped and s.text_table != s.vec_table:
-                conn.executemany(f'DELETE FROM "{s.text_table}" WHERE rowid = ?', dropped)
-            conn.execute(f'DROP TABLE "{s.vec_table}"')
-            conn.execute(self._create_sql(rows.dim))
-            columns = [s.key_column, *s.other_columns, s.vector_column]
-            insert = (
-                f'INSERT INTO "{s.vec_table}" ({", ".join(f"{c}" for c in columns)}) '
-                f"VALUES ({', '.join('?' * len(columns))})"
-            )
-            order = iter(keep)
             for block in rows.blocks(_BLOCK):
-                picked = [next(order) for _ in range(len(block))]
-                values = [
-                    (self._keys[i], *self._others[i], v.astype(np.float32).tobytes())
-                    for i, v in zip(picked, block, strict=True)
-                ]
-                conn.executemany(insert, values)
-                if s.blob_column is not None:
-                    conn.executemany(
-                        f'UPDATE "{s.text_table}" SET "{s.blob_column}" = ? WHERE rowid = ?',
-                        [(v, k) for k, *_, v in values],
-                    )
-            conn.commit()
-        finally:
-            conn.close()
-        fsync_file(out)
+                writer.add(block)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.finish()
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
         where = f"written sqlite-vec file {path}"
         s = self.shape
-        conn = connect_vec(path, read_only=True)
+        conn = _connect(path, read_only=True)
         try:
             got: list[str] = []
             cursor = conn.execute(
                 f'SELECT {s.key_column}, {s.vector_column} FROM "{s.vec_table}" '
                 f"ORDER BY {s.key_column}"
             )
-            for n, (key, blob) in enumerate(cursor):
-                vector = np.frombuffer(blob, dtype=np.float32)
-                if vector.shape != (dim,):
-                    raise StoreFormatError(f"{where}: row {key!r} has {vector.size} values")
-                check_rows(vector[None, :], where, n)
-                got.append(str(key))
+            while rows := cursor.fetchmany(_BLOCK):
+                for key, blob in rows:
+                    if len(blob) != dim * 4:
+                        raise StoreFormatError(f"{where}: row {key!r} has {len(blob) // 4} values")
+                block = np.frombuffer(b"".join(b for _, b in rows), dtype=np.float32)
+                check_rows(block.reshape(len(rows), dim), where, len(got))
+                got.extend(str(k) for k, _ in rows)
             if sorted(got) != sorted(ids):
                 raise StoreFormatError(f"{where}: the keys of {s.vec_table} differ from the source")
             if s.text_table != s.vec_table:
@@ -217,7 +278,7 @@ class SqliteVecStore(Store):
         if not ids:
             return "sqlite-vec"
         s = self.shape
-        conn = connect_vec(path, read_only=True)
+        conn = _connect(path, read_only=True)
         try:
             key, blob = conn.execute(
                 f'SELECT {s.key_column}, {s.vector_column} FROM "{s.vec_table}" LIMIT 1'
@@ -247,7 +308,7 @@ def read_sqlitevec(
             "was written; restore it from a backup."
         ) from exc
     shape, old_dim = _shape(path, tables, table, text_field)
-    conn = connect_vec(path, read_only=True)
+    conn = _connect(path, read_only=True)
     try:
         return _read(path, conn, shape, old_dim)
     except sqlite3.Error as exc:  # pysqlite3's errors are sqlite3.Error's siblings
@@ -354,36 +415,26 @@ def _text_column(path: Path, table: str, columns: Sequence[str], wanted: str | N
 
 
 def _read(path: Path, conn: Any, s: _Shape, dim: int) -> SqliteVecStore:
-    others = ", ".join(f"v.{c}" for c in s.other_columns)
-    select = f"v.{s.key_column}, v.{s.vector_column}" + (f", {others}" if others else "")
+    """Keys, other columns and texts (no vectors: the vec0 table rebuilds each one it
+    returns), then the stored vectors of the probe sample."""
+    others = "".join(f", v.{c}" for c in s.other_columns)
     if s.text_table == s.vec_table:
         sql = (
-            f'SELECT {select}, v.{s.text_column} FROM "{s.vec_table}" AS v '
+            f'SELECT v.{s.key_column}{others}, v.{s.text_column} FROM "{s.vec_table}" AS v '
             f"ORDER BY v.{s.key_column}"
         )
     else:
         sql = (
-            f'SELECT {select}, t."{s.text_column}" FROM "{s.vec_table}" AS v '
+            f'SELECT v.rowid{others}, t."{s.text_column}" FROM "{s.vec_table}" AS v '
             f'LEFT JOIN "{s.text_table}" AS t ON t.rowid = v.rowid ORDER BY v.rowid'
         )
     keys: list[Any] = []
     texts: list[str | None] = []
     rest: list[tuple[Any, ...]] = []
-    sample_texts: list[str] = []
-    sample_rows: list[F32Matrix] = []
-    for row in conn.execute(sql):
-        key, blob, *values, text = row
+    for key, *values, text in conn.execute(sql):
         keys.append(key)
         texts.append(text if isinstance(text, str) else None)
         rest.append(tuple(values))
-        if len(sample_texts) < _SAMPLE and isinstance(text, str) and text.strip():
-            vector = np.frombuffer(blob, dtype=np.float32)
-            if vector.shape != (dim,):
-                raise StoreFormatError(
-                    f"{path}: row {key!r} of {s.vec_table} holds {vector.size} values, not {dim}."
-                )
-            sample_texts.append(text)
-            sample_rows.append(vector)
     if s.text_table != s.vec_table:
         count = conn.execute(f'SELECT count(*) FROM "{s.text_table}"').fetchone()[0]
         if count != len(keys):
@@ -391,5 +442,29 @@ def _read(path: Path, conn: Any, s: _Shape, dim: int) -> SqliteVecStore:
                 f"{path}: {s.text_table} holds {count} rows but {s.vec_table} {len(keys)}: the "
                 "file is inconsistent (half-written?). Nothing was written."
             )
-    sample = (sample_texts, np.stack(sample_rows)) if sample_rows else None
-    return SqliteVecStore(path, s, dim, keys, texts, rest, sample)
+    return SqliteVecStore(path, s, dim, keys, texts, rest, _sample(path, conn, s, dim, keys, texts))
+
+
+def _sample(
+    path: Path, conn: Any, s: _Shape, dim: int, keys: list[Any], texts: list[str | None]
+) -> tuple[list[str], F32Matrix] | None:
+    chosen = [n for n, t in enumerate(texts) if isinstance(t, str) and t.strip()][:_SAMPLE]
+    if not chosen:
+        return None
+    marks = ", ".join("?" * len(chosen))
+    stored = dict(
+        conn.execute(
+            f'SELECT {s.key_column}, {s.vector_column} FROM "{s.vec_table}" '
+            f"WHERE {s.key_column} IN ({marks})",
+            [keys[n] for n in chosen],
+        ).fetchall()
+    )
+    rows = []
+    for n in chosen:
+        vector = np.frombuffer(stored.get(keys[n], b""), dtype=np.float32)
+        if vector.shape != (dim,):
+            raise StoreFormatError(
+                f"{path}: row {keys[n]!r} of {s.vec_table} holds {vector.size} values, not {dim}."
+            )
+        rows.append(vector)
+    return [str(texts[n]) for n in chosen], np.stack(rows)
