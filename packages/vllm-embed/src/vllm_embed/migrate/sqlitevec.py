@@ -19,10 +19,13 @@ The migrated file is a copy of the original in which, in ONE transaction, the ve
 is dropped and created again with the same declaration at the new dimension (distance
 metric, other columns and options kept), filled with the same keys and other column
 values, and the companion table's embedding BLOB (LangChain) updated; records left out
-(``--drop-missing-text``) are deleted from both. It is verified with sqlite-vec (every
-row's length, a KNN query returning the probed row first) and swapped in by the engine
-(original kept as ``NAME.d<old dim>.bak.EXT``); the embedding space is recorded in a
-sidecar (``NAME.vllm-embed-space.json``).
+(``--drop-missing-text``) are deleted from both. The transaction is filled while the rows
+are embedded (`_VecWriter`, fed by the engine's background thread) and committed after the
+last one; a killed run leaves an uncommitted copy in the work directory, which the next
+run makes again (the vectors are journaled, nothing is embedded twice). It is verified
+with sqlite-vec (every row's length, a KNN query returning the probed row first) and
+swapped in by the engine (original kept as ``NAME.d<old dim>.bak.EXT``); the embedding
+space is recorded in a sidecar (``NAME.vllm-embed-space.json``).
 """
 
 from __future__ import annotations
