@@ -19,10 +19,12 @@ The migrated file is a copy of the original in which, in ONE transaction, the ve
 is dropped and created again with the same declaration at the new dimension (distance
 metric, other columns and options kept), filled with the same keys and other column
 values, and the companion table's embedding BLOB (LangChain) updated; records left out
-(``--drop-missing-text``) are deleted from both. The transaction is filled while the rows
-are embedded (`_VecWriter`, fed by the engine's background thread) and committed after the
-last one; a killed run leaves an uncommitted copy in the work directory, which the next
-run makes again (the vectors are journaled, nothing is embedded twice). It is verified
+(``--drop-missing-text``) are deleted from both. The copy is rebuilt after the last row
+is embedded, not while (`Store.open_writer`): inserting into a vec0 table is CPU work
+(about sqlite-vec's own ingest rate) that, in a background thread, slowed the client
+more than it saved (50,000 rows, fake server: 17 s streamed vs 11 s after). A killed run
+leaves an uncommitted copy in the work directory, which the next run makes again (the
+vectors are journaled, nothing is embedded twice). It is verified
 with sqlite-vec (every row's length, a KNN query returning the probed row first) and
 swapped in by the engine (original kept as ``NAME.d<old dim>.bak.EXT``); the embedding
 space is recorded in a sidecar (``NAME.vllm-embed-space.json``).
@@ -125,7 +127,8 @@ def _connect(path: Path, *, read_only: bool = False) -> Any:
 
 
 class _VecWriter(RowWriter):
-    """Copies the file, then in ONE transaction drops the vec0 table, creates it at the new
+    """Writes the migrated copy (`SqliteVecStore.write`): copies the file, then in ONE
+    transaction drops the vec0 table, creates it at the new
     dimension and inserts the rows as they are embedded (LangChain: the base table's BLOBs
     too); `finish` commits. A failed or killed run leaves the copy uncommitted (rolled back
     on the next open) and the next run copies again."""
@@ -224,11 +227,6 @@ class SqliteVecStore(Store):
             lambda m: f"{m.group(1)} float[{dim}]" if m.group(1) == s.vector_column else m.group(0),
             s.vec_sql,
         )
-
-    def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter:
-        """Rebuild the copy while the rows are embedded (one transaction, committed in
-        `_VecWriter.finish`)."""
-        return _VecWriter(self, out, keep, dim)
 
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
         """A copy of the file, its vec0 table rebuilt at the new dimension in one transaction."""
