@@ -197,9 +197,12 @@ def test_dry_run_writes_nothing(tmp_path, fake_vllm):
 
 
 def test_server_url_is_refused_by_name(fake_vllm):
-    result = _run("http://localhost:6333")
-    assert result.exit_code != 0
-    assert "migrating a Qdrant server is not supported yet" in result.output
+    for url in ("http://localhost:6333", "https://qdrant.internal/", "http://db:6334"):
+        result = _run(url)
+        assert result.exit_code != 0
+        assert "migrating a Qdrant server is not supported yet" in result.output
+    other = _run("http://localhost:19530")  # not Qdrant's: left to other formats
+    assert "Qdrant" not in other.output and embedded_texts(fake_vllm) == []
 
 
 def test_directory_held_open_by_a_client_is_refused(tmp_path, fake_vllm):

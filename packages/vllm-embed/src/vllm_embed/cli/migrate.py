@@ -290,9 +290,9 @@ def migrate(
             progress=lambda: _BarProgress() if sys.stderr.isatty() else _LineProgress(),
         )
         return
-    if store.startswith(("http://", "https://")):
-        from vllm_embed.migrate.qdrant import open_qdrant_url
+    from vllm_embed.migrate.qdrant import looks_like_qdrant_url, open_qdrant_url
 
+    if looks_like_qdrant_url(store):
         open_qdrant_url(store)
     path = Path(store)
     opened = open_store(

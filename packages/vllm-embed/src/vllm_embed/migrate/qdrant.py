@@ -62,7 +62,13 @@ from ._store import F32Matrix, Rows, Store, check_rows
 from .chroma import _exchange, _Progress
 from .llamaindex import embed_text_fallback
 
-__all__ = ["QdrantStore", "is_qdrant_dir", "open_qdrant_url", "read_qdrant"]
+__all__ = [
+    "QdrantStore",
+    "is_qdrant_dir",
+    "looks_like_qdrant_url",
+    "open_qdrant_url",
+    "read_qdrant",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +99,21 @@ def is_qdrant_dir(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(document, dict) and "collections" in document and "aliases" in document
+
+
+def looks_like_qdrant_url(url: str) -> bool:
+    """An http(s) URL on Qdrant's ports (6333 REST, 6334 gRPC) or a host named qdrant*
+    (other servers' URLs, e.g. Milvus on 19530, are left to their formats)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return False
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return port in (6333, 6334) or "qdrant" in (parts.hostname or "")
 
 
 def open_qdrant_url(url: str) -> Store:
