@@ -173,3 +173,16 @@ def test_corrupt_and_half_written_files_get_named_errors(tmp_path):
     conn.close()
     with pytest.raises(StoreFormatError, match="notes holds 4 rows but notes_vec 3"):
         open_store(half)
+
+
+def test_without_sqlite_vec_is_refused_before_any_request(tmp_path, fake_vllm, monkeypatch):
+    import sys
+
+    from vllm_embed import MigrationError
+
+    db = make_plain_sqlitevec(tmp_path / "plain.db")
+    monkeypatch.setitem(sys.modules, "sqlite_vec", None)  # not installed
+    with pytest.raises(MigrationError, match="pip install sqlite-vec") as caught:
+        open_store(db)
+    assert "kano" not in str(caught.value) and str(db) in str(caught.value)
+    assert embedded_texts(fake_vllm) == []

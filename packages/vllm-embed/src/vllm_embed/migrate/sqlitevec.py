@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from vllm_embed._errors import StoreFormatError
+from vllm_embed._errors import MigrationError, StoreFormatError
 
 from ._jsonio import fsync_file
 from ._store import F32Matrix, Rows, RowWriter, Store, check_rows
@@ -60,6 +60,10 @@ _SAMPLE = 16
 _BLOCK = 4096
 
 
+def _read_only_uri(path: Path) -> str:
+    return path.resolve().as_uri() + "?mode=ro"
+
+
 def _is_sqlite(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
@@ -69,7 +73,7 @@ def _is_sqlite(path: Path) -> bool:
 
 
 def _tables(path: Path) -> dict[str, str]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
         rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
     finally:
@@ -111,12 +115,19 @@ class _Shape:
 
 
 def _connect(path: Path, *, read_only: bool = False) -> Any:
-    """A connection with sqlite-vec loaded, usable from the engine's writer thread and its
-    own (``check_same_thread=False``; one thread at a time), transactions explicit."""
+    """A connection with sqlite-vec loaded; transactions are explicit (autocommit mode)."""
+    try:
+        module = vec_sqlite()
+    except MigrationError as exc:  # kano's wording names its own index
+        raise MigrationError(
+            f"{path} has sqlite-vec (vec0) tables, which can only be read and rebuilt with the "
+            "sqlite-vec extension: pip install sqlite-vec (and pysqlite3-binary where this "
+            "Python's sqlite3 cannot load extensions), then run the same command again. "
+            "Nothing was written."
+        ) from exc
     import sqlite_vec
 
-    module = vec_sqlite()
-    target = f"file:{path}?mode=ro" if read_only else str(path)
+    target = _read_only_uri(path) if read_only else str(path)
     conn = module.connect(target, uri=read_only, check_same_thread=False, isolation_level=None)
     conn.enable_load_extension(True)
     try:
@@ -392,7 +403,7 @@ def _vec0_columns(sql: str) -> list[str]:
 
 
 def _columns(path: Path, table: str) -> list[str]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
         return [str(r[1]) for r in conn.execute(f'PRAGMA table_info("{table}")')]
     finally:
