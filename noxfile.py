@@ -72,6 +72,7 @@ nox.options.sessions = [
     "proxy",
     "migrate",
     "stores",
+    "qdrant_sqlitevec",
     "migrate_live",
     "langchain",
     "llamaindex",
@@ -211,6 +212,26 @@ def stores(session: nox.Session) -> None:
         "pysqlite3-binary",
     )
     _pytest(session, "tests/stores")
+
+
+@nox.session(python=MAIN_PYTHON)
+def qdrant_sqlitevec(session: nox.Session) -> None:
+    """Migration of Qdrant local-mode directories and sqlite-vec files (stores written by
+    qdrant-client, langchain-qdrant, LlamaIndex's Qdrant store, langchain-community's
+    SQLiteVec, sqlite-vec); fake server, then one live vLLM for the session's live tests."""
+    session.install(
+        *TEST_DEPS,
+        "-e",
+        CORE,
+        "qdrant-client",
+        "langchain-qdrant",
+        "llama-index-core",
+        "llama-index-vector-stores-qdrant",
+        "langchain-community",
+        "sqlite-vec",
+        "pysqlite3-binary",
+    )
+    _pytest(session, "tests/qdrant_sqlitevec", network=True)
 
 
 @nox.session(python=MAIN_PYTHON)

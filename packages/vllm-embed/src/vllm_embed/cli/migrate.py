@@ -160,11 +160,21 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Write a new store here instead of in place."
 )
-@click.option("--text-field", help="Record field holding the text (generic nano-vectordb).")
+@click.option(
+    "--text-field",
+    help="Record field holding the text (generic nano-vectordb; Qdrant: the payload key; "
+    "sqlite-vec: the text column).",
+)
 @click.option(
     "--collection",
     help="Migrate only this collection of a Chroma directory, or pick the kano index of "
-    "this collection, or (Postgres) only this LangChain collection (default: every one).",
+    "this collection, or (Postgres) only this LangChain collection (default: every one); "
+    "Qdrant: the collection to migrate; sqlite-vec: the vec0 table.",
+)
+@click.option(
+    "--vector-name",
+    help="Qdrant: the named vector to re-embed (the others are kept; default: the only one, "
+    "or LlamaIndex's text-dense).",
 )
 @click.option("--drop-missing-text", is_flag=True, help="Leave out records that have no text.")
 @click.option(
@@ -216,6 +226,7 @@ def migrate(
     out: Path | None,
     text_field: str | None,
     collection: str | None,
+    vector_name: str | None,
     drop_missing_text: bool,
     allow_dangerous_deserialization: bool,
     dry_run: bool,
@@ -233,18 +244,21 @@ def migrate(
     metrics_host: str,
     otel: bool,
 ) -> None:
-    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, FAISS, Chroma, kano).
+    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, FAISS, Chroma, kano,
+    Qdrant, sqlite-vec).
 
     STORE is a nano-vectordb JSON file (DVD database.json, LightRAG vdb_*.json), a
     LlamaIndex persist directory, a LangChain InMemoryVectorStore.dump() file, a LangChain
     FAISS save_local folder (needs --allow-dangerous-deserialization), LightRAG's
-    faiss_index_NAMESPACE.index, a Chroma persistent directory or a kano-backlog SQLite
-    index (file, meta.json or .cache/vectors/); the format is detected. The new store
-    records the embedding space (model, dimension, instructions) for `vllm-embed doctor
-    --store`. The original is replaced only once the new store is complete and verified,
-    and kept as NAME.d<old dim>.bak[.EXT] (a kano index is written under the file name of
-    its new embedding space). An interrupted run (server gone, Ctrl-C, reboot) resumes
-    when the same command is run again.
+    faiss_index_NAMESPACE.index, a Chroma persistent directory, a kano-backlog SQLite
+    index (file, meta.json or .cache/vectors/), a Qdrant local-mode directory
+    (--collection, --vector-name, --text-field for plain payloads) or a SQLite file with
+    sqlite-vec vec0 tables (--collection picks the vec0 table); the format is detected.
+    The new store records the embedding space (model, dimension, instructions) for
+    `vllm-embed doctor --store`. The original is replaced only once the new store is
+    complete and verified, and kept as NAME.d<old dim>.bak[.EXT] (a kano index is written
+    under the file name of its new embedding space). An interrupted run (server gone,
+    Ctrl-C, reboot) resumes when the same command is run again.
 
     STORE may also be a postgresql://USER@HOST:PORT/DB URL (password from the URL,
     PGPASSWORD or ~/.pgpass): LangChain, LlamaIndex and LightRAG pgvector tables are
@@ -285,12 +299,17 @@ def migrate(
             progress=lambda: _BarProgress() if sys.stderr.isatty() else _LineProgress(),
         )
         return
+    from vllm_embed.migrate.qdrant import looks_like_qdrant_url, open_qdrant_url
+
+    if looks_like_qdrant_url(store):
+        open_qdrant_url(store)
     path = Path(store)
     opened = open_store(
         path,
         text_field=text_field,
         collection=collection,
         allow_dangerous_deserialization=allow_dangerous_deserialization,
+        vector_name=vector_name,
     )
     click.echo(_describe(opened), err=True)
     plan: ConfigUpdate | None = None

@@ -15,6 +15,8 @@ from .kano import find_kano_index, looks_like_kano, read_kano
 from .langchain import looks_like_langchain_dump, read_langchain
 from .llamaindex import VECTOR_STORE_FILE, is_persist_dir, read_llamaindex
 from .nanovectordb import looks_like_nanovectordb, matrix_b64_length, read_nanovectordb
+from .qdrant import is_qdrant_dir, read_qdrant
+from .sqlitevec import looks_like_sqlitevec, read_sqlitevec
 
 __all__ = ["SUPPORTED_FORMATS", "open_store"]
 
@@ -27,6 +29,9 @@ SUPPORTED_FORMATS = (
     "kano-backlog SQLite index ({collection}.{hash}.sqlite3, its .meta.json, or .cache/vectors/)",
     "LangChain FAISS save_local folder (index.faiss + index.pkl, any index_name)",
     "LightRAG FAISS storage (faiss_index_{namespace}.index + .meta.json)",
+    "Qdrant local-mode directory (QdrantClient(path=...): meta.json + collection/; LangChain "
+    "and LlamaIndex QdrantVectorStore, plain qdrant-client with --text-field)",
+    "SQLite file with sqlite-vec vec0 tables (LangChain SQLiteVec, plain tables)",
 )
 
 
@@ -41,14 +46,17 @@ def open_store(
     text_field: str | None = None,
     collection: str | None = None,
     allow_dangerous_deserialization: bool = False,
+    vector_name: str | None = None,
 ) -> Store:
     """Detect the format of ``path`` and read it (never loads a nano-vectordb matrix).
 
     ``collection`` picks one collection of a store that holds several (Chroma, a kano
-    ``.cache/vectors/`` directory); without it every collection is migrated.
+    ``.cache/vectors/`` directory, Qdrant, the vec0 table of a sqlite-vec file); without
+    it every collection is migrated (Qdrant and sqlite-vec: the only one).
     ``allow_dangerous_deserialization`` is the consent LangChain's ``FAISS.load_local``
     asks for: a LangChain FAISS folder's ``.pkl`` is only unpickled with it (else
-    `PickleConsentError`). Raises
+    `PickleConsentError`). ``vector_name`` picks the named vector of a Qdrant collection
+    to re-embed (the others are kept). Raises
     `StoreFormatError` for a missing path, an unknown format, or a corrupt or
     inconsistent store; the message says what was found and what to do.
     """
@@ -66,6 +74,14 @@ def open_store(
                 f"{path} is a {faiss_store.format} index."
             )
         return _no_text_field(faiss_store, text_field)
+    if vector_name is not None and not is_qdrant_dir(path):
+        raise StoreFormatError(f"--vector-name applies to Qdrant directories; {path} is not one.")
+    if is_qdrant_dir(path):
+        return read_qdrant(
+            path, collection=collection, text_field=text_field, vector_name=vector_name
+        )
+    if looks_like_sqlitevec(path):
+        return read_sqlitevec(path, table=collection, text_field=text_field)
     if is_chroma_dir(path) or path.name == CHROMA_FILE:
         return _no_text_field(read_chroma(path, collection=collection), text_field)
     if looks_like_kano(path) or (path.is_dir() and find_kano_index(path, collection)):

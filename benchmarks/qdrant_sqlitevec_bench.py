@@ -1,0 +1,204 @@
+"""Benchmark ``vllm-embed migrate`` on a Qdrant local-mode directory and a sqlite-vec file
+(not a test).
+
+    python benchmarks/qdrant_sqlitevec_bench.py [--records 20000] [--old-dim 384]
+        [--new-dim 384] [--store-dir /tmp/vllm-embed-qs-bench] [--only qdrant|sqlite-vec]
+
+Needs qdrant-client, sqlite-vec (and pysqlite3-binary where sqlite3 cannot load
+extensions) and the core; the nox session ``qdrant_sqlitevec`` has them. Against the fake
+server (``vllm_embed_testing.fake_server.FakeEmbeddingServer``) it times, in ONE run:
+
+1. ``qdrant-ingest``: qdrant-client's own ``upsert`` (local mode) of the same ids, payloads
+   and random vectors at the new dimension, in batches of 1024 (what the app paid to build
+   the store; the floor for any rebuild through qdrant-client's API);
+2. ``qdrant``: the whole migration of a LangChain-style collection (read from a copy,
+   embed in journaled chunks, fill a copy through qdrant-client, reopen + verify, swap),
+   with its embedding phase;
+3. ``sqlite-vec-ingest``: LangChain ``SQLiteVec``'s insert (base table + trigger into vec0)
+   of the same rows at the new dimension;
+4. ``sqlite-vec``: the whole migration of that LangChain-shaped file.
+
+Prints a table with peak RSS and writes ``benchmarks/results/migrate_qdrant_sqlitevec.json``.
+The machine is shared and noisy: compare the phases of one run, as ratios. Qdrant's local
+mode itself warns above 20,000 points (it keeps every point in memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "migrate_qdrant_sqlitevec.json"
+sys.path.insert(0, str(ROOT / "shared"))
+
+import numpy as np  # noqa: E402
+
+KEY = "sk-bench-qs"
+_BATCH = 1024
+
+
+def _texts(n: int) -> list[str]:
+    return [f"document {i}: notes about topic {i % 97} and item {i % 13}" for i in range(n)]
+
+
+def _qdrant(path: Path, n: int, dim: int) -> float:
+    """A LangChain-shaped collection (page_content / metadata payload, unnamed cosine
+    vector), written with qdrant-client; seconds spent in ``upsert``."""
+    from qdrant_client import QdrantClient, models
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # local mode's "> 20,000 points"
+        client = QdrantClient(path=str(path))
+    client.create_collection(
+        "docs", vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+    )
+    rng = np.random.default_rng(0)
+    texts = _texts(n)
+    began = time.perf_counter()
+    for start in range(0, n, _BATCH):
+        stop = min(n, start + _BATCH)
+        vectors = rng.standard_normal((stop - start, dim)).astype(np.float32)
+        client.upsert(
+            "docs",
+            points=[
+                models.PointStruct(
+                    id=str(uuid.UUID(int=i)),
+                    vector=vectors[i - start].tolist(),
+                    payload={"page_content": texts[i], "metadata": {"i": i}},
+                )
+                for i in range(start, stop)
+            ],
+        )
+    seconds = time.perf_counter() - began
+    client.close()
+    return seconds
+
+
+def _sqlitevec(file: Path, n: int, dim: int) -> float:
+    """LangChain ``SQLiteVec``'s tables, rows inserted as its ``add_texts`` does."""
+    from vllm_embed.migrate.kano import connect_vec
+
+    conn = connect_vec(file)
+    conn.execute(
+        "CREATE TABLE notes (rowid INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT, "
+        "metadata BLOB, text_embedding BLOB)"
+    )
+    conn.execute(
+        f"CREATE VIRTUAL TABLE notes_vec USING vec0(rowid INTEGER PRIMARY KEY, "
+        f"text_embedding float[{dim}])"
+    )
+    conn.execute(
+        "CREATE TRIGGER notes_embed_text AFTER INSERT ON notes BEGIN INSERT INTO "
+        "notes_vec(rowid, text_embedding) VALUES (new.rowid, new.text_embedding); END"
+    )
+    rng = np.random.default_rng(0)
+    texts = _texts(n)
+    began = time.perf_counter()
+    for start in range(0, n, _BATCH):
+        stop = min(n, start + _BATCH)
+        vectors = rng.standard_normal((stop - start, dim)).astype(np.float32)
+        conn.executemany(
+            "INSERT INTO notes(text, metadata, text_embedding) VALUES (?, ?, ?)",
+            [
+                (texts[i], json.dumps({"i": i}), vectors[i - start].tobytes())
+                for i in range(start, stop)
+            ],
+        )
+    conn.commit()
+    seconds = time.perf_counter() - began
+    conn.close()
+    return seconds
+
+
+def _migrate(path: Path, base_url: str) -> dict[str, Any]:
+    from vllm_embed import EmbeddingClient
+    from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
+
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # local mode's "> 20,000 points"
+        store = open_store(path)
+        with EmbeddingClient(base_url, api_key=KEY) as client:
+            result = migrate_store(store, client, MigrationOptions())
+    whole = time.perf_counter() - began
+    return {
+        "records": result.records,
+        "seconds": whole,
+        "embed_seconds": result.embed_seconds,
+        "rate": result.records / whole,
+        "embed_rate": result.rate,
+        "ratio": (result.records / whole) / result.rate if result.rate else None,
+        "phases": result.phases,
+        "verified_with": result.verified_with,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--old-dim", type=int, default=384)
+    parser.add_argument("--new-dim", type=int, default=384)
+    parser.add_argument("--store-dir", type=Path, default=Path("/tmp/vllm-embed-qs-bench"))
+    parser.add_argument("--only", choices=["qdrant", "sqlite-vec"], help="Time one format.")
+    args = parser.parse_args()
+    qdrant, sqlitevec = args.only in (None, "qdrant"), args.only in (None, "sqlite-vec")
+
+    from vllm_embed_testing.fake_server import FakeEmbeddingServer
+
+    shutil.rmtree(args.store_dir, ignore_errors=True)
+    args.store_dir.mkdir(parents=True)
+    runs: dict[str, dict[str, Any]] = {}
+    load = os.getloadavg()[0]
+    n, d = args.records, args.new_dim
+    if qdrant:
+        ingest = _qdrant(args.store_dir / "qdrant-ingest", n, d)
+        runs["qdrant-ingest"] = {"seconds": ingest, "rate": n / ingest}
+        _qdrant(args.store_dir / "qdrant_db", n, args.old_dim)
+    if sqlitevec:
+        ingest = _sqlitevec(args.store_dir / "ingest.db", n, d)
+        runs["sqlite-vec-ingest"] = {"seconds": ingest, "rate": n / ingest}
+        _sqlitevec(args.store_dir / "vec.db", n, args.old_dim)
+    with FakeEmbeddingServer(dim=d, model="fake-model", api_key=KEY) as server:
+        if qdrant:
+            runs["qdrant"] = _migrate(args.store_dir / "qdrant_db", server.base_url)
+        if sqlitevec:
+            runs["sqlite-vec"] = _migrate(args.store_dir / "vec.db", server.base_url)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{n} records, dim {args.old_dim} -> {d}; load {load:.1f}; peak RSS {peak:,.0f} MB")
+    print(f"{'run':<18}{'seconds':>9}{'rec/s':>9}{'embed rec/s':>13}{'whole/embed':>13}")
+    for name, run in runs.items():
+        embed = f"{run['embed_rate']:,.0f}" if "embed_rate" in run else "-"
+        ratio = f"{run['ratio']:.2f}x" if run.get("ratio") else "-"
+        print(f"{name:<18}{run['seconds']:>9.1f}{run['rate']:>9,.0f}{embed:>13}{ratio:>13}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results = RESULTS.with_name(f"{RESULTS.stem}-{args.only}.json") if args.only else RESULTS
+    results.write_text(
+        json.dumps(
+            {
+                "records": n,
+                "old_dim": args.old_dim,
+                "new_dim": d,
+                "load_before": load,
+                "peak_rss_mb": peak,
+                "python": platform.python_version(),
+                "runs": runs,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,680 @@
+"""Qdrant local-mode directories (``QdrantClient(path=...)``).
+
+Local mode is what crewAI's knowledge store and many scripts use: the directory holds
+``meta.json`` (every collection's configuration, aliases, text indexes) and
+``collection/<name>/storage.sqlite`` (the points, pickled). The dimension is fixed per
+vector of a collection, so nothing is patched: everything goes through qdrant-client.
+
+Collections written by LangChain's ``QdrantVectorStore`` (text in the ``page_content``
+payload, metadata under ``metadata``, the unnamed vector), LlamaIndex's
+``QdrantVectorStore`` (node JSON in ``_node_content``, the dense vector named
+``text-dense``; the text is what LlamaIndex embeds, ``MetadataMode.EMBED``) and plain
+qdrant-client (``--text-field``: the payload key holding the text).
+
+- Reading: the directory is copied to a scratch directory and only the copy is opened
+  (opening takes the directory's lock and may write ``meta.json``). One collection is
+  migrated (``--collection`` when there are several); the others stay as they are.
+  With several dense vectors per point, ``--vector-name`` picks the one to re-embed
+  (LlamaIndex's ``text-dense`` by default); the other vectors (dense and sparse) are
+  kept unchanged.
+- Writing (`QdrantStore.write`): the directory is copied to the work directory; in the
+  copy the collection is deleted and created again with the same vector parameters
+  (distance, per-vector HNSW / quantization / on-disk / datatype / multivector config,
+  sparse vectors) but the new size, the same collection metadata plus the
+  embedding-space record (``SPACE_KEY``; plus ``SOURCE_KEY``, the ``--vector-name`` /
+  ``--text-field`` given, so later runs and ``doctor --store`` need neither) and the
+  same text indexes, then filled with
+  the same ids and payloads in batches. Collection-level HNSW and quantization
+  settings are not stored by local mode at all, so there is nothing else to keep.
+- Verifying: the copy is reopened with qdrant-client: count, ids, payloads, the kept
+  vectors, the new size and finite values, and a query that must return the queried
+  point first.
+- Installing: the directories are exchanged atomically (as for Chroma) and the
+  original is kept as ``NAME.d<old dim>.bak``.
+
+Resumable: vectors are journaled by the engine; filling the copy is journaled beside it
+(``output.tmp.progress.json``) and goes on from the collection's ``count()``.
+
+A Qdrant server URL (``http://host:6333``) is not supported yet: `open_qdrant_url`
+says so by name (no server could be run to test the alias switch against).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vllm_embed._errors import MigrationError, StoreFormatError
+
+from ._jsonio import fsync_dir, fsync_file
+from ._space import SPACE_KEY, EmbeddingSpace
+from ._store import F32Matrix, Rows, Store, check_rows
+from .chroma import _exchange, _Progress
+from .llamaindex import embed_text_fallback
+
+__all__ = [
+    "QdrantStore",
+    "is_qdrant_dir",
+    "looks_like_qdrant_url",
+    "open_qdrant_url",
+    "read_qdrant",
+]
+
+logger = logging.getLogger(__name__)
+
+META_FILE = "meta.json"
+COLLECTIONS_DIR = "collection"
+LANGCHAIN_CONTENT_KEY = "page_content"
+LLAMAINDEX_NODE_KEY = "_node_content"
+LLAMAINDEX_VECTOR = "text-dense"
+#: The unnamed (default) vector, as qdrant-client names it in a named-vector dict.
+UNNAMED = ""
+#: Collection metadata key: the vector and payload key a migration was told to use.
+SOURCE_KEY = "vllm_embed_source"
+_PAGE = 1000
+_BATCH = 1024
+_SAMPLE = 16
+
+
+def is_qdrant_dir(path: Path) -> bool:
+    """A Qdrant local-mode directory: ``meta.json`` with a ``collections`` table beside a
+    ``collection/`` directory (or no collection yet)."""
+    meta = path / META_FILE
+    if not (path.is_dir() and meta.is_file()):
+        return False
+    if (path / COLLECTIONS_DIR).is_dir():
+        return True
+    try:
+        document = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and "collections" in document and "aliases" in document
+
+
+def looks_like_qdrant_url(url: str) -> bool:
+    """An http(s) URL on Qdrant's ports (6333 REST, 6334 gRPC) or a host named qdrant*
+    (other servers' URLs, e.g. Milvus on 19530, are left to their formats)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return False
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return port in (6333, 6334) or "qdrant" in (parts.hostname or "")
+
+
+def open_qdrant_url(url: str) -> Store:
+    """A Qdrant server URL: refused by name (only local-mode directories are supported)."""
+    raise StoreFormatError(
+        f"{url}: migrating a Qdrant server is not supported yet (only local-mode directories, "
+        "QdrantClient(path=...)). Export the collection with qdrant-client into a local-mode "
+        "directory, or re-create it from your documents; nothing was written."
+    )
+
+
+def _qdrant() -> Any:
+    try:
+        import qdrant_client
+    except ImportError as exc:
+        raise MigrationError(
+            "this is a Qdrant local-mode directory; reading and writing it needs the "
+            "qdrant-client package: pip install qdrant-client"
+        ) from exc
+    return qdrant_client
+
+
+@contextlib.contextmanager
+def _client(path: Path) -> Iterator[Any]:
+    """A local-mode QdrantClient on ``path``, always closed (which releases its lock)."""
+    client = _open(path)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _open(path: Path) -> Any:
+    """A local-mode QdrantClient on ``path`` (the caller closes it)."""
+    qdrant_client = _qdrant()
+    with warnings.catch_warnings():
+        # local mode's notes (payload indexes have no effect, large collections)
+        warnings.simplefilter("ignore", UserWarning)
+        return qdrant_client.QdrantClient(path=str(path))
+
+
+def _check_unlocked(path: Path) -> None:
+    """Refuse a directory another QdrantClient holds open: the swap would pull the files
+    from under it (and its later writes would go to the backup)."""
+    lock = path / ".lock"
+    if not lock.is_file():
+        return
+    try:
+        import portalocker
+    except ImportError:
+        return
+    with open(lock, "r+") as f:
+        try:
+            portalocker.lock(
+                f, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
+            )
+        except portalocker.exceptions.LockException as exc:
+            raise MigrationError(
+                f"{path} is open in a QdrantClient (another process holds its lock). Close "
+                "that application first, then run the same command again; nothing was written."
+            ) from exc
+        portalocker.unlock(f)
+
+
+def _no_sync_per_point(client: Any, name: str) -> None:
+    """Local mode commits (and so fsyncs) every point on its own: 50 points/s on a busy
+    disk, 20x slower than the rest of its work. While the work copy is filled that buys
+    nothing (every file of the copy is fsynced once it is complete, before it is verified
+    and swapped in; a killed process loses no committed point either way), so the copy's
+    point table is written with ``PRAGMA synchronous=OFF``. Private attributes of
+    qdrant-client's local mode: when they are not there, points are written at its speed.
+    """
+    collection = getattr(getattr(client, "_client", None), "collections", {}).get(name)
+    connection = getattr(getattr(collection, "storage", None), "storage", None)
+    execute = getattr(connection, "execute", None)
+    if callable(execute):
+        execute("PRAGMA synchronous=OFF")
+
+
+def _point_id(value: Any) -> str:
+    return str(value)
+
+
+class _DamagedCopy(Exception):
+    """The work copy a killed run left cannot be opened (it is made again)."""
+
+
+class QdrantStore(Store):
+    """One collection of a Qdrant local-mode directory, read for migration."""
+
+    def __init__(
+        self,
+        path: Path,
+        collection: str,
+        vector_name: str,
+        config: dict[str, Any],
+        text_indexes: dict[str, Any],
+        points: list[tuple[Any, dict[str, Any], dict[str, Any]]],
+        texts: list[str | None],
+        kind: str,
+        text_field: str,
+        sample: tuple[list[str], F32Matrix] | None,
+        source: dict[str, str] | None = None,
+    ) -> None:
+        self.path = self.target = path
+        self._source = source or {}  # what --vector-name / --text-field said
+        self.collection = collection
+        self.vector_name = vector_name
+        self._config = config  # the collection's CreateCollection dict (meta.json)
+        self._text_indexes = text_indexes
+        self._points = points  # (id, payload, the other vectors)
+        self._sample = sample
+        self._space: EmbeddingSpace | None = None
+        self.ids = [_point_id(p[0]) for p in points]
+        self.texts = texts
+        self.text_field = text_field
+        named = f", vector {vector_name!r}" if vector_name else ""
+        self.format = f"Qdrant local ({kind}; collection {collection}{named})"
+        self.old_dim = int(self._params()["size"])
+
+    # -- configuration -------------------------------------------------------------------
+    def _params(self) -> dict[str, Any]:
+        vectors = self._config.get("vectors") or {}
+        if self.vector_name == UNNAMED and "size" in vectors:
+            return dict(vectors)
+        return dict(vectors[self.vector_name])
+
+    def _metadata(self) -> dict[str, Any]:
+        return dict(self._config.get("metadata") or {})
+
+    # -- files ---------------------------------------------------------------------------
+    def source_files(self) -> list[Path]:
+        return sorted(p for p in self.path.rglob("*") if p.is_file() and p.name != ".lock")
+
+    def backup_path(self) -> Path:
+        """``qdrant_db`` -> ``qdrant_db.d384.bak`` (first free name)."""
+        candidate = self.path.with_name(f"{self.path.name}.d{self.old_dim}.bak")
+        n = 1
+        while candidate.exists():
+            candidate = self.path.with_name(f"{self.path.name}.d{self.old_dim}.bak{n}")
+            n += 1
+        return candidate
+
+    # -- the embedding space -------------------------------------------------------------
+    def record_space(self, out: Path, space: EmbeddingSpace) -> None:
+        """Kept for `write`: the record goes into the collection's metadata."""
+        self._space = space
+
+    def recorded_space(self) -> EmbeddingSpace | None:
+        value = self._metadata().get(SPACE_KEY)
+        return EmbeddingSpace.from_json(value) if isinstance(value, str) else None
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        if self._sample is None:
+            return None
+        texts, matrix = self._sample
+        return texts[:count], matrix[:count]
+
+    # -- writing -------------------------------------------------------------------------
+    def _new_vectors_config(self, dim: int) -> Any:
+        from qdrant_client import models
+
+        vectors = self._config.get("vectors") or {}
+        if self.vector_name == UNNAMED and "size" in vectors:
+            return models.VectorParams(**{**vectors, "size": dim})
+        return {
+            name: models.VectorParams(
+                **{**params, "size": dim if name == self.vector_name else params["size"]}
+            )
+            for name, params in vectors.items()
+        }
+
+    def _create_again(self, client: Any, dim: int) -> None:
+        from qdrant_client import models
+
+        metadata = self._metadata()
+        if self._space is not None:
+            metadata[SPACE_KEY] = self._space.to_json()
+        if self._source:
+            metadata[SOURCE_KEY] = json.dumps(self._source, sort_keys=True)
+        sparse = self._config.get("sparse_vectors")
+        client.delete_collection(self.collection)
+        client.create_collection(
+            self.collection,
+            vectors_config=self._new_vectors_config(dim),
+            sparse_vectors_config=(
+                {k: models.SparseVectorParams(**v) for k, v in sparse.items()} if sparse else None
+            ),
+            metadata=metadata or None,
+        )
+        for field_name, params in self._text_indexes.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                client.create_payload_index(
+                    self.collection, field_name, field_schema=models.TextIndexParams(**params)
+                )
+
+    def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
+        """Fill a copy of the directory; resumable per batch (see chroma's ``_Progress``)."""
+        progress = _Progress(out)
+        if not progress.copied():
+            shutil.rmtree(out, ignore_errors=True)
+            progress.reset()
+            shutil.copytree(self.path, out, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+            progress.mark_copied()
+        matrix = (
+            np.memmap(rows.path, dtype="<f4", mode="r", shape=(rows.count, rows.dim))
+            if rows.count
+            else np.empty((0, rows.dim), dtype=np.float32)
+        )
+        try:
+            self._fill(out, keep, matrix, rows.dim, progress)
+        except _DamagedCopy as exc:
+            # the copy a killed run left cannot be opened (a power loss while it was
+            # filled without fsync): start the copy again from the original
+            logger.warning("the half-filled copy %s cannot be opened (%s); copying again", out, exc)
+            progress.reset()
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.copytree(self.path, out, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+            progress.mark_copied()
+            self._fill(out, keep, matrix, rows.dim, progress)
+        del matrix
+        for file in out.rglob("*"):
+            if file.is_file():
+                fsync_file(file)
+
+    def _fill(
+        self, out: Path, keep: Sequence[int], matrix: Any, dim: int, progress: _Progress
+    ) -> None:
+        from qdrant_client import models
+
+        resuming = progress.created(self.collection)
+        try:
+            client = _open(out)
+        except Exception as exc:
+            if not resuming:
+                raise
+            raise _DamagedCopy(str(exc)) from exc
+        try:
+            if resuming:
+                try:
+                    done = int(client.count(self.collection, exact=True).count)
+                except Exception as exc:
+                    raise _DamagedCopy(str(exc)) from exc
+            else:
+                self._create_again(client, dim)
+                progress.mark_created(self.collection)
+                done = 0
+            _no_sync_per_point(client, self.collection)
+            for first in range(done, len(keep), _BATCH):
+                part = keep[first : first + _BATCH]
+                block = np.asarray(matrix[first : first + len(part)])
+                points = []
+                for n, vector in zip(part, block, strict=True):
+                    point_id, payload, others = self._points[n]
+                    if self.vector_name == UNNAMED and not others:
+                        value: Any = vector.tolist()
+                    else:
+                        value = {**others, self.vector_name: vector.tolist()}
+                    points.append(models.PointStruct(id=point_id, vector=value, payload=payload))
+                client.upsert(self.collection, points=points)
+        finally:
+            client.close()
+
+    # -- checking --------------------------------------------------------------------------
+    def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
+        where = f"written Qdrant directory {path}"
+        want = {_point_id(p[0]): p for p in self._points}
+        with _client(path) as client:
+            names = [c.name for c in client.get_collections().collections]
+            if self.collection not in names:
+                raise StoreFormatError(f"{where}: collection {self.collection!r} is missing")
+            info = client.get_collection(self.collection)
+            metadata = dict(getattr(info.config, "metadata", None) or {})
+            ours = (SPACE_KEY, SOURCE_KEY)
+            metadata = {k: v for k, v in metadata.items() if k not in ours}
+            if metadata != {k: v for k, v in self._metadata().items() if k not in ours}:
+                raise StoreFormatError(f"{where}: the collection metadata differs")
+            count = int(client.count(self.collection, exact=True).count)
+            if count != len(ids):
+                raise StoreFormatError(f"{where}: {count} points, expected {len(ids)}")
+            seen: list[str] = []
+            offset = None
+            while True:
+                page, offset = client.scroll(
+                    self.collection,
+                    limit=_PAGE,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+                for point in page:
+                    pid = _point_id(point.id)
+                    if pid not in want:
+                        raise StoreFormatError(f"{where}: unexpected point {pid!r}")
+                    _, payload, others = want[pid]
+                    if (point.payload or {}) != (payload or {}):
+                        raise StoreFormatError(f"{where}: point {pid!r} changed its payload")
+                    vectors = (
+                        point.vector if isinstance(point.vector, dict) else {UNNAMED: point.vector}
+                    )
+                    vector = np.asarray(vectors.get(self.vector_name), dtype=np.float32)
+                    if vector.shape != (dim,):
+                        raise StoreFormatError(
+                            f"{where}: point {pid!r} holds a vector of shape {vector.shape}, "
+                            f"expected ({dim},)"
+                        )
+                    check_rows(vector[None, :], where, len(seen))
+                    for name in others:
+                        if name not in vectors:
+                            raise StoreFormatError(f"{where}: point {pid!r} lost vector {name!r}")
+                    seen.append(pid)
+                if offset is None:
+                    break
+            if sorted(seen) != sorted(ids):
+                raise StoreFormatError(f"{where}: the point ids differ from the source")
+
+    def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
+        """A nearest-neighbour query must return the queried point first."""
+        if not ids:
+            return "qdrant-client"
+        first = next(p for p in self._points if _point_id(p[0]) == ids[0])
+        with _client(path) as client:
+            got = client.retrieve(self.collection, ids=[first[0]], with_vectors=True)
+            vectors = got[0].vector if isinstance(got[0].vector, dict) else {UNNAMED: got[0].vector}
+            using = self.vector_name or None
+            hits = client.query_points(
+                self.collection, query=vectors[self.vector_name], using=using, limit=1
+            ).points
+            if not hits or _point_id(hits[0].id) != ids[0]:
+                raise StoreFormatError(
+                    f"qdrant-client cannot query the migrated collection {self.collection!r} in "
+                    f"{path} consistently (a point is not its own nearest neighbour)"
+                )
+        return "qdrant-client"
+
+    # -- installing ------------------------------------------------------------------------
+    installs_itself = True
+
+    def install(self, new: Path, target: Path, *, in_place: bool) -> Path | None:
+        """Put the verified directory ``new`` at ``target``; the original becomes the backup."""
+        progress = new.with_name(new.name + ".progress.json")
+        if not in_place:
+            os.rename(new, target)
+            fsync_dir(target.parent)
+            progress.unlink(missing_ok=True)
+            return None
+        _check_unlocked(target)
+        backup = self.backup_path()
+        if _exchange(new, target):
+            os.rename(new, backup)  # `new` now holds the original
+        else:
+            os.rename(target, backup)
+            os.rename(new, target)
+        fsync_dir(target.parent)
+        fsync_dir(new.parent)
+        progress.unlink(missing_ok=True)
+        return backup
+
+
+# -- reading ----------------------------------------------------------------------------
+def read_qdrant(
+    path: Path,
+    *,
+    collection: str | None = None,
+    text_field: str | None = None,
+    vector_name: str | None = None,
+) -> QdrantStore:
+    """Read one collection of a Qdrant local-mode directory (from a scratch copy)."""
+    if not is_qdrant_dir(path):
+        raise StoreFormatError(f"{path} is not a Qdrant local-mode directory (no {META_FILE}).")
+    try:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        collections = dict(meta["collections"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreFormatError(
+            f"{path / META_FILE} is not a readable Qdrant meta.json ({exc}); the directory is "
+            "damaged or half-written. Nothing was written; restore it from a backup."
+        ) from exc
+    name = _choose(path, sorted(collections), collection)
+    _check_unlocked(path)
+    _qdrant()
+    with tempfile.TemporaryDirectory(prefix=".vllm-embed-read-", dir=path.parent) as scratch:
+        copy = Path(scratch) / path.name
+        shutil.copytree(path, copy, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+        try:
+            with _client(copy) as client:
+                points = _scroll(client, name)
+        except (StoreFormatError, MigrationError):
+            raise
+        except Exception as exc:
+            raise StoreFormatError(
+                f"{path}: qdrant-client cannot read collection {name!r} ({type(exc).__name__}: "
+                f"{exc}). The directory may be damaged or half-written; nothing was written."
+            ) from exc
+    config = dict(collections[name])
+    source = _recorded_source(config)
+    vector_name = vector_name if vector_name is not None else source.get("vector_name")
+    text_field = text_field if text_field is not None else source.get("text_field")
+    vector = _choose_vector(path, name, config, vector_name)
+    texts, kind, field = _texts(path, name, points, text_field)
+    given = {"vector_name": vector_name, "text_field": text_field}
+    store_points = []
+    stored: list[Any] = []
+    for point_id, payload, vectors in points:
+        others = {k: v for k, v in vectors.items() if k != vector}
+        store_points.append((point_id, payload, others))
+        stored.append(vectors.get(vector))
+    sample = _sample(texts, stored)
+    indexes = dict((meta.get("text_indexes") or {}).get(name) or {})
+    return QdrantStore(
+        path,
+        name,
+        vector,
+        config,
+        indexes,
+        store_points,
+        texts,
+        kind,
+        field,
+        sample,
+        {k: v for k, v in given.items() if v is not None},
+    )
+
+
+def _recorded_source(config: dict[str, Any]) -> dict[str, str]:
+    """The ``--vector-name`` / ``--text-field`` an earlier migration recorded."""
+    raw = (config.get("metadata") or {}).get(SOURCE_KEY)
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else {}
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(v, str)}
+
+
+def _choose(path: Path, names: list[str], wanted: str | None) -> str:
+    if not names:
+        raise StoreFormatError(f"{path}: the Qdrant directory holds no collection.")
+    if wanted is not None:
+        if wanted not in names:
+            raise StoreFormatError(
+                f"{path}: no collection {wanted!r}; collections: {', '.join(names)}."
+            )
+        return wanted
+    if len(names) > 1:
+        raise StoreFormatError(
+            f"{path} holds {len(names)} collections ({', '.join(names)}): pick the one to "
+            "migrate with --collection NAME (the others are kept as they are)."
+        )
+    return names[0]
+
+
+def _scroll(client: Any, name: str) -> list[tuple[Any, dict[str, Any], dict[str, Any]]]:
+    points: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
+    offset = None
+    while True:
+        page, offset = client.scroll(
+            name, limit=_PAGE, offset=offset, with_payload=True, with_vectors=True
+        )
+        for p in page:
+            vectors = p.vector if isinstance(p.vector, dict) else {UNNAMED: p.vector}
+            points.append((p.id, dict(p.payload or {}), dict(vectors)))
+        if offset is None:
+            return points
+
+
+def _choose_vector(path: Path, name: str, config: dict[str, Any], wanted: str | None) -> str:
+    vectors = config.get("vectors") or {}
+    if "size" in vectors:  # one unnamed vector
+        if wanted not in (None, UNNAMED):
+            raise StoreFormatError(
+                f"{path}: collection {name!r} has one unnamed vector; --vector-name "
+                f"{wanted!r} does not apply."
+            )
+        return UNNAMED
+    names = sorted(vectors)
+    if not names:
+        raise StoreFormatError(f"{path}: collection {name!r} has no dense vector to re-embed.")
+    if wanted is not None:
+        if wanted not in vectors:
+            raise StoreFormatError(
+                f"{path}: collection {name!r} has no vector {wanted!r}; vectors: "
+                f"{', '.join(names)}."
+            )
+        return wanted
+    if len(names) == 1:
+        return str(names[0])
+    if LLAMAINDEX_VECTOR in vectors:
+        return LLAMAINDEX_VECTOR
+    raise StoreFormatError(
+        f"{path}: collection {name!r} has {len(names)} named vectors ({', '.join(names)}): "
+        "name the one to re-embed with --vector-name (the others are kept unchanged)."
+    )
+
+
+def _texts(
+    path: Path,
+    name: str,
+    points: list[tuple[Any, dict[str, Any], dict[str, Any]]],
+    text_field: str | None,
+) -> tuple[list[str | None], str, str]:
+    """(texts, the writer's name, where the text comes from)."""
+    payloads = [p[1] for p in points]
+    if text_field is not None:
+        return (
+            [_str(p.get(text_field)) for p in payloads],
+            "qdrant-client",
+            f"payload {text_field!r}",
+        )
+    if any(LLAMAINDEX_NODE_KEY in p for p in payloads):
+        return (
+            [_llamaindex_text(p) for p in payloads],
+            "LlamaIndex QdrantVectorStore",
+            f"payload {LLAMAINDEX_NODE_KEY!r} (as LlamaIndex embeds it)",
+        )
+    if any(LANGCHAIN_CONTENT_KEY in p for p in payloads) or not payloads:
+        texts = [_str(p.get(LANGCHAIN_CONTENT_KEY)) for p in payloads]
+        return texts, "LangChain QdrantVectorStore", f"payload {LANGCHAIN_CONTENT_KEY!r}"
+    keys = sorted({k for p in payloads[:50] for k in p})
+    raise StoreFormatError(
+        f"{path}: collection {name!r} was not written by LangChain (no {LANGCHAIN_CONTENT_KEY!r} "
+        f"payload) or LlamaIndex (no {LLAMAINDEX_NODE_KEY!r}); name the payload key that holds "
+        f"the text with --text-field (payload keys: {', '.join(keys) or 'none'})."
+    )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _llamaindex_text(payload: dict[str, Any]) -> str | None:
+    """What LlamaIndex embeds for a node stored in Qdrant (``MetadataMode.EMBED``)."""
+    raw = payload.get(LLAMAINDEX_NODE_KEY)
+    if not isinstance(raw, str):
+        return None
+    try:
+        from llama_index.core.schema import MetadataMode
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        node = metadata_dict_to_node(dict(payload))
+        text = node.get_content(metadata_mode=MetadataMode.NONE)
+        return str(node.get_content(metadata_mode=MetadataMode.EMBED)) if text else None
+    except ImportError:
+        pass
+    except Exception:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return embed_text_fallback(data) if isinstance(data, dict) else None
+
+
+def _sample(texts: list[str | None], stored: list[Any]) -> tuple[list[str], F32Matrix] | None:
+    pairs = [
+        (t, v)
+        for t, v in zip(texts, stored, strict=True)
+        if isinstance(t, str) and t.strip() and isinstance(v, list)
+    ][:_SAMPLE]
+    if not pairs:
+        return None
+    return [t for t, _ in pairs], np.asarray([v for _, v in pairs], dtype=np.float32)

@@ -1,0 +1,94 @@
+"""Qdrant and sqlite-vec stores migrated on the live vLLM server (all-MiniLM-L6-v2, 384 d)
+through the CLI, then queried through langchain-qdrant / LangChain's SQLiteVec: a
+question finds the record that answers it. One server for the session; never skips."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+from live_facts import ANSWER, FACTS, MINILM_DIM, QUESTION
+from qs_fixtures import _langchain_connection
+from stores_fixtures import OLD_DIM
+
+from vllm_embed.cli import main
+from vllm_embed.migrate import read_sidecar
+from vllm_embed.migrate._space import SPACE_KEY, EmbeddingSpace
+
+
+def _live_embeddings(client):  # type: ignore[no-untyped-def]
+    from langchain_core.embeddings import Embeddings
+
+    class Live(Embeddings):
+        def embed_documents(self, texts):  # type: ignore[no-untyped-def]
+            return client.embed_documents(list(texts)).tolist()
+
+        def embed_query(self, text):  # type: ignore[no-untyped-def]
+            return client.embed_query(text).tolist()
+
+    return Live()
+
+
+def _migrate(store, server):  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(
+        main,
+        ["migrate", str(store), "--base-url", server.base_url, "--yes"],
+        env={"VLLM_EMBED_API_KEY": server.api_key},
+    )
+    assert result.exit_code == 0, result.output
+    assert f"dimension    {OLD_DIM} -> {MINILM_DIM}" in result.output
+    assert server.api_key not in result.output
+    return result
+
+
+def test_langchain_qdrant_migrated_by_the_cli_then_queried(tmp_path, vllm_server, make_client):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from langchain_qdrant import QdrantVectorStore
+
+    db = tmp_path / "qdrant_db"
+    QdrantVectorStore.from_texts(
+        FACTS,
+        DeterministicFakeEmbedding(size=OLD_DIM),
+        metadatas=[{"n": i} for i in range(len(FACTS))],
+        path=str(db),
+        collection_name="knowledge",
+    ).client.close()
+    result = _migrate(db, vllm_server)
+    assert "verified     vllm-embed, qdrant-client" in result.output
+    assert (tmp_path / f"qdrant_db.d{OLD_DIM}.bak").is_dir()
+
+    store = QdrantVectorStore.from_existing_collection(
+        collection_name="knowledge",
+        embedding=_live_embeddings(make_client(vllm_server)),
+        path=str(db),
+    )
+    try:
+        hit = store.similarity_search(QUESTION, k=1)[0]
+        assert hit.page_content == FACTS[ANSWER] and hit.metadata["n"] == ANSWER
+        info = store.client.get_collection("knowledge")
+        space = EmbeddingSpace.from_json(info.config.metadata[SPACE_KEY])
+        assert (space.model, space.dimension) == (vllm_server.model, MINILM_DIM)
+    finally:
+        store.client.close()
+
+
+def test_langchain_sqlitevec_migrated_by_the_cli_then_queried(tmp_path, vllm_server, make_client):
+    from langchain_community.vectorstores import SQLiteVec
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    db = tmp_path / "vec.db"
+    connection = _langchain_connection(db)
+    SQLiteVec("facts", connection, DeterministicFakeEmbedding(size=OLD_DIM)).add_texts(
+        FACTS, metadatas=[{"n": i} for i in range(len(FACTS))]
+    )
+    connection.close()
+    result = _migrate(db, vllm_server)
+    assert "verified     vllm-embed, sqlite-vec" in result.output
+
+    connection = _langchain_connection(db)
+    try:
+        store = SQLiteVec("facts", connection, _live_embeddings(make_client(vllm_server)))
+        hit = store.similarity_search(QUESTION, k=1)[0]
+    finally:
+        connection.close()
+    assert hit.page_content == FACTS[ANSWER] and hit.metadata == {"n": ANSWER}
+    space = read_sidecar(db)
+    assert space is not None and (space.model, space.dimension) == (vllm_server.model, MINILM_DIM)
