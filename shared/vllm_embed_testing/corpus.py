@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ __all__ = [
     "mixed_texts",
     "text_of_exact_tokens",
     "thousand_word_text",
+    "tiny_png",
     "tokenize_counter",
 ]
 
@@ -195,3 +197,20 @@ def text_of_exact_tokens(count_tokens: Callable[[str], int], n: int) -> str:
         if words < 1:
             break
     raise ValueError(f"could not build a text of exactly {n} tokens")
+
+
+def tiny_png(width: int = 2, grey: int = 128) -> bytes:
+    """The bytes of a real PNG file: ``width`` x 1 pixels of one grey (image-input tests)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    pixels = b"\x00" + bytes([grey] * width)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(pixels))
+        + chunk(b"IEND", b"")
+    )

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vllm_embed import EmbeddingClient, InputNotSupportedError
+from vllm_embed_testing.corpus import tiny_png
 from vllm_embed_testing.vllm import LiveServer
 
 CONVERSATIONS = [
@@ -59,4 +60,4 @@ def test_no_chat_template_and_no_images_are_named(
         EmbeddingClient(server.base_url, api_key=server.api_key) as client,
         pytest.raises(InputNotSupportedError, match="image"),
     ):
-        client.embed_images(["https://example.invalid/cat.png"], text="a cat")
+        client.embed_images([tiny_png()], text="a grey pixel")  # a data: URI, no fetching

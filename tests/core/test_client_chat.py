@@ -6,32 +6,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import zlib
 
 import numpy as np
 import pytest
 
 from vllm_embed import InputNotSupportedError, InvalidInputError
+from vllm_embed_testing.corpus import tiny_png
 from vllm_embed_testing.fake_server import fake_chat_text, fake_vector
 from vllm_embed_testing.respx_vllm import FakeServer
-
-
-def _png(width: int = 2) -> bytes:
-    """A real (tiny, grey) PNG file's bytes."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
-
-    header = width.to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    raw = b"\x00" + bytes([128] * width)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
 
 CONVERSATIONS = [
     [{"role": "user", "content": "What is late interaction?"}],
@@ -58,7 +40,7 @@ def test_conversations_one_vector_each_in_order(router, make_client) -> None:  #
 def test_images_from_bytes_path_pil_and_url(router, make_client, tmp_path) -> None:  # type: ignore[no-untyped-def]
     srv = FakeServer(router, chat_template=True, multimodal=True)
     c = make_client(srv.url, model="fake-model")
-    png = _png()
+    png = tiny_png()
     path = tmp_path / "cat.png"
     path.write_bytes(png)
 
@@ -92,7 +74,7 @@ def test_image_on_a_text_model_is_named(router, make_client) -> None:  # type: i
     srv = FakeServer(router, chat_template=True)
     c = make_client(srv.url, model="fake-model")
     with pytest.raises(InputNotSupportedError, match="multimodal"):
-        c.embed_images([_png()])
+        c.embed_images([tiny_png()])
 
 
 def test_bad_inputs(router, make_client, tmp_path) -> None:  # type: ignore[no-untyped-def]
