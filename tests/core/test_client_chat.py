@@ -89,3 +89,20 @@ def test_bad_inputs(router, make_client, tmp_path) -> None:  # type: ignore[no-u
     with pytest.raises(InvalidInputError, match="wrap a single message"):
         c.embed_messages([{"role": "user", "content": "hi"}])
     assert srv.embed_requests == []
+
+
+def test_conversations_and_images_go_through_the_cache(router, make_client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    srv = FakeServer(router, chat_template=True, multimodal=True)
+    c = make_client(srv.url, model="fake-model", cache=str(tmp_path / "emb.sqlite"))
+    first = c.embed_images([tiny_png(), tiny_png(grey=7)], text="a pixel")
+    asked = len(srv.embed_requests)
+    again = c.embed_images([tiny_png(), tiny_png(grey=7)], text="a pixel")
+    np.testing.assert_array_equal(first, again)
+    assert len(srv.embed_requests) == asked  # both from the cache: the image bytes are the key
+    c.embed_images([tiny_png(grey=9)], text="a pixel")
+    assert len(srv.embed_requests) == asked + 1  # other bytes: a miss
+    # a conversation and the same words as plain text are different keys
+    c.embed_messages([[{"role": "user", "content": "hello"}]])
+    plain = c.embed(["hello"])
+    np.testing.assert_allclose(plain[0], fake_vector("hello", 8), rtol=1e-6)
+    assert c.stats.cache_hits >= 2

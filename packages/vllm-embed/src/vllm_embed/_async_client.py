@@ -25,7 +25,7 @@ from vllm_embed._base import (
     Truncate,
 )
 from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
-from vllm_embed._chat import check_conversations, image_conversation
+from vllm_embed._chat import check_conversations, conversation_key, image_conversation
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._hedge import Hedge, WaitForSlot, race_async
@@ -342,6 +342,29 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         if not convs:
             return np.empty((0, 0), dtype=np.float32)
         model = await self.model_name()
+        cache = self._cache
+        if cache is None:
+            return await self._embed_conversations(convs, model)
+        space = self._messages_space(model)
+        if cache.needs_probe(space):
+            probe = await self._embed_items([PROBE_TEXT], "raw", model)
+            cache.adopt_probe(space, probe.vectors[0])
+        keys = [conversation_key(c) for c in convs]
+        lookup = cache.lookup(space, keys)
+        if lookup is None:  # the cache is down: the server alone
+            return await self._embed_conversations(convs, model)
+        miss = None
+        if lookup.miss_texts:
+            by_key = dict(zip(keys, convs, strict=True))
+            todo = [by_key[key] for key in lookup.miss_texts]
+            miss = EmbedResult(await self._embed_conversations(todo, model), 0, [], 0, model)
+            if not cache.store(lookup, miss):
+                return await self._embed_conversations(convs, model)
+        return self._cached_result(lookup, miss, model).vectors
+
+    async def _embed_conversations(
+        self, convs: list[list[dict[str, Any]]], model: str
+    ) -> npt.NDArray[np.float32]:
         rows: list[npt.NDArray[np.float32]] = [np.empty(0, np.float32)] * len(convs)
 
         async def one(i: int) -> npt.NDArray[np.float32]:

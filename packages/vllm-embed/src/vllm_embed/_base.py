@@ -14,6 +14,7 @@ spread batches over threads or tasks (``_map``) and own the connections.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -978,6 +979,10 @@ class BaseEmbeddingClient:
         if len(widths) != 1:
             raise VectorWidthError(f"{url} returned vectors of widths {sorted(widths)}.", url=url)
         return self._postprocess(np.stack(rows).astype(np.float32, copy=False), url)
+
+    def _messages_space(self, model: str) -> Space:
+        """The cache space of conversations: the raw texts' settings, role ``messages``."""
+        return dataclasses.replace(self._cache_space("raw", model, None), role="messages")
 
     def _score_spans(self, n: int) -> list[tuple[int, int]]:
         """Batches of a rerank / score over ``n`` documents (``batch_size`` each)."""

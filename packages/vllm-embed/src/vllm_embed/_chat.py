@@ -126,6 +126,12 @@ def check_conversations(conversations: object) -> list[list[dict[str, Any]]]:
     return out
 
 
+def conversation_key(messages: list[dict[str, Any]]) -> str:
+    """The conversation as canonical JSON: the embedding cache's key text (an image's
+    data: URI, so its bytes, is part of it)."""
+    return json.dumps(messages, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def chat_body(model: str, messages: list[dict[str, Any]], encoding: str, embed_dtype: str) -> bytes:
     payload: dict[str, Any] = {"model": model, "messages": messages, "encoding_format": encoding}
     if encoding in ("bytes", "bytes_only"):
