@@ -17,7 +17,7 @@ from vllm_embed.server import ServerSpec, build_command
 #: Control flow inside the client; never raised to a caller (named in the docstring).
 INTERNAL = {"RetryableStatus", "Renegotiate", "ProtocolError", "Disconnected"}
 #: Where errors may be defined besides _errors: beside their store format.
-STORE_MODULES = {"vllm_embed.migrate.faiss", "vllm_embed.migrate.pgvector"}
+STORE_MODULES = {"vllm_embed.migrate.faiss"}
 
 
 def _package_modules() -> list[str]:

@@ -34,16 +34,16 @@ API keys never appear in any message, repr or attribute here.
     ├── StoreError                   vector-store reading / writing / migration
     │   ├── StoreFormatError         unknown or corrupt store format
     │   │   ├── PickleConsentError       a FAISS .pkl would be unpickled without consent  [faiss]
-    │   │   ├── UnsupportedTableError    a table shape that cannot be migrated safely  [pgvector]
-    │   │   ├── TextColumnTypeError      the text column does not hold text  [pgvector]
-    │   │   └── VectorColumnTypeError    the vector column is not a pgvector vector  [pgvector]
-    │   ├── PostgresDriverMissingError   psycopg 3 missing (the [postgres] extra)  [pgvector]
-    │   ├── PostgresConnectionError      database unreachable / connection lost  [pgvector]
-    │   ├── InsufficientPrivilegeError   the user may not replace the table  [pgvector]
-    │   ├── TableLockedError             another session holds the table's lock  [pgvector]
+    │   │   ├── UnsupportedTableError    a table shape that cannot be migrated safely
+    │   │   ├── TextColumnTypeError      the text column does not hold text
+    │   │   └── VectorColumnTypeError    the vector column is not a pgvector vector
+    │   ├── PostgresDriverMissingError   psycopg 3 missing (the [postgres] extra)
+    │   ├── PostgresConnectionError      database unreachable / connection lost
+    │   ├── InsufficientPrivilegeError   the user may not replace the table
+    │   ├── TableLockedError             another session holds the table's lock
     │   └── MigrationError           a migration could not complete (original untouched)
     │       ├── MissingTextError     records without text (ids listed); nothing sent or written
-    │       │   └── RowsWithoutTextError     rows of a table without text  [pgvector]
+    │       │   └── RowsWithoutTextError     rows of a Postgres table without text
     │       └── UnsupportedIndexError    a FAISS index that cannot be rebuilt alike  [faiss]
     ├── CacheError                   the embedding cache (``cache=...``)
     │   ├── CacheUnavailableError    Redis down, SQLite locked/unwritable (raised with strict=True)
@@ -57,9 +57,10 @@ Warnings (``warnings.warn``, not raised): ``ConfigWarning`` (a ``UserWarning``) 
 ``UnknownConfigKeyWarning`` (a config key vllm-embed does not use); ``CacheWarning`` (a
 cache that is not strict could not be used; embedding goes on without it).
 
-Classes marked ``[faiss]`` / ``[pgvector]`` are defined beside their store format
-(:mod:`vllm_embed.migrate.faiss`, :mod:`vllm_embed.migrate.pgvector`) and exported there;
-every other class above is defined here and exported by :mod:`vllm_embed`. A new error
+Classes marked ``[faiss]`` are defined beside their store format
+(:mod:`vllm_embed.migrate.faiss`) and exported there; every other class above is defined
+here and exported by :mod:`vllm_embed` (the Postgres ones also by
+:mod:`vllm_embed.migrate.pgvector`). A new error
 class anywhere in the package is drawn in this tree (tests/core/test_errors.py checks).
 
 Misuse of the Python API raises Python's own exceptions, as the standard library does:
@@ -93,6 +94,7 @@ __all__ = [
     "DimensionsNotSupportedError",
     "EncodingNotSupportedError",
     "InputNotSupportedError",
+    "InsufficientPrivilegeError",
     "InvalidInputError",
     "InvalidRowError",
     "MigrationError",
@@ -100,8 +102,11 @@ __all__ = [
     "MissingTextError",
     "ModelNotFoundError",
     "NoHealthyEndpointError",
+    "PostgresConnectionError",
+    "PostgresDriverMissingError",
     "RateLimitError",
     "RerankNotSupportedError",
+    "RowsWithoutTextError",
     "ServerEnvError",
     "ServerError",
     "ServerLaunchError",
@@ -109,7 +114,11 @@ __all__ = [
     "StoreError",
     "StoreFormatError",
     "TLSCertificateError",
+    "TableLockedError",
+    "TextColumnTypeError",
+    "UnsupportedTableError",
     "VLLMEmbedError",
+    "VectorColumnTypeError",
     "VectorWidthError",
 ]
 
@@ -361,6 +370,38 @@ class MissingTextError(MigrationError):
         super().__init__(message)
         #: The ids of the records without text (the message lists the first few).
         self.ids: list[str] = list(ids)
+
+
+class UnsupportedTableError(StoreFormatError):
+    """The table's shape cannot be migrated safely (no unique key, foreign keys to it, ...)."""
+
+
+class TextColumnTypeError(StoreFormatError):
+    """The column named as the text column does not hold text."""
+
+
+class VectorColumnTypeError(StoreFormatError):
+    """The column named as the vector column is not a pgvector ``vector``."""
+
+
+class PostgresDriverMissingError(StoreError):
+    """psycopg 3 is not installed: ``pip install 'vllm-embed[postgres]'``."""
+
+
+class PostgresConnectionError(StoreError):
+    """The database could not be reached, or the connection was lost (nothing half-done)."""
+
+
+class InsufficientPrivilegeError(StoreError):
+    """The database user may not replace the table (owner + CREATE on its schema needed)."""
+
+
+class TableLockedError(StoreError):
+    """Another session holds a lock on the table longer than ``lock_timeout``."""
+
+
+class RowsWithoutTextError(MissingTextError):
+    """Rows of a Postgres table have no text to embed; nothing was sent or written."""
 
 
 class ServerLaunchError(VLLMEmbedError):

@@ -51,7 +51,9 @@ __all__ = [
     "MigrationOptions",
     "MigrationResult",
     "MissingTextError",
+    "NoProgress",
     "Progress",
+    "checked_vectors",
     "dry_run",
     "migrate_store",
 ]
@@ -97,7 +99,9 @@ class Progress(Protocol):
     def close(self) -> None: ...
 
 
-class _NoProgress:
+class NoProgress:
+    """A `Progress` that shows nothing (the default when none is given)."""
+
     def start(self, total: int, done: int) -> None:
         pass
 
@@ -255,7 +259,7 @@ def migrate_store(
     the written file fails verification.
     """
     options = options or MigrationOptions()
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     began = time.perf_counter()
     keep, dropped = kept_records(store, options.drop_missing_text)
     target = store.output_target(options.out)
@@ -399,7 +403,7 @@ def _embed_chunks(
                     "command again to resume."
                 ) from exc
             seconds = time.perf_counter() - began
-            vectors = _checked_vectors(result.vectors, len(rows), work.dim, position)
+            vectors = checked_vectors(result.vectors, len(rows), work.dim, position)
             work.record_chunk(position, position, vectors, int(result.truncated))
             covered.append((position, end))
             assembler.journaled(_prefix_end(covered))
@@ -435,9 +439,11 @@ def _gaps(covered: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
     return gaps
 
 
-def _checked_vectors(
+def checked_vectors(
     vectors: npt.NDArray[np.float32], count: int, dim: int, start: int
 ) -> npt.NDArray[np.float32]:
+    """``vectors`` as float32 if they are ``count`` finite, non-zero rows of width ``dim``;
+    else a `MigrationError` naming the records from ``start`` on."""
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.shape != (count, dim):
         raise MigrationError(
