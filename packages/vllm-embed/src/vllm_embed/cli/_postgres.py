@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from vllm_embed._config_readers._mask import mask_url
+from vllm_embed.cli._checks import Check, Status
 
 __all__ = ["PgArgs", "migrate_postgres"]
 
@@ -141,7 +142,6 @@ def store_checks(url: str, client: Any) -> list[Any]:
     a same-dimension model change fails too. A table without a record is probed: a few
     stored texts are embedded again and compared with their stored vectors.
     """
-    from vllm_embed.cli.config import Check, Status
     from vllm_embed.migrate import judge_probe, space_of_client
     from vllm_embed.migrate import pgvector as pg
 

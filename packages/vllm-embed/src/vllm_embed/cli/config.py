@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -35,6 +35,7 @@ from vllm_embed._errors import (
     DimensionsNotSupportedError,
     VLLMEmbedError,
 )
+from vllm_embed.cli._checks import Check
 
 if TYPE_CHECKING:
     from vllm_embed._client import EmbeddingClient
@@ -48,8 +49,6 @@ __all__ = [
     "migrate_command",
     "run_checks",
 ]
-
-Status = Literal["pass", "fail", "warn", "skip"]
 
 ROUND_TRIP_TEXT = "vllm-embed doctor: round trip"
 
@@ -172,16 +171,6 @@ def show(file: str | None, section: str | None, as_json: bool) -> None:
 
 
 # -------------------------------------------------------------------------- doctor
-
-
-@dataclass(frozen=True)
-class Check:
-    """One doctor check: what was checked, the outcome, and how to fix a failure."""
-
-    name: str
-    status: Status
-    detail: str
-    fix: str | None = None
 
 
 @dataclass
