@@ -35,7 +35,7 @@ import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -571,14 +571,3 @@ def _read(db: Path, meta_json: dict[str, Any] | None, wanted: str | None) -> Kan
     if has_vec:
         vec_sqlite()  # refuse now, before any request, if the vec0 table cannot be rebuilt
     return KanoStore(db, collection, meta, meta_json, ids, texts, has_vec, vec_sql)
-
-
-def iter_rows(path: Path, collection: str) -> Iterator[tuple[str, str, bytes | str]]:
-    """(chunk_id, text, vector) of an index, in rowid order (tests and tools)."""
-    conn = _connect_ro(path)
-    try:
-        yield from conn.execute(
-            f'SELECT chunk_id, text, vector_json FROM "{collection}_chunks" ORDER BY rowid'
-        )
-    finally:
-        conn.close()
