@@ -31,6 +31,7 @@ nox.options.sessions = [
     "unit",
     "migrate",
     "stores",
+    "lancedb_milvus",
     "migrate_live",
     "langchain",
     "llamaindex",
@@ -131,6 +132,29 @@ def stores(session: nox.Session) -> None:
         "pysqlite3-binary",
     )
     _pytest(session, "tests/stores")
+
+
+@nox.session(python=PYTHONS[0])
+def lancedb_milvus(session: nox.Session) -> None:
+    """Migration of LanceDB databases and Milvus Lite files, written by lancedb,
+    langchain-community's LanceDB, LlamaIndex's LanceDB store, pymilvus + milvus-lite,
+    langchain-milvus and LlamaIndex's Milvus store; on the fake server, then one live vLLM
+    for the session (never skips)."""
+    session.install(
+        *TEST_DEPS,
+        "-e",
+        CORE,
+        "lancedb",
+        "pyarrow",
+        "langchain-community",
+        "llama-index-core",
+        "llama-index-vector-stores-lancedb",
+        "pymilvus",
+        "milvus-lite",
+        "langchain-milvus",
+        "llama-index-vector-stores-milvus",
+    )
+    _pytest(session, "tests/stores_lancedb_milvus", network=True)
 
 
 @nox.session(python=PYTHONS[0])

@@ -12,6 +12,7 @@ from ._store import Store
 from .chroma import CHROMA_FILE, is_chroma_dir, read_chroma
 from .faiss import find_faiss_store
 from .kano import find_kano_index, looks_like_kano, read_kano
+from .lancedb import is_lancedb_dir, read_lancedb
 from .langchain import looks_like_langchain_dump, read_langchain
 from .llamaindex import VECTOR_STORE_FILE, is_persist_dir, read_llamaindex
 from .nanovectordb import looks_like_nanovectordb, matrix_b64_length, read_nanovectordb
@@ -27,6 +28,8 @@ SUPPORTED_FORMATS = (
     "kano-backlog SQLite index ({collection}.{hash}.sqlite3, its .meta.json, or .cache/vectors/)",
     "LangChain FAISS save_local folder (index.faiss + index.pkl, any index_name)",
     "LightRAG FAISS storage (faiss_index_{namespace}.index + .meta.json)",
+    "LanceDB database directory (<table>.lance datasets: LangChain LanceDB, LlamaIndex "
+    "LanceDBVectorStore, AnythingLLM, plain tables with --text-field)",
 )
 
 
@@ -68,6 +71,8 @@ def open_store(
         return _no_text_field(faiss_store, text_field)
     if is_chroma_dir(path) or path.name == CHROMA_FILE:
         return _no_text_field(read_chroma(path, collection=collection), text_field)
+    if is_lancedb_dir(path):
+        return read_lancedb(path, table=collection, text_field=text_field)
     if looks_like_kano(path) or (path.is_dir() and find_kano_index(path, collection)):
         return _no_text_field(read_kano(path, collection=collection), text_field)
     if collection is not None:
