@@ -21,6 +21,7 @@ from vllm_embed_testing.pytest_plugin import (  # noqa: F401 (fixtures; clean_en
 from vllm_embed_testing.pytest_plugin import fake_vllm_client as client  # noqa: F401
 from vllm_embed_testing.vllm import (  # noqa: F401 (fixtures)
     vllm_server,
+    vllm_server_pool,
     vllm_server_python,
 )
 

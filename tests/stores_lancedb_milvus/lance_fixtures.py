@@ -121,7 +121,11 @@ def lance_rows(directory: Path, table: str) -> list[dict[str, Any]]:
 
     t = lancedb.connect(str(directory)).open_table(table)
     vector = [f.name for f in t.schema if f.name in ("vector", "embedding")]
-    return t.to_lance().to_table(columns=[f.name for f in t.schema if f.name not in vector]).to_pylist()
+    return (
+        t.to_lance()
+        .to_table(columns=[f.name for f in t.schema if f.name not in vector])
+        .to_pylist()
+    )
 
 
 def lance_vectors(directory: Path, table: str, column: str = "vector") -> np.ndarray:

@@ -167,7 +167,7 @@ def test_plain_table_needs_its_text_column(tmp_path, fake_vllm):
 def test_records_without_text_are_named_before_any_request(tmp_path, fake_vllm, client):
     db = make_plain_lancedb(tmp_path / "db", missing=2)
     before = listing(db)
-    with pytest.raises(MissingTextError, match="2 of 8 records .* have no text in body"):
+    with pytest.raises(MissingTextError, match=r"2 of 8 records .* have no text in body"):
         migrate_store(open_store(db, text_field="body"), client)
     assert listing(db) == before
     assert [c for c in fake_vllm.calls if c.request.url.path.endswith("/embeddings")] == []

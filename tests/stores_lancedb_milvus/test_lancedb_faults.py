@@ -107,8 +107,9 @@ def test_doctor_passes_a_migrated_database_and_fails_another_model(tmp_path, cli
     assert before.exit_code == 1 and _lines(before)[0].startswith("FAIL"), before.output
     assert "holds 24-dim vectors" in _lines(before)[0]
     assert passed.exit_code == 0, passed.output
-    assert _lines(passed)[0].startswith("PASS") and f"model {MODEL!r}, dim {DIM}" in (
-        _lines(passed)[0]
+    assert (
+        _lines(passed)[0].startswith("PASS")
+        and f"model {MODEL!r}, dim {DIM}" in (_lines(passed)[0])
     )
     with respx.mock(assert_all_called=False) as router:
         mount(router, model="intfloat/other-model")  # same dimension, another model

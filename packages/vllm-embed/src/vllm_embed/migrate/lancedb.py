@@ -35,11 +35,10 @@ on after a kill from the table's ``count_rows()`` (each ``add`` is one atomic co
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ import numpy as np
 from vllm_embed._errors import MigrationError, StoreFormatError
 
 from ._jsonio import fsync_dir, fsync_file
+from ._lance_indexes import Index, create_indexes, read_index
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, Store, check_rows
 from .chroma import LLAMAINDEX_NODE_KEY, _exchange, _llamaindex_text, _Progress
@@ -62,32 +62,6 @@ LANCE_SUFFIX = ".lance"
 SAMPLE_ROWS = 16
 #: Columns only AnythingLLM's rows carry (its document metadata, flattened).
 _ANYTHINGLLM_COLUMNS = {"docSource", "chunkSource", "token_count_estimate"}
-#: lancedb index types -> (config class in ``lancedb.index``, its parameters).
-_VECTOR_INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "IvfPq": ("IvfPq", ("num_partitions", "num_sub_vectors", "num_bits")),
-    "IvfFlat": ("IvfFlat", ("num_partitions",)),
-    "IvfSq": ("IvfSq", ("num_partitions",)),
-    "IvfRq": ("IvfRq", ("num_partitions", "num_bits")),
-    "IvfHnswPq": ("HnswPq", ("num_partitions", "num_sub_vectors", "num_bits", "m")),
-    "IvfHnswSq": ("HnswSq", ("num_partitions", "m")),
-    "IvfHnswFlat": ("HnswFlat", ("num_partitions", "m")),
-}
-_SCALAR_INDEXES = ("BTree", "Bitmap", "LabelList")
-#: FTS settings as ``list_indices`` reports them -> ``lancedb.index.FTS`` fields.
-_FTS_FIELDS = {
-    "with_position": "with_position",
-    "base_tokenizer": "base_tokenizer",
-    "language": "language",
-    "max_token_length": "max_token_length",
-    "lower_case": "lower_case",
-    "stem": "stem",
-    "remove_stop_words": "remove_stop_words",
-    "ascii_folding": "ascii_folding",
-    "min_ngram_length": "ngram_min_length",
-    "max_ngram_length": "ngram_max_length",
-    "prefix_only": "prefix_only",
-    "custom_stop_words": "custom_stop_words",
-}
 
 
 def _is_table_dir(path: Path) -> bool:
@@ -129,37 +103,6 @@ def _table_names(db: Any) -> list[str]:
             return sorted(names)
 
 
-@dataclass(frozen=True)
-class _Index:
-    """One index of a table, as it is created again."""
-
-    name: str
-    kind: str  # lancedb's index type name ("IvfPq", "FTS", "BTree", ...)
-    column: str
-    params: dict[str, Any]
-
-    def config(self, dim: int) -> Any:
-        from lancedb import index
-
-        if self.kind == "FTS":
-            return index.FTS(**self.params)
-        if self.kind in _SCALAR_INDEXES:
-            return getattr(index, self.kind)()
-        cls_name, _ = _VECTOR_INDEXES[self.kind]
-        params = dict(self.params)
-        sub = params.get("num_sub_vectors")
-        if isinstance(sub, int) and dim % sub:  # trained for the old dimension
-            logger.warning(
-                "index %r: %d sub-vectors do not divide the new dimension %d; lancedb's "
-                "default is used",
-                self.name,
-                sub,
-                dim,
-            )
-            params.pop("num_sub_vectors")
-        return getattr(index, cls_name)(**params)
-
-
 @dataclass
 class _Table:
     """One table as read: everything needed to create it again."""
@@ -171,7 +114,7 @@ class _Table:
     data: Any  # pyarrow.Table: every column but the vector one, in row order
     text_column: str
     kind: str | None  # "LangChain LanceDB", "LlamaIndex LanceDBVectorStore", "AnythingLLM"
-    indexes: list[_Index]
+    indexes: list[Index]
     ids: list[str] = field(default_factory=list)
     texts: list[str | None] = field(default_factory=list)
     start: int = 0
@@ -341,7 +284,7 @@ class LanceDBStore(Store):
                 part = mine[first : first + self.batch_rows]
                 vectors = np.asarray(matrix[row + first : row + first + len(part)])
                 table.add(_batch(t, schema, part, vectors))
-            _create_indexes(table, t, rows.dim)
+            create_indexes(table, t.indexes, t.vector_column, rows.dim)
             row += len(mine)
         del matrix
         for file in out.rglob("*"):
@@ -409,18 +352,6 @@ def _batch(t: _Table, schema: Any, part: list[int], vectors: F32Matrix) -> Any:
         for f in schema
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _create_indexes(table: Any, t: _Table, dim: int) -> None:
-    """The table's indexes created again (vector ones trained on the new vectors)."""
-    existing = {i.name for i in table.list_indices()}
-    for index in t.indexes:
-        if index.name in existing:  # a killed run created it already
-            continue
-        column_dim = dim if index.column == t.vector_column else 0
-        table.create_index(
-            index.column, config=index.config(column_dim), name=index.name, replace=True
-        )
 
 
 def _check_table(
@@ -514,8 +445,8 @@ def _vector_column(schema: Any) -> str | None:
     floats; None when there is none. Several without one named ``vector``: an error."""
     import pyarrow as pa
 
-    found = [
-        f.name
+    found: list[str] = [
+        str(f.name)
         for f in schema
         if pa.types.is_fixed_size_list(f.type) and pa.types.is_floating(f.type.value_type)
     ]
@@ -537,7 +468,9 @@ def _read_table(path: Path, table: Any, text_field: str | None) -> _Table:
     assert vector is not None
     column = text_field or "text"
     field_names = [f.name for f in schema]
-    strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    strings = [
+        f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    ]
     if column not in strings:
         why = "has no column" if column not in field_names else "has a non-text column"
         raise StoreFormatError(
@@ -556,7 +489,7 @@ def _read_table(path: Path, table: Any, text_field: str | None) -> _Table:
         ids = [str(i) for i in data.column("id").to_pylist()]
     else:
         ids = [str(n) for n in range(data.num_rows)]
-    indexes = [_index_of(path, table, lance, i) for i in table.list_indices()]
+    indexes = [read_index(path, table, lance, i) for i in table.list_indices()]
     t = _Table(
         name=str(table.name),
         vector_column=vector,
@@ -584,51 +517,11 @@ def _kind(schema: Any, names: list[str]) -> str | None:
         and metadata.type.get_field_index(LLAMAINDEX_NODE_KEY) >= 0
     ):
         return "LlamaIndex LanceDBVectorStore"
-    if _ANYTHINGLLM_COLUMNS <= columns:
+    if columns >= _ANYTHINGLLM_COLUMNS:
         return "AnythingLLM"
     if {"vector", "id", "text", "metadata"} == columns:
         return "LangChain LanceDB"
     return None
-
-
-def _index_of(path: Path, table: Any, lance: Any, index: Any) -> _Index:
-    kind = str(index.index_type)
-    column = str(index.columns[0])
-    details = dict(getattr(index, "index_details", None) or {})
-    if kind == "FTS":
-        params = {new: details[old] for old, new in _FTS_FIELDS.items() if old in details}
-        return _Index(str(index.name), kind, column, params)
-    if kind in _SCALAR_INDEXES:
-        return _Index(str(index.name), kind, column, {})
-    if kind not in _VECTOR_INDEXES:
-        raise StoreFormatError(
-            f"{path}: table {table.name!r} has a {kind} index ({index.name!r}) this migration "
-            "cannot create again; drop it (table.drop_index) and re-create it afterwards."
-        )
-    stats = _lance_index_stats(lance, str(index.name))
-    sub = stats.get("sub_index") or {}
-    found = {
-        "num_partitions": stats.get("num_partitions"),
-        "num_sub_vectors": sub.get("num_sub_vectors"),
-        "num_bits": sub.get("nbits"),
-        "m": sub.get("m"),
-    }
-    _, names = _VECTOR_INDEXES[kind]
-    params: dict[str, Any] = {k: found[k] for k in names if isinstance(found.get(k), int)}
-    metric = str(stats.get("metric_type") or table.index_stats(index.name).distance_type)
-    params["distance_type"] = metric.lower()
-    return _Index(str(index.name), kind, column, params)
-
-
-def _lance_index_stats(lance: Any, name: str) -> dict[str, Any]:
-    """The first segment's statistics of a vector index (partitions, sub-index)."""
-    os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
-    with contextlib.suppress(Exception):
-        stats = lance.stats.index_stats(name)
-        indices = stats.get("indices") or []
-        if indices:
-            return dict(indices[0])
-    return {}
 
 
 def _sample(lance: Any, vector: str, texts: list[str | None]) -> tuple[list[str], F32Matrix] | None:
