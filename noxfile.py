@@ -149,7 +149,11 @@ def lancedb_milvus(session: nox.Session) -> None:
         "langchain-community",
         "llama-index-core",
         "llama-index-vector-stores-lancedb",
-        "pymilvus",
+        # langchain-milvus 0.3.x opens pymilvus' ORM Collection on its MilvusClient's
+        # connection, which pymilvus >= 2.6.8 no longer registers ("should create connection
+        # first"); llama-index-vector-stores-milvus needs >= 2.6.7; langchain-milvus 0.4
+        # needs pymilvus 3, which that LlamaIndex store refuses.
+        "pymilvus==2.6.7",
         "milvus-lite",
         "langchain-milvus",
         "llama-index-vector-stores-milvus",

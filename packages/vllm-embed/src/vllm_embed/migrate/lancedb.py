@@ -35,8 +35,6 @@ on after a kill from the table's ``count_rows()`` (each ``add`` is one atomic co
 
 from __future__ import annotations
 
-import logging
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,15 +45,15 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
-from ._jsonio import fsync_dir, fsync_file
+from ._dirstore import DirectoryStore
+from ._jsonio import fsync_file
 from ._lance_indexes import Index, create_indexes, read_index
 from ._space import SPACE_KEY, EmbeddingSpace
-from ._store import F32Matrix, Rows, Store, check_rows
-from .chroma import LLAMAINDEX_NODE_KEY, _exchange, _llamaindex_text, _Progress
+from ._store import F32Matrix, Rows, check_rows
+from .chroma import LLAMAINDEX_NODE_KEY, _llamaindex_text, _Progress
 
 __all__ = ["LANCE_SUFFIX", "LanceDBStore", "is_lancedb_dir", "read_lancedb"]
 
-logger = logging.getLogger(__name__)
 
 LANCE_SUFFIX = ".lance"
 #: Stored vectors kept from reading, for ``doctor --store``'s probe.
@@ -159,12 +157,11 @@ class LanceTableView:
         return self._table.sample_vectors(count)
 
 
-class LanceDBStore(Store):
+class LanceDBStore(DirectoryStore):
     """A LanceDB database directory read for migration (every vector table, or one)."""
 
     #: Rows per ``table.add`` in the copy (one commit each: what a kill can cost).
     batch_rows = 16384
-    installs_itself = True
 
     def __init__(self, path: Path, tables: list[_Table], untouched: dict[str, int]) -> None:
         self.path = self.target = path
@@ -195,40 +192,6 @@ class LanceDBStore(Store):
     def collection_views(self) -> list[LanceTableView]:
         """Each table with its own recorded space and probe sample (``doctor --store``)."""
         return [LanceTableView(t.name, t) for t in self._tables]
-
-    # -- files ---------------------------------------------------------------------------
-    def source_files(self) -> list[Path]:
-        return sorted(p for p in self.path.rglob("*") if p.is_file())
-
-    def space_anchor(self, target: Path) -> Path:
-        return target
-
-    def backup_path(self) -> Path:
-        """``lancedb`` -> ``lancedb.d384.bak`` (first free name)."""
-        dim = f"d{self.old_dim}" if self.old_dim is not None else "dunknown"
-        candidate = self.path.with_name(f"{self.path.name}.{dim}.bak")
-        n = 1
-        while candidate.exists():
-            candidate = self.path.with_name(f"{self.path.name}.{dim}.bak{n}")
-            n += 1
-        return candidate
-
-    def install(self, new: Path, target: Path, *, in_place: bool) -> Path | None:
-        """Put the verified directory ``new`` at ``target``; the original becomes the
-        backup (exchanged atomically where the kernel can, as for Chroma)."""
-        if not in_place:
-            os.rename(new, target)
-            fsync_dir(target.parent)
-            return None
-        backup = self.backup_path()
-        if _exchange(new, target):
-            os.rename(new, backup)  # `new` now holds the original
-        else:
-            os.rename(target, backup)
-            os.rename(new, target)
-        fsync_dir(target.parent)
-        fsync_dir(new.parent)
-        return backup
 
     # -- the embedding space -------------------------------------------------------------
     def record_space(self, out: Path, space: EmbeddingSpace) -> None:
