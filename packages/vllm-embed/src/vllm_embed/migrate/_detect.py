@@ -15,6 +15,7 @@ from .kano import find_kano_index, looks_like_kano, read_kano
 from .lancedb import is_lancedb_dir, read_lancedb
 from .langchain import looks_like_langchain_dump, read_langchain
 from .llamaindex import VECTOR_STORE_FILE, is_persist_dir, read_llamaindex
+from .milvus import is_milvus_lite_dir, is_milvus_server_uri, read_milvus, server_uri_error
 from .nanovectordb import looks_like_nanovectordb, matrix_b64_length, read_nanovectordb
 
 __all__ = ["SUPPORTED_FORMATS", "open_store"]
@@ -30,6 +31,8 @@ SUPPORTED_FORMATS = (
     "LightRAG FAISS storage (faiss_index_{namespace}.index + .meta.json)",
     "LanceDB database directory (<table>.lance datasets: LangChain LanceDB, LlamaIndex "
     "LanceDBVectorStore, AnythingLLM, plain tables with --text-field)",
+    "Milvus Lite database (MilvusClient('./milvus.db'): LangChain Milvus, LlamaIndex "
+    "MilvusVectorStore, plain pymilvus with --text-field)",
 )
 
 
@@ -55,6 +58,8 @@ def open_store(
     `StoreFormatError` for a missing path, an unknown format, or a corrupt or
     inconsistent store; the message says what was found and what to do.
     """
+    if is_milvus_server_uri(str(path)):
+        raise server_uri_error(str(path))
     path = Path(path)
     if not path.exists():
         raise StoreFormatError(f"{path} does not exist: give the path of the vector store.")
@@ -73,6 +78,8 @@ def open_store(
         return _no_text_field(read_chroma(path, collection=collection), text_field)
     if is_lancedb_dir(path):
         return read_lancedb(path, table=collection, text_field=text_field)
+    if is_milvus_lite_dir(path):
+        return read_milvus(path, collection=collection, text_field=text_field)
     if looks_like_kano(path) or (path.is_dir() and find_kano_index(path, collection)):
         return _no_text_field(read_kano(path, collection=collection), text_field)
     if collection is not None:
