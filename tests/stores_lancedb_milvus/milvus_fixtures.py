@@ -12,6 +12,14 @@ import numpy as np
 from stores_fixtures import OLD_DIM, old_vectors, texts
 
 
+def close_milvus(path: Path) -> None:
+    """Stop milvus-lite's embedded server for ``path`` (as the app exiting would):
+    ``client.close()`` leaves it running in the process."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(str(path))
+
+
 def make_langchain_milvus(path: Path, n: int = 10, collection: str = "LangChainCollection") -> Path:
     from langchain_core.embeddings import DeterministicFakeEmbedding
     from langchain_milvus import Milvus
@@ -29,6 +37,7 @@ def make_langchain_milvus(path: Path, n: int = 10, collection: str = "LangChainC
         ids=[f"id-{i}" for i in range(n)],
     )
     store.client.close()
+    close_milvus(path)
     return path
 
 
@@ -56,6 +65,7 @@ def make_llamaindex_milvus(path: Path, n: int = 6, vectors: np.ndarray | None = 
         ]
     )
     store.client.close()
+    close_milvus(path)
     return path
 
 
@@ -90,6 +100,7 @@ def make_plain_milvus(path: Path, n: int = 8, *, missing: int = 0) -> Path:
     client.create_collection("notes", dimension=4)
     client.insert("notes", [{"id": 1, "vector": [0.1, 0.2, 0.3, 0.4], "text": "kept"}])
     client.close()
+    close_milvus(path)
     return path
 
 
@@ -100,6 +111,7 @@ def milvus_rows(path: Path, collection: str) -> list[dict[str, Any]]:
     client = MilvusClient(str(path))
     try:
         out = []
+        client.load_collection(collection)  # a reopened database holds released collections
         described = client.describe_collection(collection)
         vector = next(f["name"] for f in described["fields"] if f["type"] == 101)
         primary = next(f["name"] for f in described["fields"] if f.get("is_primary"))
@@ -113,6 +125,7 @@ def milvus_rows(path: Path, collection: str) -> list[dict[str, Any]]:
         return sorted(out, key=lambda r: str(r[primary]))
     finally:
         client.close()
+        close_milvus(path)
 
 
 def milvus_vectors(path: Path, collection: str, field: str, primary: str) -> dict[Any, Any]:
@@ -120,7 +133,9 @@ def milvus_vectors(path: Path, collection: str, field: str, primary: str) -> dic
 
     client = MilvusClient(str(path))
     try:
+        client.load_collection(collection)
         rows = client.query(collection, filter="", output_fields=[primary, field], limit=10_000)
         return {r[primary]: np.asarray(r[field], dtype=np.float32) for r in rows}
     finally:
         client.close()
+        close_milvus(path)

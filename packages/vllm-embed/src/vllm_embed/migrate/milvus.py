@@ -33,7 +33,9 @@ by the test suite here, so that path is not offered untested.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -92,8 +94,26 @@ def _pymilvus() -> Any:
     return pymilvus
 
 
+def _servers() -> Any:
+    """milvus-lite's per-process registry of embedded servers (one per database path)."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    return server_manager_instance
+
+
+def _served_here(path: Path) -> bool:
+    """True when this process runs milvus-lite's embedded server on ``path``."""
+    try:
+        servers = _servers()
+    except ImportError:
+        return False
+    return os.path.abspath(path) in getattr(servers, "_servers", {})
+
+
 class _Client:
-    """A MilvusClient on a database directory, always closed (its lock released).
+    """A MilvusClient on a database directory, always closed, and milvus-lite's embedded
+    server for the path stopped (``client.close()`` leaves it running in the process,
+    holding the directory open and its data in memory until exit).
 
     pymilvus only takes a local path that ends in ``.db``; a work copy
     (``output.tmp``) is opened through a ``.db`` symlink beside it, removed on close.
@@ -106,10 +126,11 @@ class _Client:
             self.link.unlink(missing_ok=True)
             self.link.symlink_to(path.name)
             path = self.link
+        self.path = path
         try:
             self.client = _pymilvus().MilvusClient(str(path))
         except BaseException:
-            self._unlink()
+            self._release()
             raise
 
     def __enter__(self) -> Any:
@@ -119,7 +140,13 @@ class _Client:
         try:
             self.client.close()
         finally:
-            self._unlink()
+            self._release()
+
+    def _release(self) -> None:
+        with contextlib.suppress(ImportError):
+            _servers().release_server(str(self.path))
+        if self.link is not None:
+            self.link.unlink(missing_ok=True)
 
     def _unlink(self) -> None:
         if self.link is not None:
@@ -490,6 +517,13 @@ def read_milvus(
                 "written."
             )
     _pymilvus()
+    if _served_here(path):
+        raise MigrationError(
+            f"{path} is open in this process (milvus-lite's embedded server for it is "
+            "running): close your MilvusClient and stop that server first "
+            f"(milvus_lite.server_manager_instance.release_server({str(path)!r})), so the "
+            "migration reads everything and nothing writes to the directory after the switch."
+        )
     with tempfile.TemporaryDirectory(prefix=".vllm-embed-read-", dir=path.parent) as scratch:
         copy = Path(scratch) / path.name
         shutil.copytree(path, copy, symlinks=True)
