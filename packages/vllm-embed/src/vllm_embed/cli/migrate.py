@@ -159,11 +159,15 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Write a new store here instead of in place."
 )
-@click.option("--text-field", help="Record field holding the text (generic nano-vectordb).")
+@click.option(
+    "--text-field",
+    help="Record field holding the text (generic nano-vectordb, LanceDB column, Milvus field).",
+)
 @click.option(
     "--collection",
-    help="Migrate only this collection of a Chroma directory, or pick the kano index of "
-    "this collection, or (Postgres) only this LangChain collection (default: every one).",
+    help="Migrate only this collection of a Chroma directory (a LanceDB table, a Milvus Lite "
+    "collection), or pick the kano index of this collection, or (Postgres) only this LangChain "
+    "collection (default: every one).",
 )
 @click.option("--drop-missing-text", is_flag=True, help="Leave out records that have no text.")
 @click.option(
@@ -228,13 +232,15 @@ def migrate(
     drop_backup: bool,
     lock_timeout: float,
 ) -> None:
-    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, FAISS, Chroma, kano).
+    """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, FAISS, Chroma, kano,
+    LanceDB, Milvus Lite).
 
     STORE is a nano-vectordb JSON file (DVD database.json, LightRAG vdb_*.json), a
     LlamaIndex persist directory, a LangChain InMemoryVectorStore.dump() file, a LangChain
     FAISS save_local folder (needs --allow-dangerous-deserialization), LightRAG's
-    faiss_index_NAMESPACE.index, a Chroma persistent directory or a kano-backlog SQLite
-    index (file, meta.json or .cache/vectors/); the format is detected. The new store
+    faiss_index_NAMESPACE.index, a Chroma persistent directory, a kano-backlog SQLite
+    index (file, meta.json or .cache/vectors/), a LanceDB database directory or a Milvus
+    Lite database (./milvus.db); the format is detected. The new store
     records the embedding space (model, dimension, instructions) for `vllm-embed doctor
     --store`. The original is replaced only once the new store is complete and verified,
     and kept as NAME.d<old dim>.bak[.EXT] (a kano index is written under the file name of

@@ -108,7 +108,8 @@ def open_store(
 def _no_text_field(store: Store, text_field: str | None) -> Store:
     if text_field is not None and text_field != store.text_field:
         raise StoreFormatError(
-            f"--text-field applies to nano-vectordb stores only; {store.path} is a "
+            f"--text-field applies to nano-vectordb, LanceDB and Milvus Lite stores only; "
+            f"{store.path} is a "
             f"{store.format}, whose text comes from {store.text_field}."
         )
     return store
