@@ -72,3 +72,55 @@ def test_llamaindex_lancedb_migrated_then_queried(tmp_path, vllm_server, make_cl
     query = client.embed_query(QUESTION).tolist()
     got = store.query(VectorStoreQuery(query_embedding=query, similarity_top_k=1))
     assert got.ids == [f"fact-{ANSWER}"] and got.nodes[0].get_content() == FACTS[ANSWER]
+
+
+def test_langchain_milvus_lite_migrated_by_the_cli_then_searched(
+    tmp_path, vllm_server, make_client
+):
+    from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
+    from langchain_milvus import Milvus
+    from milvus_fixtures import close_milvus
+
+    db = tmp_path / "milvus.db"
+    old = Milvus(
+        embedding_function=DeterministicFakeEmbedding(size=OLD_DIM),
+        connection_args={"uri": str(db)},
+        auto_id=True,
+    )
+    old.add_texts(FACTS, metadatas=[{"n": i} for i in range(len(FACTS))])
+    old.client.close()
+    close_milvus(db)
+    result = CliRunner().invoke(
+        main,
+        ["migrate", str(db), "--base-url", vllm_server.base_url, "--yes"],
+        env={"VLLM_EMBED_API_KEY": vllm_server.api_key},
+    )
+    assert result.exit_code == 0, result.output
+    assert "format: Milvus Lite (LangChain Milvus; collection LangChainCollection)" in (
+        result.output
+    )
+    assert f"dimension    {OLD_DIM} -> {MINILM_DIM}" in result.output
+    assert "verified     vllm-embed, pymilvus" in result.output
+    assert (tmp_path / f"milvus.db.d{OLD_DIM}.bak").is_dir()
+    assert vllm_server.api_key not in result.output
+
+    client = make_client(vllm_server)
+
+    class Live(Embeddings):
+        def embed_documents(self, texts):  # type: ignore[no-untyped-def]
+            return client.embed_documents(list(texts)).tolist()
+
+        def embed_query(self, text):  # type: ignore[no-untyped-def]
+            return client.embed_query(text).tolist()
+
+    store = Milvus(embedding_function=Live(), connection_args={"uri": str(db)})
+    try:
+        hit = store.similarity_search(QUESTION, k=1)[0]
+        assert hit.page_content == FACTS[ANSWER] and hit.metadata["n"] == ANSWER
+        described = store.client.describe_collection("LangChainCollection")
+        space = EmbeddingSpace.from_json(described["properties"][SPACE_KEY])
+        assert (space.model, space.dimension) == (vllm_server.model, MINILM_DIM)
+        assert described["auto_id"] is True
+    finally:
+        store.client.close()
+        close_milvus(db)
