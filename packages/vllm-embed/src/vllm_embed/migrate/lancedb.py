@@ -26,8 +26,8 @@ lancedb's own API.
   equal to the original's rows, the dimension, finite rows, the same indexes, and an
   exact nearest-neighbour search per table that must return its own row first (plus
   a search through the vector index, which must answer).
-- Installing: like Chroma (`chroma.ChromaStore.install`): the directories are
-  exchanged atomically and the original is kept as ``NAME.d<old dim>.bak``.
+- Installing (`_dirstore.DirectoryStore`, as for Chroma): the directories are exchanged
+  atomically and the original is kept as ``NAME.d<old dim>.bak``.
 
 Resumable like Chroma: the vectors are journaled by the engine; filling the copy goes
 on after a kill from the table's ``count_rows()`` (each ``add`` is one atomic commit).
