@@ -15,13 +15,13 @@ lancedb's own API.
   The other columns are read without the vectors (``to_lance().to_table(columns=)``).
 - Text: the ``text`` column (or ``--text-field``); for LlamaIndex rows, what LlamaIndex
   embeds: the node rebuilt from ``_node_content`` + the text, ``MetadataMode.EMBED``.
-- Writing (`LanceDBStore.write`): the whole directory is copied to the work directory;
-  in the copy each migrated table is dropped and created again with the same schema
-  (the vector column now ``fixed_size_list<same item type>[new dim]``, the embedding
-  space recorded in the schema metadata under ``SPACE_KEY``), filled in batches with
-  the same rows in order, then its indexes are created again with their names and
-  parameters (vector indexes trained again on the new vectors; FTS and scalar indexes
-  with their settings). Other tables are left as copied.
+- Writing (`_LanceWriter`, fed while the server embeds): the whole directory is copied
+  to the work directory; in the copy each migrated table is dropped and created again
+  with the same schema (the vector column now ``fixed_size_list<same item type>[new
+  dim]``), filled in batches with the same rows in order; at the end its indexes are
+  created again with their names and parameters (vector indexes trained again on the
+  new vectors; FTS and scalar indexes with their settings) and the embedding space is
+  recorded in its schema metadata under ``SPACE_KEY``. Other tables are left as copied.
 - Verifying: the copy is reopened with lancedb: counts, schema, every other column
   equal to the original's rows, the dimension, finite rows, the same indexes, and an
   exact nearest-neighbour search per table that must return its own row first (plus
@@ -49,7 +49,7 @@ from ._dirstore import DirectoryStore
 from ._jsonio import fsync_file
 from ._lance_indexes import Index, create_indexes, read_index
 from ._space import SPACE_KEY, EmbeddingSpace
-from ._store import F32Matrix, Rows, check_rows
+from ._store import F32Matrix, Rows, RowWriter, check_rows
 from .chroma import LLAMAINDEX_NODE_KEY, _llamaindex_text, _Progress
 
 __all__ = ["LANCE_SUFFIX", "LanceDBStore", "is_lancedb_dir", "read_lancedb"]
@@ -215,44 +215,17 @@ class LanceDBStore(DirectoryStore):
         _lancedb()
 
     # -- writing -------------------------------------------------------------------------
+    def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter:
+        """Fill the copy while the server embeds (see `_LanceWriter`)."""
+        return _LanceWriter(self, out, keep, dim)
+
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
-        """Fill a copy of the directory; resumable per batch (see `chroma._Progress`)."""
-        progress = _Progress(out)
-        if not progress.copied():  # no copy yet, or one a killed run left half made
-            shutil.rmtree(out, ignore_errors=True)
-            progress.reset()
-            shutil.copytree(self.path, out, symlinks=True)
-            progress.mark_copied()
-        kept = set(keep)
-        matrix = (
-            np.memmap(rows.path, dtype="<f4", mode="r", shape=(rows.count, rows.dim))
-            if rows.count
-            else np.empty((0, rows.dim), dtype=np.float32)
-        )
-        db = _connect(out)
-        row = 0  # the first row of the current table in `rows`
-        for t in self._tables:
-            mine = [i for i in range(len(t.ids)) if t.start + i in kept]
-            schema = t.new_schema(rows.dim, self._space)
-            if progress.created(t.name):  # a killed run made it: go on from its row count
-                table = db.open_table(t.name)
-                done = int(table.count_rows())
-            else:
-                if t.name in _table_names(db):
-                    db.drop_table(t.name)
-                table = db.create_table(t.name, schema=schema)
-                progress.mark_created(t.name)
-                done = 0
-            for first in range(done, len(mine), self.batch_rows):
-                part = mine[first : first + self.batch_rows]
-                vectors = np.asarray(matrix[row + first : row + first + len(part)])
-                table.add(_batch(t, schema, part, vectors))
-            create_indexes(table, t.indexes, t.vector_column, rows.dim)
-            row += len(mine)
-        del matrix
-        for file in out.rglob("*"):
-            if file.is_file():
-                fsync_file(file)
+        """The same as the streaming writer, from the finished vector file."""
+        writer = _LanceWriter(self, out, keep, rows.dim)
+        writer.begin()
+        for block in rows.blocks():
+            writer.add(block)
+        writer.finish()
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
@@ -300,6 +273,96 @@ class LanceDBStore(DirectoryStore):
                         "answers nothing"
                     )
         return "lancedb"
+
+
+class _LanceWriter(RowWriter):
+    """Fills the copy of the database in record order while the rows are embedded.
+
+    `begin` copies the directory (once: journaled beside it, see `chroma._Progress`) and
+    creates each migrated table again (once) with the new schema; a table a killed run
+    created already goes on from its ``count_rows()``: the rows it holds are skipped.
+    `add` buffers rows up to `LanceDBStore.batch_rows` per ``table.add`` (one commit
+    each). `finish` writes the last rows, creates the indexes again, records the
+    embedding space in each table's schema metadata and syncs the files.
+    """
+
+    def __init__(self, store: LanceDBStore, out: Path, keep: Sequence[int], dim: int) -> None:
+        self._store = store
+        self._out = out
+        self._dim = dim
+        kept = set(keep)
+        #: per table: the row numbers (in the table) that are kept, in order
+        self._mine = [[i for i in range(len(t.ids)) if t.start + i in kept] for t in store._tables]
+        self._tables: list[Any] = []
+        self._done: list[int] = []  # rows each table holds (added or found)
+        self._current = 0  # the table the next rows belong to
+        self._seen = 0  # rows of the current table received so far
+        self._pending: list[F32Matrix] = []
+
+    def begin(self) -> None:
+        progress = _Progress(self._out)
+        if not progress.copied():  # no copy yet, or one a killed run left half made
+            shutil.rmtree(self._out, ignore_errors=True)
+            progress.reset()
+            shutil.copytree(self._store.path, self._out, symlinks=True)
+            progress.mark_copied()
+        db = _connect(self._out)
+        for t in self._store._tables:
+            if progress.created(t.name):  # a killed run made it: go on from its row count
+                table = db.open_table(t.name)
+            else:
+                if t.name in _table_names(db):
+                    db.drop_table(t.name)
+                table = db.create_table(t.name, schema=t.new_schema(self._dim, None))
+                progress.mark_created(t.name)
+            self._tables.append(table)
+            self._done.append(int(table.count_rows()))
+
+    def add(self, block: F32Matrix) -> None:
+        start = 0
+        while start < len(block):
+            while self._seen == len(self._mine[self._current]):  # the next table
+                self._flush()
+                self._current += 1
+                self._seen = 0
+            take = min(len(block) - start, len(self._mine[self._current]) - self._seen)
+            first, self._seen = self._seen, self._seen + take
+            skip = max(0, min(take, self._done[self._current] - first))  # already there
+            if skip < take:
+                self._pending.append(block[start + skip : start + take])
+                if sum(len(p) for p in self._pending) >= self._store.batch_rows:
+                    self._flush(everything=False)
+            start += take
+
+    def _flush(self, *, everything: bool = True) -> None:
+        """Add the pending rows in commits of `batch_rows` (all of them, or full ones)."""
+        if not self._pending:
+            return
+        t = self._store._tables[self._current]
+        schema = t.new_schema(self._dim, None)
+        vectors = np.concatenate(self._pending)
+        size = self._store.batch_rows
+        end = len(vectors) if everything else len(vectors) - len(vectors) % size
+        for first in range(0, end, size):
+            chunk = vectors[first : min(end, first + size)]
+            done = self._done[self._current]
+            part = self._mine[self._current][done : done + len(chunk)]
+            self._tables[self._current].add(_batch(t, schema, part, chunk))
+            self._done[self._current] = done + len(chunk)
+        self._pending = [vectors[end:]] if end < len(vectors) else []
+
+    def finish(self) -> None:
+        self._flush()
+        space = self._store._space
+        for t, table in zip(self._store._tables, self._tables, strict=True):
+            create_indexes(table, t.indexes, t.vector_column, self._dim)
+            metadata = t.new_schema(self._dim, space).metadata or {}
+            table.to_lance().update_schema_metadata(
+                {k.decode(): v.decode() for k, v in metadata.items()}, replace=True
+            )
+        for file in self._out.rglob("*"):
+            if file.is_file():
+                fsync_file(file)
 
 
 def _batch(t: _Table, schema: Any, part: list[int], vectors: F32Matrix) -> Any:
