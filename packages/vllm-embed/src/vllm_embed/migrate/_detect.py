@@ -8,6 +8,7 @@ from pathlib import Path
 from vllm_embed._errors import StoreFormatError
 
 from ._jsonio import load_json_with_span
+from ._milvus_lite import is_milvus_server_uri, server_uri_error
 from ._store import Store
 from .chroma import CHROMA_FILE, is_chroma_dir, read_chroma
 from .faiss import find_faiss_store
@@ -15,7 +16,7 @@ from .kano import find_kano_index, looks_like_kano, read_kano
 from .lancedb import is_lancedb_dir, read_lancedb
 from .langchain import looks_like_langchain_dump, read_langchain
 from .llamaindex import VECTOR_STORE_FILE, is_persist_dir, read_llamaindex
-from .milvus import is_milvus_lite_dir, is_milvus_server_uri, read_milvus, server_uri_error
+from .milvus import is_milvus_lite_dir, read_milvus
 from .nanovectordb import looks_like_nanovectordb, matrix_b64_length, read_nanovectordb
 
 __all__ = ["SUPPORTED_FORMATS", "open_store"]

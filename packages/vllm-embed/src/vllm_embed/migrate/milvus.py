@@ -28,16 +28,13 @@ is part of the schema, so everything goes through pymilvus' own API.
 - Installing: the directories are exchanged (`_dirstore.DirectoryStore`); the original
   is kept as ``NAME.d<old dim>.bak``.
 
-Milvus servers (``http://host:19530``) are refused by name: no Milvus server can be run
-by the test suite here, so that path is not offered untested.
+Milvus servers (``http://host:19530``) are refused by name (`_milvus_lite.server_uri_error`):
+no Milvus server can be run by the test suite here, so that path is not offered untested.
+The client, paged reads and the embedded-server handling live in `_milvus_lite`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -51,109 +48,24 @@ from vllm_embed._errors import MigrationError, StoreFormatError
 
 from ._dirstore import DirectoryStore
 from ._jsonio import fsync_file
+from ._milvus_lite import LiteClient, count_rows, iterate_rows, pymilvus_module, served_here
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, check_rows
 from .chroma import LLAMAINDEX_NODE_KEY, _llamaindex_text, _Progress
 
-__all__ = ["MilvusLiteStore", "is_milvus_lite_dir", "is_milvus_server_uri", "read_milvus"]
+__all__ = ["MilvusLiteStore", "is_milvus_lite_dir", "read_milvus"]
 
 #: Stored vectors kept from reading, for ``doctor --store``'s probe.
 SAMPLE_ROWS = 16
-_PAGE = 16384  # pymilvus' largest iterator batch (small ones re-scan: 4x slower)
 #: Rows whose vectors the check reads back (dimension, finite); all rows are compared.
 _VECTOR_CHECK_ROWS = 1024
 _FLOAT_VECTOR = 101  # pymilvus DataType.FLOAT_VECTOR
 _DEFAULT_PARTITION = "_default"
-_SERVER_URI = re.compile(r"^(https?|tcp|grpcs?):/{1,2}[^/]+:19530(/.*)?$", re.IGNORECASE)
 
 
 def is_milvus_lite_dir(path: Path) -> bool:
     """A milvus-lite database directory (``LOCK`` + ``collections/``)."""
     return path.is_dir() and (path / "LOCK").is_file() and (path / "collections").is_dir()
-
-
-def is_milvus_server_uri(text: str) -> bool:
-    """A Milvus server address (its default port 19530), as a path or a URL."""
-    return bool(_SERVER_URI.match(text))
-
-
-def server_uri_error(text: str) -> StoreFormatError:
-    return StoreFormatError(
-        f"{text} looks like a Milvus server; `vllm-embed migrate` handles Milvus Lite "
-        "databases (MilvusClient('./milvus.db')) only, not servers yet. For a server: "
-        "export the collection to a Milvus Lite database, or re-embed it with your "
-        "ingestion pipeline."
-    )
-
-
-def _pymilvus() -> Any:
-    try:
-        import pymilvus
-    except ImportError as exc:
-        raise MigrationError(
-            "this is a Milvus Lite database; reading and writing it needs pymilvus and "
-            "milvus-lite: pip install pymilvus milvus-lite"
-        ) from exc
-    return pymilvus
-
-
-def _servers() -> Any:
-    """milvus-lite's per-process registry of embedded servers (one per database path)."""
-    from milvus_lite.server_manager import server_manager_instance
-
-    return server_manager_instance
-
-
-def _served_here(path: Path) -> bool:
-    """True when this process runs milvus-lite's embedded server on ``path``."""
-    try:
-        servers = _servers()
-    except ImportError:
-        return False
-    return os.path.abspath(path) in getattr(servers, "_servers", {})
-
-
-class _Client:
-    """A MilvusClient on a database directory, always closed, and milvus-lite's embedded
-    server for the path stopped (``client.close()`` leaves it running in the process,
-    holding the directory open and its data in memory until exit).
-
-    pymilvus only takes a local path that ends in ``.db``; a work copy
-    (``output.tmp``) is opened through a ``.db`` symlink beside it, removed on close.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.link: Path | None = None
-        if path.suffix != ".db":
-            self.link = path.with_name(path.name + ".open.db")
-            self.link.unlink(missing_ok=True)
-            self.link.symlink_to(path.name)
-            path = self.link
-        self.path = path
-        try:
-            self.client = _pymilvus().MilvusClient(str(path))
-        except BaseException:
-            self._release()
-            raise
-
-    def __enter__(self) -> Any:
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.client.close()
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        with contextlib.suppress(ImportError):
-            _servers().release_server(str(self.path))
-        if self.link is not None:
-            self.link.unlink(missing_ok=True)
-
-    def _unlink(self) -> None:
-        if self.link is not None:
-            self.link.unlink(missing_ok=True)
 
 
 @dataclass
@@ -277,7 +189,7 @@ class MilvusLiteStore(DirectoryStore):
         return None
 
     def warm_up(self) -> None:
-        _pymilvus()
+        pymilvus_module()
 
     # -- writing -------------------------------------------------------------------------
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
@@ -294,7 +206,7 @@ class MilvusLiteStore(DirectoryStore):
             if rows.count
             else np.empty((0, rows.dim), dtype=np.float32)
         )
-        with _Client(out) as client:
+        with LiteClient(out) as client:
             row = 0
             for c in self._collections:
                 mine = [i for i in range(len(c.rows)) if c.start + i in kept]
@@ -319,7 +231,7 @@ class MilvusLiteStore(DirectoryStore):
                 fsync_file(file)
 
     def _create_again(self, client: Any, c: _Collection, dim: int) -> None:
-        pymilvus = _pymilvus()
+        pymilvus = pymilvus_module()
         if c.name in client.list_collections():
             for alias in client.list_aliases(c.name).get("aliases") or []:
                 client.drop_alias(alias)
@@ -364,10 +276,10 @@ class MilvusLiteStore(DirectoryStore):
         where = f"written Milvus Lite database {path}"
         kept = set(ids)
         prefix = len(self._collections) > 1
-        with _Client(path) as client:
+        with LiteClient(path) as client:
             names = set(client.list_collections())
             for name, count in self._untouched.items():
-                if name not in names or _count(client, name) != count:
+                if name not in names or count_rows(client, name) != count:
                     raise StoreFormatError(f"{where}: collection {name!r} changed")
             for c in self._collections:
                 if c.name not in names:
@@ -379,7 +291,7 @@ class MilvusLiteStore(DirectoryStore):
 
     def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
         """A search per collection must return the queried row first (L2 / cosine)."""
-        with _Client(path) as client:
+        with LiteClient(path) as client:
             for c in self._collections:
                 client.load_collection(c.name)
                 first = client.query(
@@ -415,12 +327,6 @@ def _by_partition(
         record[c.vector_field] = vector.tolist()
         groups.setdefault(c.row_partitions[n], []).append(record)
     yield from groups.items()
-
-
-def _count(client: Any, name: str) -> int:
-    client.load_collection(name)
-    got = client.query(name, filter="", output_fields=["count(*)"])
-    return int(got[0]["count(*)"])
 
 
 def _schema_fields(description: dict[str, Any], vector: str, dim: int) -> list[Any]:
@@ -463,7 +369,7 @@ def _check_collection(
         raise StoreFormatError(f"{label}: aliases differ")
     expected = {str(c.rows[n][c.primary]): (c.rows[n], c.row_partitions[n]) for n in keep}
     seen = 0
-    for partition, record in _iterate(client, c.name, c.partitions, _scalar_fields(c)):
+    for partition, record in iterate_rows(client, c.name, c.partitions, _scalar_fields(c)):
         key = str(record[c.primary])
         if key not in expected or expected[key] != (record, partition):
             raise StoreFormatError(f"{label}: row {key!r} differs from the original")
@@ -487,39 +393,6 @@ def _scalar_fields(c: _Collection) -> list[str]:
     return names + (["$meta"] if c.description.get("enable_dynamic_field") else [])
 
 
-def _iterate(
-    client: Any, name: str, partitions: list[str], fields: list[str]
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every row of ``name`` (``fields``), partition by partition."""
-    client.load_collection(name)  # a reopened database holds released collections
-    # milvus-lite has no server clock: pymilvus' iterator says so once per call (noise)
-    iterator_log = logging.getLogger("pymilvus.orm.iterator")
-    level = iterator_log.level
-    iterator_log.setLevel(logging.ERROR)
-    try:
-        yield from _pages(client, name, partitions, fields)
-    finally:
-        iterator_log.setLevel(level)
-
-
-def _pages(
-    client: Any, name: str, partitions: list[str], fields: list[str]
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    for partition in partitions:
-        it = client.query_iterator(
-            name, batch_size=_PAGE, filter="", output_fields=fields, partition_names=[partition]
-        )
-        try:
-            while True:
-                page = it.next()
-                if not page:
-                    break
-                for record in page:
-                    yield partition, dict(record)
-        finally:
-            it.close()
-
-
 # -- reading ----------------------------------------------------------------------------
 def read_milvus(
     path: Path, *, collection: str | None = None, text_field: str | None = None
@@ -534,8 +407,8 @@ def read_milvus(
                 "half-written or damaged database. Restore it from a backup; nothing was "
                 "written."
             )
-    _pymilvus()
-    if _served_here(path):
+    pymilvus_module()
+    if served_here(path):
         raise MigrationError(
             f"{path} is open in this process (milvus-lite's embedded server for it is "
             "running): close your MilvusClient and stop that server first "
@@ -560,7 +433,7 @@ def read_milvus(
 def _read_copy(
     path: Path, copy: Path, wanted: str | None, text_field: str | None
 ) -> MilvusLiteStore:
-    with _Client(copy) as client:
+    with LiteClient(copy) as client:
         names = sorted(str(n) for n in client.list_collections())
         if wanted is not None and wanted not in names:
             raise StoreFormatError(
@@ -569,7 +442,7 @@ def _read_copy(
         chosen = [wanted] if wanted is not None else names
         if not chosen:
             raise StoreFormatError(f"{path}: the Milvus Lite database holds no collection.")
-        untouched = {n: _count(client, n) for n in names if n not in chosen}
+        untouched = {n: count_rows(client, n) for n in names if n not in chosen}
         collections = []
         start = 0
         for name in chosen:
@@ -618,7 +491,7 @@ def _read_collection(path: Path, client: Any, name: str, text_field: str | None)
     )
     sample: list[tuple[Any, str]] = []  # (primary key, text) of the probe sample
     llamaindex = False
-    for partition, record in _iterate(client, name, c.partitions, _scalar_fields(c)):
+    for partition, record in iterate_rows(client, name, c.partitions, _scalar_fields(c)):
         c.rows.append(record)
         c.row_partitions.append(partition)
         text = record.get(column)
