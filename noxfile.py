@@ -73,6 +73,7 @@ nox.options.sessions = [
     "migrate",
     "stores",
     "qdrant_sqlitevec",
+    "lancedb_milvus",
     "migrate_live",
     "langchain",
     "llamaindex",
@@ -232,6 +233,33 @@ def qdrant_sqlitevec(session: nox.Session) -> None:
         "pysqlite3-binary",
     )
     _pytest(session, "tests/qdrant_sqlitevec", network=True)
+
+
+@nox.session(python=MAIN_PYTHON)
+def lancedb_milvus(session: nox.Session) -> None:
+    """Migration of LanceDB databases and Milvus Lite files, written by lancedb,
+    langchain-community's LanceDB, LlamaIndex's LanceDB store, pymilvus + milvus-lite,
+    langchain-milvus and LlamaIndex's Milvus store; on the fake server, then one live vLLM
+    for the session (never skips)."""
+    session.install(
+        *TEST_DEPS,
+        "-e",
+        CORE,
+        "lancedb",
+        "pyarrow",
+        "langchain-community",
+        "llama-index-core",
+        "llama-index-vector-stores-lancedb",
+        # langchain-milvus 0.3.x opens pymilvus' ORM Collection on its MilvusClient's
+        # connection, which pymilvus >= 2.6.8 no longer registers ("should create connection
+        # first"); llama-index-vector-stores-milvus needs >= 2.6.7; langchain-milvus 0.4
+        # needs pymilvus 3, which that LlamaIndex store refuses.
+        "pymilvus==2.6.7",
+        "milvus-lite",
+        "langchain-milvus",
+        "llama-index-vector-stores-milvus",
+    )
+    _pytest(session, "tests/stores_lancedb_milvus", network=True)
 
 
 @nox.session(python=MAIN_PYTHON)

@@ -447,14 +447,17 @@ def check_store(
     compared with their stored vectors (cosine): same -> PASS, different -> FAIL, in
     between -> WARN with the figures.
 
-    A store of several collections (a Chroma directory) is judged one collection at a
-    time, one check each (``store space (collection NAME)``), unless ``collection``
-    names one: collections of one directory can be in different spaces. The store is
-    read once; each collection keeps its own record and probe sample.
+    A store of several collections (a Chroma directory, LanceDB tables, Milvus Lite
+    collections) is judged one collection at a time, one check each (``store space
+    (collection NAME)``), unless ``collection`` names one: collections of one directory
+    can be in different spaces. The store is read once; each collection keeps its own
+    record and probe sample.
     """
     from vllm_embed._errors import StoreError
     from vllm_embed.migrate import PickleConsentError, open_store, read_sidecar, space_of_client
     from vllm_embed.migrate.chroma import ChromaStore
+    from vllm_embed.migrate.lancedb import LanceDBStore
+    from vllm_embed.migrate.milvus import MilvusLiteStore
 
     name = "store space" if collection is None else f"store space (collection {collection})"
     consent = allow_dangerous_deserialization
@@ -470,7 +473,7 @@ def check_store(
     except StoreError as exc:
         return [Check(name, "fail", f"cannot read {store_path}: {exc}", None)]
     else:
-        if isinstance(store, ChromaStore) and (
+        if isinstance(store, ChromaStore | LanceDBStore | MilvusLiteStore) and (
             collection is not None or len(store.collections) > 1
         ):
             parts = [(v.selector, v) for v in store.collection_views()]

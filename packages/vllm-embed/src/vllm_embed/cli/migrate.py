@@ -163,13 +163,14 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
 @click.option(
     "--text-field",
     help="Record field holding the text (generic nano-vectordb; Qdrant: the payload key; "
-    "sqlite-vec: the text column).",
+    "sqlite-vec: the text column; LanceDB: the column; Milvus: the field).",
 )
 @click.option(
     "--collection",
     help="Migrate only this collection of a Chroma directory, or pick the kano index of "
     "this collection, or (Postgres) only this LangChain collection (default: every one); "
-    "Qdrant: the collection to migrate; sqlite-vec: the vec0 table.",
+    "Qdrant: the collection to migrate; sqlite-vec: the vec0 table; LanceDB: the table; "
+    "Milvus Lite: the collection.",
 )
 @click.option(
     "--vector-name",
@@ -245,15 +246,16 @@ def migrate(
     otel: bool,
 ) -> None:
     """Re-embed a vector store (nano-vectordb, LlamaIndex, LangChain, FAISS, Chroma, kano,
-    Qdrant, sqlite-vec).
+    Qdrant, sqlite-vec, LanceDB, Milvus Lite).
 
     STORE is a nano-vectordb JSON file (DVD database.json, LightRAG vdb_*.json), a
     LlamaIndex persist directory, a LangChain InMemoryVectorStore.dump() file, a LangChain
     FAISS save_local folder (needs --allow-dangerous-deserialization), LightRAG's
     faiss_index_NAMESPACE.index, a Chroma persistent directory, a kano-backlog SQLite
     index (file, meta.json or .cache/vectors/), a Qdrant local-mode directory
-    (--collection, --vector-name, --text-field for plain payloads) or a SQLite file with
-    sqlite-vec vec0 tables (--collection picks the vec0 table); the format is detected.
+    (--collection, --vector-name, --text-field for plain payloads), a SQLite file with
+    sqlite-vec vec0 tables (--collection picks the vec0 table), a LanceDB database
+    directory or a Milvus Lite database (./milvus.db); the format is detected.
     The new store records the embedding space (model, dimension, instructions) for
     `vllm-embed doctor --store`. The original is replaced only once the new store is
     complete and verified, and kept as NAME.d<old dim>.bak[.EXT] (a kano index is written

@@ -8,12 +8,15 @@ from pathlib import Path
 from vllm_embed._errors import StoreFormatError
 
 from ._jsonio import load_json_with_span
+from ._milvus_lite import is_milvus_server_uri, server_uri_error
 from ._store import Store
 from .chroma import CHROMA_FILE, is_chroma_dir, read_chroma
 from .faiss import find_faiss_store
 from .kano import find_kano_index, looks_like_kano, read_kano
+from .lancedb import is_lancedb_dir, read_lancedb
 from .langchain import looks_like_langchain_dump, read_langchain
 from .llamaindex import VECTOR_STORE_FILE, is_persist_dir, read_llamaindex
+from .milvus import is_milvus_lite_dir, read_milvus
 from .nanovectordb import looks_like_nanovectordb, matrix_b64_length, read_nanovectordb
 from .qdrant import is_qdrant_dir, read_qdrant
 from .sqlitevec import looks_like_sqlitevec, read_sqlitevec
@@ -32,6 +35,10 @@ SUPPORTED_FORMATS = (
     "Qdrant local-mode directory (QdrantClient(path=...): meta.json + collection/; LangChain "
     "and LlamaIndex QdrantVectorStore, plain qdrant-client with --text-field)",
     "SQLite file with sqlite-vec vec0 tables (LangChain SQLiteVec, plain tables)",
+    "LanceDB database directory (<table>.lance datasets: LangChain LanceDB, LlamaIndex "
+    "LanceDBVectorStore, AnythingLLM, plain tables with --text-field)",
+    "Milvus Lite database (MilvusClient('./milvus.db'): LangChain Milvus, LlamaIndex "
+    "MilvusVectorStore, plain pymilvus with --text-field)",
 )
 
 
@@ -60,6 +67,8 @@ def open_store(
     `StoreFormatError` for a missing path, an unknown format, or a corrupt or
     inconsistent store; the message says what was found and what to do.
     """
+    if is_milvus_server_uri(str(path)):
+        raise server_uri_error(str(path))
     path = Path(path)
     if not path.exists():
         raise StoreFormatError(f"{path} does not exist: give the path of the vector store.")
@@ -84,6 +93,10 @@ def open_store(
         return read_sqlitevec(path, table=collection, text_field=text_field)
     if is_chroma_dir(path) or path.name == CHROMA_FILE:
         return _no_text_field(read_chroma(path, collection=collection), text_field)
+    if is_lancedb_dir(path):
+        return read_lancedb(path, table=collection, text_field=text_field)
+    if is_milvus_lite_dir(path):
+        return read_milvus(path, collection=collection, text_field=text_field)
     if looks_like_kano(path) or (path.is_dir() and find_kano_index(path, collection)):
         return _no_text_field(read_kano(path, collection=collection), text_field)
     if collection is not None:
@@ -112,7 +125,8 @@ def open_store(
 def _no_text_field(store: Store, text_field: str | None) -> Store:
     if text_field is not None and text_field != store.text_field:
         raise StoreFormatError(
-            f"--text-field applies to nano-vectordb stores only; {store.path} is a "
+            f"--text-field applies to nano-vectordb, LanceDB and Milvus Lite stores only; "
+            f"{store.path} is a "
             f"{store.format}, whose text comes from {store.text_field}."
         )
     return store

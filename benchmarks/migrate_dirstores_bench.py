@@ -1,0 +1,219 @@
+"""Benchmark ``vllm-embed migrate`` on a LanceDB database and a Milvus Lite database (not a test).
+
+    python benchmarks/migrate_dirstores_bench.py [--records 200000] [--old-dim 384]
+        [--new-dim 384] [--formats lancedb milvus] [--store-dir /tmp/vllm-embed-dir-bench]
+
+Needs lancedb / pymilvus + milvus-lite (and the core): the ``lancedb_milvus`` session's
+venv has them. Against the fake server (``vllm_embed_testing.fake_server.
+FakeEmbeddingServer``) it times, in ONE run and each step in its own process (so every
+peak RSS, ``ru_maxrss``, is that step's own):
+
+1. ``<format>-ingest``: the library's own write of the same rows (ids, texts, metadata,
+   random vectors at the new dimension): ``create_table`` + ``add`` in batches for
+   LanceDB, ``insert`` in batches for Milvus Lite. What the app paid to build the store:
+   the floor for any rebuild through the library's API;
+2. ``<format>``: the whole migration (read, embed in journaled chunks, fill a copy through
+   the library, reopen + verify, swap), with its embedding phase.
+
+The stores are written by the libraries themselves in the LangChain layouts. Prints a
+table and writes ``benchmarks/results/migrate_dirstores.json``. The machine is shared and
+noisy: compare the steps of one run, as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "migrate_dirstores.json"
+sys.path.insert(0, str(ROOT / "shared"))
+
+KEY = "sk-bench-dirstores"
+BATCH = 10_000
+
+
+def _texts(start: int, stop: int) -> list[str]:
+    return [
+        f"document {i}: notes about topic {i % 97} and item {i % 13}" for i in range(start, stop)
+    ]
+
+
+def _vectors(n: int, dim: int, seed: int) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def build_lancedb(path: Path, records: int, dim: int) -> float:
+    """LangChain ``LanceDB``'s layout (vector, id, text, metadata) through lancedb."""
+    import lancedb
+    import pyarrow as pa
+
+    began = time.perf_counter()
+    db = lancedb.connect(str(path))
+    table = None
+    for start in range(0, records, BATCH):
+        stop = min(records, start + BATCH)
+        vectors = _vectors(stop - start, dim, start)
+        batch = pa.table(
+            {
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+                "id": [f"id{i}" for i in range(start, stop)],
+                "text": _texts(start, stop),
+                "metadata": [{"i": i, "source": f"doc{i // 50}.md"} for i in range(start, stop)],
+            }
+        )
+        if table is None:
+            table = db.create_table("vectorstore", batch)
+        else:
+            table.add(batch)
+    return time.perf_counter() - began
+
+
+def build_milvus(path: Path, records: int, dim: int) -> float:
+    """LangChain ``Milvus``'s layout (pk, text, vector, metadata fields) through pymilvus."""
+    from milvus_lite.server_manager import server_manager_instance
+    from pymilvus import DataType, MilvusClient
+
+    began = time.perf_counter()
+    client = MilvusClient(str(path))
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("text", DataType.VARCHAR, max_length=65535)
+    schema.add_field("pk", DataType.VARCHAR, max_length=65535, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field("i", DataType.INT64)
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", index_type="FLAT", metric_type="L2")
+    client.create_collection("LangChainCollection", schema=schema, index_params=index)
+    for start in range(0, records, BATCH):
+        stop = min(records, start + BATCH)
+        vectors = _vectors(stop - start, dim, start)
+        rows = [
+            {"text": t, "pk": f"id{start + k}", "vector": v.tolist(), "i": start + k}
+            for k, (t, v) in enumerate(zip(_texts(start, stop), vectors, strict=True))
+        ]
+        client.insert("LangChainCollection", rows)
+    client.close()
+    server_manager_instance.release_server(str(path))
+    return time.perf_counter() - began
+
+
+def phase_migrate(path: Path, base_url: str) -> dict[str, Any]:
+    from vllm_embed import EmbeddingClient
+    from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
+
+    began = time.perf_counter()
+    store = open_store(path)
+    opened = time.perf_counter() - began
+    with EmbeddingClient(base_url, api_key=KEY) as client:
+        result = migrate_store(store, client, MigrationOptions())
+    whole = time.perf_counter() - began
+    return {
+        "records": result.records,
+        "seconds": whole,
+        "embed_seconds": result.embed_seconds,
+        "rate": result.records / whole,
+        "embed_rate": result.rate,
+        "ratio": (result.records / whole) / result.rate if result.rate else None,
+        "phases": {"open": opened, **result.phases},
+        "verified_with": result.verified_with,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _child(*args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True
+    )
+    if out.returncode:
+        raise SystemExit(f"phase {args[0]} failed:\n{out.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--old-dim", type=int, default=384)
+    parser.add_argument("--new-dim", type=int, default=384)
+    parser.add_argument("--formats", nargs="+", default=["lancedb", "milvus"])
+    parser.add_argument("--store-dir", type=Path, default=Path("/tmp/vllm-embed-dir-bench"))
+    parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    builders = {"lancedb": build_lancedb, "milvus": build_milvus}
+    if args.phase:
+        kind, *rest = args.phase
+        if kind == "build":
+            seconds = builders[rest[0]](Path(rest[1]), int(rest[2]), int(rest[3]))
+            print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}))
+        else:
+            print(json.dumps(phase_migrate(Path(rest[0]), rest[1])))
+        return
+
+    from vllm_embed_testing.fake_server import FakeEmbeddingServer
+
+    shutil.rmtree(args.store_dir, ignore_errors=True)
+    args.store_dir.mkdir(parents=True)
+    runs: dict[str, dict[str, Any]] = {}
+    load = os.getloadavg()[0]
+    suffix = {"lancedb": "", "milvus": ".db"}
+    with FakeEmbeddingServer(dim=args.new_dim, model="fake-model", api_key=KEY) as server:
+        for fmt in args.formats:
+            ingest = args.store_dir / f"{fmt}-ingest{suffix[fmt]}"
+            run = _child("build", fmt, str(ingest), str(args.records), str(args.new_dim))
+            runs[f"{fmt}-ingest"] = {**run, "rate": args.records / run["seconds"]}
+            shutil.rmtree(ingest)
+            store = args.store_dir / f"{fmt}{suffix[fmt]}"
+            _child("build", fmt, str(store), str(args.records), str(args.old_dim))
+            runs[fmt] = _child("migrate", str(store), server.base_url)
+            runs[fmt]["vs_ingest"] = runs[fmt]["rate"] / runs[f"{fmt}-ingest"]["rate"]
+    print(f"{args.records} records, dim {args.old_dim} -> {args.new_dim}; load {load:.1f}")
+    print(
+        f"{'run':<16}{'seconds':>9}{'rec/s':>9}{'embed rec/s':>13}{'whole/embed':>13}"
+        f"{'vs ingest':>11}{'peak MiB':>10}"
+    )
+    for name, run in runs.items():
+        embed = f"{run['embed_rate']:,.0f}" if "embed_rate" in run else "-"
+        ratio = f"{run['ratio']:.2f}x" if run.get("ratio") else "-"
+        vs = f"{run['vs_ingest']:.2f}x" if "vs_ingest" in run else "-"
+        print(
+            f"{name:<16}{run['seconds']:>9.1f}{run['rate']:>9,.0f}{embed:>13}{ratio:>13}"
+            f"{vs:>11}{run['peak_rss_mb']:>10,.0f}"
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "records": args.records,
+                "old_dim": args.old_dim,
+                "new_dim": args.new_dim,
+                "load_before": load,
+                "load_after": os.getloadavg()[0],
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "runs": runs,
+                "command": "python benchmarks/migrate_dirstores_bench.py " + " ".join(sys.argv[1:]),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

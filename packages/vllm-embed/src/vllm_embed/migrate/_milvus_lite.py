@@ -1,0 +1,155 @@
+"""milvus-lite's embedded engine as `vllm_embed.migrate.milvus` uses it: the client on a
+database directory (closed with its embedded server), paged reads, server URIs.
+
+milvus-lite 3.x runs one gRPC server per database path inside the process that opens it
+(``milvus_lite.server_manager_instance``); ``MilvusClient.close()`` leaves it running, holding
+the directory open and its data in memory, so `MilvusClient` here always stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from vllm_embed._errors import MigrationError, StoreFormatError
+
+__all__ = [
+    "LiteClient",
+    "count_rows",
+    "is_milvus_server_uri",
+    "iterate_rows",
+    "pymilvus_module",
+    "served_here",
+    "server_uri_error",
+]
+
+_PAGE = 16384  # pymilvus' largest iterator batch (small ones re-scan: 4x slower)
+_SERVER_URI = re.compile(r"^(https?|tcp|grpcs?):/{1,2}[^/]+:19530(/.*)?$", re.IGNORECASE)
+
+
+def is_milvus_server_uri(text: str) -> bool:
+    """A Milvus server address (its default port 19530), as a path or a URL."""
+    return bool(_SERVER_URI.match(text))
+
+
+def server_uri_error(text: str) -> StoreFormatError:
+    return StoreFormatError(
+        f"{text} looks like a Milvus server; `vllm-embed migrate` handles Milvus Lite "
+        "databases (MilvusClient('./milvus.db')) only, not servers yet. For a server: "
+        "export the collection to a Milvus Lite database, or re-embed it with your "
+        "ingestion pipeline."
+    )
+
+
+def pymilvus_module() -> Any:
+    try:
+        import pymilvus
+    except ImportError as exc:
+        raise MigrationError(
+            "this is a Milvus Lite database; reading and writing it needs pymilvus and "
+            "milvus-lite: pip install pymilvus milvus-lite"
+        ) from exc
+    return pymilvus
+
+
+def _servers() -> Any:
+    """milvus-lite's per-process registry of embedded servers (one per database path)."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    return server_manager_instance
+
+
+def served_here(path: Path) -> bool:
+    """True when this process runs milvus-lite's embedded server on ``path``."""
+    try:
+        servers = _servers()
+    except ImportError:
+        return False
+    return os.path.abspath(path) in getattr(servers, "_servers", {})
+
+
+class LiteClient:
+    """A MilvusClient on a database directory, always closed, and milvus-lite's embedded
+    server for the path stopped (``client.close()`` leaves it running in the process,
+    holding the directory open and its data in memory until exit).
+
+    pymilvus only takes a local path that ends in ``.db``; a work copy
+    (``output.tmp``) is opened through a ``.db`` symlink beside it, removed on close.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.link: Path | None = None
+        if path.suffix != ".db":
+            self.link = path.with_name(path.name + ".open.db")
+            self.link.unlink(missing_ok=True)
+            self.link.symlink_to(path.name)
+            path = self.link
+        self.path = path
+        try:
+            self.client = pymilvus_module().MilvusClient(str(path))
+        except BaseException:
+            self._release()
+            raise
+
+    def __enter__(self) -> Any:
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.client.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with contextlib.suppress(ImportError):
+            _servers().release_server(str(self.path))
+        if self.link is not None:
+            self.link.unlink(missing_ok=True)
+
+    def _unlink(self) -> None:
+        if self.link is not None:
+            self.link.unlink(missing_ok=True)
+
+
+def count_rows(client: Any, name: str) -> int:
+    client.load_collection(name)
+    got = client.query(name, filter="", output_fields=["count(*)"])
+    return int(got[0]["count(*)"])
+
+
+def iterate_rows(
+    client: Any, name: str, partitions: list[str], fields: list[str]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every row of ``name`` (``fields``), partition by partition."""
+    client.load_collection(name)  # a reopened database holds released collections
+    # milvus-lite has no server clock: pymilvus' iterator says so once per call (noise)
+    iterator_log = logging.getLogger("pymilvus.orm.iterator")
+    level = iterator_log.level
+    iterator_log.setLevel(logging.ERROR)
+    try:
+        yield from _pages(client, name, partitions, fields)
+    finally:
+        iterator_log.setLevel(level)
+
+
+def _pages(
+    client: Any, name: str, partitions: list[str], fields: list[str]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    for partition in partitions:
+        it = client.query_iterator(
+            name, batch_size=_PAGE, filter="", output_fields=fields, partition_names=[partition]
+        )
+        try:
+            while True:
+                page = it.next()
+                if not page:
+                    break
+                for record in page:
+                    yield partition, dict(record)
+        finally:
+            it.close()

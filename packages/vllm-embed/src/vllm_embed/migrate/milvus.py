@@ -1,0 +1,518 @@
+"""Milvus Lite databases (``MilvusClient("./milvus.db")``: pymilvus + milvus-lite, embedded).
+
+milvus-lite 3.x keeps a database as a directory (``LOCK``, ``collections/<name>/``
+with ``schema.json``, ``manifest.json`` and its write-ahead log). Collections written
+by LangChain's ``Milvus`` (langchain-milvus: ``pk``, ``text``, ``vector``, metadata as
+fields), LlamaIndex's ``MilvusVectorStore`` (``id``, ``doc_id``, ``text``,
+``embedding`` + the node JSON ``_node_content`` in the dynamic field) and plain
+pymilvus (the text field named with ``--text-field``, default ``text``). The dimension
+is part of the schema, so everything goes through pymilvus' own API.
+
+- Reading: the directory is copied to a scratch directory and only the copy is opened
+  (opening a database takes its lock and may write its log); the schema, properties,
+  partitions, indexes and aliases of each collection are read, and its rows without the
+  vectors, partition by partition (``query_iterator``; the probe sample's vectors by key).
+- Text: the text field; for LlamaIndex rows, what LlamaIndex embeds: the node rebuilt
+  from ``_node_content`` + the text, ``MetadataMode.EMBED``.
+- Writing (`MilvusLiteStore.write`): the directory is copied to the work directory; in
+  the copy each migrated collection is dropped (its aliases first) and created again
+  with the same fields (the vector field at the new dimension), dynamic-field and
+  auto-id settings, properties (plus the embedding space under ``SPACE_KEY``), index
+  (type, metric, parameters) and partitions, then filled partition by partition with
+  ``upsert`` (same primary keys, so a batch written twice after a kill is harmless);
+  the aliases are created again at the end.
+- Verifying: the copy is reopened with pymilvus: schema, properties, partitions,
+  indexes, aliases, every row's fields and partition, the vectors of the first 1,024 rows
+  (dimension, finite; every row was checked finite as the server sent it), and a search
+  per collection that must return the queried row first (L2 / cosine).
+- Installing: the directories are exchanged (`_dirstore.DirectoryStore`); the original
+  is kept as ``NAME.d<old dim>.bak``.
+
+Milvus servers (``http://host:19530``) are refused by name (`_milvus_lite.server_uri_error`):
+no Milvus server can be run by the test suite here, so that path is not offered untested.
+The client, paged reads and the embedded-server handling live in `_milvus_lite`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vllm_embed._errors import MigrationError, StoreFormatError
+
+from ._dirstore import DirectoryStore
+from ._jsonio import fsync_file
+from ._milvus_lite import LiteClient, count_rows, iterate_rows, pymilvus_module, served_here
+from ._space import SPACE_KEY, EmbeddingSpace
+from ._store import F32Matrix, Rows, check_rows
+from .chroma import LLAMAINDEX_NODE_KEY, _llamaindex_text, _Progress
+
+__all__ = ["MilvusLiteStore", "is_milvus_lite_dir", "read_milvus"]
+
+#: Stored vectors kept from reading, for ``doctor --store``'s probe.
+SAMPLE_ROWS = 16
+#: Rows whose vectors the check reads back (dimension, finite); all rows are compared.
+_VECTOR_CHECK_ROWS = 1024
+_FLOAT_VECTOR = 101  # pymilvus DataType.FLOAT_VECTOR
+_DEFAULT_PARTITION = "_default"
+
+
+def is_milvus_lite_dir(path: Path) -> bool:
+    """A milvus-lite database directory (``LOCK`` + ``collections/``)."""
+    return path.is_dir() and (path / "LOCK").is_file() and (path / "collections").is_dir()
+
+
+@dataclass
+class _Collection:
+    """One collection as read: everything needed to create it again."""
+
+    name: str
+    description: dict[str, Any]
+    vector_field: str
+    primary: str
+    dim: int
+    text_field: str
+    kind: str | None
+    indexes: list[dict[str, Any]]
+    partitions: list[str]
+    aliases: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)  # without the vector
+    row_partitions: list[str] = field(default_factory=list)
+    texts: list[str | None] = field(default_factory=list)
+    start: int = 0
+    sample: tuple[list[str], F32Matrix] | None = None
+
+    @property
+    def ids(self) -> list[str]:
+        return [str(r[self.primary]) for r in self.rows]
+
+    def properties(self, space: EmbeddingSpace | None) -> dict[str, str]:
+        props = {str(k): str(v) for k, v in (self.description.get("properties") or {}).items()}
+        props.pop(SPACE_KEY, None)
+        if space is not None:
+            props[SPACE_KEY] = space.to_json()
+        return props
+
+    def recorded_space(self) -> EmbeddingSpace | None:
+        raw = (self.description.get("properties") or {}).get(SPACE_KEY)
+        return EmbeddingSpace.from_json(raw) if isinstance(raw, str) else None
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        if self.sample is None:
+            return None
+        texts, matrix = self.sample
+        return texts[:count], matrix[:count]
+
+
+@dataclass(frozen=True)
+class MilvusCollectionView:
+    """One collection of a `MilvusLiteStore` as ``doctor --store`` judges it."""
+
+    selector: str
+    _collection: _Collection
+
+    def recorded_space(self) -> EmbeddingSpace | None:
+        return self._collection.recorded_space()
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        return self._collection.sample_vectors(count)
+
+
+class _RowsDone(_Progress):
+    """`chroma._Progress` plus the rows already upserted per collection."""
+
+    def rows_done(self, name: str) -> int:
+        return int(self._state.get("rows", {}).get(name, 0))
+
+    def mark_rows(self, name: str, count: int) -> None:
+        self._state.setdefault("rows", {})[name] = count
+        self._save()
+
+
+class MilvusLiteStore(DirectoryStore):
+    """A Milvus Lite database directory read for migration (every collection, or one)."""
+
+    #: Rows per ``upsert`` in the copy.
+    batch_rows = 2048
+
+    def __init__(
+        self, path: Path, collections: list[_Collection], untouched: dict[str, int]
+    ) -> None:
+        self.path = self.target = path
+        self._collections = collections
+        self._untouched = untouched
+        self._space: EmbeddingSpace | None = None
+        kinds = sorted({c.kind for c in collections if c.kind})
+        names = ", ".join(c.name for c in collections)
+        kind = "; ".join(kinds)
+        label = f"collection {names}"
+        self.format = f"Milvus Lite ({kind}; {label})" if kind else f"Milvus Lite ({label})"
+        self.text_field = " / ".join(sorted({c.text_field for c in collections})) + (
+            " (+ LlamaIndex node metadata, as LlamaIndex embeds it)"
+            if "LlamaIndex MilvusVectorStore" in kinds
+            else ""
+        )
+        self.old_dim = min(c.dim for c in collections)
+        prefix = len(collections) > 1
+        self.ids = [f"{c.name}/{i}" if prefix else i for c in collections for i in c.ids]
+        self.texts = [t for c in collections for t in c.texts]
+
+    @property
+    def collections(self) -> list[str]:
+        return [c.name for c in self._collections]
+
+    def collection_views(self) -> list[MilvusCollectionView]:
+        return [MilvusCollectionView(c.name, c) for c in self._collections]
+
+    # -- the embedding space -------------------------------------------------------------
+    def record_space(self, out: Path, space: EmbeddingSpace) -> None:
+        """Kept for `write`: the record goes into each migrated collection's properties."""
+        self._space = space
+
+    def recorded_space(self) -> EmbeddingSpace | None:
+        for c in self._collections:
+            space = c.recorded_space()
+            if space is not None:
+                return space
+        return None
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        for c in self._collections:
+            if c.sample is not None:
+                return c.sample_vectors(count)
+        return None
+
+    def warm_up(self) -> None:
+        pymilvus_module()
+
+    # -- writing -------------------------------------------------------------------------
+    def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
+        """Fill a copy of the directory; resumable per batch (upserts are idempotent)."""
+        progress = _RowsDone(out)
+        if not progress.copied():
+            shutil.rmtree(out, ignore_errors=True)
+            progress.reset()
+            shutil.copytree(self.path, out, symlinks=True)
+            progress.mark_copied()
+        kept = set(keep)
+        matrix = (
+            np.memmap(rows.path, dtype="<f4", mode="r", shape=(rows.count, rows.dim))
+            if rows.count
+            else np.empty((0, rows.dim), dtype=np.float32)
+        )
+        with LiteClient(out) as client:
+            row = 0
+            for c in self._collections:
+                mine = [i for i in range(len(c.rows)) if c.start + i in kept]
+                if not progress.created(c.name):
+                    self._create_again(client, c, rows.dim)
+                    progress.mark_created(c.name)
+                done = progress.rows_done(c.name)
+                for first in range(done, len(mine), self.batch_rows):
+                    part = mine[first : first + self.batch_rows]
+                    vectors = np.asarray(matrix[row + first : row + first + len(part)])
+                    for partition, batch in _by_partition(c, part, vectors):
+                        client.upsert(c.name, batch, partition_name=partition)
+                    progress.mark_rows(c.name, first + len(part))
+                existing = set(client.list_aliases(c.name).get("aliases") or [])
+                for alias in c.aliases:
+                    if alias not in existing:
+                        client.create_alias(c.name, alias)
+                row += len(mine)
+        del matrix
+        for file in out.rglob("*"):
+            if file.is_file():
+                fsync_file(file)
+
+    def _create_again(self, client: Any, c: _Collection, dim: int) -> None:
+        pymilvus = pymilvus_module()
+        if c.name in client.list_collections():
+            for alias in client.list_aliases(c.name).get("aliases") or []:
+                client.drop_alias(alias)
+            client.drop_collection(c.name)
+        d = c.description
+        schema = client.create_schema(
+            auto_id=bool(d.get("auto_id")),
+            enable_dynamic_field=bool(d.get("enable_dynamic_field")),
+            description=str(d.get("description") or ""),
+        )
+        for f in d["fields"]:
+            params = dict(f.get("params") or {})
+            if f["name"] == c.vector_field:
+                params["dim"] = dim
+            extra = {
+                k: (pymilvus.DataType(v) if k == "element_type" else v)
+                for k, v in f.items()
+                if k not in ("field_id", "name", "type", "params")
+            }
+            schema.add_field(f["name"], pymilvus.DataType(f["type"]), **extra, **params)
+        index_params = client.prepare_index_params()
+        for idx in c.indexes:
+            index_params.add_index(
+                field_name=idx["field_name"],
+                index_type=idx.get("index_type", ""),
+                metric_type=idx.get("metric_type"),
+                index_name=idx.get("index_name", ""),
+                params=dict(idx.get("params") or {}),
+            )
+        client.create_collection(
+            c.name,
+            schema=schema,
+            index_params=index_params if c.indexes else None,
+            properties=c.properties(self._space),
+        )
+        for partition in c.partitions:
+            if partition != _DEFAULT_PARTITION:
+                client.create_partition(c.name, partition)
+
+    # -- checking --------------------------------------------------------------------------
+    def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
+        where = f"written Milvus Lite database {path}"
+        kept = set(ids)
+        prefix = len(self._collections) > 1
+        with LiteClient(path) as client:
+            names = set(client.list_collections())
+            for name, count in self._untouched.items():
+                if name not in names or count_rows(client, name) != count:
+                    raise StoreFormatError(f"{where}: collection {name!r} changed")
+            for c in self._collections:
+                if c.name not in names:
+                    raise StoreFormatError(f"{where}: collection {c.name!r} is missing")
+                keep = [
+                    n for n, i in enumerate(c.ids) if (f"{c.name}/{i}" if prefix else i) in kept
+                ]
+                _check_collection(where, client, c, keep, dim, self._space)
+
+    def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
+        """A search per collection must return the queried row first (L2 / cosine)."""
+        with LiteClient(path) as client:
+            for c in self._collections:
+                client.load_collection(c.name)
+                first = client.query(
+                    c.name, filter="", limit=1, output_fields=[c.primary, c.vector_field]
+                )
+                if not first:
+                    continue
+                metric = str((c.indexes[0] if c.indexes else {}).get("metric_type") or "")
+                hits = client.search(
+                    c.name,
+                    data=[list(first[0][c.vector_field])],
+                    limit=1,
+                    anns_field=c.vector_field,
+                    output_fields=[c.primary],
+                    search_params={"metric_type": metric} if metric else None,
+                )
+                top = [h[c.primary] for h in hits[0]] if hits else []
+                if not top or (metric in ("L2", "COSINE") and top[0] != first[0][c.primary]):
+                    raise StoreFormatError(
+                        f"pymilvus cannot search the migrated collection {c.name!r} in {path} "
+                        "consistently (a row is not its own nearest neighbour)"
+                    )
+        return "pymilvus"
+
+
+def _by_partition(
+    c: _Collection, part: list[int], vectors: F32Matrix
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Rows ``part`` of ``c`` with their new vectors, grouped by partition, in order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for n, vector in zip(part, vectors, strict=True):
+        record = dict(c.rows[n])
+        record[c.vector_field] = vector.tolist()
+        groups.setdefault(c.row_partitions[n], []).append(record)
+    yield from groups.items()
+
+
+def _schema_fields(description: dict[str, Any], vector: str, dim: int) -> list[Any]:
+    fields = []
+    for f in description["fields"]:
+        f = {k: v for k, v in f.items() if k != "field_id"}
+        if f["name"] == vector:
+            f["params"] = {**(f.get("params") or {}), "dim": dim}
+        fields.append(f)
+    return fields
+
+
+def _index_shape(indexes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (i.get("field_name"), i.get("index_type"), i.get("metric_type"), i.get("index_name"))
+        for i in indexes
+    )
+
+
+def _check_collection(
+    where: str,
+    client: Any,
+    c: _Collection,
+    keep: list[int],
+    dim: int,
+    space: EmbeddingSpace | None,
+) -> None:
+    label = f"{where}: collection {c.name!r}"
+    d = client.describe_collection(c.name)
+    if _schema_fields(d, c.vector_field, dim) != _schema_fields(c.description, c.vector_field, dim):
+        raise StoreFormatError(f"{label}: fields differ: {d['fields']}")
+    if {str(k): str(v) for k, v in (d.get("properties") or {}).items()} != c.properties(space):
+        raise StoreFormatError(f"{label}: properties differ")
+    if sorted(client.list_partitions(c.name)) != sorted(c.partitions):
+        raise StoreFormatError(f"{label}: partitions differ")
+    indexes = [client.describe_index(c.name, i) for i in client.list_indexes(c.name)]
+    if _index_shape(indexes) != _index_shape(c.indexes):
+        raise StoreFormatError(f"{label}: indexes differ: {indexes}")
+    if sorted(client.list_aliases(c.name).get("aliases") or []) != sorted(c.aliases):
+        raise StoreFormatError(f"{label}: aliases differ")
+    expected = {str(c.rows[n][c.primary]): (c.rows[n], c.row_partitions[n]) for n in keep}
+    seen = 0
+    for partition, record in iterate_rows(client, c.name, c.partitions, _scalar_fields(c)):
+        key = str(record[c.primary])
+        if key not in expected or expected[key] != (record, partition):
+            raise StoreFormatError(f"{label}: row {key!r} differs from the original")
+        seen += 1
+    if seen != len(expected):
+        raise StoreFormatError(f"{label} holds {seen} rows, expected {len(expected)}")
+    # every vector was checked finite as it came from the server; the schema fixes the
+    # dimension: read back a sample to see that the engine stored them so
+    keys = [c.rows[n][c.primary] for n in keep[:_VECTOR_CHECK_ROWS]]
+    if keys:
+        got = client.get(c.name, ids=keys, output_fields=[c.primary, c.vector_field])
+        vectors = np.asarray([r[c.vector_field] for r in got], dtype=np.float32)
+        if vectors.shape != (len(keys), dim):
+            raise StoreFormatError(f"{label}: vectors of shape {vectors.shape}, expected {dim}")
+        check_rows(vectors, label, 0)
+
+
+def _scalar_fields(c: _Collection) -> list[str]:
+    """Every field but the vector one (``$meta``: the dynamic fields, flattened)."""
+    names = [f["name"] for f in c.description["fields"] if f["name"] != c.vector_field]
+    return names + (["$meta"] if c.description.get("enable_dynamic_field") else [])
+
+
+# -- reading ----------------------------------------------------------------------------
+def read_milvus(
+    path: Path, *, collection: str | None = None, text_field: str | None = None
+) -> MilvusLiteStore:
+    """Read a Milvus Lite database (from a scratch copy; the original is only read)."""
+    if not is_milvus_lite_dir(path):
+        raise StoreFormatError(f"{path} is not a Milvus Lite database (no LOCK + collections/).")
+    for child in (path / "collections").iterdir():
+        if child.is_dir() and not (child / "schema.json").is_file():
+            raise StoreFormatError(
+                f"{child} is not a complete Milvus Lite collection (no schema.json): a "
+                "half-written or damaged database. Restore it from a backup; nothing was "
+                "written."
+            )
+    pymilvus_module()
+    if served_here(path):
+        raise MigrationError(
+            f"{path} is open in this process (milvus-lite's embedded server for it is "
+            "running): close your MilvusClient and stop that server first "
+            f"(milvus_lite.server_manager_instance.release_server({str(path)!r})), so the "
+            "migration reads everything and nothing writes to the directory after the switch."
+        )
+    with tempfile.TemporaryDirectory(prefix=".vllm-embed-read-", dir=path.parent) as scratch:
+        copy = Path(scratch) / path.name
+        shutil.copytree(path, copy, symlinks=True)
+        try:
+            return _read_copy(path, copy, collection, text_field)
+        except (StoreFormatError, MigrationError):
+            raise
+        except Exception as exc:
+            raise StoreFormatError(
+                f"{path}: pymilvus cannot read this Milvus Lite database "
+                f"({type(exc).__name__}: {exc}). It may be damaged or half-written; nothing "
+                "was written. Restore it from a backup."
+            ) from exc
+
+
+def _read_copy(
+    path: Path, copy: Path, wanted: str | None, text_field: str | None
+) -> MilvusLiteStore:
+    with LiteClient(copy) as client:
+        names = sorted(str(n) for n in client.list_collections())
+        if wanted is not None and wanted not in names:
+            raise StoreFormatError(
+                f"{path}: no collection {wanted!r}; collections: {', '.join(names)}."
+            )
+        chosen = [wanted] if wanted is not None else names
+        if not chosen:
+            raise StoreFormatError(f"{path}: the Milvus Lite database holds no collection.")
+        untouched = {n: count_rows(client, n) for n in names if n not in chosen}
+        collections = []
+        start = 0
+        for name in chosen:
+            c = _read_collection(path, client, name, text_field)
+            c.start = start
+            start += len(c.rows)
+            collections.append(c)
+    return MilvusLiteStore(path, collections, untouched)
+
+
+def _read_collection(path: Path, client: Any, name: str, text_field: str | None) -> _Collection:
+    d = client.describe_collection(name)
+    if d.get("functions"):
+        raise StoreFormatError(
+            f"{path}: collection {name!r} has functions (e.g. BM25); this migration cannot "
+            "create them again yet."
+        )
+    fields = {f["name"]: f for f in d["fields"]}
+    vectors = [n for n, f in fields.items() if f["type"] == _FLOAT_VECTOR]
+    preferred = [n for n in ("vector", "embedding") if n in vectors]
+    if not vectors or (len(vectors) > 1 and not preferred):
+        raise StoreFormatError(
+            f"{path}: collection {name!r} has {len(vectors)} float vector fields "
+            f"({', '.join(vectors) or 'none'}); cannot tell which holds the text's embedding."
+        )
+    vector = preferred[0] if preferred else vectors[0]
+    primary = next(n for n, f in fields.items() if f.get("is_primary"))
+    column = text_field or "text"
+    if column not in fields and not d.get("enable_dynamic_field"):
+        raise StoreFormatError(
+            f"{path}: collection {name!r} has no field {column!r}; name the text field with "
+            f"--text-field (fields: {', '.join(fields)})."
+        )
+    indexes = [client.describe_index(name, i) for i in client.list_indexes(name)]
+    c = _Collection(
+        name=name,
+        description=d,
+        vector_field=vector,
+        primary=primary,
+        dim=int(fields[vector]["params"]["dim"]),
+        text_field=column,
+        kind=None,
+        indexes=indexes,
+        partitions=list(client.list_partitions(name)),
+        aliases=list(client.list_aliases(name).get("aliases") or []),
+    )
+    sample: list[tuple[Any, str]] = []  # (primary key, text) of the probe sample
+    llamaindex = False
+    for partition, record in iterate_rows(client, name, c.partitions, _scalar_fields(c)):
+        c.rows.append(record)
+        c.row_partitions.append(partition)
+        text = record.get(column)
+        if LLAMAINDEX_NODE_KEY in record and isinstance(text, str):
+            llamaindex = True
+            text = _llamaindex_text(text, record)
+        c.texts.append(text if isinstance(text, str) else None)
+        if isinstance(text, str) and text.strip() and len(sample) < SAMPLE_ROWS:
+            sample.append((record[primary], text))
+    if sample:
+        got = client.get(name, ids=[k for k, _ in sample], output_fields=[primary, vector])
+        by_key = {r[primary]: r[vector] for r in got}
+        pairs = [(t, by_key[k]) for k, t in sample if k in by_key]
+        c.sample = [t for t, _ in pairs], np.asarray([v for _, v in pairs], dtype=np.float32)
+    if column not in fields and not any(column in r for r in c.rows):
+        raise StoreFormatError(
+            f"{path}: collection {name!r} has no field {column!r}; name the text field with "
+            f"--text-field (fields: {', '.join(fields)})."
+        )
+    if llamaindex:
+        c.kind = "LlamaIndex MilvusVectorStore"
+    elif {"pk", "text", "vector"} <= set(fields):
+        c.kind = "LangChain Milvus"
+    return c
