@@ -43,6 +43,7 @@ __all__ = [
     "client_kwargs_from",
     "client_kwargs_from_env",
     "describe_origin",
+    "positive_int_argument",
     "resolve",
 ]
 
@@ -73,11 +74,13 @@ def _bad(name: str, origin: str, expected: str, value: Any, *, secret: bool = Fa
     )
 
 
-def _to_int(name: str, value: Any, origin: str, *, minimum: int) -> int:
+def _to_int(name: str, value: Any, origin: str, *, minimum: int, strict: bool = False) -> int:
+    """An int >= ``minimum``; ``strict``: an int only (a keyword argument), else also its
+    text or a whole float (the environment, a config file)."""
     number: Any = value
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    if not strict and isinstance(value, str) and value.strip().lstrip("+-").isdigit():
         number = int(value.strip())
-    if isinstance(number, float) and number.is_integer():
+    if not strict and isinstance(number, float) and number.is_integer():
         number = int(number)
     if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
@@ -160,6 +163,12 @@ def _to_headers(name: str, value: Any, origin: str) -> Mapping[str, str]:
 
 def _positive_int(n: str, v: Any, o: str) -> int:
     return _to_int(n, v, o, minimum=1)
+
+
+def positive_int_argument(name: str, value: object) -> int:
+    """A client keyword argument that must be a positive int (the same rule and message
+    as the environment's and the config file's values)."""
+    return _to_int(name, value, "argument", minimum=1, strict=True)
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
