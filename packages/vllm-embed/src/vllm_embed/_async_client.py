@@ -16,31 +16,25 @@ import numpy.typing as npt
 from vllm_embed import _constants as C
 from vllm_embed._base import (
     BaseEmbeddingClient,
-    CountTruncated,
-    EmbedDType,
     EmbedPlan,
-    Encoding,
     Kind,
     Steps,
-    Truncate,
 )
-from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
+from vllm_embed._cache import PROBE_TEXT
 from vllm_embed._chat import check_conversations, conversation_key, image_conversation
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._hedge import Hedge, WaitForSlot, race_async
-from vllm_embed._instructions import Instructions
 from vllm_embed._rerank import RerankResult, check_documents, check_pairs, check_top_n, rank
 from vllm_embed._retry import Sleep
-from vllm_embed._telemetry import Registry
-from vllm_embed._tls import Verify, ssl_context
+from vllm_embed._tls import ssl_context
 from vllm_embed._transports import (
     AsyncHttpxTransport,
     AsyncLeanTransport,
     AsyncTransport,
     choose_transport,
 )
-from vllm_embed._types import EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
+from vllm_embed._types import EmbedResult, ModelInfo
 
 if TYPE_CHECKING:
     from vllm_embed._config import EmbedConfig

@@ -170,6 +170,8 @@ class ClientOptions(Generic[HttpT]):
             many seconds; ``False`` (default): off. ``VLLM_EMBED_HEDGE`` (``on`` / ``off``
             / seconds). Counted in ``stats.hedges`` / ``stats.hedges_won``. Never with one
             base URL; batch embedding is never hedged.
+        http_client: Your own ``httpx.Client`` (``httpx.AsyncClient`` for the async twin)
+            for proxies, TLS or mounts; the client then does not close it.
     """
 
     def __init__(
