@@ -27,8 +27,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from vllm_embed._config_readers._mask import mask_url
 from vllm_embed._errors import ConfigValueError
+from vllm_embed._secrets import mask_url
 from vllm_embed._types import RetryPolicy, Secret
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "SETTINGS",
     "Layer",
     "Setting",
+    "check_http_url",
     "client_kwargs_from",
     "client_kwargs_from_env",
     "describe_origin",
@@ -106,18 +107,27 @@ def _to_float(name: str, value: Any, origin: str, *, positive: bool) -> float:
     return float(number)
 
 
+def check_http_url(url: str, origin: str = "argument") -> str:
+    """``url`` stripped of spaces and trailing slashes; ConfigValueError (naming where it
+    came from, credentials masked) unless it is ``http(s)://host...``. The one URL rule of
+    the settings and the client's endpoints."""
+    if not isinstance(url, str) or not url.strip():
+        raise _bad("base_url", origin, "a non-empty URL like http://localhost:8000/v1", url)
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigValueError(
+            f"base_url {mask_url(url)!r} from {describe_origin(origin)} is not an "
+            "http(s) URL. Write it like http://localhost:8000/v1."
+        )
+    return url
+
+
 def _to_urls(name: str, value: Any, origin: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not all(isinstance(u, str) for u in items):
         raise _bad(name, origin, "a URL string or a list of URL strings", value)
-    urls = tuple(u.strip().rstrip("/") for u in items if u.strip())
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigValueError(
-                f"base_url {mask_url(url)!r} from {describe_origin(origin)} is not an "
-                "http(s) URL. Write it like http://localhost:8000/v1."
-            )
+    urls = tuple(check_http_url(u, origin) for u in items if u.strip())
     if not urls:
         raise _bad(name, origin, "a non-empty URL", value)
     return urls

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from vllm_embed import _constants as C
 from vllm_embed._chat import chat_steps
-from vllm_embed._endpoints import Endpoint, redact_url
+from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import (
     APIConnectionError,
     APIError,
@@ -47,6 +47,7 @@ from vllm_embed._retry import (
     parse_retry_after,
     retrying,
 )
+from vllm_embed._secrets import mask_url
 from vllm_embed._tls import certificate_error
 from vllm_embed._transports import Reply, Request
 from vllm_embed._types import ModelInfo
@@ -176,7 +177,7 @@ class ClientSteps(ClientAssembly[HttpT]):
             )
         return APIConnectionError(
             f"Could not connect to {url} ({type(exc).__name__}). Is the server up and is "
-            "base_url right? Try `curl " + redact_url(ep.root_url) + "/health`.",
+            "base_url right? Try `curl " + mask_url(ep.root_url) + "/health`.",
             url=url,
         )
 
