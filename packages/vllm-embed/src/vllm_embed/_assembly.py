@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     pass
 
 from vllm_embed._options import ClientOptions, HttpT, Kind
+from vllm_embed._vectors import l2_normalize
 
 __all__ = ["ClientAssembly", "EmbedPlan", "Output", "Placement"]
 
@@ -234,9 +235,9 @@ class ClientAssembly(ClientOptions[HttpT]):
                     status_code=200,
                 )
             out = np.ascontiguousarray(out[:, :want])
-            _l2_normalize(out)
+            l2_normalize(out, in_place=True)
         elif self._normalize:
-            _l2_normalize(out)
+            l2_normalize(out, in_place=True)
         return out
 
     def _wants_token_counts(self, plan: EmbedPlan) -> bool:
@@ -383,9 +384,3 @@ class Placement:
         self.layout = layout
         rows = self.out.rows(self.start, self.start + self.n, layout.dim, self.url)
         return memoryview(rows.data).cast("B")
-
-
-def _l2_normalize(out: npt.NDArray[np.float32]) -> None:
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    np.maximum(norms, np.float32(1e-12), out=norms)
-    out /= norms
