@@ -22,6 +22,7 @@ from vllm_embed._base import (
 )
 from vllm_embed._cache import PROBE_TEXT
 from vllm_embed._chat import check_conversations, conversation_key, image_conversation
+from vllm_embed._discovery import choose_model, max_len_from
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._hedge import Hedge, WaitForSlot, race_async
@@ -233,7 +234,7 @@ class AsyncEmbeddingClient(BaseEmbeddingClient[httpx.AsyncClient]):
         async with self._lock():
             if self._model is None:
                 models = self._models if self._models is not None else await self.models()
-                self._model = self._choose_model(models, self._pool.first().display_url)
+                self._model = choose_model(models, self._pool.first().display_url)
         return self._model
 
     async def max_model_len(self) -> int | None:
@@ -249,7 +250,7 @@ class AsyncEmbeddingClient(BaseEmbeddingClient[httpx.AsyncClient]):
                         models = await self.models()
                     except APIStatusError:
                         models = []
-                self._max_model_len = self._max_len_from(models, model)
+                self._max_model_len = max_len_from(models, model)
                 self._max_model_len_known = True
         return self._max_model_len
 

@@ -24,12 +24,11 @@ import numpy.typing as npt
 
 from vllm_embed import _constants as C
 from vllm_embed._chat import chat_steps
+from vllm_embed._discovery import parse_models, tokenize_body, tokenize_count
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import (
     APIConnectionError,
-    APIError,
     APITimeoutError,
-    ConfigValueError,
     ContextLengthError,
     ModelNotFoundError,
     NoHealthyEndpointError,
@@ -98,50 +97,6 @@ Steps: TypeAlias = Generator[Send | Sleep | Hedge | WaitForSlot, Any, T]
 
 class ClientSteps(ClientAssembly[HttpT]):
     """The request logic as step generators: the client's last I/O-free layer."""
-
-    # ------------------------------------------------------------- discovery
-    @staticmethod
-    def _parse_models(doc: Any, url: str) -> list[ModelInfo]:
-        data = doc.get("data") if isinstance(doc, dict) else None
-        if not isinstance(data, list):
-            raise APIError(
-                f"{url}/models did not return an OpenAI-style model list. Check base_url.",
-                url=url,
-            )
-        out = []
-        for item in data:
-            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-                continue
-            mml = item.get("max_model_len")
-            out.append(
-                ModelInfo(
-                    id=item["id"],
-                    max_model_len=int(mml) if isinstance(mml, int) and mml > 0 else None,
-                    owned_by=item.get("owned_by")
-                    if isinstance(item.get("owned_by"), str)
-                    else None,
-                )
-            )
-        return out
-
-    def _choose_model(self, models: list[ModelInfo], url: str) -> str:
-        if len(models) == 1:
-            return models[0].id
-        if not models:
-            raise ConfigValueError(
-                f"The server at {url} serves no models. Pass model=... explicitly."
-            )
-        names = ", ".join(m.id for m in models)
-        raise ConfigValueError(
-            f"No model given and the server at {url} serves several: {names}. "
-            "Pass model=<one of them>."
-        )
-
-    def _max_len_from(self, models: list[ModelInfo], model: str) -> int | None:
-        for info in models:
-            if info.id == model:
-                return info.max_model_len
-        return None
 
     # ------------------------------------------------------------- one request
     def _request_body(
@@ -485,7 +440,7 @@ class ClientSteps(ClientAssembly[HttpT]):
             doc = json.loads(reply.content)
         except ValueError:
             doc = None
-        models = self._parse_models(doc, ep.display_url)
+        models = parse_models(doc, ep.display_url)
         self._models = models
         return models
 
@@ -519,33 +474,9 @@ class ClientSteps(ClientAssembly[HttpT]):
         """Exact token count from vLLM's ``POST /tokenize``; None if the server has none."""
         if self._pool.first().tokenize_supported is False:
             return None
-        body = self._tokenize_body(model, text)
+        body = tokenize_body(model, text)
         ep, reply = yield from self._call_steps("POST", "/tokenize", root=True, body=body)
-        return self._tokenize_count(ep, reply.status, reply.content)
-
-    @staticmethod
-    def _tokenize_body(model: str, text: str) -> bytes:
-        return json.dumps(
-            {"model": model, "prompt": text, "add_special_tokens": True}, ensure_ascii=False
-        ).encode("utf-8")
-
-    @staticmethod
-    def _tokenize_count(ep: Endpoint, status: int, content: bytes) -> int | None:
-        """The token count in a ``/tokenize`` answer; None (and remembered) if unusable."""
-        if status == 200:
-            try:
-                doc = json.loads(content)
-            except ValueError:
-                doc = None
-            if isinstance(doc, dict):
-                count = doc.get("count")
-                if count is None and isinstance(doc.get("tokens"), list):
-                    count = len(doc["tokens"])
-                if isinstance(count, int):
-                    ep.tokenize_supported = True
-                    return count
-        ep.tokenize_supported = False
-        return None
+        return tokenize_count(ep, reply.status, reply.content)
 
     def _on_retry(self, exc: BaseException, wait: float) -> None:
         self.stats.add(retries=1)
