@@ -225,7 +225,9 @@ def test_both_twins_accept_the_same_settings_as_the_base() -> None:
 
 def test_the_twins_differ_only_in_their_http_client_type() -> None:
     # One keyword list (the base's); each twin fills in its httpx client type.
-    assert "http_client" in inspect.signature(EmbeddingClient).parameters
+    for cls, name in ((EmbeddingClient, "httpx.Client"), (AsyncEmbeddingClient, "AsyncClient")):
+        shown = inspect.signature(cls).parameters["http_client"].annotation
+        assert name in shown and "HttpT" not in shown, (cls, shown)
     hint = typing.get_type_hints(BaseEmbeddingClient.__init__)["http_client"]
     assert typing.get_args(hint)[0] is HttpT
     sync = typing.get_args(EmbeddingClient.__orig_bases__[0])  # type: ignore[attr-defined]

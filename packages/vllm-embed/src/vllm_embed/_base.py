@@ -18,6 +18,10 @@ the connections (``_init_io``).
 
 from __future__ import annotations
 
+import inspect
+import typing
+from typing import Any
+
 from vllm_embed._assembly import EmbedPlan, Output
 from vllm_embed._options import (
     ClientOptions,
@@ -47,3 +51,19 @@ __all__ = [
 class BaseEmbeddingClient(ClientSteps[HttpT]):
     # The settings are documented once, with the keywords, on ClientOptions.
     __doc__ = ClientOptions.__doc__
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A twin's signature (``help()``, ``inspect.signature``) names its http client type:
+        ``class EmbeddingClient(BaseEmbeddingClient[httpx.Client])`` shows
+        ``http_client: httpx.Client | None``."""
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            args = typing.get_args(base)
+            if args and isinstance(args[0], type):
+                http = f"{args[0].__module__}.{args[0].__qualname__} | None"
+                sig = inspect.signature(ClientOptions.__init__)
+                params = [
+                    p.replace(annotation=http) if p.name == "http_client" else p
+                    for p in list(sig.parameters.values())[1:]  # without self
+                ]
+                cls.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
