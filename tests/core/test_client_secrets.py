@@ -94,4 +94,4 @@ def test_credentials_in_url_are_redacted(router, make_client) -> None:
     with pytest.raises(APIConnectionError) as info:
         c.embed(["a"])
     assert "pa55word" not in str(info.value)
-    assert "http://h.test/v1" in str(info.value)
+    assert "http://***@h.test/v1" in str(info.value)  # named, its credentials masked

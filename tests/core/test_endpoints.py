@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vllm_embed import ConfigValueError
-from vllm_embed._endpoints import EndpointPool, normalize_base_url, redact_url
+from vllm_embed._endpoints import EndpointPool, normalize_base_url
+from vllm_embed._secrets import mask_url
 from vllm_embed._types import ClientStats
 
 
@@ -30,9 +31,11 @@ def test_bad_base_url(bad: str) -> None:
         normalize_base_url(bad)
 
 
-def test_redact_url_removes_credentials() -> None:
-    assert redact_url("http://user:pw@h:8000/v1") == "http://h:8000/v1"
-    assert redact_url("http://h/v1") == "http://h/v1"
+def test_mask_url_removes_credentials() -> None:
+    assert mask_url("http://user:pw@h:8000/v1") == "http://***@h:8000/v1"
+    assert mask_url("http://user:p@ss@h:8000/v1?a=b@c") == "http://***@h:8000/v1?a=b@c"
+    assert mask_url("postgresql://u:pw@db:5432/x") == "postgresql://***@db:5432/x"
+    assert mask_url("http://h/v1") == "http://h/v1"
 
 
 class Clock:
@@ -47,7 +50,7 @@ def test_root_url_and_display() -> None:
     pool = EndpointPool(["http://u:secret@a:1/v1"], ("float",))
     ep = pool.endpoints[0]
     assert ep.root_url == "http://u:secret@a:1"
-    assert ep.display_url == "http://a:1/v1"
+    assert ep.display_url == "http://***@a:1/v1"  # the one URL masker: mask_url
     assert "secret" not in repr(ep)
 
 

@@ -9,6 +9,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from vllm_embed import (
@@ -20,6 +21,7 @@ from vllm_embed import (
     load_config,
 )
 from vllm_embed._base import BaseEmbeddingClient
+from vllm_embed._options import HttpT
 from vllm_embed._settings import ENV_VAR_NAMES, SETTINGS
 
 TWINS = [EmbeddingClient, AsyncEmbeddingClient]
@@ -222,9 +224,15 @@ def test_both_twins_accept_the_same_settings_as_the_base() -> None:
 
 
 def test_the_twins_differ_only_in_their_http_client_type() -> None:
-    sync = typing.get_type_hints(EmbeddingClient.__init__)["http_client"]
-    asyn = typing.get_type_hints(AsyncEmbeddingClient.__init__)["http_client"]
-    assert "Client" in str(sync) and "AsyncClient" in str(asyn)
+    # One keyword list (the base's); each twin fills in its httpx client type.
+    for cls, name in ((EmbeddingClient, "httpx.Client"), (AsyncEmbeddingClient, "AsyncClient")):
+        shown = inspect.signature(cls).parameters["http_client"].annotation
+        assert name in shown and "HttpT" not in shown, (cls, shown)
+    hint = typing.get_type_hints(BaseEmbeddingClient.__init__)["http_client"]
+    assert typing.get_args(hint)[0] is HttpT
+    sync = typing.get_args(EmbeddingClient.__orig_bases__[0])  # type: ignore[attr-defined]
+    asyn = typing.get_args(AsyncEmbeddingClient.__orig_bases__[0])  # type: ignore[attr-defined]
+    assert (sync, asyn) == ((httpx.Client,), (httpx.AsyncClient,))
 
 
 def test_every_client_setting_of_the_table_is_a_parameter() -> None:

@@ -28,7 +28,7 @@ from vllm_embed import (
     EmbeddingClient,
     InvalidInputError,
 )
-from vllm_embed.adapters import LazyClients, require_text_list
+from vllm_embed.adapters import LazyClients, l2_normalize, require_text_list
 
 __all__ = ["VLLMEmbeddingFunction"]
 
@@ -306,13 +306,3 @@ def _embed_sync(client: EmbeddingClient, texts: list[str], kind: Kind) -> npt.ND
 def _check_width(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InvalidInputError(f"embedding_dim must be a positive integer, got {value!r}")
-
-
-def l2_normalize(vectors: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-    """Rows (or one vector) scaled to unit length, float32; all-zero rows stay zero."""
-    array = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(array, axis=-1, keepdims=True)
-    out: npt.NDArray[np.float32] = np.divide(
-        array, norms, out=np.zeros_like(array), where=norms > 0
-    )
-    return out

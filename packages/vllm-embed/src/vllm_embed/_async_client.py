@@ -16,31 +16,26 @@ import numpy.typing as npt
 from vllm_embed import _constants as C
 from vllm_embed._base import (
     BaseEmbeddingClient,
-    CountTruncated,
-    EmbedDType,
     EmbedPlan,
-    Encoding,
     Kind,
     Steps,
-    Truncate,
 )
-from vllm_embed._cache import PROBE_TEXT, EmbeddingCache
+from vllm_embed._cache import PROBE_TEXT
 from vllm_embed._chat import check_conversations, conversation_key, image_conversation
+from vllm_embed._discovery import choose_model, max_len_from
 from vllm_embed._endpoints import Endpoint
 from vllm_embed._errors import APIStatusError, ModelNotFoundError
 from vllm_embed._hedge import Hedge, WaitForSlot, race_async
-from vllm_embed._instructions import Instructions
 from vllm_embed._rerank import RerankResult, check_documents, check_pairs, check_top_n, rank
 from vllm_embed._retry import Sleep
-from vllm_embed._telemetry import Registry
-from vllm_embed._tls import Verify, ssl_context
+from vllm_embed._tls import ssl_context
 from vllm_embed._transports import (
     AsyncHttpxTransport,
     AsyncLeanTransport,
     AsyncTransport,
     choose_transport,
 )
-from vllm_embed._types import EmbedResult, ModelInfo, RetryPolicy, Secret, Timeout
+from vllm_embed._types import EmbedResult, ModelInfo
 
 if TYPE_CHECKING:
     from vllm_embed._config import EmbedConfig
@@ -51,7 +46,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 
-class AsyncEmbeddingClient(BaseEmbeddingClient):
+class AsyncEmbeddingClient(BaseEmbeddingClient[httpx.AsyncClient]):
     """Embeddings from a vLLM (or any OpenAI-compatible) server, with asyncio.
 
     >>> async with AsyncEmbeddingClient("http://localhost:8000/v1") as client:
@@ -63,67 +58,8 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
     pooled ``httpx.AsyncClient``); results come back in input order.
     """
 
-    def __init__(
-        self,
-        base_url: str | Sequence[str] | None = None,
-        *,
-        http_client: httpx.AsyncClient | None = None,
-        api_key: str | Secret | None = None,
-        model: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: Timeout | float | None = None,
-        retry: RetryPolicy | None = None,
-        batch_size: int | None = None,
-        max_tokens_per_request: int | None = C.DEFAULT_MAX_TOKENS_PER_REQUEST,
-        max_concurrency: int | None = None,
-        encoding: Encoding = "auto",
-        embed_dtype: EmbedDType = "float32",
-        dimensions: int | None = None,
-        client_side_dimensions: bool = False,
-        truncate: Truncate = "end",
-        count_truncated: CountTruncated = "exact",
-        instructions: Instructions | str | None = "auto",
-        normalize: bool = False,
-        cache: EmbeddingCache | str | os.PathLike[str] | None = None,
-        verify: Verify = True,
-        tracing: bool | None = None,
-        metrics: bool | Registry | None = None,
-        max_in_flight_per_endpoint: int | None = None,
-        hedge: bool | float | None = None,
-    ) -> None:
-        """Every setting is described once, on :class:`~vllm_embed._base.BaseEmbeddingClient`.
-
-        ``http_client``: your own ``httpx.AsyncClient`` (proxies, TLS, mounts); the client then
-        does not close it. Settings not given come from the environment (``VLLM_EMBED_*``,
-        see :mod:`vllm_embed._settings`), as :func:`~vllm_embed.load_config` reads it.
-        """
-        super().__init__(
-            base_url,
-            api_key=api_key,
-            model=model,
-            headers=headers,
-            timeout=timeout,
-            retry=retry,
-            batch_size=batch_size,
-            max_tokens_per_request=max_tokens_per_request,
-            max_concurrency=max_concurrency,
-            encoding=encoding,
-            embed_dtype=embed_dtype,
-            dimensions=dimensions,
-            client_side_dimensions=client_side_dimensions,
-            truncate=truncate,
-            count_truncated=count_truncated,
-            instructions=instructions,
-            normalize=normalize,
-            cache=cache,
-            verify=verify,
-            tracing=tracing,
-            metrics=metrics,
-            max_in_flight_per_endpoint=max_in_flight_per_endpoint,
-            hedge=hedge,
-        )
-        self._http_client = http_client
-        self._owns_http = http_client is None
+    def _init_io(self) -> None:
+        """Connections and locks (the settings are set up by ``ClientOptions.__init__``)."""
         self._closed = False
         self._transports: dict[str, AsyncTransport] = {}
         self._lean: AsyncLeanTransport | None = None
@@ -298,7 +234,7 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
         async with self._lock():
             if self._model is None:
                 models = self._models if self._models is not None else await self.models()
-                self._model = self._choose_model(models, self._pool.first().display_url)
+                self._model = choose_model(models, self._pool.first().display_url)
         return self._model
 
     async def max_model_len(self) -> int | None:
@@ -314,7 +250,7 @@ class AsyncEmbeddingClient(BaseEmbeddingClient):
                         models = await self.models()
                     except APIStatusError:
                         models = []
-                self._max_model_len = self._max_len_from(models, model)
+                self._max_model_len = max_len_from(models, model)
                 self._max_model_len_known = True
         return self._max_model_len
 

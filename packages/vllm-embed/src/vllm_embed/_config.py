@@ -50,9 +50,9 @@ from vllm_embed._config_readers._keys import (
     UnknownConfigKeyWarning,
     split_section,
 )
-from vllm_embed._config_readers._mask import mask, mask_tree, mask_url
 from vllm_embed._config_readers._sections import locate
 from vllm_embed._errors import ConfigValueError
+from vllm_embed._secrets import mask, mask_tree, mask_url
 from vllm_embed._settings import (
     ENV_VARS,
     FALLBACK_ENV_VARS,

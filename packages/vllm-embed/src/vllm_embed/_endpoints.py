@@ -21,44 +21,26 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from vllm_embed import _constants as C
 from vllm_embed._errors import ConfigValueError
+from vllm_embed._secrets import mask_url
+from vllm_embed._settings import check_http_url
 from vllm_embed._types import ClientStats
 from vllm_embed._wire import EncodingState
 
-__all__ = ["Endpoint", "EndpointPool", "normalize_base_url", "redact_url"]
+__all__ = ["Endpoint", "EndpointPool", "normalize_base_url"]
 
 #: The longest a request waiting for a free endpoint sleeps before it looks again.
 _SLOT_WAIT = 0.25
 
 
 def normalize_base_url(url: str) -> str:
-    """``http://host:8000`` -> ``http://host:8000/v1``; strips trailing slashes."""
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigValueError("base_url must be a non-empty URL like http://localhost:8000/v1")
-    url = url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigValueError(
-            f"base_url {redact_url(url)!r} is not an http(s) URL. "
-            "Use the server's OpenAI-style URL, e.g. http://localhost:8000/v1"
-        )
-    if not parts.path.endswith("/v1"):
-        url = url + "/v1"
-    return url
-
-
-def redact_url(url: str) -> str:
-    """The URL without any ``user:password@`` part (safe for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    """``http://host:8000`` -> ``http://host:8000/v1`` (the settings' URL rule, then
+    ``/v1`` added when missing)."""
+    url = check_http_url(url)
+    return url if urlsplit(url).path.endswith("/v1") else url + "/v1"
 
 
 class Endpoint:
@@ -69,7 +51,7 @@ class Endpoint:
         #: ``base_url`` without ``/v1``: where /health, /version and /tokenize live.
         self.root_url = self.base_url[: -len("/v1")]
         #: For messages and stats: never carries credentials.
-        self.display_url = redact_url(self.base_url)
+        self.display_url = mask_url(self.base_url)
         self.embeddings_url = self.base_url + "/embeddings"
         self.encoding = EncodingState(encodings)
         self.outstanding = 0

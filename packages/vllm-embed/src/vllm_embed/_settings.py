@@ -27,8 +27,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from vllm_embed._config_readers._mask import mask_url
 from vllm_embed._errors import ConfigValueError
+from vllm_embed._secrets import mask_url
 from vllm_embed._types import RetryPolicy, Secret
 
 __all__ = [
@@ -40,9 +40,11 @@ __all__ = [
     "SETTINGS",
     "Layer",
     "Setting",
+    "check_http_url",
     "client_kwargs_from",
     "client_kwargs_from_env",
     "describe_origin",
+    "positive_int_argument",
     "resolve",
 ]
 
@@ -73,11 +75,13 @@ def _bad(name: str, origin: str, expected: str, value: Any, *, secret: bool = Fa
     )
 
 
-def _to_int(name: str, value: Any, origin: str, *, minimum: int) -> int:
+def _to_int(name: str, value: Any, origin: str, *, minimum: int, strict: bool = False) -> int:
+    """An int >= ``minimum``; ``strict``: an int only (a keyword argument), else also its
+    text or a whole float (the environment, a config file)."""
     number: Any = value
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    if not strict and isinstance(value, str) and value.strip().lstrip("+-").isdigit():
         number = int(value.strip())
-    if isinstance(number, float) and number.is_integer():
+    if not strict and isinstance(number, float) and number.is_integer():
         number = int(number)
     if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
@@ -103,18 +107,27 @@ def _to_float(name: str, value: Any, origin: str, *, positive: bool) -> float:
     return float(number)
 
 
+def check_http_url(url: str, origin: str = "argument") -> str:
+    """``url`` stripped of spaces and trailing slashes; ConfigValueError (naming where it
+    came from, credentials masked) unless it is ``http(s)://host...``. The one URL rule of
+    the settings and the client's endpoints."""
+    if not isinstance(url, str) or not url.strip():
+        raise _bad("base_url", origin, "a non-empty URL like http://localhost:8000/v1", url)
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigValueError(
+            f"base_url {mask_url(url)!r} from {describe_origin(origin)} is not an "
+            "http(s) URL. Write it like http://localhost:8000/v1."
+        )
+    return url
+
+
 def _to_urls(name: str, value: Any, origin: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not all(isinstance(u, str) for u in items):
         raise _bad(name, origin, "a URL string or a list of URL strings", value)
-    urls = tuple(u.strip().rstrip("/") for u in items if u.strip())
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigValueError(
-                f"base_url {mask_url(url)!r} from {describe_origin(origin)} is not an "
-                "http(s) URL. Write it like http://localhost:8000/v1."
-            )
+    urls = tuple(check_http_url(u, origin) for u in items if u.strip())
     if not urls:
         raise _bad(name, origin, "a non-empty URL", value)
     return urls
@@ -160,6 +173,12 @@ def _to_headers(name: str, value: Any, origin: str) -> Mapping[str, str]:
 
 def _positive_int(n: str, v: Any, o: str) -> int:
     return _to_int(n, v, o, minimum=1)
+
+
+def positive_int_argument(name: str, value: object) -> int:
+    """A client keyword argument that must be a positive int (the same rule and message
+    as the environment's and the config file's values)."""
+    return _to_int(name, value, "argument", minimum=1, strict=True)
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

@@ -59,6 +59,7 @@ from vllm_embed._embed_job import bad_row_error, vectors_to_arrow
 from vllm_embed._errors import InvalidInputError
 from vllm_embed._settings import API_KEY_ENV_VARS, BASE_URL_ENV_VARS
 from vllm_embed._types import RetryPolicy
+from vllm_embed._vectors import l2_normalize
 
 __all__ = [
     "API_KEY_ENV_VARS",
@@ -69,6 +70,7 @@ __all__ = [
     "adapter_client_kwargs",
     "adapter_fields_from_config",
     "bad_row_error",
+    "l2_normalize",
     "require_text_list",
     "vectors_to_arrow",
 ]

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from vllm_embed._cache._keys import SPACE_PREFIX_LEN
-from vllm_embed._endpoints import redact_url
 from vllm_embed._errors import CacheUnavailableError, ConfigValueError
+from vllm_embed._secrets import mask_url
 
 __all__ = ["RedisBackend"]
 
@@ -49,7 +49,7 @@ class RedisBackend:
         timeout: float = 2.0,
         client: Any = None,
     ) -> None:
-        self.location = redact_url(url)
+        self.location = mask_url(url)
         self.ttl = None if ttl is None else max(1, round(ttl))
         self.max_bytes = None
         if client is None:

@@ -1,53 +1,5 @@
-"""Hide credentials in anything vllm-embed prints: API keys, auth headers, tokens.
+"""The secret masker's old address: it lives in :mod:`vllm_embed._secrets`."""
 
-A masked value shows that something is set and how long it is, nothing of the value
-itself (no prefix, no suffix): ``*** (masked, 24 chars)``.
-"""
-
-from __future__ import annotations
-
-import re
-from collections.abc import Mapping
-from typing import Any
+from vllm_embed._secrets import is_secret_key, mask, mask_tree, mask_url
 
 __all__ = ["is_secret_key", "mask", "mask_tree", "mask_url"]
-
-_SECRET_NAME = re.compile(
-    r"(^|[_\-.])(api[_\-]?key|key|token|secret|password|passwd|auth|authorization|cookie|"
-    r"credentials?|bearer)($|[_\-.])",
-    re.IGNORECASE,
-)
-
-
-def mask(value: object) -> str:
-    """``*** (masked, N chars)`` for a set value, ``(not set)`` for None / empty."""
-    if value is None:
-        return "(not set)"
-    text = value.get() if hasattr(value, "get") and not isinstance(value, Mapping) else value
-    length = len(str(text))
-    return f"*** (masked, {length} chars)" if length else "(empty)"
-
-
-def is_secret_key(name: object) -> bool:
-    """True for names that usually hold credentials (``api_key``, ``Authorization``, ...)."""
-    return isinstance(name, str) and _SECRET_NAME.search(name) is not None
-
-
-def mask_tree(value: Any) -> Any:
-    """Copy of ``value`` with every credential-like entry masked, at any depth."""
-    if isinstance(value, Mapping):
-        return {
-            k: mask(v) if is_secret_key(k) and isinstance(v, str | bytes) else mask_tree(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [mask_tree(v) for v in value]
-    return value
-
-
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@]*)@")
-
-
-def mask_url(url: str) -> str:
-    """A URL with any ``user:password@`` part replaced by ``***@``."""
-    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", url)
