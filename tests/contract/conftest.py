@@ -7,6 +7,9 @@ Every test here may use sockets, and only to 127.0.0.1.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 from vllm_embed_testing.pytest_plugin import make_async_client, make_client
@@ -34,3 +37,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "tests/contract" in str(item.path).replace("\\", "/"):
             item.add_marker(pytest.mark.contract)
             item.add_marker(pytest.mark.enable_socket)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    """The examples run in-process (runpy) set VLLM_EMBED_API_KEY as a user's script would;
+    it must not leak into later tests (a doctor test's wrong key would be overridden)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
