@@ -26,6 +26,7 @@ from vllm_embed import _constants as C
 from vllm_embed._config import EmbedConfig, load_config
 from vllm_embed._config_readers._keys import SETTINGS
 from vllm_embed._config_readers._mask import mask_tree, mask_url
+from vllm_embed.cli._options import server_options
 from vllm_embed.doctor import Check, describe_origin, run_doctor
 
 __all__ = ["config", "doctor"]
@@ -157,11 +158,8 @@ def _print_checks(cfg: EmbedConfig, checks: list[Check]) -> None:
 
 @click.command("doctor")
 @click.argument("file", required=False)
-@click.option("--base-url", help="Server URL (…/v1); overrides the config's base_url.")
-@click.option("--api-key", help="API key; prefer VLLM_EMBED_API_KEY (keeps it out of history).")
-@click.option("--model", help="Model name; overrides the config's model.")
+@server_options(config=False, api_key_envvar=False)
 @click.option("--dimension", type=int, help="The dimension your store was built with.")
-@click.option("--section", help="Dotted path of the settings table, e.g. pdf_knowledge.embedder.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
