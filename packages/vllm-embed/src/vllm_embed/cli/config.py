@@ -4,11 +4,10 @@
 (argument, environment variable, file and key, or default); API keys and credential-like
 headers are masked (``*** (masked, N chars)``), never printed.
 
-``doctor [FILE | --base-url URL]`` talks to the server through the core client's
-discovery methods and prints one PASS / FAIL / WARN / SKIP line per check, each failure
-with a fix: server reachable, API key accepted, model served, real dimension equals the
-declared one (on mismatch: which store to migrate and the exact ``vllm-embed migrate``
-command), max_model_len, and a timed round trip. Exit code 1 when any check fails.
+``doctor [FILE | --base-url URL] [--store STORE]`` prints one PASS / FAIL / WARN / SKIP
+line per check, each failure with a fix; the judging (server reachable, API key accepted,
+model served, dimension, max_model_len, round trip, the store's embedding space) is
+:mod:`vllm_embed.doctor`'s. Exit code 1 when any check fails.
 """
 
 from __future__ import annotations
