@@ -35,7 +35,7 @@ def test_recorded_space_passes_then_another_model_fails(db: str, fake: FakeEmbed
         code, out = doctor(db, other)
     assert code == 1
     assert "model 'fake-model' != 'other-model'" in out  # same dimension, other model
-    assert "vllm-embed migrate postgresql://***@127.0.0.1" in out
+    assert "vllm-embed migrate 'postgresql://***@127.0.0.1" in out  # shell-quoted (the *)
     assert ":" + db.split(":")[2].split("@")[0] + "@" not in out  # password never printed
 
 
