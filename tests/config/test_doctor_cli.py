@@ -274,3 +274,30 @@ def test_keys_never_appear_in_doctor_output(key: str, accepted: bool) -> None:
     for output in (result.output, as_json.output):
         assert key not in output
         assert "the-server-key-xyz" not in output
+
+
+def test_the_fix_command_has_one_builder_and_is_shell_quoted() -> None:
+    """Every ``vllm-embed migrate`` fix comes from vllm_embed.doctor.migrate_command."""
+    import shlex
+
+    from vllm_embed.doctor import migrate_command
+
+    command = migrate_command(
+        "postgresql://app:***@db:5432/rag", table="my table", collection="it's b"
+    )
+    assert shlex.split(command) == [
+        "vllm-embed", "migrate", "postgresql://app:***@db:5432/rag",
+        "--table", "my table", "--collection", "it's b",
+    ]  # fmt: skip
+    unnamed = migrate_command(None, base_url=BASE_URL, model="m x", dimensions=64)
+    assert (
+        unnamed == f"vllm-embed migrate <store> --base-url {BASE_URL} --model 'm x' --dimensions 64"
+    )
+    from_file = migrate_command("a b.json", config="app.toml", section="rag.embedder")
+    assert shlex.split(from_file)[2:] == [
+        "a b.json",
+        "--config",
+        "app.toml",
+        "--section",
+        "rag.embedder",
+    ]

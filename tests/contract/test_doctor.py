@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from vllm_embed._config import load_config
 from vllm_embed.cli import main
-from vllm_embed.cli.config import run_checks
+from vllm_embed.doctor import run_checks
 
 CHECKS = (
     "server reachable",

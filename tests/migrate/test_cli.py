@@ -320,3 +320,59 @@ def test_generic_store_says_which_field_it_chose(tmp_path, fake_vllm):
     result = _run(str(path), *_server_args(), "--yes")
     assert result.exit_code == 0, result.output
     assert "text from content (the only string field present in every record" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "why"),
+    [
+        (["--table", "docs"], "picks tables of a postgresql:// database"),
+        (["--id-column", "id"], "names a column of a Postgres table"),
+        (["--text-column", "body"], "names a column of a Postgres table"),
+        (["--vector-column", "v"], "names a column of a Postgres table"),
+        (["--drop-backup"], "drops the backup tables"),
+        (["--lock-timeout", "9"], "bounds the wait for a Postgres lock"),
+    ],
+)
+def test_a_postgres_option_with_a_file_store_is_a_usage_error(tmp_path, option, why):
+    """Postgres-only options are refused for a file store, naming the option and why;
+    nothing is read or written (the fake server is not even mounted)."""
+    path = make_dvd_store(tmp_path / "database.json", n=4)
+    original = path.read_bytes()
+    result = _run(str(path), *_server_args(), *option, "--yes")
+    assert result.exit_code == 2, result.output
+    assert f"{option[0]} applies only to Postgres" in result.stderr
+    assert why in result.stderr and "a file store" in result.stderr
+    assert path.read_bytes() == original
+    assert not list(tmp_path.glob("*.bak*"))
+
+
+@pytest.mark.parametrize(
+    ("option", "why"),
+    [
+        (["--out", "new.json"], "switched in place"),
+        (["--text-field", "body"], "--text-column"),
+        (["--vector-name", "dense"], "--vector-column"),
+        (["--update-config", "app.toml"], "record their new embedding space"),
+        (["--allow-dangerous-deserialization"], "holds no pickle"),
+        (["--drop-missing-text"], "embedded as an empty text"),
+    ],
+)
+def test_a_file_store_option_with_a_postgres_url_is_a_usage_error(option, why):
+    """File-store options are refused for a postgresql:// URL before any connection (the
+    URL points at a port nothing listens on: a connection attempt would fail otherwise)."""
+    url = "postgresql://someone:s3cret@127.0.0.1:1/db"
+    result = _run(url, *_server_args(), *option, "--yes")
+    assert result.exit_code == 2, result.output
+    assert f"{option[0]} applies only to file stores" in result.stderr
+    assert why in result.stderr and "a postgresql:// URL" in result.stderr
+    assert "s3cret" not in result.output
+
+
+def test_options_both_engines_read_pass_the_usage_check():
+    """--collection, --dimensions, --batch-size, --dry-run apply to Postgres too: no usage
+    error; the command goes on to connect (and fails on the closed port, exit 1)."""
+    url = "postgresql://someone:s3cret@127.0.0.1:1/db"
+    args = ["--collection", "a", "--dimensions", "8", "--batch-size", "2", "--dry-run"]
+    result = _run(url, *_server_args(), *args)
+    assert result.exit_code == 1, result.output
+    assert "applies only" not in result.output and "s3cret" not in result.output

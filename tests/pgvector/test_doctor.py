@@ -3,6 +3,8 @@ without a record is probed (stored vectors against fresh ones)."""
 
 from __future__ import annotations
 
+import json
+import shlex
 from typing import Any
 
 from click.testing import CliRunner
@@ -33,7 +35,7 @@ def test_recorded_space_passes_then_another_model_fails(db: str, fake: FakeEmbed
         code, out = doctor(db, other)
     assert code == 1
     assert "model 'fake-model' != 'other-model'" in out  # same dimension, other model
-    assert "vllm-embed migrate postgresql://***@127.0.0.1" in out
+    assert "vllm-embed migrate 'postgresql://***@127.0.0.1" in out  # shell-quoted (the *)
     assert ":" + db.split(":")[2].split("@")[0] + "@" not in out  # password never printed
 
 
@@ -74,6 +76,18 @@ def test_collection_picks_one_langchain_collection(
     code, out = doctor(db, fake, "--collection", "a")
     assert code == 0, out
     assert "[a]" in out and "[b]" not in out
+
+    # structured: the selection is by the check's collection field, and its fix is quoted
+    code, out = doctor(db, fake, "--collection", "b", "--json")
+    assert code == 0, out
+    store = [c for c in json.loads(out) if c["name"].startswith("store ")]
+    assert [c["collection"] for c in store] == ["b"], out
+    assert shlex.split(store[0]["fix"])[-4:] == [
+        "--table",
+        "public.langchain_pg_embedding",
+        "--collection",
+        "b",
+    ]
 
     code, out = doctor(db, fake, "--collection", "nope")
     assert code == 1 and "no LangChain collection 'nope'" in out

@@ -156,6 +156,51 @@ def test_a_bad_row_is_named_by_file_and_line(
     assert ids == [i for i in range(50) if i not in (10, 20)]
 
 
+def test_api_key_option_is_sent_and_never_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--api-key (shared with migrate and doctor) reaches the server; never the output."""
+    monkeypatch.delenv("VLLM_EMBED_API_KEY", raising=False)
+    key = "sk-embed-cli-secret-42"
+    src = _write_jsonl(tmp_path / "in.jsonl", 20)
+    with FakeEmbeddingServer(dim=DIM, api_key=key) as locked:
+        refused = _run(src, tmp_path / "a", "--column", "body", "--base-url", locked.base_url)
+        result = _run(
+            src, tmp_path / "b", "--column", "body", "--base-url", locked.base_url,
+            "--api-key", key, "-q",
+        )  # fmt: skip
+    assert refused.exit_code == 1 and "401" in refused.output
+    assert result.exit_code == 0, result.output
+    assert "embedded 20 rows" in result.output
+    assert key not in result.output and key not in refused.output
+    np.testing.assert_array_equal(
+        _vectors(_read(tmp_path / "b"))[7], fake_vector("text number 7", DIM)
+    )
+
+
+def test_cache_option_serves_a_second_corpus_run_from_the_cache(tmp_path: Path) -> None:
+    """--cache (shared with migrate): the same texts embedded again cost no server time."""
+    src = _write_jsonl(tmp_path / "in.jsonl", 30)
+    cache = tmp_path / "cache.sqlite"
+    with FakeEmbeddingServer(dim=DIM) as server:
+        first = _run(
+            src, tmp_path / "a", "--column", "body", "--base-url", server.base_url,
+            "--cache", cache, "-q",
+        )  # fmt: skip
+        after_first = server.stats()["vectors"]
+        second = _run(
+            src, tmp_path / "b", "--column", "body", "--base-url", server.base_url,
+            "--cache", cache, "-q",
+        )  # fmt: skip
+        after_second = server.stats()["vectors"]
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert cache.exists() and after_first == 31  # 30 rows + the cache's model probe
+    # the second run re-checks the model with that one probe; its 30 rows are cache hits
+    assert after_second - after_first == 1
+    np.testing.assert_array_equal(_vectors(_read(tmp_path / "b")), _vectors(_read(tmp_path / "a")))
+
+
 def test_ray_without_the_package_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm_embed_ray", None)
     src = _write_jsonl(tmp_path / "in.jsonl", 3)

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from vllm_embed import (
     DimensionMismatchError,
     EmbeddingClient,
     StoreFormatError,
+    doctor,
 )
 from vllm_embed_nanovectordb._function import VLLMEmbeddingFunction
 
@@ -78,14 +78,9 @@ def migrate_command(
 
     The API key is never part of it: the command reads ``VLLM_EMBED_API_KEY`` & co.
     """
-    parts = ["vllm-embed", "migrate", os.fspath(path)]
-    if base_url:
-        parts += ["--base-url", base_url]
-    if model:
-        parts += ["--model", model]
-    if dimensions is not None:
-        parts += ["--dimensions", str(dimensions)]
-    return shlex.join(parts)
+    return doctor.migrate_command(
+        os.fspath(path), base_url=base_url, model=model, dimensions=dimensions
+    )
 
 
 def _core(source: Source) -> EmbeddingClient | AsyncEmbeddingClient:

@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from vllm_embed._config_readers._mask import mask_url
-from vllm_embed.cli._checks import Check, Status
 
 __all__ = ["PgArgs", "migrate_postgres"]
 
@@ -133,68 +132,3 @@ def _confirm(targets: Sequence[Any], yes: bool) -> None:
     click.confirm(
         f"Re-embed and switch {names} (the old tables are kept as backups)?", abort=True, err=True
     )
-
-
-def store_checks(url: str, client: Any) -> list[Any]:
-    """``doctor --store postgresql://...``: each pgvector table's space against the server's.
-
-    A recorded space (column comment / ``vllm_embed_spaces``) is compared field by field:
-    a same-dimension model change fails too. A table without a record is probed: a few
-    stored texts are embedded again and compared with their stored vectors.
-    """
-    from vllm_embed.migrate import judge_probe, space_of_client
-    from vllm_embed.migrate import pgvector as pg
-
-    checks: list[Check] = []
-    live = space_of_client(client)
-    with pg.connect(url) as conn:
-        targets = pg.discover(conn)
-        if not targets:
-            return [
-                Check(
-                    "store",
-                    "warn",
-                    f"no LangChain, LlamaIndex or LightRAG table in {mask_url(url)}",
-                    "",
-                )
-            ]
-        for target in targets:
-            spaces = pg.read_spaces(conn, target)
-            for collection, space in spaces.items():
-                name = f"store {target.name}" + (f" [{collection}]" if collection else "")
-                fix = f"vllm-embed migrate {mask_url(url)} --table {target.name}" + (
-                    f" --collection {collection}" if collection else ""
-                )
-                if space is not None:
-                    diff = space.differences(live)
-                    if diff:
-                        checks.append(
-                            Check(name, "fail", "recorded " + "; ".join(diff) + " (server)", fix)
-                        )
-                    else:
-                        checks.append(Check(name, "pass", f"recorded {space.describe()}", ""))
-                    continue
-                if target.old_dim is not None and target.old_dim != live.dimension:
-                    checks.append(
-                        Check(
-                            name,
-                            "fail",
-                            f"dimension {target.old_dim} stored, server gives {live.dimension}",
-                            fix,
-                        )
-                    )
-                    continue
-                texts, stored = pg.sample_rows(conn, target)
-                if not texts:
-                    checks.append(Check(name, "skip", "empty table: nothing to compare", ""))
-                    continue
-                fresh = client.embed_with_info(texts, kind="document").vectors
-                verdict = judge_probe(stored, fresh)
-                statuses: dict[str, Status] = {
-                    "same": "pass",
-                    "different": "fail",
-                    "unsure": "warn",
-                }
-                status = statuses[verdict.verdict]
-                checks.append(Check(name, status, f"no recorded space; {verdict.describe()}", fix))
-    return checks

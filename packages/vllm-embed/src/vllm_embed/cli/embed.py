@@ -11,6 +11,7 @@ import click
 from vllm_embed._embed_job import MANIFEST, EmbedJob, JobSettings, find_inputs, require_pyarrow
 from vllm_embed._errors import MissingDependencyError
 from vllm_embed.cli._observe import observability_options, observing
+from vllm_embed.cli._options import client_options, server_options
 
 __all__ = ["embed"]
 
@@ -63,14 +64,8 @@ def _client_kwargs(
     show_default=True,
     help="A row whose text is missing or not a string: stop naming it, or leave it out.",
 )
-@click.option("--config", "config", help="App config to read the server settings from.")
-@click.option("--section", help="Section of --config holding the settings.")
-@click.option(
-    "--base-url", multiple=True, help="Server URL (repeat for several servers, with failover)."
-)
-@click.option("--model", help="Model to embed with (default: the one the server serves).")
-@click.option("--dimensions", type=click.IntRange(min=1), help="Matryoshka dimension.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Texts per request.")
+@server_options(several_urls=True)
+@client_options
 @click.option("--max-concurrency", type=click.IntRange(min=1), help="Requests in flight.")
 @click.option(
     "--part-rows",
@@ -112,8 +107,10 @@ def embed(
     section: str | None,
     base_url: tuple[str, ...],
     model: str | None,
+    api_key: str | None,
     dimensions: int | None,
     batch_size: int | None,
+    cache: str | None,
     max_concurrency: int | None,
     part_rows: int,
     ray_address: str | None,
@@ -141,8 +138,10 @@ def embed(
         {
             "base_url": base_url,
             "model": model,
+            "api_key": api_key,
             "dimensions": dimensions,
             "batch_size": batch_size,
+            "cache": cache,
             "max_concurrency": max_concurrency,
         },
     )

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from vllm_embed.cli._observe import observability_options, observing
+from vllm_embed.cli._options import client_options, server_options
 from vllm_embed.migrate import (
     ConfigUpdate,
     DryRunReport,
@@ -94,6 +95,53 @@ def _client(
     return EmbeddingClient.from_config(config, section=section, **explicit)
 
 
+#: Options that only a Postgres migration reads (parameter name -> why).
+_POSTGRES_ONLY: dict[str, str] = {
+    "tables": "it picks tables of a postgresql:// database",
+    "id_column": "it names a column of a Postgres table",
+    "text_column": "it names a column of a Postgres table",
+    "vector_column": "it names a column of a Postgres table",
+    "drop_backup": "it drops the backup tables a Postgres migration keeps",
+    "lock_timeout": "it bounds the wait for a Postgres lock",
+}
+
+#: Options that a Postgres migration cannot use (parameter name -> why).
+_FILE_ONLY: dict[str, str] = {
+    "out": "a Postgres table is re-embedded into a shadow table and switched in place, "
+    "the old one kept as a backup",
+    "text_field": "a Postgres table's text column is found from its layout or given with "
+    "--text-column",
+    "vector_name": "it picks a named vector of a Qdrant collection; a Postgres table's "
+    "vector column is given with --vector-column",
+    "update_config": "the tables record their new embedding space themselves; update the "
+    "app config by hand",
+    "allow_dangerous_deserialization": "it unpickles a LangChain FAISS .pkl; a database "
+    "holds no pickle",
+    "drop_missing_text": "a Postgres row without text is embedded as an empty text",
+}
+
+
+def _is_postgres_url(store: str) -> bool:
+    return store.startswith(("postgresql://", "postgres://"))
+
+
+def _refuse_inapplicable(ctx: click.Context, postgres: bool) -> None:
+    """A usage error for an option given on the command line that this store cannot use."""
+    table, kind = (_FILE_ONLY, "file stores") if postgres else (_POSTGRES_ONLY, "Postgres")
+    store = "a postgresql:// URL" if postgres else "a file store, not a postgresql:// URL"
+    for param in ctx.command.params:
+        why = table.get(param.name or "")
+        if why is None:
+            continue
+        source = ctx.get_parameter_source(param.name or "")
+        if source in (None, click.core.ParameterSource.DEFAULT):
+            continue
+        option = param.opts[0]
+        raise click.UsageError(
+            f"{option} applies only to {kind} ({why}); STORE is {store}. Remove {option}."
+        )
+
+
 def _describe(store: Store) -> str:
     dim = store.old_dim if store.old_dim is not None else "unknown"
     why = f" ({store.text_field_reason})" if store.text_field_reason else ""
@@ -146,17 +194,8 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
 
 @click.command("migrate")
 @click.argument("store")
-@click.option("--config", "config", help="App config to read the server settings from.")
-@click.option("--section", help="Section of --config holding the settings (e.g. embedding).")
-@click.option("--base-url", help="Server URL, e.g. http://localhost:8000/v1.")
-@click.option("--model", help="Model to embed with (default: the one the server serves).")
-@click.option(
-    "--api-key",
-    envvar="VLLM_EMBED_API_KEY",
-    show_envvar=True,
-    help="API key (never printed).",
-)
-@click.option("--dimensions", type=click.IntRange(min=1), help="Matryoshka dimension to ask for.")
+@server_options()
+@client_options
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Write a new store here instead of in place."
 )
@@ -191,12 +230,6 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
     type=click.Path(path_type=Path),
     help="After success, set the new dimension (and model) in this TOML/JSON config "
     "(for a Python config, print the lines to change).",
-)
-@click.option("--batch-size", type=click.IntRange(min=1), help="Texts per request.")
-@click.option(
-    "--cache",
-    help="Embedding cache (a SQLite path or redis:// URL): texts embedded by an earlier "
-    "run, or for another store of the same app, cost no server time.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before replacing in place.")
 @click.option(
@@ -267,6 +300,7 @@ def migrate(
     found and listed; each is re-embedded into a shadow table and switched in one
     transaction, the old table kept as <table>_vllm_bak_d<old dim> until --drop-backup.
     """
+    _refuse_inapplicable(click.get_current_context(), _is_postgres_url(store))
     explicit = {
         "base_url": base_url,
         "api_key": api_key,
@@ -279,7 +313,7 @@ def migrate(
     explicit.update(
         click.get_current_context().with_resource(observing(metrics_port, metrics_host, otel))
     )
-    if store.startswith(("postgresql://", "postgres://")):
+    if _is_postgres_url(store):
         from vllm_embed.cli._postgres import PgArgs, migrate_postgres
 
         pg_args = PgArgs(
