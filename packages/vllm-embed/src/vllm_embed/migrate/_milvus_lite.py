@@ -95,6 +95,10 @@ class LiteClient:
         except BaseException:
             self._release()
             raise
+        # pymilvus caches schemas process-wide by server address, which milvus-lite's
+        # embedded servers can reuse: forget what another database said (see _forget_schema)
+        with contextlib.suppress(Exception):
+            self.client._get_connection()._invalidate_db_schemas("")
 
     def __enter__(self) -> Any:
         return self.client
@@ -116,6 +120,15 @@ class LiteClient:
             self.link.unlink(missing_ok=True)
 
 
+def _forget_schema(client: Any, name: str) -> None:
+    """Drop pymilvus' process-wide cached schema of ``name``. The cache is keyed by server
+    address and collection name, and milvus-lite's embedded servers can reuse an address:
+    a collection of the same name in another database (another pk type) would otherwise
+    make ``query_iterator`` page with the wrong key expression (seen: ``pk > id-9``)."""
+    with contextlib.suppress(Exception):
+        client._get_connection()._invalidate_schema(name)
+
+
 def count_rows(client: Any, name: str) -> int:
     client.load_collection(name)
     got = client.query(name, filter="", output_fields=["count(*)"])
@@ -127,6 +140,7 @@ def iterate_rows(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every row of ``name`` (``fields``), partition by partition."""
     client.load_collection(name)  # a reopened database holds released collections
+    _forget_schema(client, name)
     # milvus-lite has no server clock: pymilvus' iterator says so once per call (noise)
     iterator_log = logging.getLogger("pymilvus.orm.iterator")
     level = iterator_log.level
