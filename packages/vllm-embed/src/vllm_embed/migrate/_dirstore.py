@@ -4,14 +4,50 @@ with the original, which is kept as ``NAME.d<old dim>.bak`` (as for Chroma)."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 from pathlib import Path
 
 from ._jsonio import fsync_dir
 from ._store import Store
-from .chroma import _exchange
 
-__all__ = ["DirectoryStore"]
+__all__ = ["DirectoryStore", "exchange_directories", "swap_directory"]
+
+
+def exchange_directories(a: Path, b: Path) -> bool:
+    """Swap two directories atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if absent."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def swap_directory(new: Path, target: Path, backup: Path | None) -> Path | None:
+    """Put the verified directory ``new`` at ``target``. With a ``backup`` path the
+    original becomes it (exchanged atomically with ``renameat2`` where the kernel can);
+    without one, ``target`` does not exist yet (``--out``). Returns the backup."""
+    if backup is None:
+        os.rename(new, target)
+        fsync_dir(target.parent)
+        return None
+    if exchange_directories(new, target):
+        os.rename(new, backup)  # `new` now holds the original
+    else:
+        os.rename(target, backup)
+        os.rename(new, target)
+    fsync_dir(target.parent)
+    fsync_dir(new.parent)
+    return backup
 
 
 class DirectoryStore(Store):
@@ -37,17 +73,5 @@ class DirectoryStore(Store):
 
     def install(self, new: Path, target: Path, *, in_place: bool) -> Path | None:
         """Put the verified directory ``new`` at ``target``; the original becomes the
-        backup (exchanged atomically with ``renameat2`` where the kernel can)."""
-        if not in_place:
-            os.rename(new, target)
-            fsync_dir(target.parent)
-            return None
-        backup = self.backup_path()
-        if _exchange(new, target):
-            os.rename(new, backup)  # `new` now holds the original
-        else:
-            os.rename(target, backup)
-            os.rename(new, target)
-        fsync_dir(target.parent)
-        fsync_dir(new.parent)
-        return backup
+        backup (see :func:`swap_directory`)."""
+        return swap_directory(new, target, self.backup_path() if in_place else None)

@@ -42,8 +42,6 @@ too: the copy and the collections already created in it are journaled beside it
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import json
 import logging
 import os
@@ -60,7 +58,8 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
-from ._jsonio import fsync_dir, fsync_file
+from ._dirstore import swap_directory
+from ._jsonio import fsync_file
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, Store, check_rows
 from .llamaindex import embed_text_fallback
@@ -443,17 +442,8 @@ class ChromaStore(Store):
     def install(self, new: Path, target: Path, *, in_place: bool) -> Path | None:
         """Put the verified directory ``new`` at ``target``; the original becomes the backup."""
         if not in_place:
-            os.rename(new, target)
-            fsync_dir(target.parent)
-            return None
-        backup = self.backup_path()
-        if _exchange(new, target):
-            os.rename(new, backup)  # `new` now holds the original
-        else:
-            os.rename(target, backup)
-            os.rename(new, target)
-        fsync_dir(target.parent)
-        fsync_dir(new.parent)
+            return swap_directory(new, target, None)
+        backup = swap_directory(new, target, self.backup_path())
         if _still_open(target):
             logger.warning(
                 "a chromadb client in this process is still open on %s: it keeps reading the "
@@ -506,23 +496,6 @@ class _Progress:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two directories atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if absent."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    if result == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), str(b))
 
 
 def _create_attempts(configuration: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -44,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import warnings
@@ -56,10 +55,11 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
-from ._jsonio import fsync_dir, fsync_file
+from ._dirstore import swap_directory
+from ._jsonio import fsync_file
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, Store, check_rows
-from .chroma import _exchange, _Progress
+from .chroma import _Progress
 from .llamaindex import embed_text_fallback
 
 __all__ = [
@@ -456,20 +456,9 @@ class QdrantStore(Store):
     def install(self, new: Path, target: Path, *, in_place: bool) -> Path | None:
         """Put the verified directory ``new`` at ``target``; the original becomes the backup."""
         progress = new.with_name(new.name + ".progress.json")
-        if not in_place:
-            os.rename(new, target)
-            fsync_dir(target.parent)
-            progress.unlink(missing_ok=True)
-            return None
-        _check_unlocked(target)
-        backup = self.backup_path()
-        if _exchange(new, target):
-            os.rename(new, backup)  # `new` now holds the original
-        else:
-            os.rename(target, backup)
-            os.rename(new, target)
-        fsync_dir(target.parent)
-        fsync_dir(new.parent)
+        if in_place:
+            _check_unlocked(target)
+        backup = swap_directory(new, target, self.backup_path() if in_place else None)
         progress.unlink(missing_ok=True)
         return backup
 
