@@ -5,5 +5,4 @@
 - ``_sections``: find the app's embedding section inside a larger document.
 - ``_expand``: ``${VAR}`` / ``${VAR:-default}`` expansion in string values.
 - ``_keys``: map the keys apps use onto EmbedConfig fields; warn about unknown ones.
-- ``_mask``: hide API keys and credential-like header values in anything printed.
 """

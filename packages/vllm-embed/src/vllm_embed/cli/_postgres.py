@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from vllm_embed._config_readers._mask import mask_url
+from vllm_embed._secrets import mask_url
 
 __all__ = ["PgArgs", "migrate_postgres"]
 

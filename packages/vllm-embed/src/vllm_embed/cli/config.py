@@ -24,7 +24,7 @@ import click
 from vllm_embed import _constants as C
 from vllm_embed._config import EmbedConfig, load_config
 from vllm_embed._config_readers._keys import SETTINGS
-from vllm_embed._config_readers._mask import mask_tree, mask_url
+from vllm_embed._secrets import mask_tree, mask_url
 from vllm_embed.cli._options import server_options
 from vllm_embed.doctor import Check, describe_origin, run_doctor
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import click
 
-from vllm_embed._config_readers._mask import mask
 from vllm_embed._errors import ConfigValueError
+from vllm_embed._secrets import mask
 from vllm_embed.server import (
     API_KEY_ENV,
     DEFAULT_START_TIMEOUT,

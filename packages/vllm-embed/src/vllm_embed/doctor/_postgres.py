@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from vllm_embed._config import EmbedConfig
-from vllm_embed._config_readers._mask import mask_url
 from vllm_embed._errors import VLLMEmbedError
+from vllm_embed._secrets import mask_url
 from vllm_embed.doctor._checks import Check, Status
 from vllm_embed.doctor._fix import migrate_command
 from vllm_embed.doctor._server import doctor_client

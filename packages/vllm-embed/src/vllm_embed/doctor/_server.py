@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from vllm_embed import _constants as C
 from vllm_embed._config import EmbedConfig
-from vllm_embed._config_readers._mask import mask_url
 from vllm_embed._errors import (
     APIConnectionError,
     APIError,
@@ -23,6 +22,7 @@ from vllm_embed._errors import (
     DimensionsNotSupportedError,
     VLLMEmbedError,
 )
+from vllm_embed._secrets import mask_url
 from vllm_embed.doctor._checks import Check
 from vllm_embed.doctor._fix import migrate_command
 

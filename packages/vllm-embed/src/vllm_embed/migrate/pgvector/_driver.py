@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from vllm_embed._config_readers._mask import mask_url
 from vllm_embed._errors import PostgresConnectionError, PostgresDriverMissingError
+from vllm_embed._secrets import mask_url
 
 if TYPE_CHECKING:
     import psycopg
