@@ -6,7 +6,7 @@ import pytest
 
 from vllm_embed import ConfigValueError
 from vllm_embed._endpoints import EndpointPool, normalize_base_url
-from vllm_embed._secrets import mask_url
+from vllm_embed._secrets import mask_url, mask_url_in
 from vllm_embed._types import ClientStats
 
 
@@ -36,6 +36,15 @@ def test_mask_url_removes_credentials() -> None:
     assert mask_url("http://user:p@ss@h:8000/v1?a=b@c") == "http://***@h:8000/v1?a=b@c"
     assert mask_url("postgresql://u:pw@db:5432/x") == "postgresql://***@db:5432/x"
     assert mask_url("http://h/v1") == "http://h/v1"
+
+
+def test_mask_url_in_text_hides_url_and_password() -> None:
+    url = "postgresql://me:p%40ss@db:5432/x"
+    assert mask_url_in(f"failed for {url} with p@ss", url) == (
+        "failed for postgresql://***@db:5432/x with ***"
+    )
+    assert "p%40ss" not in mask_url_in(f"{url} and p%40ss", url)
+    assert mask_url_in("nothing secret", "postgresql://db/x") == "nothing secret"
 
 
 class Clock:

@@ -150,11 +150,3 @@ def test_driver_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)
     with pytest.raises(pg.PostgresDriverMissingError, match=r"vllm-embed\[postgres\]"):
         pg.connect("postgresql://u@127.0.0.1:1/db")
-
-
-def test_redact() -> None:
-    url = "postgresql://me:p%40ss@db:5432/x"
-    assert pg.redact(f"failed for {url} with p@ss", url) == (
-        "failed for postgresql://***@db:5432/x with ***"
-    )
-    assert "p%40ss" not in pg.redact(url, url)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["is_secret_key", "mask", "mask_tree", "mask_url"]
+__all__ = ["is_secret_key", "mask", "mask_tree", "mask_url", "mask_url_in"]
 
 _SECRET_NAME = re.compile(
     r"(^|[_\-.])(api[_\-]?key|key|token|secret|password|passwd|auth|authorization|cookie|"
@@ -63,3 +64,21 @@ def mask_url(url: str) -> str:
         return url
     # rpartition: a password may hold an unescaped "@"; the host follows the last one.
     return f"{scheme}://***@{netloc.rpartition('@')[2]}{rest[end:]}"
+
+
+def mask_url_in(text: str, url: str) -> str:
+    """``text`` (a driver's error message, say) with ``url`` shown as :func:`mask_url`
+    shows it and the URL's password, as written or percent-decoded, replaced by ``***``."""
+    if url:
+        text = text.replace(url, mask_url(url))
+    for password in _passwords_of(url):
+        text = text.replace(password, "***")
+    return text
+
+
+def _passwords_of(url: str) -> list[str]:
+    try:
+        raw = urlsplit(url).password
+    except ValueError:
+        return []
+    return sorted({raw, unquote(raw)}, key=len, reverse=True) if raw else []

@@ -40,7 +40,8 @@ never appear in any message: URLs are shown with ``***@``.
 
 Modules, one job each (every public name is importable from here):
 
-- ``_driver``: the psycopg driver, connections, :func:`redact`, SQL identifiers;
+- ``_driver``: the psycopg driver, connections (passwords masked in their errors),
+  SQL identifiers;
 - ``_layouts``: :class:`PgTarget`, :func:`discover`, ``describe_table``, :func:`select_targets`;
 - ``_preflight``: the checks before anything is written;
 - ``_journal``: vllm-embed's own tables, start or resume, :func:`drop_backups`;
@@ -68,7 +69,7 @@ from vllm_embed._errors import (
     VectorColumnTypeError,
 )
 
-from ._driver import connect, redact
+from ._driver import connect
 from ._journal import drop_backups
 from ._layouts import PgTarget, describe_table, discover, select_targets
 from ._options import MigrationReport, PgOptions
@@ -97,7 +98,6 @@ __all__ = [
     "migrate_table",
     "preflight",
     "read_spaces",
-    "redact",
     "sample_rows",
     "select_targets",
 ]

@@ -7,10 +7,9 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 from vllm_embed._errors import PostgresConnectionError, PostgresDriverMissingError
-from vllm_embed._secrets import mask_url
+from vllm_embed._secrets import mask_url, mask_url_in
 
 if TYPE_CHECKING:
     import psycopg
@@ -21,24 +20,6 @@ SPACES_TABLE = "vllm_embed_spaces"
 SHADOW_PREFIX = "vllm_embed_shadow_"
 BACKUP_MARK = "_vllm_bak_d"
 _MAX_IDENT = 63
-
-
-def redact(text: str, url: str) -> str:
-    """``text`` with the URL's password (and the URL itself) masked."""
-    password = _password_of(url)
-    if url:
-        text = text.replace(url, mask_url(url))
-    if password:
-        text = text.replace(password, "***")
-    return text
-
-
-def _password_of(url: str) -> str | None:
-    try:
-        raw = urlsplit(url).password
-    except ValueError:
-        return None
-    return unquote(raw) if raw else None
 
 
 def load_driver() -> Any:
@@ -61,7 +42,7 @@ def connect(url: str, *, application_name: str = "vllm-embed migrate") -> psycop
         )
     except driver.Error as exc:
         raise PostgresConnectionError(
-            f"could not connect to {mask_url(url)}: {redact(first_line(exc), url)}. Check the "
+            f"could not connect to {mask_url(url)}: {mask_url_in(first_line(exc), url)}. Check the "
             "host, port and database; the password comes from the URL, PGPASSWORD or ~/.pgpass."
         ) from None
     return conn
@@ -98,7 +79,7 @@ def connection(url: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
     except psycopg.OperationalError as exc:
         raise PostgresConnectionError(
-            f"lost the connection to {mask_url(url)}: {redact(first_line(exc), url)}. Every "
+            f"lost the connection to {mask_url(url)}: {mask_url_in(first_line(exc), url)}. Every "
             "committed batch is kept and the table is unchanged; run the same command again to "
             "resume."
         ) from None
