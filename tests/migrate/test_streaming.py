@@ -9,6 +9,7 @@ under a running migration is not installed.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -145,15 +146,17 @@ def test_the_new_store_is_read_once_by_the_library(tmp_path, fake_vllm, client, 
 
 
 def test_library_check_refuses_a_file_with_a_bad_row(tmp_path):
-    """What nano-vectordb read is checked: a zero row (NaN once normalised) is refused."""
+    """What nano-vectordb read is checked: a zero row (its cosine query divides by the
+    norm) is refused, although the writer keeps it zero."""
     store = open_store(make_dvd_store(tmp_path / "database.json", n=6))
     rows = _rows(tmp_path, 6, DIM)
     matrix = np.fromfile(rows.path, dtype="<f4").reshape(6, DIM)
     matrix[4] = 0.0
     matrix.tofile(rows.path)
     out = tmp_path / "new.json"
-    with np.errstate(invalid="ignore"):  # the writer normalises the zero row to NaN
-        store.write(out, list(range(6)), rows)
+    store.write(out, list(range(6)), rows)
+    written = np.frombuffer(base64.b64decode(json.loads(out.read_bytes())["matrix"]), "<f4")
+    assert not written.reshape(6, DIM)[4].any()  # the zero row stays zero (no NaN)
     with pytest.raises(StoreFormatError, match="row 4 is zero, NaN or inf"):
         store.check_with_library(out, store.ids, DIM)
     with pytest.raises(StoreFormatError, match="record ids differ"):

@@ -32,7 +32,6 @@ __all__ = [
     "Rows",
     "Store",
     "check_rows",
-    "l2_normalise",
     "pending_sidecar",
     "row_norms",
 ]
@@ -79,13 +78,6 @@ def row_norms(block: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
     full-size temporary: 3-5x faster on a (65536, 1024) block)."""
     squares = np.einsum("ij,ij->i", block, block)
     return np.sqrt(squares)  # type: ignore[no-any-return]
-
-
-def l2_normalise(block: F32Matrix) -> F32Matrix:
-    """Rows divided by their L2 norm, as nano-vectordb's ``normalize`` does."""
-    norms = row_norms(block)[:, None]
-    out: F32Matrix = (block / norms).astype(np.float32, copy=False)
-    return out
 
 
 def check_rows(block: npt.NDArray[np.floating], where: str, first_row: int) -> None:

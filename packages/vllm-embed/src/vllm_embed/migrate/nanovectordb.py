@@ -38,10 +38,11 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from vllm_embed._errors import StoreFormatError
+from vllm_embed._vectors import l2_normalize
 
 from ._jsonio import Base64Span, Base64Writer, SyncEvery, iter_f32_rows_b64
 from ._space import SPACE_KEY, EmbeddingSpace, read_sidecar
-from ._store import F32Matrix, Rows, RowWriter, Store, check_rows, l2_normalise, row_norms
+from ._store import F32Matrix, Rows, RowWriter, Store, check_rows, row_norms
 
 __all__ = ["NanoVectorDBStore", "looks_like_nanovectordb", "read_nanovectordb"]
 
@@ -217,8 +218,9 @@ class NanoVectorDBStore(Store):
         step = 65536
         for start in range(0, len(matrix), step):
             norms = row_norms(matrix[start : start + step])
-            if not np.isfinite(norms).all():
-                bad = start + int(np.argmin(np.isfinite(norms)))
+            usable = np.isfinite(norms) & (norms > 0)
+            if not usable.all():
+                bad = start + int(np.argmin(usable))
                 raise StoreFormatError(f"{where}: row {bad} is zero, NaN or inf")
         _check_lightrag_vectors(where, records, dim)
         out: F32Matrix = matrix
@@ -411,7 +413,8 @@ class _NanoWriter(RowWriter):
 
     def add(self, block: F32Matrix) -> None:
         assert self._sync is not None and self._matrix is not None, "begin() first"
-        data = l2_normalise(block).astype("<f4", copy=False).tobytes()
+        # The engine refused zero, NaN and inf rows before they got here.
+        data = l2_normalize(block).astype("<f4", copy=False).tobytes()
         self._matrix.write(data)
         self._sync.wrote(len(data) * 4 // 3)
 
