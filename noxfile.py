@@ -10,12 +10,7 @@ Interpreters are found on PATH or in pyenv's versions directory; with CI set (or
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import shutil
-import signal
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -468,123 +463,20 @@ def demo(session: nox.Session) -> None:
 
 # -- package: the built files, as users will install them ------------------------------------
 
-# Each package's README quick start (its first ```python block) is run against the fake
-# server under this model name, with the README's server URL swapped for the fake one.
-README_URLS = ("http://127.0.0.1:8000/v1", "http://localhost:8000/v1")
-README_MODEL = "minilm"
-
-
-def _packages() -> list[tuple[str, Path]]:
-    """(distribution name, directory) of every package under packages/, core first."""
-    found = []
-    for pyproject in sorted(ROOT.glob("packages/*/pyproject.toml")):
-        name = nox.project.load_toml(pyproject)["project"]["name"]
-        found.append((name, pyproject.parent))
-    return sorted(found, key=lambda item: item[0] != "vllm-embed")
-
-
-def _readme_example(readme: Path, base_url: str) -> str:
-    text = readme.read_text(encoding="utf-8")
-    start = text.index("```python\n") + len("```python\n")
-    code = text[start : text.index("\n```", start)]
-    for url in README_URLS:
-        code = code.replace(url, base_url)
-    return code
-
-
-def _start_fake_server(python: str) -> tuple[subprocess.Popen[bytes], str]:
-    server = ROOT / "shared" / "vllm_embed_testing" / "fake_server.py"
-    config = json.dumps({"model": README_MODEL, "dim": 384})
-    process = subprocess.Popen(
-        [python, str(server), config], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        raise RuntimeError(f"fake server did not start (exit code {process.wait()})")
-    return process, f"http://127.0.0.1:{json.loads(line)['port']}/v1"
-
-
-# A README example that has not finished by then is hung (seen: a local Ray driver
-# waiting on a raylet whose workers had died); it is killed with its
-# whole process group (Ray's daemons included) and tried once more, then fails loudly.
-EXAMPLE_TIMEOUT_S = 300
-_EXAMPLE_ENV = {
-    # Ray (vllm-embed-ray's example starts a local Ray): the settings tests/ray uses.
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_enable_worker_prestart": "0",
-    "RAY_agent_register_timeout_ms": "120000",
-}
-
-
-def _run_example(session: nox.Session, python: str, example: str, work: Path) -> None:
-    # TMPDIR: the system one, not nox's session tmp (which lies inside the session's
-    # virtualenv): Ray refuses a temp_dir under a virtualenv root ("temp_dir must not be
-    # child directory of virtualenv root"), its workers die, and ray.init waits forever.
-    env = {**os.environ, **_EXAMPLE_ENV, "TMPDIR": tempfile.gettempdir()}
-    for attempt in (1, 2):
-        session.log(f"README example in {work.name} (attempt {attempt})")
-        proc = subprocess.Popen([python, "-c", example], cwd=work, env=env, start_new_session=True)
-        try:
-            code = proc.wait(timeout=EXAMPLE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            session.warn(f"README example in {work.name} hung for {EXAMPLE_TIMEOUT_S} s")
-            continue
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # whatever it left running (Ray daemons)
-        if code != 0:
-            session.error(f"README example in {work.name} failed with exit code {code}")
-        return
-    session.error(f"README example in {work.name} hung twice ({EXAMPLE_TIMEOUT_S} s each)")
-
 
 @nox.session(python=MAIN_PYTHON)
 def package(session: nox.Session) -> None:
     """Build wheel + sdist of every package, `twine check` them, then install each one into
     a fresh virtualenv from the built files plus the package registries only, import it and
-    run its README quick start against the fake server (a missing dependency fails here)."""
+    run its README quick start against the fake server (a missing dependency fails here).
+    The checks are tools/check_packages.py."""
     session.install("uv", "twine", "numpy")
     tmp = Path(session.create_tmp()).resolve()
-    dist = tmp / "dist"
-    shutil.rmtree(dist, ignore_errors=True)
-    packages = _packages()
-    for _, directory in packages:
-        session.run("uv", "build", "--no-sources", "--out-dir", str(dist), str(directory))
-    built = sorted(str(f) for pattern in ("*.whl", "*.tar.gz") for f in dist.glob(pattern))
-    session.run("twine", "check", "--strict", *built)
-
-    refresh = [arg for name, _ in packages for arg in ("--refresh-package", name)]
-    python = str(Path(session.bin) / "python")
-    server, base_url = _start_fake_server(python)
-    try:
-        for name, directory in packages:
-            wheel = next(dist.glob(f"{name.replace('-', '_')}-*.whl"))
-            version = wheel.name.split("-")[1]
-            venv = tmp / f"venv-{name}"
-            shutil.rmtree(venv, ignore_errors=True)
-            session.run("uv", "venv", "--quiet", "--python", python, str(venv))
-            venv_python = str(venv / "bin" / "python")
-            # --refresh-package: uv's cache keeps a wheel per file name; ours must come
-            # from this build, never from an earlier one of the same version.
-            session.run(
-                "uv", "pip", "install", "--python", venv_python, "--find-links", str(dist),
-                *refresh, f"{name}=={version}",
-            )  # fmt: skip
-            module = name.replace("-", "_")
-            check = (
-                "import importlib.metadata as m, sys; "
-                f"import {module}; "
-                f"assert m.version({name!r}) == {module}.__version__ == {version!r}; "
-                f"print({module}.__name__, m.version({name!r}), 'from', {module}.__file__)"
-            )
-            session.run(venv_python, "-c", check, external=True)
-            work = tmp / f"readme-{name}"
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir()
-            example = _readme_example(directory / "README.md", base_url)
-            _run_example(session, venv_python, example, work)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    # TMPDIR: the system one, not the session tmp nox sets (it lies inside the session's
+    # virtualenv, where Ray refuses its temp_dir: the Ray README example would hang).
+    session.run(
+        "python",
+        str(ROOT / "tools" / "check_packages.py"),
+        str(tmp),
+        env={"TMPDIR": tempfile.gettempdir()},
+    )
