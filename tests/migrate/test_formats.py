@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from vllm_embed.migrate import (
     open_store,
     work_dir_for,
 )
-from vllm_embed.migrate.llamaindex import embed_text_fallback
+from vllm_embed.migrate.llamaindex import LLAMAINDEX_NODE_KEY, embed_text_fallback, node_embed_text
 from vllm_embed.migrate.nanovectordb import decode_lightrag_vector
 from vllm_embed_testing.fake_server import fake_vector
 from vllm_embed_testing.respx_vllm import DIM, MODEL
@@ -200,6 +201,30 @@ def test_llamaindex_fallback_matches_llamaindex(tmp_path):
     assert expected
     for node_id, text in expected.items():
         assert embed_text_fallback(data[node_id]["__data__"]) == text
+
+
+def test_node_embed_text_is_the_same_with_and_without_llamaindex(tmp_path, monkeypatch):
+    """Vector stores keep a node's JSON under _node_content, its text in a column (Chroma,
+    LanceDB, Milvus, Postgres) or inside the JSON (Qdrant): one rule for all, and the
+    built-in rebuild gives what llama-index-core gives."""
+    directory = make_llamaindex_store(tmp_path / "storage")
+    expected = _llama_embed_texts(directory)
+    data = json.loads((directory / "docstore.json").read_bytes())["docstore/data"]
+    cases = []
+    for node_id, text in expected.items():
+        node = data[node_id]["__data__"]
+        column_text = node["text"] if isinstance(node.get("text"), str) else None
+        cases.append(({LLAMAINDEX_NODE_KEY: json.dumps(node)}, None, text))
+        cases.append(({LLAMAINDEX_NODE_KEY: json.dumps({**node, "text": ""})}, column_text, text))
+    cases.append(({LLAMAINDEX_NODE_KEY: "not json"}, "the document", "the document"))
+    cases.append(({}, "the document", "the document"))
+    cases.append(({LLAMAINDEX_NODE_KEY: "not json"}, None, None))
+    assert any("\n\n" in text for _, _, text in cases if text)  # metadata is in some texts
+    for metadata, text, want in cases:
+        assert node_embed_text(metadata, text) == want
+    monkeypatch.setitem(sys.modules, "llama_index.core.schema", None)  # the built-in rule
+    for metadata, text, want in cases:
+        assert node_embed_text(metadata, text) == want
 
 
 def test_langchain_dump(tmp_path, fake_vllm, client):

@@ -62,7 +62,7 @@ from ._dirstore import swap_directory
 from ._jsonio import fsync_file
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, Store, check_rows
-from .llamaindex import embed_text_fallback
+from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
 
 __all__ = ["CHROMA_FILE", "ChromaStore", "is_chroma_dir", "read_chroma"]
 
@@ -72,7 +72,6 @@ CHROMA_FILE = "chroma.sqlite3"
 #: The registry name of vllm-embed-chroma's embedding function, whose record describes
 #: the vectors (so a migration rewrites it).
 VLLM_EMBED_FUNCTION = "vllm-embed"
-LLAMAINDEX_NODE_KEY = "_node_content"
 #: Stored vectors kept from reading, for ``doctor --store``'s probe.
 SAMPLE_ROWS = 16
 _PAGE = 1000
@@ -235,7 +234,8 @@ class ChromaStore(Store):
             self.ids.extend(f"{c.label}/{i}" if prefix else i for i in c.ids)
             if c.llamaindex:
                 self.texts.extend(
-                    _llamaindex_text(d, m) for d, m in zip(c.documents, c.metadatas, strict=True)
+                    node_embed_text(m, d) if isinstance(d, str) else None
+                    for d, m in zip(c.documents, c.metadatas, strict=True)
                 )
             else:
                 self.texts.extend(c.documents)
@@ -653,31 +653,6 @@ def _check_records(
                     "metadata"
                 )
         done += len(got_ids)
-
-
-def _llamaindex_text(document: str | None, metadata: dict[str, Any] | None) -> str | None:
-    """What LlamaIndex embeds for a node stored in Chroma (``MetadataMode.EMBED``)."""
-    if not isinstance(document, str):
-        return None
-    raw = (metadata or {}).get(LLAMAINDEX_NODE_KEY)
-    if not isinstance(raw, str):
-        return document
-    try:
-        from llama_index.core.schema import MetadataMode
-        from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
-        node = metadata_dict_to_node(dict(metadata or {}), text=document)
-        return str(node.get_content(metadata_mode=MetadataMode.EMBED))
-    except ImportError:
-        pass
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return document
-    if not isinstance(data, dict):
-        return document
-    data["text"] = document
-    return embed_text_fallback(data)
 
 
 # -- reading ----------------------------------------------------------------------------

@@ -50,7 +50,8 @@ from ._jsonio import fsync_file
 from ._lance_indexes import Index, create_indexes, read_index
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, RowWriter, check_rows
-from .chroma import LLAMAINDEX_NODE_KEY, _llamaindex_text, _Progress
+from .chroma import _Progress
+from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
 
 __all__ = ["LANCE_SUFFIX", "LanceDBStore", "is_lancedb_dir", "read_lancedb"]
 
@@ -510,7 +511,10 @@ def _read_table(path: Path, table: Any, text_field: str | None) -> _Table:
     texts = data.column(column).to_pylist()
     if kind == "LlamaIndex LanceDBVectorStore":
         metadatas = data.column("metadata").to_pylist()
-        texts = [_llamaindex_text(x, m) for x, m in zip(texts, metadatas, strict=True)]
+        texts = [
+            node_embed_text(m, x) if isinstance(x, str) else None
+            for x, m in zip(texts, metadatas, strict=True)
+        ]
     if "id" in field_names:
         ids = [str(i) for i in data.column("id").to_pylist()]
     else:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,17 @@ from vllm_embed._errors import StoreFormatError
 from ._jsonio import load_json
 from ._store import F32Matrix, Rows, Store, check_rows, sample_from
 
-__all__ = ["LlamaIndexStore", "embed_text_fallback", "read_llamaindex"]
+__all__ = [
+    "LLAMAINDEX_NODE_KEY",
+    "LlamaIndexStore",
+    "embed_text_fallback",
+    "node_embed_text",
+    "read_llamaindex",
+]
 
+#: Where LlamaIndex's vector stores (Chroma, Qdrant, LanceDB, Milvus, Postgres) keep a
+#: node's JSON in its metadata.
+LLAMAINDEX_NODE_KEY = "_node_content"
 VECTOR_STORE_FILE = "default__vector_store.json"
 DOCSTORE_FILE = "docstore.json"
 _PER_NODE_MAPS = ("text_id_to_ref_doc_id", "metadata_dict")
@@ -70,6 +79,42 @@ def embed_text_fallback(data: dict[str, Any]) -> str | None:
         return text
     text_template = data.get("text_template", "{metadata_str}\n\n{content}")
     return str(text_template.format(content=text, metadata_str=metadata_str)).strip()
+
+
+def node_embed_text(metadata: Mapping[str, Any] | None, text: str | None = None) -> str | None:
+    """The text LlamaIndex embeds (``get_content(MetadataMode.EMBED)``) for a node a vector
+    store keeps in its metadata: the node's JSON under ``_node_content``, its text in a
+    column of its own (``text``: Chroma, LanceDB, Milvus, Postgres) or inside that JSON
+    (``text=None``: Qdrant). Built by llama-index-core when it is importable, else by
+    :func:`embed_text_fallback`. Without node JSON (or with JSON that cannot be read as a
+    node) the answer is ``text``; a node without text gives None."""
+    metadata = dict(metadata or {})
+    raw = metadata.get(LLAMAINDEX_NODE_KEY)
+    if not isinstance(raw, str) or not raw:
+        return text
+    try:
+        from llama_index.core.schema import MetadataMode
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+    except ImportError:
+        pass
+    else:
+        try:
+            node = metadata_dict_to_node(metadata, text=text)
+            if text is None and not node.get_content(metadata_mode=MetadataMode.NONE):
+                return None
+            return str(node.get_content(metadata_mode=MetadataMode.EMBED))
+        except Exception:  # JSON LlamaIndex cannot load as a node: as without one
+            return text
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return text
+    if not isinstance(data, dict):
+        return text
+    if text is not None:
+        data["text"] = text
+        data.pop("text_resource", None)
+    return embed_text_fallback(data)
 
 
 def _llamaindex_embed_text() -> Callable[[dict[str, Any]], str | None] | None:

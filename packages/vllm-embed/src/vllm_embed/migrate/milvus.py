@@ -51,7 +51,8 @@ from ._jsonio import fsync_file
 from ._milvus_lite import LiteClient, count_rows, iterate_rows, pymilvus_module, served_here
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, check_rows
-from .chroma import LLAMAINDEX_NODE_KEY, _llamaindex_text, _Progress
+from .chroma import _Progress
+from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
 
 __all__ = ["MilvusLiteStore", "is_milvus_lite_dir", "read_milvus"]
 
@@ -497,7 +498,7 @@ def _read_collection(path: Path, client: Any, name: str, text_field: str | None)
         text = record.get(column)
         if LLAMAINDEX_NODE_KEY in record and isinstance(text, str):
             llamaindex = True
-            text = _llamaindex_text(text, record)
+            text = node_embed_text(record, text)
         c.texts.append(text if isinstance(text, str) else None)
         if isinstance(text, str) and text.strip() and len(sample) < SAMPLE_ROWS:
             sample.append((record[primary], text))

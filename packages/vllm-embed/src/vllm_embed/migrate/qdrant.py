@@ -60,7 +60,7 @@ from ._jsonio import fsync_file
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, Store, check_rows
 from .chroma import _Progress
-from .llamaindex import embed_text_fallback
+from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
 
 __all__ = [
     "QdrantStore",
@@ -75,7 +75,6 @@ logger = logging.getLogger(__name__)
 META_FILE = "meta.json"
 COLLECTIONS_DIR = "collection"
 LANGCHAIN_CONTENT_KEY = "page_content"
-LLAMAINDEX_NODE_KEY = "_node_content"
 LLAMAINDEX_VECTOR = "text-dense"
 #: The unnamed (default) vector, as qdrant-client names it in a named-vector dict.
 UNNAMED = ""
@@ -616,7 +615,7 @@ def _texts(
         )
     if any(LLAMAINDEX_NODE_KEY in p for p in payloads):
         return (
-            [_llamaindex_text(p) for p in payloads],
+            [node_embed_text(p) for p in payloads],
             "LlamaIndex QdrantVectorStore",
             f"payload {LLAMAINDEX_NODE_KEY!r} (as LlamaIndex embeds it)",
         )
@@ -633,29 +632,6 @@ def _texts(
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _llamaindex_text(payload: dict[str, Any]) -> str | None:
-    """What LlamaIndex embeds for a node stored in Qdrant (``MetadataMode.EMBED``)."""
-    raw = payload.get(LLAMAINDEX_NODE_KEY)
-    if not isinstance(raw, str):
-        return None
-    try:
-        from llama_index.core.schema import MetadataMode
-        from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
-        node = metadata_dict_to_node(dict(payload))
-        text = node.get_content(metadata_mode=MetadataMode.NONE)
-        return str(node.get_content(metadata_mode=MetadataMode.EMBED)) if text else None
-    except ImportError:
-        pass
-    except Exception:
-        return None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    return embed_text_fallback(data) if isinstance(data, dict) else None
 
 
 def _sample(texts: list[str | None], stored: list[Any]) -> tuple[list[str], F32Matrix] | None:

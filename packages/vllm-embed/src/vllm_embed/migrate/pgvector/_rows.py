@@ -3,37 +3,18 @@ embeds, rebuilt from ``metadata_->>'_node_content'``), and a sample for ``doctor
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from ..llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
 from ._driver import quote
 from ._layouts import PgTarget
 
 if TYPE_CHECKING:
     import psycopg
-
-
-def _llamaindex_text(raw: str, node_content: str | None) -> str:
-    """The text LlamaIndex embeds for a row (``get_content(MetadataMode.EMBED)``)."""
-    if not node_content:
-        return raw
-    try:
-        data = json.loads(node_content)
-    except json.JSONDecodeError:
-        return raw
-    if not isinstance(data, dict):
-        return raw
-    from ..llamaindex import embed_text_fallback
-
-    data = dict(data)
-    data["text"] = raw
-    data.pop("text_resource", None)
-    built = embed_text_fallback(data)
-    return built if built else raw
 
 
 def select_columns(target: PgTarget, alias: str) -> str:
@@ -54,7 +35,10 @@ def to_batch(target: PgTarget, rows: list[tuple[Any, ...]]) -> Batch:
     keys = [tuple(str(v) for v in row[:n]) for row in rows]
     raw = [str(row[n]) if row[n] is not None else "" for row in rows]
     if target.layout == "llamaindex":
-        texts = [_llamaindex_text(r, row[n + 1]) for r, row in zip(raw, rows, strict=True)]
+        texts = [
+            node_embed_text({LLAMAINDEX_NODE_KEY: row[n + 1]}, r) or r
+            for r, row in zip(raw, rows, strict=True)
+        ]
     else:
         texts = list(raw)
     return Batch(keys, raw, texts)
