@@ -7,10 +7,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ._jsonio import fsync_dir
-from ._store import Store
+from ._space import EmbeddingSpace
+from ._store import F32Matrix, Store
 
 __all__ = ["DirectoryStore", "exchange_directories", "swap_directory"]
 
@@ -51,9 +54,46 @@ def swap_directory(new: Path, target: Path, backup: Path | None) -> Path | None:
 
 
 class DirectoryStore(Store):
-    """A store that is a whole directory, replaced by an exchange of directories."""
+    """A store that is a whole directory, replaced by an exchange of directories.
+
+    Its parts (LanceDB tables, Milvus Lite collections: ``_parts``) each have a ``name``,
+    ``ids``, ``texts``, ``dim``, a ``sample`` (or None), ``recorded_space()`` and
+    ``sample_vectors(count)``; the store is their concatenation, ids prefixed with the
+    part's name when there are several.
+    """
 
     installs_itself = True
+
+    @property
+    def _parts(self) -> Sequence[Any]:
+        raise NotImplementedError
+
+    def _join_parts(self) -> None:
+        """``old_dim``, ``ids`` and ``texts`` of the whole store, from its parts."""
+        parts = self._parts
+        dims = {p.dim for p in parts}
+        self.old_dim = min(dims) if dims else None
+        prefix = len(parts) > 1
+        self.ids = [f"{p.name}/{i}" if prefix else i for p in parts for i in p.ids]
+        self.texts = [text for p in parts for text in p.texts]
+
+    @property
+    def collections(self) -> list[str]:
+        """The migrated parts (``--collection`` picks one)."""
+        return [p.name for p in self._parts]
+
+    def recorded_space(self) -> EmbeddingSpace | None:
+        for p in self._parts:
+            space = p.recorded_space()
+            if space is not None:
+                return space  # type: ignore[no-any-return]
+        return None
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        for p in self._parts:
+            if p.sample is not None:
+                return p.sample_vectors(count)  # type: ignore[no-any-return]
+        return None
 
     def source_files(self) -> list[Path]:
         return sorted(p for p in self.path.rglob("*") if p.is_file())

@@ -179,16 +179,11 @@ class LanceDBStore(DirectoryStore):
             if "LlamaIndex LanceDBVectorStore" in kinds
             else ""
         )
-        dims = {t.dim for t in tables}
-        self.old_dim = min(dims) if dims else None
-        prefix = len(tables) > 1
-        self.ids = [f"{t.name}/{i}" if prefix else i for t in tables for i in t.ids]
-        self.texts = [text for t in tables for text in t.texts]
+        self._join_parts()
 
     @property
-    def collections(self) -> list[str]:
-        """The migrated tables (``--collection`` picks one)."""
-        return [t.name for t in self._tables]
+    def _parts(self) -> list[_Table]:
+        return self._tables
 
     def collection_views(self) -> list[LanceTableView]:
         """Each table with its own recorded space and probe sample (``doctor --store``)."""
@@ -198,19 +193,6 @@ class LanceDBStore(DirectoryStore):
     def record_space(self, out: Path, space: EmbeddingSpace) -> None:
         """Kept for `write`: the record goes into each migrated table's schema metadata."""
         self._space = space
-
-    def recorded_space(self) -> EmbeddingSpace | None:
-        for t in self._tables:
-            space = t.recorded_space()
-            if space is not None:
-                return space
-        return None
-
-    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
-        for t in self._tables:
-            if t.sample is not None:
-                return t.sample_vectors(count)
-        return None
 
     def warm_up(self) -> None:
         _lancedb()

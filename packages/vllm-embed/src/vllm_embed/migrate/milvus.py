@@ -159,14 +159,11 @@ class MilvusLiteStore(DirectoryStore):
             if "LlamaIndex MilvusVectorStore" in kinds
             else ""
         )
-        self.old_dim = min(c.dim for c in collections)
-        prefix = len(collections) > 1
-        self.ids = [f"{c.name}/{i}" if prefix else i for c in collections for i in c.ids]
-        self.texts = [t for c in collections for t in c.texts]
+        self._join_parts()
 
     @property
-    def collections(self) -> list[str]:
-        return [c.name for c in self._collections]
+    def _parts(self) -> list[_Collection]:
+        return self._collections
 
     def collection_views(self) -> list[MilvusCollectionView]:
         return [MilvusCollectionView(c.name, c) for c in self._collections]
@@ -175,19 +172,6 @@ class MilvusLiteStore(DirectoryStore):
     def record_space(self, out: Path, space: EmbeddingSpace) -> None:
         """Kept for `write`: the record goes into each migrated collection's properties."""
         self._space = space
-
-    def recorded_space(self) -> EmbeddingSpace | None:
-        for c in self._collections:
-            space = c.recorded_space()
-            if space is not None:
-                return space
-        return None
-
-    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
-        for c in self._collections:
-            if c.sample is not None:
-                return c.sample_vectors(count)
-        return None
 
     def warm_up(self) -> None:
         pymilvus_module()
