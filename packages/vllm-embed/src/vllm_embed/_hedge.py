@@ -241,19 +241,23 @@ def race_sync(
             step.stats.add(hedges=1)
             submit(*second)
     pending = set(running) - done
-    while True:
-        for future in done:
-            ep = running[future]
-            exc = future.exception()
-            if exc is None:
-                outcome.winner, outcome.seconds = (ep, future.result()[0]), future.result()[1]
-                if ep is not step.first[0]:
-                    step.stats.add(hedges_won=1)
-                return outcome
-            outcome.failures.append((ep, exc))
-        if not pending:
-            return outcome
+    while not _settle(step, outcome, [(running[f], f) for f in done]) and pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
+    return outcome
+
+
+def _settle(step: Hedge, outcome: Outcome, finished: list[tuple[Endpoint, Any]]) -> bool:
+    """Record the requests that ``finished`` (futures or tasks, done): True once one
+    answered (``outcome.winner``, and ``hedges_won`` when it was the duplicate)."""
+    for ep, job in finished:
+        exc = job.exception()
+        if exc is None:
+            outcome.winner, outcome.seconds = (ep, job.result()[0]), job.result()[1]
+            if ep is not step.first[0]:
+                step.stats.add(hedges_won=1)
+            return True
+        outcome.failures.append((ep, exc))
+    return False
 
 
 async def race_async(
@@ -287,19 +291,9 @@ async def race_async(
                 step.stats.add(hedges=1)
                 submit(*second)
         pending = set(running) - done
-        while True:
-            for task in done:
-                ep = running[task]
-                exc = task.exception()
-                if exc is None:
-                    outcome.winner, outcome.seconds = (ep, task.result()[0]), task.result()[1]
-                    if ep is not step.first[0]:
-                        step.stats.add(hedges_won=1)
-                    return outcome
-                outcome.failures.append((ep, exc))
-            if not pending:
-                return outcome
+        while not _settle(step, outcome, [(running[t], t) for t in done]) and pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        return outcome
     finally:
         for task in running:
             task.cancel()  # the loser (or both, when the caller was cancelled)
