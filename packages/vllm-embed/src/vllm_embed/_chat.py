@@ -26,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from vllm_embed._errors import InputNotSupportedError, InvalidInputError
+from vllm_embed._http_errors import error_from_response
+from vllm_embed._wire import decode_response, parse_error_body, rejects_encoding
 
 __all__ = [
     "chat_steps",
@@ -167,9 +169,6 @@ def chat_steps(
     post: Any, model: str, messages: list[dict[str, Any]], embed_dtype: str
 ) -> Generator[Any, Any, npt.NDArray[np.float32]]:
     """One conversation's vector (the endpoint's negotiated encoding, as for texts)."""
-    from vllm_embed._http_errors import error_from_response
-    from vllm_embed._wire import decode_response, parse_error_body, rejects_encoding
-
     asked: dict[str, str] = {}
 
     def request_for(ep: Any) -> tuple[str, bytes]:

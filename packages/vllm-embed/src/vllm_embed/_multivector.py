@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vllm_embed._errors import APIError, InvalidInputError
-from vllm_embed._wire import EncodingState, rejects_encoding
+from vllm_embed._errors import APIError, InvalidInputError, VectorWidthError
+from vllm_embed._http_errors import error_from_response
+from vllm_embed._wire import EncodingState, parse_error_body, rejects_encoding
 
 __all__ = ["MAX_BATCH", "MULTIVECTOR_ENCODINGS", "MultiVectorState", "maxsim", "multivector_steps"]
 
@@ -148,9 +149,6 @@ def _decode_bytes(content: bytes, header: str, n: int, url: str) -> tuple[list[F
     return out, "bytes", tokens
 
 
-Steps = Generator[Any, Any, Any]
-
-
 def multivector_steps(
     post: Any,
     state: MultiVectorState,
@@ -160,9 +158,6 @@ def multivector_steps(
     embed_dtype: str,
 ) -> Generator[Any, Any, tuple[list[F32], int]]:
     """One batch: ``(rows per input, prompt tokens)``; encodings negotiated per endpoint."""
-    from vllm_embed._http_errors import error_from_response
-    from vllm_embed._wire import parse_error_body
-
     n = len(inputs)
     asked: dict[str, str] = {}
 
@@ -187,8 +182,6 @@ def multivector_steps(
                 enc_state.reject(encoding)  # ignored encoding_format
             widths = {int(r.shape[1]) for r in rows}
             if len(widths) > 1 or (state.dim is not None and widths != {state.dim}):
-                from vllm_embed._errors import VectorWidthError
-
                 raise VectorWidthError(
                     f"{ep.display_url} returned token vectors {sorted(widths)} wide where "
                     f"{state.dim} was expected; nothing was cached.",

@@ -35,6 +35,8 @@ import numpy as np
 import numpy.typing as npt
 
 from vllm_embed._errors import APIError, InvalidInputError, RerankNotSupportedError
+from vllm_embed._http_errors import error_from_response
+from vllm_embed._wire import parse_error_body
 
 __all__ = [
     "RerankResult",
@@ -218,9 +220,6 @@ Post = Callable[[Callable[[Any], tuple[str, bytes]]], Generator[Any, Any, tuple[
 
 
 def _final_error(ep: Any, reply: Any, model: str) -> Exception:
-    from vllm_embed._http_errors import error_from_response
-    from vllm_embed._wire import parse_error_body
-
     return error_from_response(
         reply.status,
         parse_error_body(reply.content),
