@@ -1,6 +1,7 @@
-"""What the database-directory formats share (LanceDB, Milvus Lite): the new database is
-built in a copy of the directory by the store's own library, verified, then exchanged
-with the original, which is kept as ``NAME.d<old dim>.bak`` (as for Chroma)."""
+"""What the database-directory formats share (Chroma, LanceDB, Milvus Lite; Qdrant uses
+`swap_directory`): the new database is built in a copy of the directory by the store's own
+library, verified, then exchanged with the original, which is kept as
+``NAME.d<old dim>.bak``."""
 
 from __future__ import annotations
 
@@ -56,10 +57,11 @@ def swap_directory(new: Path, target: Path, backup: Path | None) -> Path | None:
 class DirectoryStore(Store):
     """A store that is a whole directory, replaced by an exchange of directories.
 
-    Its parts (LanceDB tables, Milvus Lite collections: ``_parts``) each have a ``name``,
-    ``ids``, ``texts``, ``dim``, a ``sample`` (or None), ``recorded_space()`` and
-    ``sample_vectors(count)``; the store is their concatenation, ids prefixed with the
-    part's name when there are several.
+    Its parts (``_parts``: Chroma collections, LanceDB tables, Milvus Lite collections)
+    each have a ``sample`` (or None), ``recorded_space()`` and ``sample_vectors(count)``.
+    The store is their concatenation: `_join_parts` joins parts that have a ``name``,
+    ``ids``, ``texts`` and ``dim``, ids prefixed with the part's name when there are
+    several (Chroma joins its collections itself, by label and its text rule).
     """
 
     installs_itself = True
