@@ -9,7 +9,7 @@ cache, so the figures are the client's):
 1. **multi-vector**: ``embed_multivector`` of texts of 128 tokens (126 words + [CLS], [SEP])
    through the binary path (``bytes``: one ``np.frombuffer`` per text) against the same
    requests taken as JSON floats (``encoding="float"``: what Haystack's vLLM multi-vector
-   embedder does). Target (issue 20): at least 10x the rate.
+   embedder does). Target: at least 10x the rate.
 2. **rerank**: ``client.rerank(query, 1000 documents)`` against raw httpx posting the same
    batches to ``/rerank`` and reading the scores (client CPU, ``time.process_time``).
    Target: under 1 ms of client time per 100 documents over raw httpx.

@@ -11,7 +11,7 @@ memory page), and each client in a fresh interpreter pinned to the other core:
 - ``openai SDK (default)``, batch 256 (base64 JSON, lists out);
 
 each direct and through nginx, so the proxy's own cost is shown separately (through /
-direct). Target (issue 22): through nginx, vllm-embed with default settings at least 5x the
+direct). Target: through nginx, vllm-embed with default settings at least 5x the
 openai SDK through the same proxy. Prints a table; writes ``benchmarks/results/proxy.json``.
 """
 

@@ -1,4 +1,4 @@
-"""JSON configs like seed 004's: an `embedder` object inside a larger app config."""
+"""JSON configs like a PDF knowledge base's: an `embedder` object inside a larger app config."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def test_toml_round_trip(table: dict[str, Any], others: dict[str, Any], where: s
         path.write_text(tomlkit.dumps(doc))
         cfg = load_config(path, env={})
     _check_fields(cfg, table)
-    # seed 000's [vector] sits next to [embedding]; it is not [tool.vllm-embed]'s
+    # kano-backlog's [vector] sits next to [embedding]; it is not [tool.vllm-embed]'s
     assert cfg.vector == ({} if where == "tool" else doc["vector"])
     prefix = "tool.vllm-embed" if where == "tool" else "embedding"
     assert cfg.origins["base_urls"] == f"file:{path}#{prefix}.base_url"

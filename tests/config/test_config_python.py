@@ -1,4 +1,4 @@
-"""Python config modules like the DVD pipeline's `config.py` (seed 001)."""
+"""Python config modules like the DVD video-QA pipeline's `config.py`."""
 
 from __future__ import annotations
 

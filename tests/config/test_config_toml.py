@@ -1,4 +1,4 @@
-"""TOML configs as the apps write them: seed 000's [embedding] + [vector], our own tables."""
+"""TOML configs as the apps write them: kano-backlog's [embedding] + [vector], our own tables."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ def test_every_check_passes_against_a_matching_server(tmp_path: Path) -> None:
 
 
 def test_seed_000_wrong_dimension_names_the_store_and_the_migrate_command() -> None:
-    """Seed 000 declares 1024 (bge-large-zh); the server produces 384."""
+    """kano-backlog's config declares 1024 (bge-large-zh); the server produces 384."""
     with respx.mock(assert_all_called=False) as router:
         mock_vllm(router, models=["BAAI/bge-large-zh-v1.5"])
         result = run(str(KANO), "--base-url", BASE_URL)

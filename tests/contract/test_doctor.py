@@ -1,8 +1,9 @@
 """`vllm-embed doctor` against the live vLLM server (all-MiniLM-L6-v2 served as "minilm").
 
-The configs are written in the seeds' own shapes (seed 000 TOML, seed 004 JSON, seed 001
-Python module) and point at the session's server. The key reaches them through
-``${VAR}`` so the tests also prove it never shows up in the output.
+The configs are written in the shapes real apps use (kano-backlog's TOML, a PDF knowledge
+base's JSON, the DVD video-QA pipeline's Python module) and point at the session's server.
+The key reaches them through ``${VAR}`` so the tests also prove it never shows up in the
+output.
 """
 
 from __future__ import annotations

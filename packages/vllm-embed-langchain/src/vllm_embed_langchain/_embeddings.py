@@ -52,7 +52,7 @@ class VLLMEmbeddings(LazyClientsMixin, BaseModel, Embeddings):
             vectors = emb.embed_documents(["first text", "second text"])
             query = emb.embed_query("what is the first text about?")
 
-    Every field left at ``None`` takes the core client's default (batch 64, 8 requests in
+    Every field left at ``None`` takes the core client's default (batch 256, 8 requests in
     flight, 5 attempts with backoff, 60 s timeout, best encoding the server offers).
     The API key falls back to ``VLLM_EMBED_API_KEY``, ``VLLM_API_KEY``, ``OPENAI_API_KEY``;
     the base URL to ``VLLM_EMBED_BASE_URL``, ``OPENAI_BASE_URL`` (read by the core).

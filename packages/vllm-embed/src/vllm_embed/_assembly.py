@@ -194,9 +194,9 @@ class ClientAssembly(ClientOptions[HttpT]):
     ) -> EmbedPlan:
         """What one embed call sends: instructions applied (``kind``), batches planned.
 
-        Together with the twins' ``_embed_plan`` (which runs a plan and returns the
-        result) this is the seam for anything that wants to send fewer texts, e.g. a cache:
-        plan, look ``plan.inputs`` up, run a plan of the misses, merge.
+        The twins' ``_embed_plan`` runs the plan. A cache works before this: the twins'
+        ``_embed_cached`` looks the raw texts up (under `_cache_space`) and sends only the
+        unique misses through ``_embed_items``, which calls this.
         """
         return self._plan(self._apply_kind(items, kind, model), max_model_len)
 

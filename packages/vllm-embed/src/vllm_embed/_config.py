@@ -21,8 +21,9 @@ Precedence, highest first: explicit arguments (``overrides=``) > our environment
 variables > the file > other tools' variables used as fallbacks (``OPENAI_BASE_URL``,
 ``OPENAI_API_BASE``, ``VLLM_API_KEY``, ``OPENAI_API_KEY``) > defaults. The only default
 value is ``https://api.openai.com/v1`` as base URL when the file says
-``provider = "openai"`` and nothing gives a base URL (seed 000's "No base_url = use official
-OpenAI API"). Other unset fields stay ``None`` and mean "the client's default".
+``provider = "openai"`` and nothing gives a base URL (the convention of kano-backlog's
+``[embedding]`` table: no ``base_url`` means OpenAI's own API). Other unset fields stay
+``None`` and mean "the client's default".
 
 String values may use ``${VAR}`` / ``${VAR:-default}`` (environment), so keys need not
 sit in files. :attr:`EmbedConfig.origins` records where every field came from.
@@ -102,8 +103,8 @@ class EmbedConfig:
 
     ``dimension`` is what the app *declares* (what its existing store was built with);
     ``dimensions`` is a Matryoshka request sent to the server. ``vector`` is the app's
-    vector-store table (seed 000's ``[vector]``), kept as-is; ``extra`` holds the other
-    keys of the app's section. ``origins`` maps each setting to ``"argument"``,
+    vector-store table (a ``[vector]`` table such as kano-backlog's), kept as-is; ``extra``
+    holds the other keys of the app's section. ``origins`` maps each setting to ``"argument"``,
     ``"env:VAR"``, ``"file:<path>#<key>"`` or ``"default"``. The repr masks keys.
     """
 

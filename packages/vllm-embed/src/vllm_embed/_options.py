@@ -139,8 +139,9 @@ class ClientOptions(Generic[HttpT]):
             ``redis://host:port/db`` / ``rediss://...`` (``pip install
             'vllm-embed[redis]'``), or an :class:`~vllm_embed.EmbeddingCache` for size
             limit, TTL, dtype, namespace and ``strict``. Only texts not cached go to the
-            server; keys cover the served model (re-checked once per client with a probe
-            vector), role, instruction, dimensions, normalisation, truncation and dtype.
+            server; keys cover the served model (re-checked with a probe vector once per
+            client and settings), role, instruction, dimensions, normalisation, truncation,
+            dtypes and the cache's namespace.
             Default ``None``: no cache. ``VLLM_EMBED_CACHE`` / the config's ``cache``.
         verify: TLS verification for ``https://`` URLs: ``True`` (default; honours
             ``SSL_CERT_FILE``, ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE``), the path of a CA

@@ -3,14 +3,14 @@
 Auto-detection, first match wins:
 
 1. ``[tool.vllm-embed]`` (pyproject.toml), or a top-level ``vllm-embed`` table;
-2. a top-level ``embedding`` / ``embedder`` / ``embeddings`` table (seed 000's TOML);
+2. a top-level ``embedding`` / ``embedder`` / ``embeddings`` table (kano-backlog's TOML);
 3. an ``embedder`` / ``embedding`` / ``embeddings`` object anywhere below, the shallowest
-   one (seed 004's ``pdf_knowledge.embedder``); two at the same depth is ambiguous;
+   one (a PDF knowledge base's ``pdf_knowledge.embedder``); two at the same depth is ambiguous;
 4. the top level itself, when it holds known keys (a ``vllm-embed.toml`` or a JSON file
    that *is* the embedder object).
 
 ``section="a.b.c"`` skips detection. A ``vector`` table inside the section, or next to it
-(seed 000's ``[vector]``), is returned alongside so it can be kept and exposed.
+(kano-backlog's ``[vector]``), is returned alongside so it can be kept and exposed.
 """
 
 from __future__ import annotations

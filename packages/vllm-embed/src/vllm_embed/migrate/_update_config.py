@@ -26,7 +26,8 @@ __all__ = ["ConfigUpdate", "plan_config_update"]
 #: Keys that declare the store's dimension, and keys naming the model.
 DIMENSION_KEYS = ("dimension", "dimensions", "embedding_dim", "dim")
 MODEL_KEYS = ("model", "model_name")
-#: Python-module names (seed 001's ``dvd/config.py`` and the config readers' names).
+#: Python-module names (the DVD video-QA pipeline's ``dvd/config.py`` and the config
+#: readers' names).
 PY_DIMENSION = re.compile(r"^(\s*)([A-Z0-9_]*(?:_DIM|_DIMENSION|_DIMENSIONS))(\s*=\s*)(\d+)(.*)$")
 PY_MODEL = re.compile(
     r"^(\s*)([A-Z0-9_]*(?:EMBEDDING_MODEL|EMBEDDING_MODEL_NAME|EMBEDDING_LARGE_MODEL_NAME))"
