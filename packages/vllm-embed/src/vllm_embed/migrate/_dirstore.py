@@ -9,6 +9,7 @@ import ctypes
 import errno
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,13 @@ from ._jsonio import fsync_dir
 from ._space import EmbeddingSpace
 from ._store import F32Matrix, Store
 
-__all__ = ["DirectoryStore", "exchange_directories", "swap_directory"]
+__all__ = [
+    "DirectoryStore",
+    "PartView",
+    "SampledPart",
+    "exchange_directories",
+    "swap_directory",
+]
 
 
 def exchange_directories(a: Path, b: Path) -> bool:
@@ -52,6 +59,35 @@ def swap_directory(new: Path, target: Path, backup: Path | None) -> Path | None:
     fsync_dir(target.parent)
     fsync_dir(new.parent)
     return backup
+
+
+class SampledPart:
+    """A part of a directory store that keeps a few (text, stored vector) pairs read with it
+    (``sample``, or None) for ``doctor --store``'s probe."""
+
+    sample: tuple[list[str], F32Matrix] | None
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        if self.sample is None:
+            return None
+        texts, matrix = self.sample
+        return texts[:count], matrix[:count]
+
+
+@dataclass(frozen=True)
+class PartView:
+    """One part of a `DirectoryStore` as ``doctor --store`` judges it: its own recorded
+    space and probe sample."""
+
+    #: What ``--collection`` takes to pick it.
+    selector: str
+    part: Any
+
+    def recorded_space(self) -> EmbeddingSpace | None:
+        return self.part.recorded_space()  # type: ignore[no-any-return]
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        return self.part.sample_vectors(count)  # type: ignore[no-any-return]
 
 
 class DirectoryStore(Store):

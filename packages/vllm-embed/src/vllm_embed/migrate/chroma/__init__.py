@@ -43,14 +43,15 @@ Modules, one job each:
 
 - ``_client``: chromadb imported, one client per (tenant, database) opened and closed;
 - ``_layout``: the SQLite file checked, its tenants and databases, ``--collection``'s pick;
-- ``_collection``: one collection as read, the text its records are embedded from
-  (plain / LangChain: the document; LlamaIndex: the node), ``doctor``'s view of it;
+- ``_collection``: one collection as read and the text its records are embedded from
+  (plain / LangChain: the document; LlamaIndex: the node);
 - ``_read``: `read_chroma`, every picked collection read from the scratch copy;
 - ``_config``: the collection configuration carried over and retargeted;
 - ``_write``: collections created again in the copy and filled;
 - ``_verify``: the written copy re-read and queried;
-- ``_store``: `ChromaStore`, the engine's `Store` (a `DirectoryStore`: the backup name
-  and the atomic exchange of directories are LanceDB's and Milvus Lite's too).
+- ``_store``: `ChromaStore`, the engine's `Store` (a `DirectoryStore`, like LanceDB's and
+  Milvus Lite's: backup name and atomic exchange of directories; ``doctor``'s view of one
+  collection is `_dirstore.PartView`).
 """
 
 from __future__ import annotations

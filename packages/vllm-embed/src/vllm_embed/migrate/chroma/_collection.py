@@ -1,11 +1,12 @@
-"""One collection as read (everything needed to create it again), the text each of its
-records is embedded from, and the view ``doctor --store`` judges it through."""
+"""One collection as read (everything needed to create it again) and the text each of its
+records is embedded from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._dirstore import PartView, SampledPart
 from .._space import SPACE_KEY, EmbeddingSpace
 from .._store import F32Matrix
 from ..llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
@@ -13,7 +14,7 @@ from ._client import DEFAULT_DATABASE, DEFAULT_TENANT, label
 
 
 @dataclass
-class Collection:
+class Collection(SampledPart):
     """One collection as read: everything needed to create it again."""
 
     name: str
@@ -62,26 +63,10 @@ class Collection:
         value = (self.metadata or {}).get(SPACE_KEY)
         return EmbeddingSpace.from_json(value) if isinstance(value, str) else None
 
-    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
-        if self.sample is None:
-            return None
-        texts, matrix = self.sample
-        return texts[:count], matrix[:count]
 
-
-@dataclass(frozen=True)
-class ChromaCollectionView:
-    """One collection of a `ChromaStore` as ``doctor --store`` judges it."""
-
-    #: What ``--collection`` takes to pick it (see `ChromaStore.collections`).
-    selector: str
-    _collection: Collection
-
-    def recorded_space(self) -> EmbeddingSpace | None:
-        return self._collection.recorded_space()
-
-    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
-        return self._collection.sample_vectors(count)
+#: One collection of a `ChromaStore` as ``doctor --store`` judges it (selector: what
+#: ``--collection`` takes to pick it, see `ChromaStore.collections`).
+ChromaCollectionView = PartView
 
 
 def by_group(collections: list[Collection]) -> list[tuple[tuple[str, str], list[Collection]]]:

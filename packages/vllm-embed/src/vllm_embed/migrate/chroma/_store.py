@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 
 from .._copy_progress import CopyProgress
-from .._dirstore import DirectoryStore
+from .._dirstore import DirectoryStore, PartView
 from .._jsonio import fsync_file
 from .._space import EmbeddingSpace
 from .._store import Rows
 from ._client import still_open
-from ._collection import ChromaCollectionView, Collection, describe
+from ._collection import Collection, describe
 from ._verify import check_queries, check_written
 from ._write import create_again, fill
 
@@ -52,13 +52,10 @@ class ChromaStore(DirectoryStore):
     def _parts(self) -> list[Collection]:
         return self._collections
 
-    def collection_views(self) -> list[ChromaCollectionView]:
+    def collection_views(self) -> list[PartView]:
         """Each collection read, with its own recorded space and probe sample (for
         ``doctor --store``, which judges the collections one by one from one read)."""
-        return [
-            ChromaCollectionView(selector, c)
-            for selector, c in zip(self.collections, self._collections, strict=True)
-        ]
+        return [PartView(s, c) for s, c in zip(self.collections, self._collections, strict=True)]
 
     @property
     def collections(self) -> list[str]:
