@@ -110,3 +110,23 @@ PINNED: list[tuple[str, str, list[str], str]] = [
         '"float16", "truncate": "error"}',
     ),
 ]
+
+
+def test_conversation_cache_key_bytes_are_pinned(tmp_path: Path) -> None:
+    """``embed_messages``: the raw texts' settings in their own role, ``messages``."""
+    with _client(tmp_path, instructions="e5", dimensions=32) as client:
+        space = client._messages_space(MODEL)
+        got = (
+            space.settings_digest().hex(),
+            space.digest().hex(),
+            text_keys(space.digest(), ["hello"])[0].hex(),
+            space.describe(),
+        )
+    assert got == (
+        "1c4e63c2bd402cbefd5ac7b4466060dbb642d1faa1a0a59df8969113d3b4f636",
+        "63fde840c293a0dd9f42922c503de5e75637df2a15446deae10e1abeb219406b",
+        "63fde840c293a0ddb8051eb60f1d8680b0161581091acf76",
+        '{"dimensions": 32, "generation": 0, "limit": null, "model": "intfloat/e5-base-v2", '
+        '"normalize": false, "role": "messages", "storage_dtype": "float32", '
+        '"transfer_dtype": "float32", "truncate": "end"}',
+    )
