@@ -171,3 +171,32 @@ def test_migrated_store_record_bytes(
         "}\n"
     )
     assert side.read_text(encoding="utf-8") == want
+
+
+def test_client_space_is_the_options_without_io() -> None:
+    """``space_for``: the one place a client's space is built (unreachable server: no I/O)."""
+    from vllm_embed._space import ClientSpace
+
+    with EmbeddingClient(
+        "http://127.0.0.1:9/v1", instructions="e5", dimensions=64, normalize=True, truncate="error"
+    ) as client:
+        space = client.space_for("intfloat/e5-base-v2", 512)
+    assert space == ClientSpace(
+        model="intfloat/e5-base-v2",
+        document_instruction="passage: ",
+        query_instruction="query: ",
+        dimensions=64,
+        client_side_dimensions=False,
+        normalize=True,
+        truncate="error",
+        limit=511,
+    )
+    assert [space.instruction(r) for r in ("document", "query", "raw", "messages")] == [
+        "passage: ",
+        "query: ",
+        "",
+        "",
+    ]
+    record = space.record(64, role="query", normalized=True)
+    assert (record.document_instruction, record.query_instruction) == ("query: ", "query: ")
+    assert (record.model, record.dimension, record.created_at) == (space.model, 64, "")
