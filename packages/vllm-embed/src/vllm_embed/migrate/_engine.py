@@ -82,7 +82,7 @@ class Embedder(Protocol):
     """The part of ``vllm_embed.EmbeddingClient`` the engine uses.
 
     An embedder may also have the client's ``space_for(model)`` (its instructions and
-    vector settings, recorded with the store); one without it records none.
+    vector settings, recorded with the store); one without it records no instructions.
     """
 
     def embed_with_info(
