@@ -9,7 +9,8 @@ import numpy as np
 import numpy.typing as npt
 
 from vllm_embed import ClientStats, EmbedResult
-from vllm_embed._cache import ClientCache, EmbeddingCache, Space
+from vllm_embed._cache import CacheKeySpace, ClientCache, EmbeddingCache
+from vllm_embed._space import ClientSpace
 
 DIM = 32
 
@@ -36,10 +37,10 @@ class FakeModel:
 
 
 def through(
-    cc: ClientCache, model: FakeModel, texts: Sequence[str], space: Space | None = None
+    cc: ClientCache, model: FakeModel, texts: Sequence[str], space: CacheKeySpace | None = None
 ) -> EmbedResult:
     """What the client does: probe once, look up, embed the misses, store them."""
-    space = space or Space(model="m")
+    space = space or CacheKeySpace(ClientSpace("m"))
     if cc.needs_probe(space):
         cc.adopt_probe(space, model.embed(["probe"]).vectors[0])
     lookup = cc.lookup(space, texts)

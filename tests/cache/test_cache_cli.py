@@ -9,15 +9,16 @@ from _helpers import FakeModel, client_cache, through
 from click.testing import CliRunner
 
 from vllm_embed import EmbeddingCache
-from vllm_embed._cache import Space
+from vllm_embed._cache import CacheKeySpace
+from vllm_embed._space import ClientSpace
 from vllm_embed.cli import main
 
 
 def _fill(location: str) -> None:
     with EmbeddingCache(location) as cache:
         cc, _ = client_cache(cache)
-        through(cc, FakeModel(), ["a", "b", "c"], Space(model="org/m1"))
-        through(cc, FakeModel(), ["a"], Space(model="m2"))
+        through(cc, FakeModel(), ["a", "b", "c"], CacheKeySpace(ClientSpace("org/m1")))
+        through(cc, FakeModel(), ["a"], CacheKeySpace(ClientSpace("m2")))
 
 
 def _run(*args: str) -> tuple[int, str]:

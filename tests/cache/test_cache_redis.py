@@ -11,7 +11,8 @@ import redis
 from _helpers import DIM, FakeModel, client_cache, through, vector
 
 from vllm_embed import CacheUnavailableError, CacheWarning, EmbeddingCache
-from vllm_embed._cache import Space
+from vllm_embed._cache import CacheKeySpace
+from vllm_embed._space import ClientSpace
 from vllm_embed_testing.redis_server import RedisServer
 
 
@@ -50,8 +51,8 @@ def test_ttl_is_set_and_namespaces_are_apart(redis_url: str) -> None:
 def test_stats_and_clear_by_model(redis_url: str) -> None:
     with EmbeddingCache(redis_url) as cache:
         cc, _ = client_cache(cache)
-        through(cc, FakeModel(), ["a", "b", "c"], Space(model="m1"))
-        through(cc, FakeModel(), ["a", "b"], Space(model="m2"))
+        through(cc, FakeModel(), ["a", "b", "c"], CacheKeySpace(ClientSpace("m1")))
+        through(cc, FakeModel(), ["a", "b"], CacheKeySpace(ClientSpace("m2")))
         info = cache.stats()
         assert info["entries"] == 5 and info["models"]["m1"]["entries"] == 3
         assert cache.clear(model="m1") == 3

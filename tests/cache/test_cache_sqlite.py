@@ -12,7 +12,8 @@ import pytest
 from _helpers import DIM, FakeModel, client_cache, through, vector
 
 from vllm_embed import CacheCorruptError, CacheUnavailableError, CacheWarning, EmbeddingCache
-from vllm_embed._cache import Space, text_keys
+from vllm_embed._cache import CacheKeySpace, text_keys
+from vllm_embed._space import ClientSpace
 
 
 @pytest.fixture
@@ -59,35 +60,43 @@ def test_duplicates_in_one_call_embedded_once(cache: EmbeddingCache) -> None:
 
 
 def test_every_setting_is_its_own_space() -> None:
-    base = Space(model="m", role="document", instruction="passage: ", limit=511)
-    changes: list[dict[str, object]] = [
+    space = ClientSpace(model="m", document_instruction="passage: ", limit=511)
+    base = CacheKeySpace(space, role="document")
+    client_changes: list[dict[str, object]] = [
         {"model": "m2"},
-        {"role": "query"},
-        {"instruction": "query: "},
+        {"document_instruction": "query: "},
         {"limit": 1023},
         {"dimensions": 64},
         {"client_side_dimensions": True},
         {"normalize": True},
         {"truncate": "error"},
+    ]
+    cache_changes: list[dict[str, object]] = [
+        {"role": "query"},
         {"transfer_dtype": "float16"},
         {"storage_dtype": "float16"},
         {"namespace": "app2"},
         {"generation": 1},
     ]
-    variants = [replace(base, **c) for c in changes]  # type: ignore[arg-type]
+    variants = [replace(base, space=replace(space, **c)) for c in client_changes]  # type: ignore[arg-type]
+    variants += [replace(base, **c) for c in cache_changes]  # type: ignore[arg-type]
     keys = {text_keys(v.digest(), ["hello"])[0] for v in variants}
     keys.add(text_keys(base.digest(), ["hello"])[0])
     assert len(keys) == len(variants) + 1
     assert text_keys(base.digest(), ["hello"]) == text_keys(base.digest(), ["hello"])
     assert text_keys(base.digest(), ["hello"]) != text_keys(base.digest(), ["hello "])
+    # the query instruction is no part of a document's key
+    other_query = replace(base, space=replace(space, query_instruction="q: "))
+    assert other_query.digest() == base.digest()
 
 
 def test_query_and_document_of_same_text_are_different_entries(cache: EmbeddingCache) -> None:
     cc, _ = client_cache(cache)
     model = FakeModel()
-    through(cc, model, ["x"], Space(model="m", role="document"))
+    through(cc, model, ["x"], CacheKeySpace(ClientSpace("m"), role="document"))
     model.embedded.clear()
-    through(cc, model, ["x"], Space(model="m", role="query", instruction="query: "))
+    space = ClientSpace("m", query_instruction="query: ")
+    through(cc, model, ["x"], CacheKeySpace(space, role="query"))
     assert model.embedded == ["x"]
 
 
@@ -199,8 +208,8 @@ def test_strict_raises_instead(tmp_path: Path) -> None:
 def test_stats_and_clear_by_model(tmp_path: Path) -> None:
     with EmbeddingCache(tmp_path / "c.sqlite") as cache:
         cc, _ = client_cache(cache)
-        through(cc, FakeModel(), ["a", "b", "c"], Space(model="m1"))
-        through(cc, FakeModel(), ["a", "b"], Space(model="m2"))
+        through(cc, FakeModel(), ["a", "b", "c"], CacheKeySpace(ClientSpace("m1")))
+        through(cc, FakeModel(), ["a", "b"], CacheKeySpace(ClientSpace("m2")))
         info = cache.stats()
         assert info["entries"] == 5
         assert info["models"]["m1"]["entries"] == 3 and info["models"]["m2"]["entries"] == 2

@@ -4,6 +4,7 @@ environment variable, and both twins take the same typed settings."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import typing
 from pathlib import Path
@@ -15,14 +16,16 @@ import pytest
 from vllm_embed import (
     AsyncEmbeddingClient,
     ConfigValueError,
+    EmbedConfig,
     EmbeddingClient,
     RetryPolicy,
     Secret,
     load_config,
 )
 from vllm_embed._base import BaseEmbeddingClient
+from vllm_embed._config_readers._keys import SETTING_KEYS
 from vllm_embed._options import HttpT
-from vllm_embed._settings import ENV_VAR_NAMES, SETTINGS
+from vllm_embed._settings import ENV_VAR_NAMES, SETTING_FIELDS, SETTING_TABLE
 
 TWINS = [EmbeddingClient, AsyncEmbeddingClient]
 URL = "http://vllm.test:8000/v1"
@@ -237,9 +240,19 @@ def test_the_twins_differ_only_in_their_http_client_type() -> None:
 
 def test_every_client_setting_of_the_table_is_a_parameter() -> None:
     names = set(_settings_of(EmbeddingClient))
-    for setting in SETTINGS:
+    for setting in SETTING_TABLE:
         if setting.client is not None:
             assert setting.client in names, setting
+
+
+def test_setting_fields_and_file_keys_are_the_tables() -> None:
+    """One table: the field names and the file spellings are read off it, in its order."""
+    assert tuple(s.field for s in SETTING_TABLE) == SETTING_FIELDS
+    assert len(set(SETTING_FIELDS)) == len(SETTING_FIELDS)
+    assert SETTING_KEYS[0] == "base_url" and SETTING_FIELDS[0] == "base_urls"
+    assert SETTING_KEYS[1:] == SETTING_FIELDS[1:]
+    config_fields = {f.name for f in dataclasses.fields(EmbedConfig)}
+    assert set(SETTING_FIELDS) <= config_fields, set(SETTING_FIELDS) - config_fields
 
 
 def test_every_parameter_is_documented_once_on_the_base() -> None:

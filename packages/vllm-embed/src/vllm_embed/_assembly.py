@@ -7,7 +7,6 @@ normalisation, truncation judging and the :class:`~vllm_embed.EmbedResult`.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vllm_embed._batching import plan_batches, validate_texts
-from vllm_embed._cache import Lookup, Space
+from vllm_embed._cache import CacheKeySpace, Lookup
 from vllm_embed._errors import (
     ContextLengthError,
     DimensionsNotSupportedError,
@@ -26,9 +25,8 @@ from vllm_embed._errors import (
     VectorWidthError,
 )
 from vllm_embed._instructions import Instructions, resolve_instructions
-from vllm_embed._multivector import (
-    MAX_BATCH,
-)
+from vllm_embed._multivector import MAX_BATCH
+from vllm_embed._space import ClientSpace
 from vllm_embed._types import EmbedResult
 from vllm_embed._wire import (
     Layout,
@@ -73,23 +71,31 @@ class ClientAssembly(ClientOptions[HttpT]):
 
     _instructions_for = instructions_for
 
-    def _cache_space(self, kind: Kind, model: str, max_model_len: int | None) -> Space:
-        """Everything that changes the vector of a text of this kind (the cache key)."""
-        assert self._cache is not None
-        instruction = ""
-        if kind == "query":
-            instruction = self.instructions_for(model).query
-        elif kind == "document":
-            instruction = self.instructions_for(model).document
-        return Space(
+    def space_for(self, model: str, max_model_len: int | None = None) -> ClientSpace:
+        """The embedding space this client's options make of ``model`` (no I/O).
+
+        The one place it is built: the cache keys (:meth:`_cache_space`) and the space
+        records stores keep (``vllm_embed.migrate.space_of_client``) both derive from it.
+        ``max_model_len`` gives the truncation limit (None: not known).
+        """
+        instructions = self.instructions_for(model)
+        return ClientSpace(
             model=model,
-            role=kind,
-            instruction=instruction,
+            document_instruction=instructions.document,
+            query_instruction=instructions.query,
             dimensions=self._dimensions,
             client_side_dimensions=self._client_side_dimensions,
             normalize=self._normalize,
             truncate=self._truncate,
             limit=self._truncation_limit(max_model_len),
+        )
+
+    def _cache_space(self, role: str, model: str, max_model_len: int | None) -> CacheKeySpace:
+        """What the cache keys of texts of this role are hashed over."""
+        assert self._cache is not None
+        return CacheKeySpace(
+            self.space_for(model, max_model_len),
+            role=role,
             transfer_dtype=self._embed_dtype,
             storage_dtype=self._cache.cache.dtype,
             namespace=self._cache.cache.namespace,
@@ -179,9 +185,9 @@ class ClientAssembly(ClientOptions[HttpT]):
             raise VectorWidthError(f"{url} returned vectors of widths {sorted(widths)}.", url=url)
         return self._postprocess(np.stack(rows).astype(np.float32, copy=False), url)
 
-    def _messages_space(self, model: str) -> Space:
+    def _messages_space(self, model: str) -> CacheKeySpace:
         """The cache space of conversations: the raw texts' settings, role ``messages``."""
-        return dataclasses.replace(self._cache_space("raw", model, None), role="messages")
+        return self._cache_space("messages", model, None)
 
     def _score_spans(self, n: int) -> list[tuple[int, int]]:
         """Batches of a rerank / score over ``n`` documents (``batch_size`` each)."""

@@ -46,7 +46,6 @@ from vllm_embed._config_readers._keys import (
     CLIENT_PASSTHROUGH_KEYS,
     KEY_ALIASES,
     SETTING_KEYS,
-    SETTINGS,
     ConfigWarning,
     UnknownConfigKeyWarning,
     split_section,
@@ -57,6 +56,7 @@ from vllm_embed._secrets import mask, mask_tree, mask_url
 from vllm_embed._settings import (
     ENV_VARS,
     FALLBACK_ENV_VARS,
+    SETTING_FIELDS,
     Layer,
     client_kwargs_from,
     resolve,
@@ -155,7 +155,7 @@ class EmbedConfig:
         ``base_url`` is a string for one URL, a list for several; ``api_key`` is the
         plain string (the client wraps it again).
         """
-        kwargs = client_kwargs_from({name: getattr(self, name) for name in SETTINGS})
+        kwargs = client_kwargs_from({name: getattr(self, name) for name in SETTING_FIELDS})
         if self.api_key is not None:
             kwargs["api_key"] = self.api_key.get()
         for name in CLIENT_PASSTHROUGH_KEYS & set(self.extra):
@@ -198,7 +198,7 @@ def _override_layer(overrides: Mapping[str, Any]) -> tuple[Layer, dict[str, Any]
     for key, value in overrides.items():
         if value is None:
             continue
-        name = key if key in SETTINGS else KEY_ALIASES.get(key)
+        name = key if key in SETTING_FIELDS else KEY_ALIASES.get(key)
         if name is not None:
             layer[name] = (value, "argument")
         elif key in CLIENT_PASSTHROUGH_KEYS:
@@ -266,7 +266,7 @@ def _from_module(
 ) -> _FileData:
     table = dict(PYTHON_NAME_MAP)
     for key, extra_names in (names or {}).items():
-        name = key if key in SETTINGS else KEY_ALIASES.get(key)
+        name = key if key in SETTING_FIELDS else KEY_ALIASES.get(key)
         if name is None:
             raise ConfigValueError(
                 f"names= has an unknown setting {key!r}; use one of {', '.join(SETTING_KEYS)}."
@@ -310,7 +310,7 @@ def _read_source(
 
 def _from_config(config: EmbedConfig) -> _FileData:
     layer: Layer = {}
-    for name in SETTINGS:
+    for name in SETTING_FIELDS:
         value = getattr(config, name)
         if value is not None and value != () and value != {}:
             layer[name] = (value, config.origins.get(name, "argument"))

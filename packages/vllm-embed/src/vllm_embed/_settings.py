@@ -1,7 +1,8 @@
 """The settings table and the one resolver that the client and ``load_config`` share.
 
-:data:`SETTINGS` lists every setting that goes through precedence: its config field, the
-client keyword argument it feeds, our environment variable and other tools' variables.
+:data:`SETTING_TABLE` lists every setting that goes through precedence: its config field,
+the client keyword argument it feeds, our environment variable and other tools' variables
+(:data:`SETTING_FIELDS`: their config fields, in display order).
 :func:`resolve` applies the precedence, highest first::
 
     explicit arguments > our variable (VLLM_EMBED_*) > the config file
@@ -37,7 +38,8 @@ __all__ = [
     "ENV_VARS",
     "ENV_VAR_NAMES",
     "FALLBACK_ENV_VARS",
-    "SETTINGS",
+    "SETTING_FIELDS",
+    "SETTING_TABLE",
     "Layer",
     "Setting",
     "check_http_url",
@@ -237,7 +239,7 @@ class Setting:
         return "base_url" if self.field == "base_urls" else self.field
 
 
-SETTINGS: tuple[Setting, ...] = (
+SETTING_TABLE: tuple[Setting, ...] = (
     Setting(
         "base_urls",
         "base_url",
@@ -292,17 +294,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hedge", "hedge", "VLLM_EMBED_HEDGE", (), _to_hedge),
 )
 
-_BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS}
+#: The config fields that go through precedence, in display order.
+SETTING_FIELDS: tuple[str, ...] = tuple(s.field for s in SETTING_TABLE)
+
+_BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTING_TABLE}
 
 #: field -> our variable (overrides the config file).
-ENV_VARS: dict[str, str] = {s.field: s.env for s in SETTINGS if s.env}
+ENV_VARS: dict[str, str] = {s.field: s.env for s in SETTING_TABLE if s.env}
 #: field -> other tools' variables, first set wins (used below the config file).
 FALLBACK_ENV_VARS: dict[str, tuple[str, ...]] = {
-    s.field: s.fallback_env for s in SETTINGS if s.fallback_env
+    s.field: s.fallback_env for s in SETTING_TABLE if s.fallback_env
 }
 #: Every environment variable vllm-embed reads for a setting (tests clear them all).
 ENV_VAR_NAMES: tuple[str, ...] = tuple(
-    name for s in SETTINGS for name in ((s.env,) if s.env else ()) + s.fallback_env
+    name for s in SETTING_TABLE for name in ((s.env,) if s.env else ()) + s.fallback_env
 )
 #: The variables read for the base URL / the API key, in order of precedence.
 BASE_URL_ENV_VARS: tuple[str, ...] = (
@@ -326,7 +331,7 @@ def _is_unset(value: Any) -> bool:
 def _env_layers(env: Mapping[str, str]) -> tuple[Layer, Layer]:
     ours: Layer = {}
     others: Layer = {}
-    for s in SETTINGS:
+    for s in SETTING_TABLE:
         if s.env and not _is_unset(env.get(s.env)):
             ours[s.field] = (env[s.env], f"env:{s.env}")
         for var in s.fallback_env:
@@ -356,7 +361,7 @@ def resolve(
     layers = (arguments or {}, ours, file or {}, others)
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
-    for s in SETTINGS:
+    for s in SETTING_TABLE:
         if s.field in skip:
             continue
         for layer in layers:
@@ -422,7 +427,7 @@ def client_kwargs_from(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def fields_for_client_args(given: Collection[str]) -> frozenset[str]:
     """The config fields covered by the client keyword arguments in ``given``."""
-    return frozenset(s.field for s in SETTINGS if s.client is None or s.client in given)
+    return frozenset(s.field for s in SETTING_TABLE if s.client is None or s.client in given)
 
 
 def client_kwargs_from_env(

@@ -12,15 +12,15 @@ from vllm_embed._cache._cache import (
     EmbeddingCache,
     Lookup,
 )
-from vllm_embed._cache._keys import PROBE_TEXT, Space, text_keys
+from vllm_embed._cache._keys import PROBE_TEXT, CacheKeySpace, text_keys
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "PROBE_TEXT",
+    "CacheKeySpace",
     "CacheWarning",
     "ClientCache",
     "EmbeddingCache",
     "Lookup",
-    "Space",
     "text_keys",
 ]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from vllm_embed._cache._keys import SPACE_PREFIX_LEN, Space, text_keys
+from vllm_embed._cache._keys import SPACE_PREFIX_LEN, CacheKeySpace, text_keys
 from vllm_embed._cache._sqlite import SQLiteBackend
 from vllm_embed._errors import CacheError, ConfigValueError
 from vllm_embed._types import EmbedResult
@@ -280,7 +280,7 @@ class EmbeddingCache:
         self.close()
 
     # ------------------------------------------------------------------ model identity
-    def generation(self, space: Space, probe: npt.NDArray[np.float32]) -> int:
+    def generation(self, space: CacheKeySpace, probe: npt.NDArray[np.float32]) -> int:
         """The generation of the model behind these settings, judged by its probe vector.
 
         The first probe for these settings starts generation 0; a probe of another
@@ -442,11 +442,11 @@ class ClientCache:
         return time.monotonic() >= self._down_until
 
     # ------------------------------------------------------------------ model identity
-    def needs_probe(self, space: Space) -> bool:
+    def needs_probe(self, space: CacheKeySpace) -> bool:
         """True when these settings have not been checked against the server yet."""
         return self._available() and space.settings_digest() not in self._generations
 
-    def adopt_probe(self, space: Space, probe: npt.NDArray[np.float32]) -> None:
+    def adopt_probe(self, space: CacheKeySpace, probe: npt.NDArray[np.float32]) -> None:
         """Record which generation of the model the server runs (from the probe vector)."""
         try:
             gen = self.cache.generation(space, probe)
@@ -460,7 +460,7 @@ class ClientCache:
         self._generations.clear()
 
     # ------------------------------------------------------------------ one batch
-    def lookup(self, space: Space, items: Sequence[str]) -> Lookup | None:
+    def lookup(self, space: CacheKeySpace, items: Sequence[str]) -> Lookup | None:
         """One lookup round for the batch; None when the cache cannot be used now."""
         known = self._generations.get(space.settings_digest())
         if known is None or not self._available():

@@ -1,9 +1,11 @@
 """Cache keys: one hash over everything that changes a vector, then the text.
 
-A *space* is every setting that changes the vector a text gets: the model id the server
-reports, the model's generation (see below), the role and the exact instruction text
-applied, ``dimensions`` (and whether the client cuts them), normalisation, the truncation
-policy and limit, the transfer dtype, the cache's own storage dtype and namespace. A key is
+A key's space (:class:`CacheKeySpace`) is the client's embedding space
+(:class:`~vllm_embed._space.ClientSpace`: the model id the server reports, the
+instructions, ``dimensions`` and whether the client cuts them, normalisation, the
+truncation policy and limit) plus what only the cache has: the role (which picks the
+instruction), the transfer dtype, the cache's own storage dtype and namespace, and the
+model's generation (see below). A key is
 ``space[:8] + blake2b(text, key=space)[:16]``: 24 bytes, the first 8 shared by the whole
 space (so one space, or one model, can be cleared by prefix).
 
@@ -19,7 +21,9 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 
-__all__ = ["PROBE_TEXT", "SPACE_PREFIX_LEN", "Space", "text_keys"]
+from vllm_embed._space import ClientSpace
+
+__all__ = ["PROBE_TEXT", "SPACE_PREFIX_LEN", "CacheKeySpace", "text_keys"]
 
 #: Embedded once per client and settings to tell a changed model from the recorded one.
 PROBE_TEXT = "vllm-embed cache probe: the quick brown fox jumps over the lazy dog. 0123456789"
@@ -30,34 +34,42 @@ _KEY_FORMAT = "vllm-embed-cache/1"
 
 
 @dataclass(frozen=True)
-class Space:
-    """Everything that changes the vector a text gets (see the module docstring)."""
+class CacheKeySpace:
+    """A client's embedding space plus the cache-only fields: what a key is hashed over.
 
-    model: str
+    ``role`` is ``raw``, ``query``, ``document`` (each with its instruction) or
+    ``messages`` (conversations: no instruction).
+    """
+
+    space: ClientSpace
     role: str = "raw"
-    instruction: str = ""
-    dimensions: int | None = None
-    client_side_dimensions: bool = False
-    normalize: bool = False
-    truncate: str = "end"
-    limit: int | None = None
     transfer_dtype: str = "float32"
     storage_dtype: str = "float32"
     namespace: str = ""
     generation: int = 0
 
+    @property
+    def model(self) -> str:
+        return self.space.model
+
+    @property
+    def instruction(self) -> str:
+        """The instruction the texts of this role get."""
+        return self.space.instruction(self.role)
+
     def settings_digest(self) -> bytes:
         """The settings the probe depends on: all but role, instruction and generation."""
+        space = self.space
         return _digest(
             [
                 _KEY_FORMAT,
                 "settings",
-                self.model,
-                self.dimensions,
-                self.client_side_dimensions,
-                self.normalize,
-                self.truncate,
-                self.limit,
+                space.model,
+                space.dimensions,
+                space.client_side_dimensions,
+                space.normalize,
+                space.truncate,
+                space.limit,
                 self.transfer_dtype,
                 self.storage_dtype,
                 self.namespace,
@@ -77,20 +89,21 @@ class Space:
             ]
         )
 
-    def with_generation(self, generation: int) -> Space:
+    def with_generation(self, generation: int) -> CacheKeySpace:
         return replace(self, generation=generation)
 
     def describe(self) -> str:
         """A readable JSON line (what ``vllm-embed cache stats`` shows); no secrets."""
+        space = self.space
         return json.dumps(
             {
-                "model": self.model,
+                "model": space.model,
                 "generation": self.generation,
                 "role": self.role,
-                "dimensions": self.dimensions,
-                "normalize": self.normalize,
-                "truncate": self.truncate,
-                "limit": self.limit,
+                "dimensions": space.dimensions,
+                "normalize": space.normalize,
+                "truncate": space.truncate,
+                "limit": space.limit,
                 "transfer_dtype": self.transfer_dtype,
                 "storage_dtype": self.storage_dtype,
             },

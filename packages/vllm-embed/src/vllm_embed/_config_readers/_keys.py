@@ -15,13 +15,12 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from vllm_embed._settings import SETTINGS as _SETTINGS_TABLE
+from vllm_embed._settings import SETTING_TABLE
 
 __all__ = [
     "CLIENT_PASSTHROUGH_KEYS",
     "INFORMATIONAL_KEYS",
     "KEY_ALIASES",
-    "SETTINGS",
     "SETTING_KEYS",
     "ConfigWarning",
     "UnknownConfigKeyWarning",
@@ -68,11 +67,8 @@ KEY_ALIASES: dict[str, str] = {
     "hedge": "hedge",
 }
 
-#: The fields that go through precedence, in display order (the table is in _settings).
-SETTINGS: tuple[str, ...] = tuple(s.field for s in _SETTINGS_TABLE)
-
-#: The same settings as users spell them in a file (one ``base_url``).
-SETTING_KEYS: tuple[str, ...] = ("base_url", *SETTINGS[1:])
+#: The settings of ``_settings.SETTING_TABLE`` as users spell them in a file (one ``base_url``).
+SETTING_KEYS: tuple[str, ...] = tuple(s.display for s in SETTING_TABLE)
 
 # Kept in ``extra`` without a warning: they describe the app's setup.
 INFORMATIONAL_KEYS = frozenset({"provider", "type", "name", "description", "enabled"})

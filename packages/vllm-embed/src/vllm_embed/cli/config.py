@@ -23,8 +23,8 @@ import click
 
 from vllm_embed import _constants as C
 from vllm_embed._config import EmbedConfig, load_config
-from vllm_embed._config_readers._keys import SETTINGS
 from vllm_embed._secrets import mask_tree, mask_url
+from vllm_embed._settings import SETTING_FIELDS
 from vllm_embed.cli._options import server_options
 from vllm_embed.doctor import Check, describe_origin, run_doctor
 
@@ -95,7 +95,7 @@ def _show_text(cfg: EmbedConfig) -> None:
     click.echo(f"Config: {source}")
     rows = [
         ("base_url" if n == "base_urls" else n, _display_value(cfg, n), cfg.origins[n])
-        for n in SETTINGS
+        for n in SETTING_FIELDS
     ]
     width = max(len(r[0]) for r in rows) + 2
     value_width = min(max(len(r[1]) for r in rows) + 2, 60)

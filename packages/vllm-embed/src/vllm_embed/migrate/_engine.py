@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vllm_embed._errors import MigrationError, MissingTextError, VLLMEmbedError
+from vllm_embed._space import ClientSpace
 
 from ._journal import WorkDir, work_dir_for
 from ._jsonio import fsync_dir, fsync_file
@@ -78,7 +79,11 @@ class EmbedResultLike(Protocol):
 
 
 class Embedder(Protocol):
-    """The part of ``vllm_embed.EmbeddingClient`` the engine uses."""
+    """The part of ``vllm_embed.EmbeddingClient`` the engine uses.
+
+    An embedder may also have the client's ``space_for(model)`` (its instructions and
+    vector settings, recorded with the store); one without it records no instructions.
+    """
 
     def embed_with_info(
         self, texts: Sequence[str], *, kind: Literal["raw", "query", "document"] = ...
@@ -464,7 +469,9 @@ def checked_vectors(
 def _space_of(
     embedder: Embedder, store: Store, work: WorkDir, options: MigrationOptions
 ) -> EmbeddingSpace:
-    """The space of the new store: the server's model, the new dimension, the instructions.
+    """The record of the new store: the embedder's space (``space_for``, as the client
+    gives it; a bare model for an embedder without one) with the new dimension and the
+    instruction of ``options.kind``.
 
     ``normalized`` is read from the rows as they will be stored: the format normalises
     them (`Store.stores_unit_vectors`), or the server's rows are unit vectors already.
@@ -472,29 +479,17 @@ def _space_of(
     from vllm_embed import __version__
 
     model = embedder.model_name()
-    document = query = ""
-    instructions_for = getattr(embedder, "instructions_for", None)
-    if callable(instructions_for):
-        instructions = instructions_for(model)
-        query = str(instructions.query)
-        if options.kind == "document":
-            document = str(instructions.document)
-        elif options.kind == "query":
-            document = query
+    space_for = getattr(embedder, "space_for", None)
+    space: ClientSpace = space_for(model) if callable(space_for) else ClientSpace(model)
     normalized = store.stores_unit_vectors()
     if not normalized:
         first = next(Rows(work.vectors, work.count, work.dim).blocks(1024), None)
         normalized = first is not None and bool(
             np.allclose(np.linalg.norm(first, axis=-1), 1.0, atol=1e-3)
         )
-    return EmbeddingSpace(
-        model=model,
-        dimension=work.dim,
-        document_instruction=document,
-        query_instruction=query,
-        normalized=normalized,
-        tool_version=__version__,
-        # no timestamp: a resumed run must write the same bytes as an uninterrupted one
+    # no timestamp: a resumed run must write the same bytes as an uninterrupted one
+    return space.record(
+        work.dim, role=options.kind, normalized=normalized, tool_version=__version__
     )
 
 

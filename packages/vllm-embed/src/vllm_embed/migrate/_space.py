@@ -1,12 +1,13 @@
 """Which model made a store: the embedding space recorded with every store we write.
 
 A model swap at the SAME dimension breaks nothing visibly and degrades retrieval
-silently. So every store ``vllm-embed migrate`` writes records its embedding space:
-the server's model id, the dimension, the instruction applied to documents (and to
-queries), and whether the stored rows are unit vectors. Formats with a free slot keep
-it inside the store (nano-vectordb ``additional_data``, Chroma collection metadata,
-kano's ``meta`` table, a Postgres column comment); the others get a sidecar file
-(:func:`sidecar_path`).
+silently. So every store ``vllm-embed migrate`` writes records its embedding space
+(:class:`~vllm_embed._space.EmbeddingSpace`, derived from the client's
+:class:`~vllm_embed._space.ClientSpace`): the server's model id, the dimension, the
+instruction applied to documents (and to queries), and whether the stored rows are unit
+vectors. Formats with a free slot keep it inside the store (nano-vectordb
+``additional_data``, Chroma collection metadata, kano's ``meta`` table, a Postgres column
+comment); the others get a sidecar file (:func:`sidecar_path`).
 
 ``vllm-embed doctor --store`` compares a store's recorded space with the live server's
 (:meth:`EmbeddingSpace.differences`); a store without a record is judged by a probe:
@@ -19,8 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from vllm_embed._errors import InvalidInputError, StoreFormatError
+from vllm_embed._errors import InvalidInputError
+from vllm_embed._space import EmbeddingSpace
 
 if TYPE_CHECKING:
     from vllm_embed._base import BaseEmbeddingClient
@@ -52,7 +53,6 @@ SPACE_KEY = "vllm_embed_space"
 #: ``vllm-embed-space.json`` inside it.
 SIDECAR_SUFFIX = ".vllm-embed-space.json"
 _DIR_SIDECAR = "vllm-embed-space.json"
-_FORMAT_VERSION = 1
 
 #: Mean cosine between stored and fresh vectors at or above which a store is judged to
 #: come from the same model (float16 storage and batch effects stay far above this).
@@ -61,102 +61,9 @@ SAME_COSINE = 0.98
 DIFFERENT_COSINE = 0.90
 
 
-@dataclass(frozen=True)
-class EmbeddingSpace:
-    """What determines the vectors in a store.
-
-    Two stores are comparable only when ``model``, ``dimension`` and
-    ``document_instruction`` agree; ``query_instruction`` matters to the queries run
-    against the store and is compared too.
-    """
-
-    model: str
-    dimension: int
-    document_instruction: str = ""
-    query_instruction: str = ""
-    normalized: bool = True
-    #: Tool and version that wrote the record, and when (ISO 8601, UTC).
-    tool: str = "vllm-embed"
-    tool_version: str = ""
-    created_at: str = field(default="", compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``format_version`` included)."""
-        data = asdict(self)
-        data["format_version"] = _FORMAT_VERSION
-        return data
-
-    def to_json(self) -> str:
-        """Compact JSON, for stores whose metadata slot holds strings only."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EmbeddingSpace:
-        """Read a record; raises `StoreFormatError` when it is not one."""
-        try:
-            model = data["model"]
-            dimension = data["dimension"]
-        except (KeyError, TypeError) as exc:
-            raise StoreFormatError(
-                f"an embedding-space record needs 'model' and 'dimension', got {data!r}"
-            ) from exc
-        if not isinstance(model, str) or isinstance(dimension, bool):
-            raise StoreFormatError(f"malformed embedding-space record: {data!r}")
-        try:
-            dim = int(dimension)
-        except (TypeError, ValueError) as exc:
-            raise StoreFormatError(f"malformed embedding-space record: {data!r}") from exc
-        return cls(
-            model=model,
-            dimension=dim,
-            document_instruction=str(data.get("document_instruction") or ""),
-            query_instruction=str(data.get("query_instruction") or ""),
-            normalized=bool(data.get("normalized", True)),
-            tool=str(data.get("tool") or "vllm-embed"),
-            tool_version=str(data.get("tool_version") or ""),
-            created_at=str(data.get("created_at") or ""),
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> EmbeddingSpace:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise StoreFormatError(f"embedding-space record is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise StoreFormatError("embedding-space record must be a JSON object")
-        return cls.from_dict(data)
-
-    def differences(self, other: EmbeddingSpace) -> list[str]:
-        """Human-readable differences (empty when both describe the same space)."""
-        out: list[str] = []
-        if self.model != other.model:
-            out.append(f"model {self.model!r} != {other.model!r}")
-        if self.dimension != other.dimension:
-            out.append(f"dimension {self.dimension} != {other.dimension}")
-        if self.document_instruction != other.document_instruction:
-            out.append(
-                f"document instruction {self.document_instruction!r} != "
-                f"{other.document_instruction!r}"
-            )
-        if self.query_instruction != other.query_instruction:
-            out.append(
-                f"query instruction {self.query_instruction!r} != {other.query_instruction!r}"
-            )
-        return out
-
-    def describe(self) -> str:
-        """One line: ``model 'x', dim 384, document instruction 'passage: '``."""
-        parts = [f"model {self.model!r}", f"dim {self.dimension}"]
-        if self.document_instruction:
-            parts.append(f"document instruction {self.document_instruction!r}")
-        if self.query_instruction:
-            parts.append(f"query instruction {self.query_instruction!r}")
-        return ", ".join(parts)
-
-
 def space_of_client(client: BaseEmbeddingClient, *, normalized: bool = True) -> EmbeddingSpace:
-    """The space a (sync) client embeds into: asks the server for model and dimension.
+    """The record of the space a (sync) client embeds documents into (asks the server for
+    the model and the dimension).
 
     ``normalized`` says whether the store keeps unit vectors (most do; pass the store's
     own convention).
@@ -165,12 +72,8 @@ def space_of_client(client: BaseEmbeddingClient, *, normalized: bool = True) -> 
 
     model: str = client.model_name()  # type: ignore[attr-defined]
     dimension: int = client.dimension()  # type: ignore[attr-defined]
-    instr = client.instructions_for(model)
-    return EmbeddingSpace(
-        model=model,
-        dimension=int(dimension),
-        document_instruction=instr.document,
-        query_instruction=instr.query,
+    return client.space_for(model).record(
+        dimension,
         normalized=normalized,
         tool_version=__version__,
         created_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
