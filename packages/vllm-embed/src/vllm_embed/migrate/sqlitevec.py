@@ -169,7 +169,8 @@ class _VecWriter(RowWriter):
             if count
             else set()
         )
-        store._written = (out, {})
+        self._kept: dict[Any, bytes] = {}
+        store._written = (out, self._kept)
 
     def begin(self) -> None:
         store, s = self._store, self._store.shape
@@ -204,10 +205,9 @@ class _VecWriter(RowWriter):
             f"VALUES ({', '.join('?' * len(columns))})",
             [(store._keys[i], *store._others[i], b) for i, b in zip(picked, blobs, strict=True)],
         )
-        written = store._written[1]
         for n in self._checked:
             if first <= n < self._done:
-                written[store._keys[picked[n - first]]] = blobs[n - first]
+                self._kept[store._keys[picked[n - first]]] = blobs[n - first]
         if s.blob_column is not None:
             self._conn.executemany(
                 f'UPDATE "{s.text_table}" SET "{s.blob_column}" = ? WHERE rowid = ?',
