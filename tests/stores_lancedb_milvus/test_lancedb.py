@@ -289,3 +289,22 @@ def test_vectors_read_back_must_be_those_written(tmp_path, fake_vllm, monkeypatc
     assert result.exit_code != 0
     assert "table 'vectorstore': vectors read back differ from those written" in result.output
     assert listing(db) == original
+
+
+def test_without_lancedb_is_refused_before_any_request(tmp_path, fake_vllm, monkeypatch):
+    """Reading goes through pylance alone, but writing needs lancedb: a database is refused
+    by name when lancedb is not installed, before anything is sent or written."""
+    import importlib.util
+
+    db = make_langchain_lancedb(tmp_path / "lancedb", n=4)
+    original = listing(db)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "lancedb" else find_spec(name, *a),
+    )
+    result = _run(str(db))
+    assert result.exit_code != 0
+    assert "needs the lancedb package: pip install lancedb" in result.output
+    assert embedded_texts(fake_vllm) == [] and listing(db) == original
