@@ -24,6 +24,8 @@ lancedb's own API.
   created again with their names and parameters (vector indexes trained again on the
   new vectors; FTS and scalar indexes with their settings) and the embedding space is
   recorded in its schema metadata under ``SPACE_KEY``. Other tables are left as copied.
+  The copy's files are fsynced as they are written (after the copy, after each batch):
+  `finish` only syncs what the last commits wrote.
 - Verifying: the copy is reopened with lancedb: counts, schema (the dimension), every
   other column equal to the original's rows, the vectors of the rows the writer kept
   aside (``CHECKED_ROWS`` per table) read back (every vector was checked finite before
@@ -312,6 +314,7 @@ class _LanceWriter(RowWriter):
             for m in self._mine
         ]
         self._kept: dict[str, dict[int, F32Matrix]] = {t.name: {} for t in store._tables}
+        self._synced: dict[Path, tuple[int, int]] = {}  # file -> (size, mtime) when fsynced
         store._written = (out, self._kept)
 
     def begin(self) -> None:
@@ -342,6 +345,7 @@ class _LanceWriter(RowWriter):
                 progress.mark_created(t.name)
             self._tables.append(table)
             self._done.append(int(table.count_rows()))
+        self._sync()  # the copied tables, while the server embeds
 
     def add(self, block: F32Matrix) -> None:
         start = 0
@@ -373,12 +377,24 @@ class _LanceWriter(RowWriter):
             done = self._done[self._current]
             part = self._mine[self._current][done : done + len(chunk)]
             self._tables[self._current].add(_batch(t, schema, part, chunk))
+            self._sync()  # the batch's files, while the server embeds
             self._done[self._current] = done + len(chunk)
             kept = self._kept[t.name]
             for n in self._checked[self._current]:
                 if done <= n < done + len(chunk):
                     kept[n] = chunk[n - done].copy()
         self._pending = [vectors[end:]] if end < len(vectors) else []
+
+    def _sync(self) -> None:
+        """fsync every file of the copy that is new or changed since it was last synced
+        (lance writes new files per commit: most are synced as the copy is filled)."""
+        for file in self._out.rglob("*"):
+            if file.is_file():
+                stat = file.stat()
+                state = (stat.st_size, stat.st_mtime_ns)
+                if self._synced.get(file) != state:
+                    fsync_file(file)
+                    self._synced[file] = state
 
     def finish(self) -> None:
         self._flush()
@@ -389,9 +405,7 @@ class _LanceWriter(RowWriter):
             table.to_lance().update_schema_metadata(
                 {k.decode(): v.decode() for k, v in metadata.items()}, replace=True
             )
-        for file in self._out.rglob("*"):
-            if file.is_file():
-                fsync_file(file)
+        self._sync()
 
 
 def _batch(t: _Table, schema: Any, part: list[int], vectors: F32Matrix) -> Any:
