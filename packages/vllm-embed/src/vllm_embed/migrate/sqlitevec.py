@@ -36,6 +36,7 @@ space is recorded in a sidecar (``NAME.vllm-embed-space.json``).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import sqlite3
@@ -48,7 +49,6 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
-from ._jsonio import fsync_file
 from ._store import F32Matrix, Rows, RowWriter, Store, check_rows
 from .kano import vec_sqlite
 
@@ -64,6 +64,8 @@ _BLOCK = 4096
 #: Rows whose written vectors `check_written` reads back and compares (first, last and
 #: evenly spaced ones between).
 _CHECKED_ROWS = 32
+#: Bytes of vectors written to the copy between two ``fdatasync`` calls.
+_SYNC_BYTES = 64 * 1024 * 1024
 _COPY_PRAGMAS = (
     "PRAGMA journal_mode = OFF",
     "PRAGMA synchronous = OFF",
@@ -163,6 +165,8 @@ class _VecWriter(RowWriter):
         self._dim = dim
         self._done = 0
         self._conn: Any = None
+        self._fd = -1
+        self._unsynced = 0
         count = len(self._keep)
         self._checked = (
             {int(n) for n in np.linspace(0, count - 1, min(count, _CHECKED_ROWS))}
@@ -179,6 +183,7 @@ class _VecWriter(RowWriter):
             self._out.with_name(self._out.name + suffix).unlink(missing_ok=True)
         shutil.copy2(store.path, self._out)
         self._conn = conn = _connect(self._out)
+        self._fd = os.open(self._out, os.O_RDONLY)
         # The copy is disposable (a failed or killed run's copy is made again from the
         # original, the vectors coming from the journal): no rollback journal, no sync
         # until `finish` fsyncs it, a page cache that holds a block's pages. On the COPY
@@ -189,7 +194,11 @@ class _VecWriter(RowWriter):
         kept = set(self._keep)
         dropped = [(store._keys[i],) for i in range(len(store._keys)) if i not in kept]
         if dropped and s.text_table != s.vec_table:
-            conn.executemany(f'DELETE FROM "{s.text_table}" WHERE rowid = ?', dropped)
+            gone = conn.executemany(f'DELETE FROM "{s.text_table}" WHERE rowid = ?', dropped)
+            if gone.rowcount != len(dropped):
+                raise StoreFormatError(
+                    f"{self._out}: {gone.rowcount} of {len(dropped)} rows of {s.text_table} deleted"
+                )
         conn.execute(f'DROP TABLE "{s.vec_table}"')
         conn.execute(store._create_sql(self._dim))
 
@@ -209,10 +218,18 @@ class _VecWriter(RowWriter):
             if first <= n < self._done:
                 self._kept[store._keys[picked[n - first]]] = blobs[n - first]
         if s.blob_column is not None:
-            self._conn.executemany(
+            updated = self._conn.executemany(
                 f'UPDATE "{s.text_table}" SET "{s.blob_column}" = ? WHERE rowid = ?',
                 [(b, store._keys[i]) for i, b in zip(picked, blobs, strict=True)],
-            )
+            ).rowcount
+            if updated != len(picked):
+                raise StoreFormatError(
+                    f"{self._out}: {updated} of {len(picked)} rows of {s.text_table} updated"
+                )
+        self._unsynced += len(blobs) * block.shape[1] * 4
+        if self._unsynced >= _SYNC_BYTES:  # written back while the server embeds
+            os.fdatasync(self._fd)
+            self._unsynced = 0
 
     def finish(self) -> None:
         if self._done != len(self._keep):
@@ -220,7 +237,13 @@ class _VecWriter(RowWriter):
         self._conn.execute("COMMIT")
         self._conn.close()
         self._conn = None
-        fsync_file(self._out)
+        os.fsync(self._fd)
+        self._close_fd()
+
+    def _close_fd(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def abort(self) -> None:
         """Close the copy; without a rollback journal it is left half-made, and the next
@@ -229,6 +252,7 @@ class _VecWriter(RowWriter):
             with contextlib.suppress(Exception):
                 self._conn.close()
             self._conn = None
+        self._close_fd()
 
 
 class SqliteVecStore(Store):
@@ -293,9 +317,10 @@ class SqliteVecStore(Store):
         """The vec0 table declared at ``dim`` (sqlite-vec refuses rows of another length),
         holding exactly the kept keys; the rows this run wrote and kept aside (first, last,
         evenly spaced: `_CHECKED_ROWS`) read back byte for byte, from the vec0 table and
-        LangChain's BLOB column; the companion table's row count and BLOB lengths. Every
-        vector was checked finite and non-zero before it was journaled. Without rows kept
-        aside (a copy this object did not write), every row is read back."""
+        LangChain's BLOB column (the writer checked that each delete and each BLOB update
+        hit one row). Every vector was checked finite and non-zero before it was
+        journaled. Without rows kept aside (a copy this object did not write), every row,
+        the companion table's row count and every BLOB's length are read back."""
         where = f"written sqlite-vec file {path}"
         s = self.shape
         conn = _connect(path, read_only=True)
@@ -314,11 +339,13 @@ class SqliteVecStore(Store):
                 _check_every_row(conn, s, where, dim)
             else:
                 _check_rows_read_back(conn, s, where, written)
-            if s.text_table != s.vec_table:
+            # the writer checked that its deletes and updates each hit one row (and the
+            # companion held one row per key when read): a count is needed without it
+            if written is None and s.text_table != s.vec_table:
                 count = conn.execute(f'SELECT count(*) FROM "{s.text_table}"').fetchone()[0]
                 if count != len(ids):
                     raise StoreFormatError(f"{where}: {s.text_table} holds {count} rows")
-            if s.blob_column is not None:
+            if written is None and s.blob_column is not None:
                 bad = conn.execute(
                     f'SELECT count(*) FROM "{s.text_table}" WHERE length("{s.blob_column}") != ?',
                     (dim * 4,),
