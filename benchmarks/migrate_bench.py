@@ -29,8 +29,6 @@ import argparse
 import json
 import os
 import platform
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "migrate.json"
 sys.path.insert(0, str(ROOT / "shared"))
+
+from _migrate_run import peak_rss_mb, run_child, run_migration, write_results  # noqa: E402
 
 MODEL = "fake-model"
 KEY = "sk-bench-migrate"
@@ -100,10 +100,6 @@ def _pin_client() -> None:
         os.sched_setaffinity(0, {0})
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
 def phase_raw(base_url: str, records: int, encoding: str) -> dict[str, Any]:
     """The core client's own throughput on the migration's texts."""
     from vllm_embed import EmbeddingClient
@@ -116,7 +112,7 @@ def phase_raw(base_url: str, records: int, encoding: str) -> dict[str, Any]:
         vectors = client.embed(texts)
         seconds = time.perf_counter() - began
     assert vectors.shape[0] == records
-    return {"seconds": seconds, "records_per_s": records / seconds, "peak_rss_mb": _peak_rss_mb()}
+    return {"seconds": seconds, "records_per_s": records / seconds, "peak_rss_mb": peak_rss_mb()}
 
 
 def phase_migrate(
@@ -125,44 +121,32 @@ def phase_migrate(
     """One whole migration to ``out`` (the source stays for the next run)."""
     import tracemalloc
 
-    from vllm_embed import EmbeddingClient
-    from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
+    from vllm_embed.migrate import MigrationOptions
 
     _pin_client()
     if trace:
         tracemalloc.start()
-    began = time.perf_counter()
-    opened = open_store(store, allow_dangerous_deserialization=True)
-    open_seconds = time.perf_counter() - began
-    with EmbeddingClient(base_url, api_key=KEY, model=MODEL, encoding=encoding) as client:  # type: ignore[arg-type]
-        result = migrate_store(opened, client, MigrationOptions(out=out))
-    seconds = time.perf_counter() - began
+    run = run_migration(
+        store,
+        base_url,
+        KEY,
+        options=MigrationOptions(out=out),
+        open_kwargs={"allow_dangerous_deserialization": True},
+        client_kwargs={"model": MODEL, "encoding": encoding},
+    )
     traced = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
+    # this report's names for the shared loop's figures; phases: opening, then the engine's
     return {
-        "seconds": seconds,
-        "embed_seconds": result.embed_seconds,
-        "records": result.records,
-        "records_per_s": result.records / seconds,
-        "embed_records_per_s": result.rate,
-        "old_dim": result.old_dim,
-        "new_dim": result.new_dim,
-        "verified_with": result.verified_with,
-        # where the whole run's time went: opening the store, then the engine's steps
-        "phases": {"open": open_seconds, **result.phases},
-        "peak_rss_mb": _peak_rss_mb(),
+        **run,
+        "records_per_s": run["rate"],
+        "embed_records_per_s": run["embed_rate"],
         "peak_traced_mb": traced,
     }
 
 
 # -- orchestration ---------------------------------------------------------------------------
 def _child(*args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True
-    )
-    if out.returncode:
-        raise SystemExit(f"phase {args[0]} failed:\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_child(__file__, *args)
 
 
 def main() -> None:
@@ -250,8 +234,7 @@ def main() -> None:
         "encoding": args.encoding,
         "command": "python benchmarks/migrate_bench.py " + " ".join(sys.argv[1:]),
     }
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_results(results, report)
     _print_table(report, results)
 
 

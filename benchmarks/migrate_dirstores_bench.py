@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "migrate_dirstores.json"
 sys.path.insert(0, str(ROOT / "shared"))
+
+from _migrate_run import peak_rss_mb, report_runs, run_child, run_migration  # noqa: E402
 
 KEY = "sk-bench-dirstores"
 BATCH = 10_000
@@ -52,10 +51,6 @@ def _vectors(n: int, dim: int, seed: int) -> Any:
     import numpy as np
 
     return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def build_lancedb(path: Path, records: int, dim: int) -> float:
@@ -113,36 +108,11 @@ def build_milvus(path: Path, records: int, dim: int) -> float:
 
 
 def phase_migrate(path: Path, base_url: str) -> dict[str, Any]:
-    from vllm_embed import EmbeddingClient
-    from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
-
-    began = time.perf_counter()
-    store = open_store(path)
-    opened = time.perf_counter() - began
-    with EmbeddingClient(base_url, api_key=KEY) as client:
-        result = migrate_store(store, client, MigrationOptions())
-    whole = time.perf_counter() - began
-    return {
-        "records": result.records,
-        "seconds": whole,
-        "embed_seconds": result.embed_seconds,
-        "rate": result.records / whole,
-        "embed_rate": result.rate,
-        "ratio": (result.records / whole) / result.rate if result.rate else None,
-        "phases": {"open": opened, **result.phases},
-        "verified_with": result.verified_with,
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+    return run_migration(path, base_url, KEY)
 
 
 def _child(*args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True
-    )
-    if out.returncode:
-        raise SystemExit(f"phase {args[0]} failed:\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_child(__file__, *args)
 
 
 def main() -> None:
@@ -160,7 +130,7 @@ def main() -> None:
         kind, *rest = args.phase
         if kind == "build":
             seconds = builders[rest[0]](Path(rest[1]), int(rest[2]), int(rest[3]))
-            print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}))
+            print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
         else:
             print(json.dumps(phase_migrate(Path(rest[0]), rest[1])))
         return
@@ -182,36 +152,17 @@ def main() -> None:
             _child("build", fmt, str(store), str(args.records), str(args.old_dim))
             runs[fmt] = _child("migrate", str(store), server.base_url)
             runs[fmt]["vs_ingest"] = runs[fmt]["rate"] / runs[f"{fmt}-ingest"]["rate"]
-    print(f"{args.records} records, dim {args.old_dim} -> {args.new_dim}; load {load:.1f}")
-    print(
-        f"{'run':<16}{'seconds':>9}{'rec/s':>9}{'embed rec/s':>13}{'whole/embed':>13}"
-        f"{'vs ingest':>11}{'peak MiB':>10}"
-    )
-    for name, run in runs.items():
-        embed = f"{run['embed_rate']:,.0f}" if "embed_rate" in run else "-"
-        ratio = f"{run['ratio']:.2f}x" if run.get("ratio") else "-"
-        vs = f"{run['vs_ingest']:.2f}x" if "vs_ingest" in run else "-"
-        print(
-            f"{name:<16}{run['seconds']:>9.1f}{run['rate']:>9,.0f}{embed:>13}{ratio:>13}"
-            f"{vs:>11}{run['peak_rss_mb']:>10,.0f}"
-        )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "records": args.records,
-                "old_dim": args.old_dim,
-                "new_dim": args.new_dim,
-                "load_before": load,
-                "load_after": os.getloadavg()[0],
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "runs": runs,
-                "command": "python benchmarks/migrate_dirstores_bench.py " + " ".join(sys.argv[1:]),
-            },
-            indent=2,
-        )
-        + "\n"
+    report_runs(
+        RESULTS,
+        runs,
+        records=args.records,
+        old_dim=args.old_dim,
+        new_dim=args.new_dim,
+        load=load,
+        vs_ingest=True,
+        load_after=os.getloadavg()[0],
+        cpus=os.cpu_count(),
+        command="python benchmarks/migrate_dirstores_bench.py " + " ".join(sys.argv[1:]),
     )
 
 

@@ -22,9 +22,7 @@ shared and noisy: compare the phases of one run, as ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -37,6 +35,7 @@ sys.path.insert(0, str(ROOT / "shared"))
 sys.path.insert(0, str(ROOT / "tests" / "stores"))
 
 import numpy as np  # noqa: E402
+from _migrate_run import report_runs, run_migration  # noqa: E402
 
 KEY = "sk-bench-stores"
 
@@ -70,23 +69,7 @@ def _chroma(path: Path, n: int, dim: int, name: str = "langchain") -> float:
 
 
 def _migrate(path: Path, base_url: str) -> dict[str, Any]:
-    from vllm_embed import EmbeddingClient
-    from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
-
-    began = time.perf_counter()
-    store = open_store(path)
-    with EmbeddingClient(base_url, api_key=KEY) as client:
-        result = migrate_store(store, client, MigrationOptions())
-    whole = time.perf_counter() - began
-    return {
-        "records": result.records,
-        "seconds": whole,
-        "embed_seconds": result.embed_seconds,
-        "rate": result.records / whole,
-        "embed_rate": result.rate,
-        "ratio": (result.records / whole) / result.rate if result.rate else None,
-        "verified_with": result.verified_with,
-    }
+    return run_migration(path, base_url, KEY)
 
 
 def main() -> None:
@@ -112,26 +95,8 @@ def main() -> None:
     with FakeEmbeddingServer(dim=args.new_dim, model="fake-model", api_key=KEY) as server:
         runs["chroma"] = _migrate(args.store_dir / "chroma_db", server.base_url)
         runs["kano"] = _migrate(kano, server.base_url)
-    print(f"{args.records} records, dim {args.old_dim} -> {args.new_dim}; load {load:.1f}")
-    print(f"{'run':<14}{'seconds':>9}{'rec/s':>9}{'embed rec/s':>13}{'whole/embed':>13}")
-    for name, run in runs.items():
-        embed = f"{run['embed_rate']:,.0f}" if "embed_rate" in run else "-"
-        ratio = f"{run['ratio']:.2f}x" if run.get("ratio") else "-"
-        print(f"{name:<14}{run['seconds']:>9.1f}{run['rate']:>9,.0f}{embed:>13}{ratio:>13}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "records": args.records,
-                "old_dim": args.old_dim,
-                "new_dim": args.new_dim,
-                "load_before": load,
-                "python": platform.python_version(),
-                "runs": runs,
-            },
-            indent=2,
-        )
-        + "\n"
+    report_runs(
+        RESULTS, runs, records=args.records, old_dim=args.old_dim, new_dim=args.new_dim, load=load
     )
 
 

@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -38,6 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "pg_migrate.json"
 sys.path.insert(0, str(ROOT / "shared"))
+
+from _migrate_run import run_child, write_results  # noqa: E402
 
 TABLE = "lightrag_vdb_chunks"
 
@@ -173,13 +174,7 @@ def phase_migrate(url: str, base_url: str) -> dict[str, Any]:
 
 
 def _child(*args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True
-    )
-    if out.returncode:
-        raise SystemExit(f"phase {args[0]} failed:\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_child(__file__, *args)
 
 
 def main() -> None:
@@ -229,8 +224,7 @@ def main() -> None:
         "raw_client": raw,
         "cases": cases,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_results(RESULTS, report)
     _print_table(report)
 
 

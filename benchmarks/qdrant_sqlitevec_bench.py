@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import shutil
 import sys
 import time
@@ -43,6 +41,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "migrate_qdrant_sqlitevec.json"
 sys.path.insert(0, str(ROOT / "shared"))
 
 import numpy as np  # noqa: E402
+from _migrate_run import peak_rss_mb, report_runs, run_migration  # noqa: E402
 
 KEY = "sk-bench-qs"
 _BATCH = 1024
@@ -122,26 +121,7 @@ def _sqlitevec(file: Path, n: int, dim: int) -> float:
 
 
 def _migrate(path: Path, base_url: str) -> dict[str, Any]:
-    from vllm_embed import EmbeddingClient
-    from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
-
-    began = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # local mode's "> 20,000 points"
-        store = open_store(path)
-        with EmbeddingClient(base_url, api_key=KEY) as client:
-            result = migrate_store(store, client, MigrationOptions())
-    whole = time.perf_counter() - began
-    return {
-        "records": result.records,
-        "seconds": whole,
-        "embed_seconds": result.embed_seconds,
-        "rate": result.records / whole,
-        "embed_rate": result.rate,
-        "ratio": (result.records / whole) / result.rate if result.rate else None,
-        "phases": result.phases,
-        "verified_with": result.verified_with,
-    }
+    return run_migration(path, base_url, KEY, quiet_warnings=True)  # local mode's "> 20,000"
 
 
 def main() -> None:
@@ -174,29 +154,10 @@ def main() -> None:
             runs["qdrant"] = _migrate(args.store_dir / "qdrant_db", server.base_url)
         if sqlitevec:
             runs["sqlite-vec"] = _migrate(args.store_dir / "vec.db", server.base_url)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{n} records, dim {args.old_dim} -> {d}; load {load:.1f}; peak RSS {peak:,.0f} MB")
-    print(f"{'run':<18}{'seconds':>9}{'rec/s':>9}{'embed rec/s':>13}{'whole/embed':>13}")
-    for name, run in runs.items():
-        embed = f"{run['embed_rate']:,.0f}" if "embed_rate" in run else "-"
-        ratio = f"{run['ratio']:.2f}x" if run.get("ratio") else "-"
-        print(f"{name:<18}{run['seconds']:>9.1f}{run['rate']:>9,.0f}{embed:>13}{ratio:>13}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    peak = peak_rss_mb()
     results = RESULTS.with_name(f"{RESULTS.stem}-{args.only}.json") if args.only else RESULTS
-    results.write_text(
-        json.dumps(
-            {
-                "records": n,
-                "old_dim": args.old_dim,
-                "new_dim": d,
-                "load_before": load,
-                "peak_rss_mb": peak,
-                "python": platform.python_version(),
-                "runs": runs,
-            },
-            indent=2,
-        )
-        + "\n"
+    report_runs(
+        results, runs, records=n, old_dim=args.old_dim, new_dim=d, load=load, peak_rss_mb=peak
     )
 
 

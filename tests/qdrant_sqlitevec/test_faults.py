@@ -161,8 +161,9 @@ def test_sqlitevec_server_gone_mid_run_then_resume(tmp_path, fake_vllm, failing_
 def test_sqlitevec_failure_inside_the_transaction_leaves_nothing(
     tmp_path, fake_vllm, client, monkeypatch
 ):
-    """A failure while the copy is rebuilt rolls the transaction back; the original is
-    untouched and the next run succeeds from the journaled vectors."""
+    """A failure while the copy is rebuilt abandons the copy (it has no rollback journal:
+    the next run makes it again); the original is untouched and the next run succeeds
+    from the journaled vectors."""
     from vllm_embed.migrate import sqlitevec
 
     db = make_langchain_sqlitevec(tmp_path / "vec.db", n=6)

@@ -186,3 +186,30 @@ def test_without_sqlite_vec_is_refused_before_any_request(tmp_path, fake_vllm, m
         open_store(db)
     assert "kano" not in str(caught.value) and str(db) in str(caught.value)
     assert embedded_texts(fake_vllm) == []
+
+
+@pytest.mark.parametrize("table", ["notes_vec", "notes"])
+def test_rows_read_back_must_be_the_vectors_written(tmp_path, fake_vllm, monkeypatch, table):
+    """The check compares the rows the writer kept aside with what the copy holds (vec0
+    table and LangChain's BLOB column): a row changed after it was written fails it, and
+    the original stays as it was."""
+    from vllm_embed.migrate import sqlitevec
+
+    db = make_langchain_sqlitevec(tmp_path / "vec.db")
+    original = db.read_bytes()
+    finish = sqlitevec._VecWriter.finish
+    column = "text_embedding"
+
+    def tamper(self):  # type: ignore[no-untyped-def]
+        key = max(self._store._written[1])  # the last row is always kept aside
+        self._conn.execute(
+            f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (bytes(4 * DIM), key)
+        )
+        finish(self)
+
+    monkeypatch.setattr(sqlitevec._VecWriter, "finish", tamper)
+    result = _run(str(db))
+    assert result.exit_code != 0
+    assert f"row 10 of {table} is not the vector written" in result.output
+    assert db.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vec.db", "vec.db.vllm-embed-migrate"]

@@ -232,3 +232,79 @@ def test_dry_run_estimates_and_writes_nothing(tmp_path, fake_vllm):
     assert "estimate     ~" in result.stdout and "for 7 records" in result.stdout
     assert "warning      records without text: '0'" in result.stdout
     assert listing(db) == before and not list(tmp_path.glob("db.*"))
+
+
+def test_out_writes_a_new_database_and_leaves_the_original(tmp_path, fake_vllm):
+    """``--out DIR``: the migrated database is a new directory that LangChain's LanceDB
+    opens and queries; the original is byte-for-byte as it was and no backup is made."""
+    from langchain_community.vectorstores import LanceDB
+    from langchain_core.embeddings import Embeddings
+
+    db = make_langchain_lancedb(tmp_path / "lancedb", n=10)
+    before = lance_rows(db, "vectorstore")
+    original = listing(db)
+    out = tmp_path / "elsewhere" / "lancedb-new"
+    result = _run(str(db), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"migrated     LanceDB (LangChain LanceDB; table vectorstore): {out}" in result.stdout
+    assert listing(db) == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "lancedb"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["lancedb-new"]
+    assert str(_table(out, "vectorstore").schema.field("vector").type) == (
+        f"fixed_size_list<item: float>[{DIM}]"
+    )
+    assert lance_rows(out, "vectorstore") == before
+
+    class Fake(Embeddings):
+        def embed_documents(self, docs):  # type: ignore[no-untyped-def]
+            return [fake_vector(d, DIM).tolist() for d in docs]
+
+        def embed_query(self, text):  # type: ignore[no-untyped-def]
+            return fake_vector(text, DIM).tolist()
+
+    hit = LanceDB(uri=str(out), embedding=Fake(), table_name="vectorstore").similarity_search(
+        texts(10)[3], k=1
+    )[0]
+    assert (hit.page_content, hit.metadata) == (texts(10)[3], {"n": 3, "source": "doc1.md"})
+    again = _run(str(db), "--out", str(out))
+    assert again.exit_code != 0 and "already exists" in again.output
+    assert listing(db) == original
+
+
+def test_vectors_read_back_must_be_those_written(tmp_path, fake_vllm, monkeypatch):
+    """The check reads back the rows the writer kept aside: a vector changed after it was
+    written fails it by name, and the original is untouched."""
+    from vllm_embed.migrate import lancedb as lance_format
+
+    db = make_langchain_lancedb(tmp_path / "lancedb", n=10)
+    original = listing(db)
+    finish = lance_format._LanceWriter.finish
+
+    def tamper(self):  # type: ignore[no-untyped-def]
+        finish(self)
+        self._tables[0].update(where="id = 'id-9'", values={"vector": [0.5] * DIM})
+
+    monkeypatch.setattr(lance_format._LanceWriter, "finish", tamper)
+    result = _run(str(db))
+    assert result.exit_code != 0
+    assert "table 'vectorstore': vectors read back differ from those written" in result.output
+    assert listing(db) == original
+
+
+def test_without_lancedb_is_refused_before_any_request(tmp_path, fake_vllm, monkeypatch):
+    """Reading goes through pylance alone, but writing needs lancedb: a database is refused
+    by name when lancedb is not installed, before anything is sent or written."""
+    import importlib.util
+
+    db = make_langchain_lancedb(tmp_path / "lancedb", n=4)
+    original = listing(db)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "lancedb" else find_spec(name, *a),
+    )
+    result = _run(str(db))
+    assert result.exit_code != 0
+    assert "needs the lancedb package: pip install lancedb" in result.output
+    assert embedded_texts(fake_vllm) == [] and listing(db) == original

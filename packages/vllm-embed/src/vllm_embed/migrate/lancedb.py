@@ -13,19 +13,25 @@ lancedb's own API.
 - Reading: the original is only read (lancedb opens datasets read-only); every table
   with a fixed-size-list vector column is migrated unless ``--collection`` names one.
   The other columns are read without the vectors (``to_lance().to_table(columns=)``).
+  A database of tables without indexes is read with pylance alone: importing lancedb
+  (seconds) is then paid in the background while the server embeds.
 - Text: the ``text`` column (or ``--text-field``); for LlamaIndex rows, what LlamaIndex
   embeds: the node rebuilt from ``_node_content`` + the text, ``MetadataMode.EMBED``.
-- Writing (`_LanceWriter`, fed while the server embeds): the whole directory is copied
-  to the work directory; in the copy each migrated table is dropped and created again
+- Writing (`_LanceWriter`, fed while the server embeds): the directory is copied to the
+  work directory but for the migrated tables' data; in the copy each one is created again
   with the same schema (the vector column now ``fixed_size_list<same item type>[new
   dim]``), filled in batches with the same rows in order; at the end its indexes are
   created again with their names and parameters (vector indexes trained again on the
   new vectors; FTS and scalar indexes with their settings) and the embedding space is
   recorded in its schema metadata under ``SPACE_KEY``. Other tables are left as copied.
-- Verifying: the copy is reopened with lancedb: counts, schema, every other column
-  equal to the original's rows, the dimension, finite rows, the same indexes, and an
-  exact nearest-neighbour search per table that must return its own row first (plus
-  a search through the vector index, which must answer).
+  The copy's files are fsynced as they are written (after the copy, after each batch):
+  `finish` only syncs what the last commits wrote.
+- Verifying: the copy is reopened with lancedb: counts, schema (the dimension), every
+  other column equal to the original's rows, the vectors of the rows the writer kept
+  aside (``CHECKED_ROWS`` per table) read back (every vector was checked finite before
+  it was journaled), the same indexes, and an exact nearest-neighbour search per table
+  that must return its own row first (plus a search through the vector index, which
+  must answer).
 - Installing (`_dirstore.DirectoryStore`, as for Chroma): the directories are exchanged
   atomically and the original is kept as ``NAME.d<old dim>.bak``.
 
@@ -35,6 +41,8 @@ on after a kill from the table's ``count_rows()`` (each ``add`` is one atomic co
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,6 +67,8 @@ __all__ = ["LANCE_SUFFIX", "LanceDBStore", "is_lancedb_dir", "read_lancedb"]
 LANCE_SUFFIX = ".lance"
 #: Stored vectors kept from reading, for ``doctor --store``'s probe.
 SAMPLE_ROWS = 16
+#: Rows per table whose written vectors the check reads back (first, last, spaced).
+CHECKED_ROWS = 32
 #: Columns only AnythingLLM's rows carry (its document metadata, flattened).
 _ANYTHINGLLM_COLUMNS = {"docSource", "chunkSource", "token_count_estimate"}
 
@@ -76,15 +86,28 @@ def is_lancedb_dir(path: Path) -> bool:
     )
 
 
+_NEEDS_LANCEDB = (
+    "this is a LanceDB database directory; reading and writing it needs the lancedb "
+    "package: pip install lancedb"
+)
+
+
 def _lancedb() -> Any:
     try:
         import lancedb
     except ImportError as exc:
-        raise MigrationError(
-            "this is a LanceDB database directory; reading and writing it needs the lancedb "
-            "package: pip install lancedb"
-        ) from exc
+        raise MigrationError(_NEEDS_LANCEDB) from exc
     return lancedb
+
+
+def _require_lancedb() -> None:
+    """Refuse early when lancedb is not installed, without importing it (seconds)."""
+    try:
+        found = importlib.util.find_spec("lancedb") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MigrationError(_NEEDS_LANCEDB)
 
 
 def _connect(path: Path) -> Any:
@@ -169,6 +192,8 @@ class LanceDBStore(DirectoryStore):
         self._tables = tables
         self._untouched = untouched  # other tables: name -> row count
         self._space: EmbeddingSpace | None = None
+        #: the copy last written and, per table, some rows' new vectors (row -> vector)
+        self._written: tuple[Path, dict[str, dict[int, F32Matrix]]] | None = None
         kinds = {t.kind for t in tables if t.kind}
         names = ", ".join(t.name for t in tables)
         kind = "; ".join(sorted(kinds))
@@ -224,7 +249,9 @@ class LanceDBStore(DirectoryStore):
             if t.name not in names:
                 raise StoreFormatError(f"{where}: table {t.name!r} is missing")
             keep = [n for n, i in enumerate(t.ids) if (f"{t.name}/{i}" if prefix else i) in kept]
-            _check_table(where, db.open_table(t.name), t, keep, dim, self._space)
+            written = self._written[1] if self._written and self._written[0] == path else None
+            rows = None if written is None else written.get(t.name, {})
+            _check_table(where, db.open_table(t.name), t, keep, dim, self._space, rows)
 
     def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
         """An exact nearest-neighbour search per table must return the queried row first,
@@ -281,13 +308,31 @@ class _LanceWriter(RowWriter):
         self._current = 0  # the table the next rows belong to
         self._seen = 0  # rows of the current table received so far
         self._pending: list[F32Matrix] = []
+        #: per table: rows (in the new table) whose vectors `check_written` reads back
+        self._checked = [
+            {int(n) for n in np.linspace(0, len(m) - 1, min(len(m), CHECKED_ROWS))}
+            for m in self._mine
+        ]
+        self._kept: dict[str, dict[int, F32Matrix]] = {t.name: {} for t in store._tables}
+        self._synced: dict[Path, tuple[int, int]] = {}  # file -> (size, mtime) when fsynced
+        store._written = (out, self._kept)
 
     def begin(self) -> None:
         progress = _Progress(self._out)
         if not progress.copied():  # no copy yet, or one a killed run left half made
             shutil.rmtree(self._out, ignore_errors=True)
             progress.reset()
-            shutil.copytree(self._store.path, self._out, symlinks=True)
+            # the migrated tables are created anew: their old data is not copied
+            source = self._store.path
+            rebuilt = {f"{t.name}{LANCE_SUFFIX}" for t in self._store._tables}
+            shutil.copytree(
+                source,
+                self._out,
+                symlinks=True,
+                ignore=lambda where, names: [
+                    n for n in names if Path(where) == source and n in rebuilt
+                ],
+            )
             progress.mark_copied()
         db = _connect(self._out)
         for t in self._store._tables:
@@ -300,6 +345,7 @@ class _LanceWriter(RowWriter):
                 progress.mark_created(t.name)
             self._tables.append(table)
             self._done.append(int(table.count_rows()))
+        self._sync()  # the copied tables, while the server embeds
 
     def add(self, block: F32Matrix) -> None:
         start = 0
@@ -331,8 +377,24 @@ class _LanceWriter(RowWriter):
             done = self._done[self._current]
             part = self._mine[self._current][done : done + len(chunk)]
             self._tables[self._current].add(_batch(t, schema, part, chunk))
+            self._sync()  # the batch's files, while the server embeds
             self._done[self._current] = done + len(chunk)
+            kept = self._kept[t.name]
+            for n in self._checked[self._current]:
+                if done <= n < done + len(chunk):
+                    kept[n] = chunk[n - done].copy()
         self._pending = [vectors[end:]] if end < len(vectors) else []
+
+    def _sync(self) -> None:
+        """fsync every file of the copy that is new or changed since it was last synced
+        (lance writes new files per commit: most are synced as the copy is filled)."""
+        for file in self._out.rglob("*"):
+            if file.is_file():
+                stat = file.stat()
+                state = (stat.st_size, stat.st_mtime_ns)
+                if self._synced.get(file) != state:
+                    fsync_file(file)
+                    self._synced[file] = state
 
     def finish(self) -> None:
         self._flush()
@@ -343,9 +405,7 @@ class _LanceWriter(RowWriter):
             table.to_lance().update_schema_metadata(
                 {k.decode(): v.decode() for k, v in metadata.items()}, replace=True
             )
-        for file in self._out.rglob("*"):
-            if file.is_file():
-                fsync_file(file)
+        self._sync()
 
 
 def _batch(t: _Table, schema: Any, part: list[int], vectors: F32Matrix) -> Any:
@@ -370,7 +430,12 @@ def _check_table(
     keep: list[int],
     dim: int,
     space: EmbeddingSpace | None,
+    written: dict[int, F32Matrix] | None,
 ) -> None:
+    """Row count, schema (the vector column's fixed size is the dimension: lance refuses
+    other lengths), every other column equal to the original's kept rows, the indexes;
+    the vectors this run wrote and kept aside (``written``: row -> vector) read back, or,
+    without them (a copy this object did not write), every vector read and checked."""
     import pyarrow as pa
 
     label = f"{where}: table {t.name!r}"
@@ -382,13 +447,24 @@ def _check_table(
     got = lance.to_table(columns=t.data.column_names)
     if not got.equals(t.data.take(pa.array(keep, type=pa.int64()))):
         raise StoreFormatError(f"{label}: the rows' other columns changed")
-    done = 0
-    for batch in lance.to_batches(columns=[t.vector_column], batch_size=8192):
-        vectors = batch.column(0).flatten().to_numpy(zero_copy_only=False)
-        if vectors.size != batch.num_rows * dim:
-            raise StoreFormatError(f"{label}: vectors are not {dim}-dimensional")
-        check_rows(vectors.reshape(batch.num_rows, dim), label, done)
-        done += batch.num_rows
+    if written is not None:
+        rows = sorted(written)
+        back = lance.take(pa.array(rows, type=pa.int64()), columns=[t.vector_column])
+        stored = back.column(0).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        expected = np.stack([written[n] for n in rows]) if rows else np.zeros((0, dim))
+        # the column may hold float16 / float64: compare at float16's precision
+        if stored.size != expected.size or not np.allclose(
+            stored.reshape(expected.shape), expected, rtol=1e-3, atol=1e-3
+        ):
+            raise StoreFormatError(f"{label}: vectors read back differ from those written")
+    else:
+        done = 0
+        for batch in lance.to_batches(columns=[t.vector_column], batch_size=8192):
+            vectors = batch.column(0).flatten().to_numpy(zero_copy_only=False)
+            if vectors.size != batch.num_rows * dim:
+                raise StoreFormatError(f"{label}: vectors are not {dim}-dimensional")
+            check_rows(vectors.reshape(batch.num_rows, dim), label, done)
+            done += batch.num_rows
     have = sorted((i.name, i.index_type) for i in table.list_indices())
     want = sorted((i.name, i.kind) for i in t.indexes)
     if have != want:
@@ -413,7 +489,7 @@ def read_lancedb(
                 "half-written or damaged table. Restore it from a backup or remove it; "
                 "nothing was written."
             )
-    _lancedb()
+    _require_lancedb()
     try:
         return _read(path, table, text_field)
     except (StoreFormatError, MigrationError):
@@ -426,9 +502,15 @@ def read_lancedb(
 
 
 def _read(path: Path, wanted: str | None, text_field: str | None) -> LanceDBStore:
-    db = _connect(path)
-    names = _table_names(db)
-    vector_tables = {n: _vector_column(db.open_table(n).schema) for n in names}
+    opened = _plain_datasets(path)
+    if opened is None:
+        db = _connect(path)
+        opened = {}
+        for n in _table_names(db):
+            table = db.open_table(n)
+            opened[n] = (table.schema, table.to_lance(), table)
+    names = sorted(opened)
+    vector_tables = {n: _vector_column(opened[n][0]) for n in names}
     candidates = [n for n, column in vector_tables.items() if column is not None]
     if wanted is not None:
         if wanted not in names:
@@ -438,15 +520,35 @@ def _read(path: Path, wanted: str | None, text_field: str | None) -> LanceDBStor
         candidates = [wanted]
     if not candidates:
         raise StoreFormatError(f"{path}: no LanceDB table with a vector column.")
-    untouched = {n: int(db.open_table(n).count_rows()) for n in names if n not in candidates}
+    untouched = {n: int(opened[n][1].count_rows()) for n in names if n not in candidates}
     tables: list[_Table] = []
     start = 0
     for name in candidates:
-        t = _read_table(path, db.open_table(name), text_field)
+        t = _read_table(path, name, *opened[name], text_field)
         t.start = start
         start += len(t.ids)
         tables.append(t)
     return LanceDBStore(path, tables, untouched)
+
+
+def _plain_datasets(path: Path) -> dict[str, tuple[Any, Any, None]] | None:
+    """Each table's (schema, lance dataset, None), opened with pylance alone, when the
+    directory holds nothing but ``<table>.lance`` datasets without indexes (LangChain's
+    and LlamaIndex's stores as they write them); else None, and lancedb opens them.
+    Importing lancedb costs seconds more than pylance: it is then paid in the
+    background while the server embeds (`LanceDBStore.warm_up`), not before."""
+    children = sorted(path.iterdir())
+    if not children or not all(_is_table_dir(c) for c in children):
+        return None
+    import lance
+
+    found: dict[str, tuple[Any, Any, None]] = {}
+    for child in children:
+        dataset = lance.dataset(str(child))
+        if dataset.describe_indices():
+            return None
+        found[child.name[: -len(LANCE_SUFFIX)]] = (dataset.schema, dataset, None)
+    return found
 
 
 def _vector_column(schema: Any) -> str | None:
@@ -469,10 +571,13 @@ def _vector_column(schema: Any) -> str | None:
     return found[0]
 
 
-def _read_table(path: Path, table: Any, text_field: str | None) -> _Table:
+def _read_table(
+    path: Path, name: str, schema: Any, lance: Any, table: Any, text_field: str | None
+) -> _Table:
+    """One table from its schema and lance dataset (``table``: lancedb's, for its
+    indexes; None when it has none)."""
     import pyarrow as pa
 
-    schema = table.schema
     vector = _vector_column(schema)
     assert vector is not None
     column = text_field or "text"
@@ -483,10 +588,9 @@ def _read_table(path: Path, table: Any, text_field: str | None) -> _Table:
     if column not in strings:
         why = "has no column" if column not in field_names else "has a non-text column"
         raise StoreFormatError(
-            f"{path}: table {table.name!r} {why} {column!r}; name the text column with "
+            f"{path}: table {name!r} {why} {column!r}; name the text column with "
             f"--text-field (string columns: {', '.join(strings) or 'none'})."
         )
-    lance = table.to_lance()
     others = [n for n in field_names if n != vector]
     data = lance.to_table(columns=others)
     kind = _kind(schema, field_names)
@@ -501,9 +605,11 @@ def _read_table(path: Path, table: Any, text_field: str | None) -> _Table:
         ids = [str(i) for i in data.column("id").to_pylist()]
     else:
         ids = [str(n) for n in range(data.num_rows)]
-    indexes = [read_index(path, table, lance, i) for i in table.list_indices()]
+    indexes = (
+        [] if table is None else [read_index(path, table, lance, i) for i in table.list_indices()]
+    )
     t = _Table(
-        name=str(table.name),
+        name=name,
         vector_column=vector,
         dim=int(schema.field(vector).type.list_size),
         schema=schema,
@@ -537,7 +643,11 @@ def _kind(schema: Any, names: list[str]) -> str | None:
 
 
 def _sample(lance: Any, vector: str, texts: list[str | None]) -> tuple[list[str], F32Matrix] | None:
-    wanted = [n for n, t in enumerate(texts) if isinstance(t, str) and t.strip()][:SAMPLE_ROWS]
+    wanted = list(
+        itertools.islice(
+            (n for n, t in enumerate(texts) if isinstance(t, str) and t.strip()), SAMPLE_ROWS
+        )
+    )
     if not wanted:
         return None
     import pyarrow as pa

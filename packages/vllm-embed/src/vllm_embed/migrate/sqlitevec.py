@@ -19,13 +19,16 @@ The migrated file is a copy of the original in which, in ONE transaction, the ve
 is dropped and created again with the same declaration at the new dimension (distance
 metric, other columns and options kept), filled with the same keys and other column
 values, and the companion table's embedding BLOB (LangChain) updated; records left out
-(``--drop-missing-text``) are deleted from both. The copy is rebuilt after the last row
-is embedded, not while (`Store.open_writer`): inserting into a vec0 table is CPU work
-(about sqlite-vec's own ingest rate) that, in a background thread, slowed the client
-more than it saved (50,000 rows, fake server: 17 s streamed vs 11 s after). A killed run
-leaves an uncommitted copy in the work directory, which the next run makes again (the
-vectors are journaled, nothing is embedded twice). It is verified
-with sqlite-vec (every row's length, a KNN query returning the probed row first) and
+(``--drop-missing-text``) are deleted from both. The copy is filled while the server
+embeds (`Store.open_writer`: sqlite-vec's inserts run in the engine's background thread,
+SQLite releasing the GIL while it works), so little is left after the last response
+(200,000 rows, fake server: 2 s instead of 10 s after it). The copy has no rollback
+journal and is not synced until it is complete (``_COPY_PRAGMAS``, on the copy only: the
+original is only ever opened read-only): a failed or killed run's copy is not trusted but
+made again by the next run from the original and the journaled vectors (nothing is
+embedded twice; what is lost is the rebuild of the copy, which again overlaps the
+embedding of the rest). It is verified with sqlite-vec (the declared dimension, the
+keys, rows read back byte for byte, a KNN query returning the probed row first) and
 swapped in by the engine (original kept as ``NAME.d<old dim>.bak.EXT``); the embedding
 space is recorded in a sidecar (``NAME.vllm-embed-space.json``).
 """
@@ -33,6 +36,7 @@ space is recorded in a sidecar (``NAME.vllm-embed-space.json``).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import sqlite3
@@ -45,7 +49,6 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
-from ._jsonio import fsync_file
 from ._store import F32Matrix, Rows, RowWriter, Store, check_rows
 from .kano import vec_sqlite
 
@@ -58,6 +61,17 @@ _PRIMARY = re.compile(r"(?i)\b([A-Za-z_][A-Za-z0-9_]*)\s+(integer|text)\s+primar
 TEXT_COLUMNS = ("text", "content", "document", "page_content", "chunk", "body")
 _SAMPLE = 16
 _BLOCK = 4096
+#: Rows whose written vectors `check_written` reads back and compares (first, last and
+#: evenly spaced ones between).
+_CHECKED_ROWS = 32
+#: Bytes of vectors written to the copy between two ``fdatasync`` calls.
+_SYNC_BYTES = 64 * 1024 * 1024
+_COPY_PRAGMAS = (
+    "PRAGMA journal_mode = OFF",
+    "PRAGMA synchronous = OFF",
+    "PRAGMA cache_size = -65536",  # KiB: 64 MiB
+    "PRAGMA temp_store = MEMORY",
+)
 
 
 def _read_only_uri(path: Path) -> str:
@@ -138,11 +152,11 @@ def _connect(path: Path, *, read_only: bool = False) -> Any:
 
 
 class _VecWriter(RowWriter):
-    """Writes the migrated copy (`SqliteVecStore.write`): copies the file, then in ONE
-    transaction drops the vec0 table, creates it at the new
-    dimension and inserts the rows as they are embedded (LangChain: the base table's BLOBs
-    too); `finish` commits. A failed or killed run leaves the copy uncommitted (rolled back
-    on the next open) and the next run copies again."""
+    """Writes the migrated copy while the rows are embedded: `begin` copies the file,
+    then in ONE transaction drops the vec0 table and creates it at the new dimension;
+    `add` inserts the rows as they are journaled (LangChain: the base table's BLOBs too)
+    and keeps some aside for `SqliteVecStore.check_written`; `finish` commits. A failed or
+    killed run leaves a half-made copy that the next run's `begin` replaces."""
 
     def __init__(self, store: SqliteVecStore, out: Path, keep: Sequence[int], dim: int) -> None:
         self._store = store
@@ -151,6 +165,16 @@ class _VecWriter(RowWriter):
         self._dim = dim
         self._done = 0
         self._conn: Any = None
+        self._fd = -1
+        self._unsynced = 0
+        count = len(self._keep)
+        self._checked = (
+            {int(n) for n in np.linspace(0, count - 1, min(count, _CHECKED_ROWS))}
+            if count
+            else set()
+        )
+        self._kept: dict[Any, bytes] = {}
+        store._written = (out, self._kept)
 
     def begin(self) -> None:
         store, s = self._store, self._store.shape
@@ -159,17 +183,29 @@ class _VecWriter(RowWriter):
             self._out.with_name(self._out.name + suffix).unlink(missing_ok=True)
         shutil.copy2(store.path, self._out)
         self._conn = conn = _connect(self._out)
+        self._fd = os.open(self._out, os.O_RDONLY)
+        # The copy is disposable (a failed or killed run's copy is made again from the
+        # original, the vectors coming from the journal): no rollback journal, no sync
+        # until `finish` fsyncs it, a page cache that holds a block's pages. On the COPY
+        # only; the original is opened read-only throughout.
+        for pragma in _COPY_PRAGMAS:
+            conn.execute(pragma)
         conn.execute("BEGIN IMMEDIATE")
         kept = set(self._keep)
         dropped = [(store._keys[i],) for i in range(len(store._keys)) if i not in kept]
         if dropped and s.text_table != s.vec_table:
-            conn.executemany(f'DELETE FROM "{s.text_table}" WHERE rowid = ?', dropped)
+            gone = conn.executemany(f'DELETE FROM "{s.text_table}" WHERE rowid = ?', dropped)
+            if gone.rowcount != len(dropped):
+                raise StoreFormatError(
+                    f"{self._out}: {gone.rowcount} of {len(dropped)} rows of {s.text_table} deleted"
+                )
         conn.execute(f'DROP TABLE "{s.vec_table}"')
         conn.execute(store._create_sql(self._dim))
 
     def add(self, block: F32Matrix) -> None:
         store, s = self._store, self._store.shape
-        picked = self._keep[self._done : self._done + len(block)]
+        first = self._done
+        picked = self._keep[first : first + len(block)]
         self._done += len(block)
         columns = [s.key_column, *s.other_columns, s.vector_column]
         blobs = [v.tobytes() for v in np.ascontiguousarray(block, dtype=np.float32)]
@@ -178,11 +214,22 @@ class _VecWriter(RowWriter):
             f"VALUES ({', '.join('?' * len(columns))})",
             [(store._keys[i], *store._others[i], b) for i, b in zip(picked, blobs, strict=True)],
         )
+        for n in self._checked:
+            if first <= n < self._done:
+                self._kept[store._keys[picked[n - first]]] = blobs[n - first]
         if s.blob_column is not None:
-            self._conn.executemany(
+            updated = self._conn.executemany(
                 f'UPDATE "{s.text_table}" SET "{s.blob_column}" = ? WHERE rowid = ?',
                 [(b, store._keys[i]) for i, b in zip(picked, blobs, strict=True)],
-            )
+            ).rowcount
+            if updated != len(picked):
+                raise StoreFormatError(
+                    f"{self._out}: {updated} of {len(picked)} rows of {s.text_table} updated"
+                )
+        self._unsynced += len(blobs) * block.shape[1] * 4
+        if self._unsynced >= _SYNC_BYTES:  # written back while the server embeds
+            os.fdatasync(self._fd)
+            self._unsynced = 0
 
     def finish(self) -> None:
         if self._done != len(self._keep):
@@ -190,14 +237,22 @@ class _VecWriter(RowWriter):
         self._conn.execute("COMMIT")
         self._conn.close()
         self._conn = None
-        fsync_file(self._out)
+        os.fsync(self._fd)
+        self._close_fd()
+
+    def _close_fd(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def abort(self) -> None:
+        """Close the copy; without a rollback journal it is left half-made, and the next
+        run (`begin`) copies the original again."""
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                self._conn.execute("ROLLBACK")
-            self._conn.close()
+                self._conn.close()
             self._conn = None
+        self._close_fd()
 
 
 class SqliteVecStore(Store):
@@ -219,6 +274,8 @@ class SqliteVecStore(Store):
         self._keys = keys
         self._others = others
         self._sample = sample
+        #: the copy last written and some of its rows (key -> vector bytes), for the check
+        self._written: tuple[Path, dict[Any, bytes]] | None = None
         self.ids = [str(k) for k in keys]
         self.texts = texts
         kind = "LangChain SQLiteVec" if shape.langchain else "vec0 table"
@@ -239,6 +296,10 @@ class SqliteVecStore(Store):
             s.vec_sql,
         )
 
+    def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter | None:
+        """Fill the copy while the server embeds (see `_VecWriter`)."""
+        return _VecWriter(self, out, keep, dim)
+
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
         """A copy of the file, its vec0 table rebuilt at the new dimension in one transaction."""
         writer = _VecWriter(self, out, keep, rows.dim)
@@ -253,29 +314,38 @@ class SqliteVecStore(Store):
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
+        """The vec0 table declared at ``dim`` (sqlite-vec refuses rows of another length),
+        holding exactly the kept keys; the rows this run wrote and kept aside (first, last,
+        evenly spaced: `_CHECKED_ROWS`) read back byte for byte, from the vec0 table and
+        LangChain's BLOB column (the writer checked that each delete and each BLOB update
+        hit one row). Every vector was checked finite and non-zero before it was
+        journaled. Without rows kept aside (a copy this object did not write), every row,
+        the companion table's row count and every BLOB's length are read back."""
         where = f"written sqlite-vec file {path}"
         s = self.shape
         conn = _connect(path, read_only=True)
         try:
-            got: list[str] = []
-            cursor = conn.execute(
-                f'SELECT {s.key_column}, {s.vector_column} FROM "{s.vec_table}" '
-                f"ORDER BY {s.key_column}"
-            )
-            while rows := cursor.fetchmany(_BLOCK):
-                for key, blob in rows:
-                    if len(blob) != dim * 4:
-                        raise StoreFormatError(f"{where}: row {key!r} has {len(blob) // 4} values")
-                block = np.frombuffer(b"".join(b for _, b in rows), dtype=np.float32)
-                check_rows(block.reshape(len(rows), dim), where, len(got))
-                got.extend(str(k) for k, _ in rows)
-            if sorted(got) != sorted(ids):
+            row = conn.execute(
+                "SELECT sql FROM sqlite_master WHERE name = ?", (s.vec_table,)
+            ).fetchone()
+            declared = _VECTOR.findall(str(row[0])) if row else []
+            if declared != [(s.vector_column, str(dim))]:
+                raise StoreFormatError(f"{where}: {s.vec_table} is not declared float[{dim}]")
+            keys = [k for (k,) in conn.execute(f'SELECT {s.key_column} FROM "{s.vec_table}"')]
+            if sorted(str(k) for k in keys) != sorted(ids):
                 raise StoreFormatError(f"{where}: the keys of {s.vec_table} differ from the source")
-            if s.text_table != s.vec_table:
+            written = self._written[1] if self._written and self._written[0] == path else None
+            if written is None:
+                _check_every_row(conn, s, where, dim)
+            else:
+                _check_rows_read_back(conn, s, where, written)
+            # the writer checked that its deletes and updates each hit one row (and the
+            # companion held one row per key when read): a count is needed without it
+            if written is None and s.text_table != s.vec_table:
                 count = conn.execute(f'SELECT count(*) FROM "{s.text_table}"').fetchone()[0]
                 if count != len(ids):
                     raise StoreFormatError(f"{where}: {s.text_table} holds {count} rows")
-            if s.blob_column is not None:
+            if written is None and s.blob_column is not None:
                 bad = conn.execute(
                     f'SELECT count(*) FROM "{s.text_table}" WHERE length("{s.blob_column}") != ?',
                     (dim * 4,),
@@ -305,6 +375,40 @@ class SqliteVecStore(Store):
         finally:
             conn.close()
         return "sqlite-vec"
+
+
+def _check_rows_read_back(conn: Any, s: _Shape, where: str, written: dict[Any, bytes]) -> None:
+    """The rows kept aside while writing, read back from the vec0 table (and LangChain's
+    BLOB column), must be the bytes written."""
+    if not written:
+        return
+    keys = list(written)
+    marks = ", ".join("?" * len(keys))
+    tables = [(s.vec_table, s.key_column, s.vector_column)]
+    if s.blob_column is not None:
+        tables.append((s.text_table, "rowid", s.blob_column))
+    for table, key, column in tables:
+        got = dict(
+            conn.execute(
+                f'SELECT {key}, "{column}" FROM "{table}" WHERE {key} IN ({marks})', keys
+            ).fetchall()
+        )
+        for k in keys:
+            if got.get(k) != written[k]:
+                raise StoreFormatError(f"{where}: row {k!r} of {table} is not the vector written")
+
+
+def _check_every_row(conn: Any, s: _Shape, where: str, dim: int) -> None:
+    """Every row of the vec0 table: ``dim`` finite values."""
+    cursor = conn.execute(f'SELECT {s.key_column}, {s.vector_column} FROM "{s.vec_table}"')
+    done = 0
+    while rows := cursor.fetchmany(_BLOCK):
+        for key, blob in rows:
+            if len(blob) != dim * 4:
+                raise StoreFormatError(f"{where}: row {key!r} has {len(blob) // 4} values")
+        block = np.frombuffer(b"".join(b for _, b in rows), dtype=np.float32)
+        check_rows(block.reshape(len(rows), dim), where, done)
+        done += len(rows)
 
 
 # -- reading ----------------------------------------------------------------------------
