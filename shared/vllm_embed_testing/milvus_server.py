@@ -4,9 +4,10 @@ The PyPI package ``milvus`` (``milvus==2.3.5``, installed by the ``lancedb_milvu
 session) ships Milvus' standalone binary; this starts ONE server per test session in a
 temporary directory, on a free proxy port (its other ports are found free by the
 package), with authentication on (user ``root``, password ``Milvus``: the server's
-default), waits for its health endpoint, adds the user the tests connect as (``token``:
-``vllm_tests:<password>``, a password that appears nowhere else) and stops it at the end. A server that will not
-start fails the run with the end of its logs; nothing skips::
+default), waits for its health endpoint, adds the user the tests connect as
+(``token``: ``vllm_tests:<password>``, a password that appears nowhere else) and stops
+it at the end. A server that will not start fails the run with the end of its logs;
+nothing skips::
 
     from vllm_embed_testing.milvus_server import milvus_server  # noqa: F401
 

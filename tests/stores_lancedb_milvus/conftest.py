@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from vllm_embed_testing.milvus_server import milvus_server  # noqa: F401 (fixture)
 from vllm_embed_testing.pytest_plugin import (  # noqa: F401 (fixtures; clean_env: autouse)
     clean_env,
     failing_after,
@@ -20,7 +21,6 @@ from vllm_embed_testing.pytest_plugin import (  # noqa: F401 (fixtures; clean_en
     make_client,
 )
 from vllm_embed_testing.pytest_plugin import fake_vllm_client as client  # noqa: F401
-from vllm_embed_testing.milvus_server import milvus_server  # noqa: F401 (fixture)
 from vllm_embed_testing.vllm import (  # noqa: F401 (fixtures)
     vllm_server,
     vllm_server_pool,
@@ -30,3 +30,5 @@ from vllm_embed_testing.vllm import (  # noqa: F401 (fixtures)
 _TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_TESTS / "stores"))
 sys.path.insert(0, str(_TESTS / "migrate_live"))
+
+from milvus_server_fixtures import milvus_db, milvus_default  # noqa: E402, F401 (fixtures)

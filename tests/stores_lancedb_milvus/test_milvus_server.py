@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 import respx
 from click.testing import CliRunner, Result
-from milvus_server_fixtures import (  # noqa: F401 (milvus_db, milvus_default: fixtures)
+from milvus_server_fixtures import (
     MilvusDB,
-    milvus_db,
-    milvus_default,
     same_rows,
     server_langchain,
     server_llamaindex,
@@ -101,9 +99,7 @@ def test_langchain_collection_switched_by_alias_then_searched_with_langchain(
     np.testing.assert_allclose(after[7]["vector"], fake_vector(texts(10)[7], DIM), atol=1e-6)
     client = db.client()
     try:
-        space = EmbeddingSpace.from_json(
-            client.describe_collection(new)["properties"][SPACE_KEY]
-        )
+        space = EmbeddingSpace.from_json(client.describe_collection(new)["properties"][SPACE_KEY])
     finally:
         client.close()
     assert (space.model, space.dimension) == (MODEL, DIM)
@@ -113,8 +109,7 @@ def test_langchain_collection_switched_by_alias_then_searched_with_langchain(
 
     store = Milvus(
         embedding_function=Fake(),
-        connection_args={"uri": db.server.uri, "token": db.server.token,
-                         "db_name": db.name},
+        connection_args={"uri": db.server.uri, "token": db.server.token, "db_name": db.name},
         collection_name=lc,
     )
     try:
@@ -128,9 +123,7 @@ def test_langchain_collection_switched_by_alias_then_searched_with_langchain(
     # is the backup now
     again = _run(db.uri_with_credentials, "--collection", lc)
     assert again.exit_code == 0, again.output
-    assert f"format: Milvus server {db.uri} (LangChain Milvus; collection " in (
-        again.stderr
-    )
+    assert f"format: Milvus server {db.uri} (LangChain Milvus; collection " in (again.stderr)
     assert f"backup       collection '{new}'" in again.stdout
     assert _dim(db, lc) == (f"{new}_2", DIM)
     assert same_rows(server_rows(db, new), after)
@@ -150,7 +143,10 @@ def test_llamaindex_collection_embeds_what_llamaindex_embeds_then_queried(
     )
     assert PASSWORD not in repr(store.address) and PASSWORD not in store.format
     migrate_store(store, client)
-    assert store.switched[0] == f"switched     'nodes' -> collection 'nodes' (dimension {OLD_DIM} -> {DIM})"
+    assert (
+        store.switched[0]
+        == f"switched     'nodes' -> collection 'nodes' (dimension {OLD_DIM} -> {DIM})"
+    )
     assert _dim(milvus_db, "nodes") == ("nodes", DIM)  # renamed in: LlamaIndex sees no alias
     assert _dim(milvus_db, f"nodes_vllm_bak_d{OLD_DIM}") == (f"nodes_vllm_bak_d{OLD_DIM}", OLD_DIM)
     sent = embedded_texts(fake_vllm)[1:]
@@ -175,9 +171,7 @@ def test_llamaindex_collection_embeds_what_llamaindex_embeds_then_queried(
         li.client.close()
 
 
-def test_plain_collection_keeps_partitions_index_params_aliases(
-    milvus_db, fake_vllm, monkeypatch
-):
+def test_plain_collection_keeps_partitions_index_params_aliases(milvus_db, fake_vllm, monkeypatch):
     server_plain(milvus_db, n=8)
     notes = server_rows(milvus_db, "notes")
     before = server_rows(milvus_db, "docs")

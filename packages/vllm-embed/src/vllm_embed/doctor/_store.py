@@ -76,9 +76,9 @@ def _check_store(
     from vllm_embed._errors import StoreError
     from vllm_embed._secrets import mask_url
     from vllm_embed.migrate import PickleConsentError, open_store, read_sidecar, space_of_client
+    from vllm_embed.migrate._milvus_server import MilvusServerStore
     from vllm_embed.migrate.chroma import ChromaStore
     from vllm_embed.migrate.lancedb import LanceDBStore
-    from vllm_embed.migrate._milvus_server import MilvusServerStore
     from vllm_embed.migrate.milvus import MilvusLiteStore
 
     name = "store space" if collection is None else f"store space (collection {collection})"
@@ -93,9 +93,7 @@ def _check_store(
     except StoreError as exc:
         return [Check(name, "fail", f"cannot read {store_path}: {exc}", None)]
     else:
-        if isinstance(
-            store, ChromaStore | LanceDBStore | MilvusLiteStore | MilvusServerStore
-        ) and (
+        if isinstance(store, ChromaStore | LanceDBStore | MilvusLiteStore | MilvusServerStore) and (
             collection is not None or len(store.collections) > 1
         ):
             parts = [(v.selector, v) for v in store.collection_views()]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vllm_embed._errors import MigrationError, StoreFormatError
+from vllm_embed._errors import MigrationError
 
 __all__ = [
     "LiteClient",

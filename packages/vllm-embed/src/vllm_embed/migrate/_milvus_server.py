@@ -251,7 +251,9 @@ class MilvusServerStore(DirectoryStore):
                 new = plan.new_name(c.name)
                 resumed = new is not None and new in existing
                 if new is None or not resumed:
-                    new = new or _free_name(f"{self._readers[c.name]}{_MIGRATED}{rows.dim}", existing)
+                    new = new or _free_name(
+                        f"{self._readers[c.name]}{_MIGRATED}{rows.dim}", existing
+                    )
                     plan.set_new_name(c.name, new)
                     create_collection(client, c, new, rows.dim, self._space)
                     plan.mark_rows(c.name, 0)
