@@ -83,6 +83,7 @@ def start_milvus(base_dir: Path, timeout: float = 120.0) -> MilvusServer:
     handle.set_base_dir(str(base_dir))
     handle.listen_port = _free_port()
     handle.config.set("authorization_enabled", True)
+    _own_etcd_ports(handle, base_dir)
     cwd = os.getcwd()
     try:
         with warnings.catch_warnings():
@@ -117,6 +118,28 @@ def start_milvus(base_dir: Path, timeout: float = 120.0) -> MilvusServer:
             pytrace=False,
         )
     return server
+
+
+def _own_etcd_ports(handle: Any, base_dir: Path) -> None:
+    """Give the embedded etcd free ports: by default it listens on 2379 / 2380 whatever the
+    config says, so a second server on the machine (another test run) could not start."""
+    client, peer = _free_port(), _free_port()
+    etcd = base_dir / "etcd.yaml"
+    etcd.write_text(
+        "name: default\n"
+        f"data-dir: {base_dir / 'data' / 'etcd.data'}\n"
+        f"listen-client-urls: http://127.0.0.1:{client}\n"
+        f"advertise-client-urls: http://127.0.0.1:{client}\n"
+        f"listen-peer-urls: http://127.0.0.1:{peer}\n"
+        f"initial-advertise-peer-urls: http://127.0.0.1:{peer}\n"
+        f"initial-cluster: default=http://127.0.0.1:{peer}\n",
+        encoding="utf-8",
+    )
+    config = handle.config
+    config.template_text = config.template_text.replace(
+        "etcd:\n  endpoints:", f"etcd:\n  config:\n    path: {etcd}\n  endpoints:", 1
+    )
+    config.configs["etcd_port"] = client  # etcd.endpoints: the same port
 
 
 def _wait_for_queries(server: MilvusServer, deadline: float) -> None:

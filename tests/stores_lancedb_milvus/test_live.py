@@ -139,8 +139,10 @@ def test_langchain_milvus_server_migrated_by_the_cli_then_searched(
         connection_args=args,
         collection_name=name,
         consistency_level="Strong",
+        auto_id=False,
     )
-    old.add_texts(FACTS, metadatas=[{"n": i} for i in range(len(FACTS))])
+    ids = [f"fact-{i}" for i in range(len(FACTS))]
+    old.add_texts(FACTS, metadatas=[{"n": i} for i in range(len(FACTS))], ids=ids)
     old.client.close()
     result = CliRunner().invoke(
         main,

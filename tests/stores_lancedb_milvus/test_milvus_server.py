@@ -307,6 +307,19 @@ def test_named_errors_and_dry_run(milvus_default, fake_vllm):
     wrong = _run(f"http://vllm_tests:wrong-{PASSWORD}-x@{host}", "--collection", lc)
     assert wrong.exit_code != 0 and "cannot connect to the Milvus server" in wrong.output
     assert f"wrong-{PASSWORD}-x" not in wrong.output
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from langchain_milvus import Milvus
+
+    auto = Milvus(  # keys made by the server: a server before 2.5 takes none back
+        embedding_function=DeterministicFakeEmbedding(size=OLD_DIM),
+        connection_args={"uri": db.server.uri, "token": db.server.token},
+        collection_name=f"{lc}auto",
+        auto_id=True,
+    )
+    auto.add_texts(["a", "b"])
+    auto.client.close()
+    with pytest.raises(StoreFormatError, match=f"collection '{lc}auto' has auto-id primary keys"):
+        open_store(db.uri_with_credentials, collection=f"{lc}auto")
     with pytest.raises(StoreFormatError, match="no collection or alias 'missing'"):
         open_store(db.uri_with_credentials, collection="missing")
     out = _run(db.uri_with_credentials, "--collection", lc, "--out", "elsewhere")
@@ -340,3 +353,40 @@ def test_doctor_fails_before_and_passes_after_migration(milvus_default, client):
     assert after.exit_code == 0 and lines[0].startswith("PASS"), after.output
     assert f"model {MODEL!r}, dim {DIM}" in after.output
     assert PASSWORD not in before.output + after.output
+
+
+def test_every_collection_of_the_database_by_default_backups_skipped_after(milvus_db, fake_vllm):
+    server_llamaindex(milvus_db, n=4)
+    client = milvus_db.client()
+    try:
+        client.create_collection("notes", dimension=OLD_DIM, consistency_level="Strong")
+        client.insert(
+            "notes", [{"id": i, "vector": [0.5] * OLD_DIM, "text": f"note {i}"} for i in range(3)]
+        )
+        client.flush("notes")
+    finally:
+        client.close()
+    first = _run(milvus_db.uri_with_credentials)
+    assert first.exit_code == 0, first.output
+    assert "collection nodes, notes); 7 records" in first.stderr
+    assert _dim(milvus_db, "nodes") == ("nodes", DIM)
+    assert _dim(milvus_db, "notes") == (f"notes_vllm_d{DIM}", DIM)
+    # again: the backups (and nothing else) are left out; the alias flips
+    again = _run(milvus_db.uri_with_credentials)
+    assert again.exit_code == 0, again.output
+    assert "collection nodes, notes); 7 records" in again.stderr
+    assert _dim(milvus_db, "notes") == (f"notes_vllm_d{DIM}_2", DIM)
+    client = milvus_db.client()
+    try:
+        assert sorted(client.list_collections()) == sorted(
+            [
+                "nodes",
+                f"nodes_vllm_bak_d{OLD_DIM}",
+                f"nodes_vllm_bak_d{DIM}",
+                f"notes_vllm_bak_d{OLD_DIM}",
+                f"notes_vllm_d{DIM}",
+                f"notes_vllm_d{DIM}_2",
+            ]
+        )
+    finally:
+        client.close()

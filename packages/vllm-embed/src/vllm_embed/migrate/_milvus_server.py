@@ -10,7 +10,8 @@ or an API key) and are never printed (`ServerAddress.shown`; errors pass through
   alias), as for Milvus Lite (`milvus._read_collection`): schema, properties, partitions,
   indexes, aliases, the rows without their vectors. The name readers use is the alias
   ``NAME`` of a collection ``NAME_vllm_d<dim>`` made by an earlier migration, else the
-  collection's own name; earlier backups (``*_vllm_bak_d<dim>``) are left alone.
+  collection's own name; what earlier migrations left (``*_vllm_bak_d<dim>``, and
+  ``*_vllm_d<dim>`` collections no alias points at) is skipped unless named.
 - Writing (`MilvusServerStore.write`): a new collection ``<reader name>_vllm_d<new dim>``
   is created beside the old one (same fields, the vector field at the new dimension,
   properties + the embedding space under ``SPACE_KEY``, indexes with their build
@@ -77,6 +78,7 @@ _SCHEMES = ("http", "https", "tcp", "grpc", "grpcs")
 _COLLAPSED = re.compile(r"^(https?|tcp|grpcs?):/(?!/)", re.IGNORECASE)
 _BACKUP = re.compile(r"_vllm_bak_d\d+(_\d+)?$")
 _MIGRATED = "_vllm_d"
+_GENERATION = re.compile(r"_vllm_d\d+(_\d+)?$")
 #: LlamaIndex's MilvusVectorStore looks its collection up in ``list_collections()``, which
 #: lists no alias (it would try to create the collection again): renamed, not aliased.
 _LLAMAINDEX = "LlamaIndex MilvusVectorStore"
@@ -285,7 +287,7 @@ class MilvusServerStore(DirectoryStore):
                 keep = [
                     n
                     for n, i in enumerate(c.ids)
-                    if (f"{self._readers[c.name]}/{i}" if prefix else i) in kept
+                    if (f"{c.name}/{i}" if prefix else i) in kept  # as `_join_parts` names them
                 ]
                 if count_rows(client, new) != len(keep):
                     raise StoreFormatError(
@@ -428,12 +430,20 @@ def _read_server(
         readers[real] = wanted if wanted in alias_of else readers[real]
         chosen = [real]
     else:
-        chosen = [c for c in names if not _BACKUP.search(c)]
+        chosen = [c for c in names if not _left_by_a_migration(c, aliases[c])]
     if not chosen:
         raise StoreFormatError(f"{address.shown}: the database holds no collection.")
     collections = []
     start = 0
     for name in chosen:
+        if client.describe_collection(name).get("auto_id"):
+            raise StoreFormatError(
+                f"{address.shown}: collection {readers[name]!r} has auto-id primary keys "
+                "(LangChain Milvus without ids, auto_id=True): a Milvus server before 2.5 "
+                "does not take the same keys back for them, so the migration could not keep "
+                "its ids. Nothing was written. Re-create the collection with auto_id=False "
+                "and your keys, or export it to a Milvus Lite file and migrate that."
+            )
         c = _read_collection(address.shown, client, name, text_field, server=True)
         c.start = start
         start += len(c.rows)
@@ -442,6 +452,12 @@ def _read_server(
     anchor.parent.mkdir(parents=True, exist_ok=True)
     _write_snapshot(_snapshot_path(anchor), address, collections, readers)
     return MilvusServerStore(address, anchor, collections, {c: readers[c] for c in chosen})
+
+
+def _left_by_a_migration(name: str, aliases: list[str]) -> bool:
+    """A backup (``*_vllm_bak_d<dim>``), or a collection an earlier migration made that no
+    alias points at any more (the backup of an alias flip, or a half-filled one)."""
+    return bool(_BACKUP.search(name) or (_GENERATION.search(name) and not aliases))
 
 
 def _reader_name(name: str, aliases: list[str]) -> str:

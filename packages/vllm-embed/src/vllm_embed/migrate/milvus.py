@@ -18,19 +18,21 @@ is part of the schema, so everything goes through pymilvus' own API.
   the copy each migrated collection is dropped (its aliases first) and created again
   with the same fields (the vector field at the new dimension), dynamic-field and
   auto-id settings, properties (plus the embedding space under ``SPACE_KEY``), index
-  (type, metric, parameters) and partitions, then filled partition by partition with
-  ``upsert`` (same primary keys, so a batch written twice after a kill is harmless);
-  the aliases are created again at the end.
-- Verifying: the copy is reopened with pymilvus: schema, properties, partitions,
-  indexes, aliases, every row's fields and partition, the vectors of the first 1,024 rows
-  (dimension, finite; every row was checked finite as the server sent it), and a search
-  per collection that must return the queried row first (L2 / cosine).
+  (type, metric, build parameters) and partitions, then filled partition by partition
+  with ``insert`` (`fill_batch`; the first batch after a resume is an ``upsert``: a
+  kill may have left it written without its mark); the aliases are created again at the
+  end.
+- Verifying (`check_collection`): the copy is reopened with pymilvus: schema,
+  properties, partitions, indexes, aliases, every row's key in its partition (keys
+  only: the other fields were written as read), the first 1,024 rows whole (every
+  field, the vector's dimension, finite; every row was checked finite as the server
+  sent it), and a search per collection that must return the queried row first.
 - Installing: the directories are exchanged (`_dirstore.DirectoryStore`); the original
   is kept as ``NAME.d<old dim>.bak``.
 
-Milvus servers (``http://host:19530``) are refused by name (`_milvus_lite.server_uri_error`):
-no Milvus server can be run by the test suite here, so that path is not offered untested.
-The client, paged reads and the embedded-server handling live in `_milvus_lite`.
+Milvus servers (``http://host:19530``) reuse the collection parts here
+(`_milvus_server`). The client, paged reads and the embedded-server handling live in
+`_milvus_lite`.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ class MilvusCollectionView:
 
 
 class _RowsDone(_Progress):
-    """`chroma._Progress` plus the rows already upserted per collection."""
+    """`chroma._Progress` plus the rows already written per collection."""
 
     def rows_done(self, name: str) -> int:
         return int(self._state.get("rows", {}).get(name, 0))
@@ -139,7 +141,7 @@ class _RowsDone(_Progress):
 class MilvusLiteStore(DirectoryStore):
     """A Milvus Lite database directory read for migration (every collection, or one)."""
 
-    #: Rows per ``upsert`` in the copy.
+    #: Rows per ``insert`` in the copy.
     batch_rows = 2048
 
     def __init__(
@@ -178,7 +180,7 @@ class MilvusLiteStore(DirectoryStore):
 
     # -- writing -------------------------------------------------------------------------
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
-        """Fill a copy of the directory; resumable per batch (upserts are idempotent)."""
+        """Fill a copy of the directory; resumable per batch (`fill_batch`)."""
         progress = _RowsDone(out)
         if not progress.copied():
             shutil.rmtree(out, ignore_errors=True)
