@@ -312,7 +312,8 @@ class MilvusServerStore(DirectoryStore):
             for c in self._collections:
                 made = plan.new_name(c.name)
                 reader = self._readers[c.name]
-                assert made is not None
+                if made is None:  # verified just before: only a removed work dir does this
+                    raise MigrationError(f"{new}: no new collection recorded for {reader!r}")
                 for alias in _aliases(client, c.name):
                     client.alter_alias(made, alias)
                 backup = c.name
