@@ -3,7 +3,7 @@
     python benchmarks/migrate_dirstores_bench.py [--records 200000] [--old-dim 384]
         [--new-dim 384] [--formats lancedb milvus milvus-server]
         [--store-dir /tmp/vllm-embed-dir-bench] [--baseline GIT_REF]
-        [--server-records 50000]
+        [--server-records 50000] [--results benchmarks/results/migrate_dirstores.json]
 
 Needs lancedb / pymilvus + milvus-lite (and the core): the ``lancedb_milvus`` session's
 venv has them. Against the fake server (``vllm_embed_testing.fake_server.
@@ -195,6 +195,7 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=["lancedb", "milvus"])
     parser.add_argument("--store-dir", type=Path, default=Path("/tmp/vllm-embed-dir-bench"))
     parser.add_argument("--baseline", help="also migrate with the code of this git ref")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON to write")
     parser.add_argument("--server-records", type=int, default=50_000)
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -269,8 +270,8 @@ def main() -> None:
             f"{name:<24}{run['seconds']:>9.1f}{run['rate']:>9,.0f}{embed:>13}{ratio:>13}"
             f"{vs:>11}{run['peak_rss_mb']:>10,.0f}"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(
         json.dumps(
             {
                 "records": args.records,
