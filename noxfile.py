@@ -253,6 +253,9 @@ def lancedb_milvus(session: nox.Session) -> None:
         "milvus-lite",
         "langchain-milvus",
         "llama-index-vector-stores-milvus",
+        # embedded Milvus 2.3.5 standalone (etcd + local storage in the wheel): the real
+        # server the Milvus server-URI tests migrate (vllm_embed_testing.milvus_server)
+        "milvus==2.3.5",
     )
     _pytest(session, "tests/stores_lancedb_milvus", network=True)
 

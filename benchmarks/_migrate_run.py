@@ -9,6 +9,7 @@ module level (the core and the store libraries are imported by the step that nee
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -79,11 +80,19 @@ def run_migration(
     }
 
 
-def run_child(script: str, *args: str) -> dict[str, Any]:
+def run_child(script: str, *args: str, pythonpath: Path | None = None) -> dict[str, Any]:
     """``python script --phase ARGS`` in a fresh interpreter (its own peak RSS); the JSON
-    object it prints last. A failed step stops the benchmark with its stderr."""
+    object it prints last. A failed step stops the benchmark with its stderr.
+    ``pythonpath`` goes first on the child's ``PYTHONPATH`` (older code, for a baseline)."""
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
     out = subprocess.run(
-        [sys.executable, script, "--phase", *args], capture_output=True, text=True, check=False
+        [sys.executable, script, "--phase", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     if out.returncode:
         raise SystemExit(f"phase {args[0]} failed:\n{out.stderr[-4000:]}")

@@ -1,7 +1,9 @@
 """Benchmark ``vllm-embed migrate`` on a LanceDB database and a Milvus Lite database (not a test).
 
     python benchmarks/migrate_dirstores_bench.py [--records 200000] [--old-dim 384]
-        [--new-dim 384] [--formats lancedb milvus] [--store-dir /tmp/vllm-embed-dir-bench]
+        [--new-dim 384] [--formats lancedb milvus milvus-server]
+        [--store-dir /tmp/vllm-embed-dir-bench] [--baseline GIT_REF]
+        [--server-records 50000] [--results benchmarks/results/migrate_dirstores.json]
 
 Needs lancedb / pymilvus + milvus-lite (and the core): the ``lancedb_milvus`` session's
 venv has them. Against the fake server (``vllm_embed_testing.fake_server.
@@ -13,7 +15,15 @@ peak RSS, ``ru_maxrss``, is that step's own):
    LanceDB, ``insert`` in batches for Milvus Lite. What the app paid to build the store:
    the floor for any rebuild through the library's API;
 2. ``<format>``: the whole migration (read, embed in journaled chunks, fill a copy through
-   the library, reopen + verify, swap), with its embedding phase.
+   the library, reopen + verify, swap), with its embedding phase;
+3. with ``--baseline REF``: ``<format>@REF``, the same migration by the code of git ref
+   REF (``git archive`` of its core into the store dir, put first on ``PYTHONPATH``), for
+   a before/after of one run under the same load.
+
+``milvus-server`` is a real Milvus server (embedded Milvus 2.3.5: the ``milvus`` package,
+started by ``vllm_embed_testing.milvus_server``), ``--server-records`` rows:
+``milvus-server-ingest`` is pymilvus' own ``insert`` of the rows into it, then the
+migration of a collection through its URI (new collection, verify, alias switch).
 
 The stores are written by the libraries themselves in the LangChain layouts. Prints a
 table and writes ``benchmarks/results/migrate_dirstores.json``. The machine is shared and
@@ -26,6 +36,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -107,12 +118,42 @@ def build_milvus(path: Path, records: int, dim: int) -> float:
     return time.perf_counter() - began
 
 
-def phase_migrate(path: Path, base_url: str) -> dict[str, Any]:
-    return run_migration(path, base_url, KEY)
+def build_milvus_server(where: str, records: int, dim: int) -> float:
+    """The same LangChain layout in collection NAME of the server at URI (``URI|NAME``)."""
+    from pymilvus import DataType, MilvusClient
+
+    uri, name = where.split("|")
+    began = time.perf_counter()
+    client = MilvusClient(uri=uri, token=os.environ["MILVUS_TOKEN"])
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("text", DataType.VARCHAR, max_length=65535)
+    schema.add_field("pk", DataType.VARCHAR, max_length=65535, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field("i", DataType.INT64)
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=index)
+    for start in range(0, records, BATCH):
+        stop = min(records, start + BATCH)
+        vectors = _vectors(stop - start, dim, start)
+        rows = [
+            {"text": t, "pk": f"id{start + k}", "vector": v.tolist(), "i": start + k}
+            for k, (t, v) in enumerate(zip(_texts(start, stop), vectors, strict=True))
+        ]
+        client.insert(name, rows)
+    client.flush(name)
+    client.close()
+    return time.perf_counter() - began
 
 
-def _child(*args: str) -> dict[str, Any]:
-    return run_child(__file__, *args)
+def phase_migrate(path: str, base_url: str) -> dict[str, Any]:
+    """Migrate the store at ``path`` (a directory, or ``URI|COLLECTION`` on a server)."""
+    uri, _, collection = path.partition("|")
+    return run_migration(uri, base_url, KEY, open_kwargs={"collection": collection or None})
+
+
+def _child(*args: str, pythonpath: Path | None = None) -> dict[str, Any]:
+    return run_child(__file__, *args, pythonpath=pythonpath)
 
 
 def main() -> None:
@@ -122,17 +163,25 @@ def main() -> None:
     parser.add_argument("--new-dim", type=int, default=384)
     parser.add_argument("--formats", nargs="+", default=["lancedb", "milvus"])
     parser.add_argument("--store-dir", type=Path, default=Path("/tmp/vllm-embed-dir-bench"))
+    parser.add_argument("--baseline", help="also migrate with the code of this git ref")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON to write")
+    parser.add_argument("--server-records", type=int, default=50_000)
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    builders = {"lancedb": build_lancedb, "milvus": build_milvus}
+    builders: dict[str, Any] = {
+        "lancedb": build_lancedb,
+        "milvus": build_milvus,
+        "milvus-server": build_milvus_server,
+    }
     if args.phase:
         kind, *rest = args.phase
         if kind == "build":
-            seconds = builders[rest[0]](Path(rest[1]), int(rest[2]), int(rest[3]))
+            where: Any = rest[1] if rest[0] == "milvus-server" else Path(rest[1])
+            seconds = builders[rest[0]](where, int(rest[2]), int(rest[3]))
             print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
         else:
-            print(json.dumps(phase_migrate(Path(rest[0]), rest[1])))
+            print(json.dumps(phase_migrate(rest[0], rest[1])))
         return
 
     from vllm_embed_testing.fake_server import FakeEmbeddingServer
@@ -141,19 +190,44 @@ def main() -> None:
     args.store_dir.mkdir(parents=True)
     runs: dict[str, dict[str, Any]] = {}
     load = os.getloadavg()[0]
-    suffix = {"lancedb": "", "milvus": ".db"}
+    suffix = {"lancedb": "", "milvus": ".db", "milvus-server": ""}
+    baseline = _export(args.baseline, args.store_dir) if args.baseline else None
+    os.environ["VLLM_EMBED_MIGRATE_STATE"] = str(args.store_dir / "state")
+    milvus = None
     with FakeEmbeddingServer(dim=args.new_dim, model="fake-model", api_key=KEY) as server:
         for fmt in args.formats:
-            ingest = args.store_dir / f"{fmt}-ingest{suffix[fmt]}"
-            run = _child("build", fmt, str(ingest), str(args.records), str(args.new_dim))
-            runs[f"{fmt}-ingest"] = {**run, "rate": args.records / run["seconds"]}
-            shutil.rmtree(ingest)
-            store = args.store_dir / f"{fmt}{suffix[fmt]}"
-            _child("build", fmt, str(store), str(args.records), str(args.old_dim))
-            runs[fmt] = _child("migrate", str(store), server.base_url)
-            runs[fmt]["vs_ingest"] = runs[fmt]["rate"] / runs[f"{fmt}-ingest"]["rate"]
+            records = args.records
+            if fmt == "milvus-server":
+                from vllm_embed_testing.milvus_server import start_milvus
+
+                milvus = start_milvus(args.store_dir / "milvus-server")
+                os.environ["MILVUS_TOKEN"] = milvus.token
+                records = args.server_records
+                ingest = f"{milvus.uri}|ingest"
+                stores = [f"{milvus.uri}|docs"]  # (a baseline before servers refuses URIs)
+            else:
+                ingest = str(args.store_dir / f"{fmt}-ingest{suffix[fmt]}")
+                stores = [str(args.store_dir / f"{fmt}{suffix[fmt]}")]
+                if baseline is not None:
+                    stores.append(str(args.store_dir / f"{fmt}-baseline{suffix[fmt]}"))
+            run = _child("build", fmt, ingest, str(records), str(args.new_dim))
+            runs[f"{fmt}-ingest"] = {**run, "rate": records / run["seconds"]}
+            if fmt != "milvus-server":
+                shutil.rmtree(ingest)
+            for n, store in enumerate(stores):
+                if n and baseline is None:
+                    break
+                name = fmt if n == 0 else f"{fmt}@{args.baseline}"
+                _child("build", fmt, store, str(records), str(args.old_dim))
+                runs[name] = _child(
+                    "migrate", store, server.base_url, pythonpath=baseline if n else None
+                )
+                runs[name]["vs_ingest"] = runs[name]["rate"] / runs[f"{fmt}-ingest"]["rate"]
+            if milvus is not None:
+                milvus.stop()
+                milvus = None
     report_runs(
-        RESULTS,
+        args.results,
         runs,
         records=args.records,
         old_dim=args.old_dim,
@@ -164,6 +238,19 @@ def main() -> None:
         cpus=os.cpu_count(),
         command="python benchmarks/migrate_dirstores_bench.py " + " ".join(sys.argv[1:]),
     )
+
+
+def _export(ref: str, store_dir: Path) -> Path:
+    """The core package's source at git ref ``ref``, exported under ``store_dir``."""
+    out = store_dir / f"baseline-{ref}"
+    out.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "packages/vllm-embed/src"],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    return out / "packages" / "vllm-embed" / "src"
 
 
 if __name__ == "__main__":

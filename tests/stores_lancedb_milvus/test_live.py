@@ -1,7 +1,7 @@
-"""LanceDB stores migrated on the live vLLM server (all-MiniLM-L6-v2, 384 d), then queried
-through LangChain / LlamaIndex: a question finds the record that answers it. One live
-server for the session (vllm_embed_testing.vllm; a server that will not start fails the
-run with its log, nothing skips)."""
+"""LanceDB and Milvus (Lite file, server) stores migrated on the live vLLM server
+(all-MiniLM-L6-v2, 384 d), then queried through LangChain / LlamaIndex: a question finds
+the record that answers it. One live server for the session (vllm_embed_testing.vllm; a
+server that will not start fails the run with its log, nothing skips)."""
 
 from __future__ import annotations
 
@@ -124,3 +124,53 @@ def test_langchain_milvus_lite_migrated_by_the_cli_then_searched(
     finally:
         store.client.close()
         close_milvus(db)
+
+
+def test_langchain_milvus_server_migrated_by_the_cli_then_searched(
+    tmp_path, vllm_server, make_client, milvus_default
+):
+    from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
+    from langchain_milvus import Milvus
+
+    db, name = milvus_default, milvus_default.prefix
+    args = {"uri": db.server.uri, "token": db.server.token}
+    old = Milvus(
+        embedding_function=DeterministicFakeEmbedding(size=OLD_DIM),
+        connection_args=args,
+        collection_name=name,
+        consistency_level="Strong",
+        auto_id=False,
+    )
+    ids = [f"fact-{i}" for i in range(len(FACTS))]
+    old.add_texts(FACTS, metadatas=[{"n": i} for i in range(len(FACTS))], ids=ids)
+    old.client.close()
+    result = CliRunner().invoke(
+        main,
+        ["migrate", db.server.uri, "--collection", name, "--base-url", vllm_server.base_url],
+        env={
+            "VLLM_EMBED_API_KEY": vllm_server.api_key,
+            "MILVUS_TOKEN": db.server.token,
+            "VLLM_EMBED_MIGRATE_STATE": str(tmp_path / "state"),
+        },
+    )
+    assert result.exit_code == 0, result.output
+    assert f"(LangChain Milvus; collection {name})" in result.output
+    assert f"dimension    {OLD_DIM} -> {MINILM_DIM}" in result.output
+    assert f"switched     '{name}' -> collection '{name}_vllm_d{MINILM_DIM}'" in result.output
+    assert vllm_server.api_key not in result.output and db.server.token not in result.output
+
+    client = make_client(vllm_server)
+
+    class Live(Embeddings):
+        def embed_documents(self, texts):  # type: ignore[no-untyped-def]
+            return client.embed_documents(list(texts)).tolist()
+
+        def embed_query(self, text):  # type: ignore[no-untyped-def]
+            return client.embed_query(text).tolist()
+
+    store = Milvus(embedding_function=Live(), connection_args=args, collection_name=name)
+    try:  # the app's collection name now resolves to the new collection
+        hit = store.similarity_search(QUESTION, k=1)[0]
+        assert hit.page_content == FACTS[ANSWER] and hit.metadata["n"] == ANSWER
+    finally:
+        store.client.close()

@@ -209,7 +209,7 @@ def _print_summary(result: MigrationResult, config_lines: list[str]) -> None:
     help="Migrate only this collection of a Chroma directory, or pick the kano index of "
     "this collection, or (Postgres) only this LangChain collection (default: every one); "
     "Qdrant: the collection to migrate; sqlite-vec: the vec0 table; LanceDB: the table; "
-    "Milvus Lite: the collection.",
+    "Milvus: the collection or alias.",
 )
 @click.option(
     "--vector-name",
@@ -289,6 +289,9 @@ def migrate(
     (--collection, --vector-name, --text-field for plain payloads), a SQLite file with
     sqlite-vec vec0 tables (--collection picks the vec0 table), a LanceDB database
     directory or a Milvus Lite database (./milvus.db); the format is detected.
+    A Milvus server URI (http://[USER:PASSWORD@]HOST:19530[/DB], token also from
+    MILVUS_TOKEN) gets a new collection beside the old one, switched in with aliases;
+    the old collection is kept as the backup.
     The new store records the embedding space (model, dimension, instructions) for
     `vllm-embed doctor --store`. The original is replaced only once the new store is
     complete and verified, and kept as NAME.d<old dim>.bak[.EXT] (a kano index is written
@@ -384,6 +387,8 @@ def migrate(
             else None
         )
     _print_summary(result, config_lines)
+    for line in getattr(opened, "switched", []):  # a Milvus server: its aliases, its backups
+        click.echo(line)
     if cache_line:
         click.echo(f"cache        {cache_line}")
 

@@ -74,7 +74,9 @@ def _check_store(
     collection: str | None,
 ) -> list[Check]:
     from vllm_embed._errors import StoreError
+    from vllm_embed._secrets import mask_url
     from vllm_embed.migrate import PickleConsentError, open_store, read_sidecar, space_of_client
+    from vllm_embed.migrate._milvus_server import MilvusServerStore
     from vllm_embed.migrate.chroma import ChromaStore
     from vllm_embed.migrate.lancedb import LanceDBStore
     from vllm_embed.migrate.milvus import MilvusLiteStore
@@ -82,17 +84,16 @@ def _check_store(
     name = "store space" if collection is None else f"store space (collection {collection})"
     parts: list[tuple[str | None, Any]] = []
     recorded = None
+    given, store_path = store_path, mask_url(store_path)  # a server URL's password: hidden
     try:
-        store = open_store(
-            store_path, allow_dangerous_deserialization=consent, collection=collection
-        )
+        store = open_store(given, allow_dangerous_deserialization=consent, collection=collection)
     except PickleConsentError as exc:
         recorded = read_sidecar(exc.index_path)
         consent = True
     except StoreError as exc:
         return [Check(name, "fail", f"cannot read {store_path}: {exc}", None)]
     else:
-        if isinstance(store, ChromaStore | LanceDBStore | MilvusLiteStore) and (
+        if isinstance(store, ChromaStore | LanceDBStore | MilvusLiteStore | MilvusServerStore) and (
             collection is not None or len(store.collections) > 1
         ):
             parts = [(v.selector, v) for v in store.collection_views()]

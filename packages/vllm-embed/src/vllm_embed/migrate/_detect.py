@@ -8,7 +8,7 @@ from pathlib import Path
 from vllm_embed._errors import StoreFormatError
 
 from ._jsonio import load_json_with_span
-from ._milvus_lite import is_milvus_server_uri, server_uri_error
+from ._milvus_server import is_milvus_server_uri, read_milvus_server
 from ._store import Store
 from .chroma import CHROMA_FILE, is_chroma_dir, read_chroma
 from .faiss import find_faiss_store
@@ -39,6 +39,8 @@ SUPPORTED_FORMATS = (
     "LanceDBVectorStore, AnythingLLM, plain tables with --text-field)",
     "Milvus Lite database (MilvusClient('./milvus.db'): LangChain Milvus, LlamaIndex "
     "MilvusVectorStore, plain pymilvus with --text-field)",
+    "Milvus server URI (http(s)://[user:password@]host:19530[/db], token also from "
+    "MILVUS_TOKEN: the same collections; switched with aliases)",
 )
 
 
@@ -68,7 +70,9 @@ def open_store(
     inconsistent store; the message says what was found and what to do.
     """
     if is_milvus_server_uri(str(path)):
-        raise server_uri_error(str(path))
+        if vector_name is not None:
+            raise StoreFormatError("--vector-name applies to Qdrant directories, not Milvus.")
+        return read_milvus_server(str(path), collection=collection, text_field=text_field)
     path = Path(path)
     if not path.exists():
         raise StoreFormatError(f"{path} does not exist: give the path of the vector store.")

@@ -1,5 +1,5 @@
 """milvus-lite's embedded engine as `vllm_embed.migrate.milvus` uses it: the client on a
-database directory (closed with its embedded server), paged reads, server URIs.
+database directory (closed with its embedded server), paged reads.
 
 milvus-lite 3.x runs one gRPC server per database path inside the process that opens it
 (``milvus_lite.server_manager_instance``); ``MilvusClient.close()`` leaves it running, holding
@@ -11,39 +11,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vllm_embed._errors import MigrationError, StoreFormatError
+from vllm_embed._errors import MigrationError
 
 __all__ = [
     "LiteClient",
     "count_rows",
-    "is_milvus_server_uri",
     "iterate_rows",
     "pymilvus_module",
     "served_here",
-    "server_uri_error",
 ]
 
 _PAGE = 16384  # pymilvus' largest iterator batch (small ones re-scan: 4x slower)
-_SERVER_URI = re.compile(r"^(https?|tcp|grpcs?):/{1,2}[^/]+:19530(/.*)?$", re.IGNORECASE)
-
-
-def is_milvus_server_uri(text: str) -> bool:
-    """A Milvus server address (its default port 19530), as a path or a URL."""
-    return bool(_SERVER_URI.match(text))
-
-
-def server_uri_error(text: str) -> StoreFormatError:
-    return StoreFormatError(
-        f"{text} looks like a Milvus server; `vllm-embed migrate` handles Milvus Lite "
-        "databases (MilvusClient('./milvus.db')) only, not servers yet. For a server: "
-        "export the collection to a Milvus Lite database, or re-embed it with your "
-        "ingestion pipeline."
-    )
 
 
 def pymilvus_module() -> Any:
@@ -51,8 +33,8 @@ def pymilvus_module() -> Any:
         import pymilvus
     except ImportError as exc:
         raise MigrationError(
-            "this is a Milvus Lite database; reading and writing it needs pymilvus and "
-            "milvus-lite: pip install pymilvus milvus-lite"
+            "this is a Milvus database; reading and writing it needs pymilvus (and "
+            "milvus-lite for a local file): pip install pymilvus milvus-lite"
         ) from exc
     return pymilvus
 

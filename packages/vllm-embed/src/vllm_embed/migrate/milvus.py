@@ -18,19 +18,21 @@ is part of the schema, so everything goes through pymilvus' own API.
   the copy each migrated collection is dropped (its aliases first) and created again
   with the same fields (the vector field at the new dimension), dynamic-field and
   auto-id settings, properties (plus the embedding space under ``SPACE_KEY``), index
-  (type, metric, parameters) and partitions, then filled partition by partition with
-  ``upsert`` (same primary keys, so a batch written twice after a kill is harmless);
-  the aliases are created again at the end.
-- Verifying: the copy is reopened with pymilvus: schema, properties, partitions,
-  indexes, aliases, every row's fields and partition, the vectors of the first 1,024 rows
-  (dimension, finite; every row was checked finite as the server sent it), and a search
-  per collection that must return the queried row first (L2 / cosine).
+  (type, metric, build parameters) and partitions, then filled partition by partition
+  with ``insert`` (`fill_batch`; the first batch after a resume is an ``upsert``: a
+  kill may have left it written without its mark); the aliases are created again at the
+  end.
+- Verifying (`check_collection`): the copy is reopened with pymilvus: schema,
+  properties, partitions, indexes, aliases, every row's key in its partition (keys
+  only: the other fields were written as read), the first 1,024 rows whole (every
+  field, the vector's dimension, finite; every row was checked finite as the server
+  sent it), and a search per collection that must return the queried row first.
 - Installing: the directories are exchanged (`_dirstore.DirectoryStore`); the original
   is kept as ``NAME.d<old dim>.bak``.
 
-Milvus servers (``http://host:19530``) are refused by name (`_milvus_lite.server_uri_error`):
-no Milvus server can be run by the test suite here, so that path is not offered untested.
-The client, paged reads and the embedded-server handling live in `_milvus_lite`.
+Milvus servers (``http://host:19530``) reuse the collection parts here
+(`_milvus_server`). The client, paged reads and the embedded-server handling live in
+`_milvus_lite`.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ class MilvusCollectionView:
 
 
 class _RowsDone(_Progress):
-    """`chroma._Progress` plus the rows already upserted per collection."""
+    """`chroma._Progress` plus the rows already written per collection."""
 
     def rows_done(self, name: str) -> int:
         return int(self._state.get("rows", {}).get(name, 0))
@@ -139,7 +141,7 @@ class _RowsDone(_Progress):
 class MilvusLiteStore(DirectoryStore):
     """A Milvus Lite database directory read for migration (every collection, or one)."""
 
-    #: Rows per ``upsert`` in the copy.
+    #: Rows per ``insert`` in the copy.
     batch_rows = 2048
 
     def __init__(
@@ -178,7 +180,7 @@ class MilvusLiteStore(DirectoryStore):
 
     # -- writing -------------------------------------------------------------------------
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
-        """Fill a copy of the directory; resumable per batch (upserts are idempotent)."""
+        """Fill a copy of the directory; resumable per batch (`fill_batch`)."""
         progress = _RowsDone(out)
         if not progress.copied():
             shutil.rmtree(out, ignore_errors=True)
@@ -195,15 +197,17 @@ class MilvusLiteStore(DirectoryStore):
             row = 0
             for c in self._collections:
                 mine = [i for i in range(len(c.rows)) if c.start + i in kept]
-                if not progress.created(c.name):
+                # created by an earlier run: its last batch may be in without its mark
+                resumed = progress.created(c.name)
+                if not resumed:
                     self._create_again(client, c, rows.dim)
                     progress.mark_created(c.name)
                 done = progress.rows_done(c.name)
                 for first in range(done, len(mine), self.batch_rows):
                     part = mine[first : first + self.batch_rows]
                     vectors = np.asarray(matrix[row + first : row + first + len(part)])
-                    for partition, batch in _by_partition(c, part, vectors):
-                        client.upsert(c.name, batch, partition_name=partition)
+                    fill_batch(client, c, c.name, part, vectors, idempotent=resumed)
+                    resumed = False
                     progress.mark_rows(c.name, first + len(part))
                 existing = set(client.list_aliases(c.name).get("aliases") or [])
                 for alias in c.aliases:
@@ -216,45 +220,11 @@ class MilvusLiteStore(DirectoryStore):
                 fsync_file(file)
 
     def _create_again(self, client: Any, c: _Collection, dim: int) -> None:
-        pymilvus = pymilvus_module()
         if c.name in client.list_collections():
             for alias in client.list_aliases(c.name).get("aliases") or []:
                 client.drop_alias(alias)
             client.drop_collection(c.name)
-        d = c.description
-        schema = client.create_schema(
-            auto_id=bool(d.get("auto_id")),
-            enable_dynamic_field=bool(d.get("enable_dynamic_field")),
-            description=str(d.get("description") or ""),
-        )
-        for f in d["fields"]:
-            params = dict(f.get("params") or {})
-            if f["name"] == c.vector_field:
-                params["dim"] = dim
-            extra = {
-                k: (pymilvus.DataType(v) if k == "element_type" else v)
-                for k, v in f.items()
-                if k not in ("field_id", "name", "type", "params")
-            }
-            schema.add_field(f["name"], pymilvus.DataType(f["type"]), **extra, **params)
-        index_params = client.prepare_index_params()
-        for idx in c.indexes:
-            index_params.add_index(
-                field_name=idx["field_name"],
-                index_type=idx.get("index_type", ""),
-                metric_type=idx.get("metric_type"),
-                index_name=idx.get("index_name", ""),
-                params=dict(idx.get("params") or {}),
-            )
-        client.create_collection(
-            c.name,
-            schema=schema,
-            index_params=index_params if c.indexes else None,
-            properties=c.properties(self._space),
-        )
-        for partition in c.partitions:
-            if partition != _DEFAULT_PARTITION:
-                client.create_partition(c.name, partition)
+        create_collection(client, c, c.name, dim, self._space)
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
@@ -272,34 +242,118 @@ class MilvusLiteStore(DirectoryStore):
                 keep = [
                     n for n, i in enumerate(c.ids) if (f"{c.name}/{i}" if prefix else i) in kept
                 ]
-                _check_collection(where, client, c, keep, dim, self._space)
+                check_collection(where, client, c, keep, dim, self._space)
 
     def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
         """A search per collection must return the queried row first (L2 / cosine)."""
         with LiteClient(path) as client:
             for c in self._collections:
-                client.load_collection(c.name)
-                first = client.query(
-                    c.name, filter="", limit=1, output_fields=[c.primary, c.vector_field]
-                )
-                if not first:
-                    continue
-                metric = str((c.indexes[0] if c.indexes else {}).get("metric_type") or "")
-                hits = client.search(
-                    c.name,
-                    data=[list(first[0][c.vector_field])],
-                    limit=1,
-                    anns_field=c.vector_field,
-                    output_fields=[c.primary],
-                    search_params={"metric_type": metric} if metric else None,
-                )
-                top = [h[c.primary] for h in hits[0]] if hits else []
-                if not top or (metric in ("L2", "COSINE") and top[0] != first[0][c.primary]):
-                    raise StoreFormatError(
-                        f"pymilvus cannot search the migrated collection {c.name!r} in {path} "
-                        "consistently (a row is not its own nearest neighbour)"
-                    )
+                search_check(client, c, c.name, f"{c.name!r} in {path}")
         return "pymilvus"
+
+
+def search_check(client: Any, c: _Collection, name: str, label: str) -> None:
+    """A row of collection ``name`` (shaped like ``c``) searched for must come first."""
+    client.load_collection(name)
+    first = client.query(name, filter="", limit=1, output_fields=[c.primary, c.vector_field])
+    if not first:
+        return
+    metric = str((c.indexes[0] if c.indexes else {}).get("metric_type") or "")
+    hits = client.search(
+        name,
+        data=[list(first[0][c.vector_field])],
+        limit=1,
+        anns_field=c.vector_field,
+        output_fields=[c.primary],
+        search_params={"metric_type": metric} if metric else None,
+    )
+    top = [h[c.primary] for h in hits[0]] if hits else []
+    if not top or (metric in ("L2", "COSINE") and top[0] != first[0][c.primary]):
+        raise StoreFormatError(
+            f"pymilvus cannot search the migrated collection {label} consistently (a row "
+            "is not its own nearest neighbour)"
+        )
+
+
+def create_collection(
+    client: Any, c: _Collection, name: str, dim: int, space: EmbeddingSpace | None
+) -> None:
+    """Create ``name`` like ``c`` (fields, the vector field at ``dim``, dynamic-field and
+    auto-id settings, properties with ``space`` recorded, indexes, partitions), empty."""
+    pymilvus = pymilvus_module()
+    d = c.description
+    schema = client.create_schema(
+        auto_id=bool(d.get("auto_id")),
+        enable_dynamic_field=bool(d.get("enable_dynamic_field")),
+        description=str(d.get("description") or ""),
+    )
+    for f in d["fields"]:
+        params = dict(f.get("params") or {})
+        if f["name"] == c.vector_field:
+            params["dim"] = dim
+        extra = {
+            k: (pymilvus.DataType(v) if k == "element_type" else v)
+            for k, v in f.items()
+            if k not in ("field_id", "name", "type", "params")
+        }
+        schema.add_field(f["name"], pymilvus.DataType(f["type"]), **extra, **params)
+    index_params = client.prepare_index_params()
+    for idx in c.indexes:
+        index_params.add_index(
+            field_name=idx["field_name"],
+            index_type=idx.get("index_type", ""),
+            metric_type=idx.get("metric_type"),
+            index_name=idx.get("index_name", ""),
+            params=index_build_params(idx),
+        )
+    client.create_collection(
+        name,
+        schema=schema,
+        index_params=index_params if c.indexes else None,
+        properties=c.properties(space),
+    )
+    for partition in c.partitions:
+        if partition != _DEFAULT_PARTITION:
+            client.create_partition(name, partition)
+
+
+#: What ``describe_index`` reports beside the build parameters (pymilvus flattens them in).
+_INDEX_STATE = {
+    "field_name",
+    "index_type",
+    "metric_type",
+    "index_name",
+    "total_rows",
+    "indexed_rows",
+    "pending_index_rows",
+    "state",
+    "params",
+}
+
+
+def index_build_params(idx: dict[str, Any]) -> dict[str, Any]:
+    """The build parameters of a described index (``M``, ``efConstruction``, ``nlist``...)."""
+    params = dict(idx.get("params") or {})
+    params.update({k: v for k, v in idx.items() if k not in _INDEX_STATE})
+    return params
+
+
+def fill_batch(
+    client: Any,
+    c: _Collection,
+    name: str,
+    part: list[int],
+    vectors: F32Matrix,
+    *,
+    idempotent: bool,
+) -> None:
+    """Write rows ``part`` of ``c`` with their new vectors into ``name``, partition by
+    partition: ``insert`` into a fresh collection (upsert is a delete + insert per key:
+    2x slower), ``upsert`` for the first batch after a resume (``idempotent``), which an
+    interrupted run may have written already."""
+    write = client.upsert if idempotent else client.insert
+    for partition, batch in _by_partition(c, part, vectors):
+        write(name, batch, partition_name=partition)
 
 
 def _by_partition(
@@ -307,9 +361,10 @@ def _by_partition(
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Rows ``part`` of ``c`` with their new vectors, grouped by partition, in order."""
     groups: dict[str, list[dict[str, Any]]] = {}
-    for n, vector in zip(part, vectors, strict=True):
+    field = c.vector_field
+    for n, vector in zip(part, vectors.tolist(), strict=True):
         record = dict(c.rows[n])
-        record[c.vector_field] = vector.tolist()
+        record[field] = vector
         groups.setdefault(c.row_partitions[n], []).append(record)
     yield from groups.items()
 
@@ -331,45 +386,66 @@ def _index_shape(indexes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     )
 
 
-def _check_collection(
+def check_collection(
     where: str,
     client: Any,
     c: _Collection,
     keep: list[int],
     dim: int,
     space: EmbeddingSpace | None,
+    *,
+    name: str | None = None,
+    aliases: bool = True,
 ) -> None:
-    label = f"{where}: collection {c.name!r}"
-    d = client.describe_collection(c.name)
+    """Collection ``name`` (default ``c.name``) as the migration of ``c`` must have made it:
+    schema (vector field at ``dim``), properties (``space`` recorded), partitions, indexes,
+    aliases (unless ``aliases`` is False: a server's are moved at the switch), every kept
+    row's key in its partition and no other, and the first `_VECTOR_CHECK_ROWS` rows whole
+    (every field, the vector's dimension, finite). Reading the keys only keeps the check a
+    fraction of a full read-back (the fields of a row are sent as they were read)."""
+    name = name or c.name
+    label = f"{where}: collection {name!r}"
+    d = client.describe_collection(name)
     if _schema_fields(d, c.vector_field, dim) != _schema_fields(c.description, c.vector_field, dim):
         raise StoreFormatError(f"{label}: fields differ: {d['fields']}")
     if {str(k): str(v) for k, v in (d.get("properties") or {}).items()} != c.properties(space):
         raise StoreFormatError(f"{label}: properties differ")
-    if sorted(client.list_partitions(c.name)) != sorted(c.partitions):
+    if sorted(client.list_partitions(name)) != sorted(c.partitions):
         raise StoreFormatError(f"{label}: partitions differ")
-    indexes = [client.describe_index(c.name, i) for i in client.list_indexes(c.name)]
+    indexes = [client.describe_index(name, i) for i in client.list_indexes(name)]
     if _index_shape(indexes) != _index_shape(c.indexes):
         raise StoreFormatError(f"{label}: indexes differ: {indexes}")
-    if sorted(client.list_aliases(c.name).get("aliases") or []) != sorted(c.aliases):
+    if aliases and sorted(client.list_aliases(name).get("aliases") or []) != sorted(c.aliases):
         raise StoreFormatError(f"{label}: aliases differ")
-    expected = {str(c.rows[n][c.primary]): (c.rows[n], c.row_partitions[n]) for n in keep}
+    expected = {c.rows[n][c.primary]: c.row_partitions[n] for n in keep}
     seen = 0
-    for partition, record in iterate_rows(client, c.name, c.partitions, _scalar_fields(c)):
-        key = str(record[c.primary])
-        if key not in expected or expected[key] != (record, partition):
-            raise StoreFormatError(f"{label}: row {key!r} differs from the original")
+    for partition, record in iterate_rows(client, name, c.partitions, [c.primary]):
+        key = record[c.primary]
+        if expected.get(key) != partition:
+            raise StoreFormatError(
+                f"{label}: row {key!r} is not a row of the original's partition {partition!r}"
+            )
         seen += 1
     if seen != len(expected):
         raise StoreFormatError(f"{label} holds {seen} rows, expected {len(expected)}")
     # every vector was checked finite as it came from the server; the schema fixes the
-    # dimension: read back a sample to see that the engine stored them so
-    keys = [c.rows[n][c.primary] for n in keep[:_VECTOR_CHECK_ROWS]]
-    if keys:
-        got = client.get(c.name, ids=keys, output_fields=[c.primary, c.vector_field])
-        vectors = np.asarray([r[c.vector_field] for r in got], dtype=np.float32)
-        if vectors.shape != (len(keys), dim):
+    # dimension: read back a sample whole to see that the engine stored them so
+    sample = keep[:_VECTOR_CHECK_ROWS]
+    if sample:
+        fields = [*_scalar_fields(c), c.vector_field]
+        got = client.get(name, ids=[c.rows[n][c.primary] for n in sample], output_fields=fields)
+        by_key = {r[c.primary]: r for r in got}
+        for n in sample:
+            row = dict(by_key.get(c.rows[n][c.primary]) or {})
+            row.pop(c.vector_field, None)
+            if row != c.rows[n]:
+                raise StoreFormatError(
+                    f"{label}: row {c.rows[n][c.primary]!r} differs from the original"
+                )
+        vectors = np.asarray([by_key[c.rows[n][c.primary]][c.vector_field] for n in sample])
+        if vectors.shape != (len(sample), dim):
             raise StoreFormatError(f"{label}: vectors of shape {vectors.shape}, expected {dim}")
-        check_rows(vectors, label, 0)
+        check_rows(vectors.astype(np.float32), label, 0)
 
 
 def _scalar_fields(c: _Collection) -> list[str]:
@@ -438,7 +514,12 @@ def _read_copy(
     return MilvusLiteStore(path, collections, untouched)
 
 
-def _read_collection(path: Path, client: Any, name: str, text_field: str | None) -> _Collection:
+def _read_collection(
+    path: str | Path, client: Any, name: str, text_field: str | None, *, server: bool = False
+) -> _Collection:
+    """One collection; ``server``: a Milvus server, whose aliases are in the description
+    (its ``list_aliases`` fails outside the default database; milvus-lite's description
+    lists none)."""
     d = client.describe_collection(name)
     if d.get("functions"):
         raise StoreFormatError(
@@ -472,7 +553,9 @@ def _read_collection(path: Path, client: Any, name: str, text_field: str | None)
         kind=None,
         indexes=indexes,
         partitions=list(client.list_partitions(name)),
-        aliases=list(client.list_aliases(name).get("aliases") or []),
+        aliases=list(
+            (d.get("aliases") if server else client.list_aliases(name).get("aliases")) or []
+        ),
     )
     sample: list[tuple[Any, str]] = []  # (primary key, text) of the probe sample
     llamaindex = False

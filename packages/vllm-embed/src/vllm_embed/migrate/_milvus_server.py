@@ -1,0 +1,517 @@
+"""Milvus servers (``http://host:19530``, ``https://...``): collections migrated beside the
+old ones on the server, then switched with aliases.
+
+The address: ``http(s)://[user:password@]host:port[/db_name]`` (also ``tcp://``,
+``grpc(s)://``); the credentials come from the URL or ``MILVUS_TOKEN`` (``user:password``
+or an API key) and are never printed (`ServerAddress.shown`; errors pass through
+`vllm_embed._secrets.mask_url_in`).
+
+- Reading: every collection of the database (or ``--collection``, a collection or an
+  alias), as for Milvus Lite (`milvus._read_collection`): schema, properties, partitions,
+  indexes, aliases, the rows without their vectors. The name readers use is the alias
+  ``NAME`` of a collection ``NAME_vllm_d<dim>`` made by an earlier migration, else the
+  collection's own name; what earlier migrations left (``*_vllm_bak_d<dim>``, and
+  ``*_vllm_d<dim>`` collections no alias points at) is skipped unless named.
+- Writing (`MilvusServerStore.write`): a new collection ``<reader name>_vllm_d<new dim>``
+  is created beside the old one (same fields, the vector field at the new dimension,
+  properties + the embedding space under ``SPACE_KEY``, indexes with their build
+  parameters, partitions) and filled with ``insert``; its name and the rows written are
+  kept in the migration's work directory, so a run killed while filling goes on where
+  it stopped (the first batch after a resume is an ``upsert``).
+- Verifying, before anything is switched: the schema, properties, partitions and
+  indexes, ``count`` and every key in its partition (keys only), the first 1,024 rows
+  whole (fields, vector dimension, finite), and a search that finds a row first.
+- Switching (`MilvusServerStore.install`): every alias of the old collection moves to
+  the new one (``alter_alias``, atomic). When readers use an alias (any migration after
+  the first), that is the whole switch. When they use the collection's own name (the
+  first migration), the old collection is renamed to ``NAME_vllm_bak_d<old dim>`` and an
+  alias ``NAME`` created for the new one: between those two calls (milliseconds) a
+  reader of ``NAME`` finds no collection. LlamaIndex's ``MilvusVectorStore`` looks its
+  collection up in ``list_collections()``, which lists no alias (it would try to create
+  it again), so its collections are switched by two renames instead (old -> backup, new
+  -> ``NAME``; the same short window, at every migration). The old collection is never
+  dropped: the summary says where it is and how to drop it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+from vllm_embed._errors import MigrationError, StoreFormatError
+from vllm_embed._secrets import mask_url_in
+
+from ._dirstore import DirectoryStore
+from ._milvus_lite import count_rows, pymilvus_module
+from ._space import EmbeddingSpace
+from ._store import Rows
+from .milvus import (
+    MilvusCollectionView,
+    _Collection,
+    _read_collection,
+    check_collection,
+    create_collection,
+    fill_batch,
+    search_check,
+)
+
+__all__ = [
+    "MilvusServerStore",
+    "ServerAddress",
+    "is_milvus_server_uri",
+    "looks_like_milvus_server",
+    "read_milvus_server",
+]
+
+_SCHEMES = ("http", "https", "tcp", "grpc", "grpcs")
+#: ``http:/host`` is what ``pathlib.Path("http://host")`` makes of a URL: read it back.
+_COLLAPSED = re.compile(r"^(https?|tcp|grpcs?):/(?!/)", re.IGNORECASE)
+_BACKUP = re.compile(r"_vllm_bak_d\d+(_\d+)?$")
+_MIGRATED = "_vllm_d"
+_GENERATION = re.compile(r"_vllm_d\d+(_\d+)?$")
+#: LlamaIndex's MilvusVectorStore looks its collection up in ``list_collections()``, which
+#: lists no alias (it would try to create the collection again): renamed, not aliased.
+_LLAMAINDEX = "LlamaIndex MilvusVectorStore"
+#: Environment variable with the server's credentials (``user:password`` or an API key).
+TOKEN_ENV = "MILVUS_TOKEN"
+
+
+def _uncollapse(text: str) -> str:
+    return _COLLAPSED.sub(lambda m: m.group(0) + "/", text, count=1)
+
+
+def looks_like_milvus_server(text: str) -> bool:
+    """A URL a Milvus server could answer (http(s), tcp, grpc(s)), given as a path or URL."""
+    parts = urlsplit(_uncollapse(str(text)))
+    return parts.scheme.lower() in _SCHEMES and bool(parts.hostname)
+
+
+def is_milvus_server_uri(text: str) -> bool:
+    """A Milvus server address: a server URL that is not Qdrant's (ports 6333 / 6334)."""
+    from .qdrant import looks_like_qdrant_url
+
+    text = _uncollapse(str(text))
+    return looks_like_milvus_server(text) and not looks_like_qdrant_url(text)
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where a Milvus server is: ``uri`` without credentials, database, token (hidden)."""
+
+    uri: str
+    db_name: str
+    token: str = field(default="", repr=False)
+    given: str = field(default="", repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> ServerAddress:
+        given = _uncollapse(str(text))
+        parts = urlsplit(given)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise StoreFormatError(f"{mask_url_in(given, given)}: bad port ({exc})") from exc
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        uri = f"{parts.scheme.lower()}://{netloc}" + (f":{port}" if port else "")
+        token = os.environ.get(TOKEN_ENV, "")
+        if parts.username is not None:
+            token = unquote(parts.username) + (
+                f":{unquote(parts.password)}" if parts.password is not None else ""
+            )
+        db_name = parts.path.strip("/")
+        if "/" in db_name:
+            raise StoreFormatError(
+                f"{uri}/{db_name}: a Milvus address names at most one database "
+                "(http://host:19530/DB_NAME)."
+            )
+        return cls(uri=uri, db_name=db_name, token=token, given=given)
+
+    @property
+    def shown(self) -> str:
+        """The address as printed: no credentials."""
+        return f"{self.uri}/{self.db_name}" if self.db_name else self.uri
+
+    def hide(self, message: str) -> str:
+        """``message`` with the credentials (in any form this address was given) masked."""
+        message = mask_url_in(message, self.given) if self.given else message
+        return message.replace(self.token, "***") if self.token else message
+
+    @contextmanager
+    def client(self) -> Iterator[Any]:
+        """A MilvusClient on the server, closed at the end; errors with secrets masked."""
+        pymilvus = pymilvus_module()
+        try:
+            client = pymilvus.MilvusClient(
+                uri=self.uri, token=self.token, db_name=self.db_name, timeout=30
+            )
+        except Exception as exc:
+            raise MigrationError(
+                f"cannot connect to the Milvus server {self.shown}: "
+                f"{self.hide(f'{type(exc).__name__}: {exc}')}. Check the address, that the "
+                f"server runs, and its credentials (in the URL or {TOKEN_ENV})."
+            ) from None
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def state_dir() -> Path:
+    """Where a server migration keeps its work directory (the journal of embedded rows)."""
+    base = os.environ.get("VLLM_EMBED_MIGRATE_STATE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+        "vllm-embed",
+        "migrate",
+    )
+    return Path(base)
+
+
+class MilvusServerStore(DirectoryStore):
+    """Collections of a Milvus server read for migration; installs itself by aliases."""
+
+    batch_rows = 4096
+    can_drop_records = True
+
+    def __init__(
+        self,
+        address: ServerAddress,
+        anchor: Path,
+        collections: list[_Collection],
+        readers: dict[str, str],
+    ) -> None:
+        self.address = address
+        self.path = self.target = anchor
+        self._collections = collections
+        self._readers = readers  # real collection name -> the name readers use
+        self._space: EmbeddingSpace | None = None
+        self.switched: list[str] = []
+        kinds = sorted({c.kind for c in collections if c.kind})
+        names = ", ".join(self._readers[c.name] for c in collections)
+        inner = "; ".join([*kinds, f"collection {names}"])
+        self.format = f"Milvus server {address.shown} ({inner})"
+        self.text_field = " / ".join(sorted({c.text_field for c in collections})) + (
+            " (+ LlamaIndex node metadata, as LlamaIndex embeds it)"
+            if "LlamaIndex MilvusVectorStore" in kinds
+            else ""
+        )
+        self._join_parts()
+
+    @property
+    def _parts(self) -> list[_Collection]:
+        return self._collections
+
+    @property
+    def collections(self) -> list[str]:
+        return [self._readers[c.name] for c in self._collections]
+
+    def collection_views(self) -> list[MilvusCollectionView]:
+        return [MilvusCollectionView(self._readers[c.name], c) for c in self._collections]
+
+    def source_files(self) -> list[Path]:
+        return [_snapshot_path(self.target)]
+
+    def output_target(self, out: Path | None) -> Path:
+        if out is not None:
+            raise MigrationError(
+                "--out does not apply to a Milvus server: the new collection is built beside "
+                "the old one on the same server and switched in with aliases."
+            )
+        return self.target
+
+    def record_space(self, out: Path, space: EmbeddingSpace) -> None:
+        self._space = space
+
+    def warm_up(self) -> None:
+        pymilvus_module()
+
+    # -- writing -------------------------------------------------------------------------
+    def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
+        """Create and fill the new collections; resumable per batch (`_Plan`)."""
+        plan = _Plan(out)
+        kept = set(keep)
+        matrix = (
+            np.memmap(rows.path, dtype="<f4", mode="r", shape=(rows.count, rows.dim))
+            if rows.count
+            else np.empty((0, rows.dim), dtype=np.float32)
+        )
+        with self.address.client() as client:
+            row = 0
+            existing = set(client.list_collections())
+            for c in self._collections:
+                mine = [i for i in range(len(c.rows)) if c.start + i in kept]
+                new = plan.new_name(c.name)
+                resumed = new is not None and new in existing
+                if new is None or not resumed:
+                    new = new or _free_name(
+                        f"{self._readers[c.name]}{_MIGRATED}{rows.dim}", existing
+                    )
+                    plan.set_new_name(c.name, new)
+                    create_collection(client, c, new, rows.dim, self._space)
+                    plan.mark_rows(c.name, 0)
+                for partition in set(c.partitions) - set(client.list_partitions(new)):
+                    client.create_partition(new, partition)  # killed while creating it
+                done = plan.rows_done(c.name)
+                for first in range(done, len(mine), self.batch_rows):
+                    part = mine[first : first + self.batch_rows]
+                    vectors = np.asarray(matrix[row + first : row + first + len(part)])
+                    fill_batch(client, c, new, part, vectors, idempotent=resumed)
+                    resumed = False
+                    plan.mark_rows(c.name, first + len(part))
+                client.flush(new)
+                row += len(mine)
+        del matrix
+        plan.write_output()
+
+    # -- checking --------------------------------------------------------------------------
+    def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
+        plan = _Plan(path)
+        where = f"new collection on {self.address.shown}"
+        kept = set(ids)
+        prefix = len(self._collections) > 1
+        with self.address.client() as client:
+            for c in self._collections:
+                new = plan.new_name(c.name)
+                if new is None or not client.has_collection(new):
+                    raise StoreFormatError(f"{where}: the new collection of {c.name!r} is missing")
+                keep = [
+                    n
+                    for n, i in enumerate(c.ids)
+                    if (f"{c.name}/{i}" if prefix else i) in kept  # as `_join_parts` names them
+                ]
+                if count_rows(client, new) != len(keep):
+                    raise StoreFormatError(
+                        f"{where}: {new!r} counts {count_rows(client, new)} rows, "
+                        f"expected {len(keep)}"
+                    )
+                check_collection(where, client, c, keep, dim, self._space, name=new, aliases=False)
+
+    def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
+        plan = _Plan(path)
+        with self.address.client() as client:
+            for c in self._collections:
+                new = plan.new_name(c.name) or c.name
+                search_check(client, c, new, f"{new!r} on {self.address.shown}")
+        return "pymilvus"
+
+    # -- switching -------------------------------------------------------------------------
+    def install(self, new: Path, target: Path, *, in_place: bool) -> Path | None:
+        """Move the aliases to the verified new collections (see the module docstring)."""
+        plan = _Plan(new)
+        with self.address.client() as client:
+            for c in self._collections:
+                made = plan.new_name(c.name)
+                reader = self._readers[c.name]
+                if made is None:  # verified just before: only a removed work dir does this
+                    raise MigrationError(f"{new}: no new collection recorded for {reader!r}")
+                for alias in _aliases(client, c.name):
+                    client.alter_alias(made, alias)
+                backup = c.name
+                if reader == c.name:  # readers use the collection's own name
+                    backup = _free_name(
+                        f"{c.name}_vllm_bak_d{c.dim}", set(client.list_collections())
+                    )
+                    client.rename_collection(c.name, backup)
+                    if c.kind == _LLAMAINDEX:
+                        client.rename_collection(made, reader)
+                        made = reader
+                    else:
+                        client.create_alias(made, reader)
+                self.switched.append(
+                    f"switched     {reader!r} -> collection {made!r} (dimension {c.dim} -> "
+                    f"{self._space.dimension if self._space else '?'})"
+                )
+                self.switched.append(
+                    f"backup       collection {backup!r} on {self.address.shown}; drop it "
+                    f"when no longer needed: MilvusClient(uri).drop_collection({backup!r})"
+                )
+        return None
+
+    def final_path(self, target: Path) -> Path:
+        return target
+
+
+def _aliases(client: Any, name: str) -> list[str]:
+    """A server's aliases of collection ``name`` (from its description: Milvus 2.3's
+    ``list_aliases`` fails outside the default database)."""
+    return list(client.describe_collection(name).get("aliases") or [])
+
+
+def _free_name(base: str, taken: set[str]) -> str:
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    taken.add(name)
+    return name
+
+
+class _Plan:
+    """The new collections' names and rows written, in the work dir beside ``out``; at
+    the end ``out`` itself holds the names (the engine fsyncs it, the checks read it)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.path = out.with_name(out.name + ".milvus.json")
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            loaded = {}
+        self._state: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+
+    def new_name(self, name: str) -> str | None:
+        got = self._state.get("new", {}).get(name)
+        return str(got) if got else None
+
+    def set_new_name(self, name: str, new: str) -> None:
+        self._state.setdefault("new", {})[name] = new
+        self._save(self.path)
+
+    def rows_done(self, name: str) -> int:
+        return int(self._state.get("rows", {}).get(name, 0))
+
+    def mark_rows(self, name: str, count: int) -> None:
+        self._state.setdefault("rows", {})[name] = count
+        self._save(self.path)
+
+    def write_output(self) -> None:
+        self._save(self.out)
+
+    def _save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self._state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+# -- reading ----------------------------------------------------------------------------
+def _snapshot_path(anchor: Path) -> Path:
+    return anchor.with_name(anchor.name + ".source.json")
+
+
+def read_milvus_server(
+    text: str, *, collection: str | None = None, text_field: str | None = None
+) -> MilvusServerStore:
+    """Read the collections of a Milvus server (only read; nothing is written there)."""
+    address = ServerAddress.parse(text)
+    with address.client() as client:
+        try:
+            return _read_server(address, client, collection, text_field)
+        except (StoreFormatError, MigrationError):
+            raise
+        except Exception as exc:
+            raise StoreFormatError(
+                f"{address.shown}: pymilvus cannot read this Milvus server's collections "
+                f"({address.hide(f'{type(exc).__name__}: {exc}')}). Nothing was written."
+            ) from None
+
+
+def _read_server(
+    address: ServerAddress, client: Any, wanted: str | None, text_field: str | None
+) -> MilvusServerStore:
+    names = sorted(str(n) for n in client.list_collections())
+    aliases = {c: _aliases(client, c) for c in names}
+    alias_of = {a: c for c, found in aliases.items() for a in found}
+    readers = {c: _reader_name(c, aliases[c]) for c in names}
+    if wanted is not None:
+        real = alias_of.get(wanted, wanted)
+        if real not in names:
+            raise StoreFormatError(_not_found(address, wanted, names))
+        readers[real] = wanted if wanted in alias_of else readers[real]
+        chosen = [real]
+    else:
+        chosen = [c for c in names if not _left_by_a_migration(c, aliases[c])]
+    if not chosen:
+        raise StoreFormatError(f"{address.shown}: the database holds no collection.")
+    collections = []
+    start = 0
+    for name in chosen:
+        if client.describe_collection(name).get("auto_id"):
+            raise StoreFormatError(
+                f"{address.shown}: collection {readers[name]!r} has auto-id primary keys "
+                "(LangChain Milvus without ids, auto_id=True): a Milvus server before 2.5 "
+                "does not take the same keys back for them, so the migration could not keep "
+                "its ids. Nothing was written. Re-create the collection with auto_id=False "
+                "and your keys, or export it to a Milvus Lite file and migrate that."
+            )
+        c = _read_collection(address.shown, client, name, text_field, server=True)
+        c.start = start
+        start += len(c.rows)
+        collections.append(c)
+    anchor = state_dir() / _anchor_name(address, [readers[c] for c in chosen])
+    anchor.parent.mkdir(parents=True, exist_ok=True)
+    _write_snapshot(_snapshot_path(anchor), address, collections, readers)
+    return MilvusServerStore(address, anchor, collections, {c: readers[c] for c in chosen})
+
+
+def _left_by_a_migration(name: str, aliases: list[str]) -> bool:
+    """A backup (``*_vllm_bak_d<dim>``), or a collection an earlier migration made that no
+    alias points at any more (the backup of an alias flip, or a half-filled one)."""
+    return bool(_BACKUP.search(name) or (_GENERATION.search(name) and not aliases))
+
+
+def _reader_name(name: str, aliases: list[str]) -> str:
+    """The alias ``A`` of ``A_vllm_d<dim>[_n]`` (an earlier migration's), else ``name``."""
+    for alias in aliases:
+        if name.startswith(f"{alias}{_MIGRATED}"):
+            return alias
+    return name
+
+
+def _not_found(address: ServerAddress, wanted: str, names: list[str]) -> str:
+    backups = [n for n in names if n.startswith(f"{wanted}_vllm_bak_d")]
+    message = f"{address.shown}: no collection or alias {wanted!r}; collections: " + (
+        ", ".join(names) or "none"
+    )
+    if backups:
+        message += (
+            f". {backups[-1]!r} is the backup of an earlier migration of {wanted!r}: if that "
+            f"run stopped during its switch, point the alias at its new collection "
+            f"(MilvusClient(uri).create_alias('{wanted}{_MIGRATED}<dim>', {wanted!r})) "
+            "or rename the backup back."
+        )
+    return message
+
+
+def _anchor_name(address: ServerAddress, readers: list[str]) -> str:
+    key = hashlib.sha256(f"{address.shown}|{'|'.join(sorted(readers))}".encode()).hexdigest()
+    host = re.sub(r"[^A-Za-z0-9.-]+", "-", address.uri.split("://", 1)[1])
+    return f"milvus-{host}-{key[:12]}"
+
+
+def _write_snapshot(
+    path: Path, address: ServerAddress, collections: list[_Collection], readers: dict[str, str]
+) -> None:
+    """What the resume fingerprint hashes for a server: the collections as read (name,
+    schema, row count, a hash of the keys). Rewritten only when it changed."""
+    document = {
+        "server": address.shown,
+        "collections": [
+            {
+                "name": c.name,
+                "reader": readers[c.name],
+                "fields": repr(c.description.get("fields")),
+                "rows": len(c.rows),
+                "keys": hashlib.sha256(repr(c.ids).encode()).hexdigest(),
+            }
+            for c in collections
+        ],
+    }
+    text = json.dumps(document, sort_keys=True)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
+    path.write_text(text, encoding="utf-8")
