@@ -35,8 +35,12 @@ qdrant-client (``--text-field``: the payload key holding the text).
 Resumable: vectors are journaled by the engine; filling the copy is journaled beside it
 (``output.tmp.progress.json``) and goes on from the collection's ``count()``.
 
-A Qdrant server URL (``http://host:6333``) is not supported yet: `open_qdrant_url`
-says so by name (no server could be run to test the alias switch against).
+Aliases: ``--collection`` may name an alias of the local store (its collection is
+migrated); the collection's aliases point at the migrated collection again in the copy
+(deleting a collection drops its aliases) and are checked before the swap.
+
+A Qdrant server URL (``http://host:6333``) is migrated collection by collection behind an
+alias instead (`_qdrant_switch`; the command line's ``cli/_qdrant.py``).
 """
 
 from __future__ import annotations
@@ -57,16 +61,20 @@ from vllm_embed._errors import MigrationError, StoreFormatError
 
 from ._dirstore import swap_directory
 from ._jsonio import fsync_file
+from ._qdrant_collections import (
+    SOURCE_KEY,
+    UNNAMED,
+    choose_vector,
+    recorded_source,
+    texts_of,
+)
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, Store, check_rows
 from .chroma import _Progress
-from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
 
 __all__ = [
     "QdrantStore",
     "is_qdrant_dir",
-    "looks_like_qdrant_url",
-    "open_qdrant_url",
     "read_qdrant",
 ]
 
@@ -74,12 +82,6 @@ logger = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
 COLLECTIONS_DIR = "collection"
-LANGCHAIN_CONTENT_KEY = "page_content"
-LLAMAINDEX_VECTOR = "text-dense"
-#: The unnamed (default) vector, as qdrant-client names it in a named-vector dict.
-UNNAMED = ""
-#: Collection metadata key: the vector and payload key a migration was told to use.
-SOURCE_KEY = "vllm_embed_source"
 _PAGE = 1000
 _BATCH = 1024
 _SAMPLE = 16
@@ -98,30 +100,6 @@ def is_qdrant_dir(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(document, dict) and "collections" in document and "aliases" in document
-
-
-def looks_like_qdrant_url(url: str) -> bool:
-    """An http(s) URL on Qdrant's ports (6333 REST, 6334 gRPC) or a host named qdrant*
-    (other servers' URLs, e.g. Milvus on 19530, are left to their formats)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        return False
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return port in (6333, 6334) or "qdrant" in (parts.hostname or "")
-
-
-def open_qdrant_url(url: str) -> Store:
-    """A Qdrant server URL: refused by name (only local-mode directories are supported)."""
-    raise StoreFormatError(
-        f"{url}: migrating a Qdrant server is not supported yet (only local-mode directories, "
-        "QdrantClient(path=...)). Export the collection with qdrant-client into a local-mode "
-        "directory, or re-create it from your documents; nothing was written."
-    )
 
 
 def _qdrant() -> Any:
@@ -216,8 +194,10 @@ class QdrantStore(Store):
         text_field: str,
         sample: tuple[list[str], F32Matrix] | None,
         source: dict[str, str] | None = None,
+        aliases: Sequence[str] = (),
     ) -> None:
         self.path = self.target = path
+        self.aliases = sorted(aliases)  # the aliases of the collection (kept pointing at it)
         self._source = source or {}  # what --vector-name / --text-field said
         self.collection = collection
         self.vector_name = vector_name
@@ -309,6 +289,18 @@ class QdrantStore(Store):
                 client.create_payload_index(
                     self.collection, field_name, field_schema=models.TextIndexParams(**params)
                 )
+        # deleting the collection dropped its aliases: they point at the new one again
+        if self.aliases:
+            client.update_collection_aliases(
+                [
+                    models.CreateAliasOperation(
+                        create_alias=models.CreateAlias(
+                            collection_name=self.collection, alias_name=alias
+                        )
+                    )
+                    for alias in self.aliases
+                ]
+            )
 
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
         """Fill a copy of the directory; resumable per batch (see chroma's ``_Progress``)."""
@@ -385,6 +377,14 @@ class QdrantStore(Store):
             names = [c.name for c in client.get_collections().collections]
             if self.collection not in names:
                 raise StoreFormatError(f"{where}: collection {self.collection!r} is missing")
+            aliases = sorted(
+                a.alias_name for a in client.get_collection_aliases(self.collection).aliases
+            )
+            if aliases != self.aliases:
+                raise StoreFormatError(
+                    f"{where}: collection {self.collection!r} has aliases {aliases}, expected "
+                    f"{self.aliases}"
+                )
             info = client.get_collection(self.collection)
             metadata = dict(getattr(info.config, "metadata", None) or {})
             ours = (SPACE_KEY, SOURCE_KEY)
@@ -481,6 +481,9 @@ def read_qdrant(
             f"{path / META_FILE} is not a readable Qdrant meta.json ({exc}); the directory is "
             "damaged or half-written. Nothing was written; restore it from a backup."
         ) from exc
+    aliases = {str(k): str(v) for k, v in dict(meta.get("aliases") or {}).items()}
+    if collection in aliases:  # a collection addressed through its alias
+        collection = aliases[collection]
     name = _choose(path, sorted(collections), collection)
     _check_unlocked(path)
     _qdrant()
@@ -498,11 +501,11 @@ def read_qdrant(
                 f"{exc}). The directory may be damaged or half-written; nothing was written."
             ) from exc
     config = dict(collections[name])
-    source = _recorded_source(config)
+    source = recorded_source(config)
     vector_name = vector_name if vector_name is not None else source.get("vector_name")
     text_field = text_field if text_field is not None else source.get("text_field")
-    vector = _choose_vector(path, name, config, vector_name)
-    texts, kind, field = _texts(path, name, points, text_field)
+    vector = choose_vector(path, name, config, vector_name)
+    texts, kind, field = texts_of(path, name, points, text_field)
     given = {"vector_name": vector_name, "text_field": text_field}
     store_points = []
     stored: list[Any] = []
@@ -524,19 +527,8 @@ def read_qdrant(
         field,
         sample,
         {k: v for k, v in given.items() if v is not None},
+        [alias for alias, target in aliases.items() if target == name],
     )
-
-
-def _recorded_source(config: dict[str, Any]) -> dict[str, str]:
-    """The ``--vector-name`` / ``--text-field`` an earlier migration recorded."""
-    raw = (config.get("metadata") or {}).get(SOURCE_KEY)
-    try:
-        value = json.loads(raw) if isinstance(raw, str) else {}
-    except ValueError:
-        return {}
-    if not isinstance(value, dict):
-        return {}
-    return {k: v for k, v in value.items() if isinstance(v, str)}
 
 
 def _choose(path: Path, names: list[str], wanted: str | None) -> str:
@@ -568,70 +560,6 @@ def _scroll(client: Any, name: str) -> list[tuple[Any, dict[str, Any], dict[str,
             points.append((p.id, dict(p.payload or {}), dict(vectors)))
         if offset is None:
             return points
-
-
-def _choose_vector(path: Path, name: str, config: dict[str, Any], wanted: str | None) -> str:
-    vectors = config.get("vectors") or {}
-    if "size" in vectors:  # one unnamed vector
-        if wanted not in (None, UNNAMED):
-            raise StoreFormatError(
-                f"{path}: collection {name!r} has one unnamed vector; --vector-name "
-                f"{wanted!r} does not apply."
-            )
-        return UNNAMED
-    names = sorted(vectors)
-    if not names:
-        raise StoreFormatError(f"{path}: collection {name!r} has no dense vector to re-embed.")
-    if wanted is not None:
-        if wanted not in vectors:
-            raise StoreFormatError(
-                f"{path}: collection {name!r} has no vector {wanted!r}; vectors: "
-                f"{', '.join(names)}."
-            )
-        return wanted
-    if len(names) == 1:
-        return str(names[0])
-    if LLAMAINDEX_VECTOR in vectors:
-        return LLAMAINDEX_VECTOR
-    raise StoreFormatError(
-        f"{path}: collection {name!r} has {len(names)} named vectors ({', '.join(names)}): "
-        "name the one to re-embed with --vector-name (the others are kept unchanged)."
-    )
-
-
-def _texts(
-    path: Path,
-    name: str,
-    points: list[tuple[Any, dict[str, Any], dict[str, Any]]],
-    text_field: str | None,
-) -> tuple[list[str | None], str, str]:
-    """(texts, the writer's name, where the text comes from)."""
-    payloads = [p[1] for p in points]
-    if text_field is not None:
-        return (
-            [_str(p.get(text_field)) for p in payloads],
-            "qdrant-client",
-            f"payload {text_field!r}",
-        )
-    if any(LLAMAINDEX_NODE_KEY in p for p in payloads):
-        return (
-            [node_embed_text(p) for p in payloads],
-            "LlamaIndex QdrantVectorStore",
-            f"payload {LLAMAINDEX_NODE_KEY!r} (as LlamaIndex embeds it)",
-        )
-    if any(LANGCHAIN_CONTENT_KEY in p for p in payloads) or not payloads:
-        texts = [_str(p.get(LANGCHAIN_CONTENT_KEY)) for p in payloads]
-        return texts, "LangChain QdrantVectorStore", f"payload {LANGCHAIN_CONTENT_KEY!r}"
-    keys = sorted({k for p in payloads[:50] for k in p})
-    raise StoreFormatError(
-        f"{path}: collection {name!r} was not written by LangChain (no {LANGCHAIN_CONTENT_KEY!r} "
-        f"payload) or LlamaIndex (no {LLAMAINDEX_NODE_KEY!r}); name the payload key that holds "
-        f"the text with --text-field (payload keys: {', '.join(keys) or 'none'})."
-    )
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _sample(texts: list[str | None], stored: list[Any]) -> tuple[list[str], F32Matrix] | None:
