@@ -52,10 +52,16 @@ def _texts(n: int) -> list[str]:
     return [f"document {i}: notes about topic {i % 97} and item {i % 13}" for i in range(n)]
 
 
-def _qdrant(path: Path, n: int, dim: int) -> float:
+def _qdrant(path: Path, n: int, dim: int, *, fixture: bool = False) -> list[float]:
     """A LangChain-shaped collection (page_content / metadata payload, unnamed cosine
-    vector), written with qdrant-client; seconds spent in ``upsert``."""
+    vector), written with qdrant-client; seconds spent in each ``upsert`` of ``_BATCH``.
+
+    ``fixture``: the store to migrate, written with per-point commits unsynced (the
+    speed-up our own writer uses), else 200,000 points take most of an hour to make.
+    """
     from qdrant_client import QdrantClient, models
+
+    from vllm_embed.migrate.qdrant import _no_sync_per_point
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # local mode's "> 20,000 points"
@@ -63,10 +69,12 @@ def _qdrant(path: Path, n: int, dim: int) -> float:
     client.create_collection(
         "docs", vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
     )
+    restore = _no_sync_per_point(client, "docs") if fixture else (lambda: None)
     rng = np.random.default_rng(0)
     texts = _texts(n)
-    began = time.perf_counter()
+    batches: list[float] = []
     for start in range(0, n, _BATCH):
+        began = time.perf_counter()
         stop = min(n, start + _BATCH)
         vectors = rng.standard_normal((stop - start, dim)).astype(np.float32)
         client.upsert(
@@ -80,9 +88,22 @@ def _qdrant(path: Path, n: int, dim: int) -> float:
                 for i in range(start, stop)
             ],
         )
-    seconds = time.perf_counter() - began
+        batches.append(time.perf_counter() - began)
+    restore()
     client.close()
-    return seconds
+    return batches
+
+
+def _ingest_run(batches: list[float], n: int) -> dict[str, Any]:
+    """qdrant-client's own ingest: whole rate and the rate of each quarter (the trend)."""
+    quarter = max(1, len(batches) // 4)
+    parts = [batches[i : i + quarter] for i in range(0, len(batches), quarter)][:4]
+    sizes = [min(_BATCH, n - i * _BATCH) for i in range(len(batches))]
+    rates, first = [], 0
+    for part in parts:
+        rates.append(sum(sizes[first : first + len(part)]) / sum(part))
+        first += len(part)
+    return {"records": n, "seconds": sum(batches), "rate": n / sum(batches), "quarter_rates": rates}
 
 
 def _sqlitevec(file: Path, n: int, dim: int) -> float:
@@ -121,6 +142,25 @@ def _sqlitevec(file: Path, n: int, dim: int) -> float:
     return seconds
 
 
+def _migrate_child(path: Path, base_url: str, out: Any) -> None:
+    """`_migrate` in a child process: its own peak RSS is the migration's alone."""
+    run = _migrate(path, base_url)
+    run["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.put(run)
+
+
+def _migrate_measured(path: Path, base_url: str) -> dict[str, Any]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_migrate_child, args=(path, base_url, queue))
+    child.start()
+    run: dict[str, Any] = queue.get()
+    child.join()
+    return run
+
+
 def _migrate(path: Path, base_url: str) -> dict[str, Any]:
     from vllm_embed import EmbeddingClient
     from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
@@ -151,6 +191,12 @@ def main() -> None:
     parser.add_argument("--new-dim", type=int, default=384)
     parser.add_argument("--store-dir", type=Path, default=Path("/tmp/vllm-embed-qs-bench"))
     parser.add_argument("--only", choices=["qdrant", "sqlite-vec"], help="Time one format.")
+    parser.add_argument(
+        "--ingest-records",
+        type=int,
+        help="Qdrant: points for qdrant-client's own ingest (default: --records; it runs "
+        "at ~100 points/s, so give a size that finishes in minutes for large --records).",
+    )
     args = parser.parse_args()
     qdrant, sqlitevec = args.only in (None, "qdrant"), args.only in (None, "sqlite-vec")
 
@@ -162,16 +208,19 @@ def main() -> None:
     load = os.getloadavg()[0]
     n, d = args.records, args.new_dim
     if qdrant:
-        ingest = _qdrant(args.store_dir / "qdrant-ingest", n, d)
-        runs["qdrant-ingest"] = {"seconds": ingest, "rate": n / ingest}
-        _qdrant(args.store_dir / "qdrant_db", n, args.old_dim)
+        m = min(n, args.ingest_records or n)
+        runs["qdrant-ingest"] = _ingest_run(_qdrant(args.store_dir / "qdrant-ingest", m, d), m)
+        shutil.rmtree(args.store_dir / "qdrant-ingest")
+        made = time.perf_counter()
+        _qdrant(args.store_dir / "qdrant_db", n, args.old_dim, fixture=True)
+        print(f"made the {n}-point store in {time.perf_counter() - made:.0f} s", flush=True)
     if sqlitevec:
         ingest = _sqlitevec(args.store_dir / "ingest.db", n, d)
         runs["sqlite-vec-ingest"] = {"seconds": ingest, "rate": n / ingest}
         _sqlitevec(args.store_dir / "vec.db", n, args.old_dim)
     with FakeEmbeddingServer(dim=d, model="fake-model", api_key=KEY) as server:
         if qdrant:
-            runs["qdrant"] = _migrate(args.store_dir / "qdrant_db", server.base_url)
+            runs["qdrant"] = _migrate_measured(args.store_dir / "qdrant_db", server.base_url)
         if sqlitevec:
             runs["sqlite-vec"] = _migrate(args.store_dir / "vec.db", server.base_url)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -499,7 +499,8 @@ def migrate_qdrant_collection(
 
     ``space`` is the new embedding space (model, dimension, instructions; recorded in the
     new collection's metadata). ``batch``: points in the first upsert (later ones are
-    sized to a few seconds of embedding, never fewer). Resumable: run it again after a kill. See the module doc.
+    sized to a few seconds of embedding, never fewer). Resumable: run it again after a
+    kill. See the module doc.
     """
     from vllm_embed.migrate._engine import NoProgress
 
