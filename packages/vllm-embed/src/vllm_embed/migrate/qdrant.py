@@ -82,7 +82,10 @@ logger = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
 COLLECTIONS_DIR = "collection"
-_PAGE = 1000
+#: Points per scroll page. Local mode sorts every id and walks up to the offset on each
+#: page, so a scroll costs (points / page) x points: 1,000-point pages made reading
+#: 200,000 points quadratic; 10,000 keeps it to 20 passes (~90 MB of vectors per page).
+_PAGE = 10_000
 _BATCH = 1024
 _SAMPLE = 16
 
@@ -216,6 +219,7 @@ class QdrantStore(Store):
         self._points = points  # (id, payload, the other vectors)
         self._sample = sample
         self._space: EmbeddingSpace | None = None
+        self._checked: Path | None = None  # the copy `check_with_library` checked in full
         self.ids = [_point_id(p[0]) for p in points]
         self.texts = texts
         self.text_field = text_field
@@ -382,71 +386,80 @@ class QdrantStore(Store):
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
+        if self._checked == path:  # `check_with_library` ran these checks in its open
+            return
+        with _client(path) as client:
+            self._check(client, path, ids, dim)
+
+    def _check(self, client: Any, path: Path, ids: Sequence[str], dim: int) -> None:
+        """Everything `check_written` checks, through an open client."""
         where = f"written Qdrant directory {path}"
         want = {_point_id(p[0]): p for p in self._points}
-        with _client(path) as client:
-            names = [c.name for c in client.get_collections().collections]
-            if self.collection not in names:
-                raise StoreFormatError(f"{where}: collection {self.collection!r} is missing")
-            aliases = sorted(
-                a.alias_name for a in client.get_collection_aliases(self.collection).aliases
+        names = [c.name for c in client.get_collections().collections]
+        if self.collection not in names:
+            raise StoreFormatError(f"{where}: collection {self.collection!r} is missing")
+        aliases = sorted(
+            a.alias_name for a in client.get_collection_aliases(self.collection).aliases
+        )
+        if aliases != self.aliases:
+            raise StoreFormatError(
+                f"{where}: collection {self.collection!r} has aliases {aliases}, expected "
+                f"{self.aliases}"
             )
-            if aliases != self.aliases:
-                raise StoreFormatError(
-                    f"{where}: collection {self.collection!r} has aliases {aliases}, expected "
-                    f"{self.aliases}"
+        info = client.get_collection(self.collection)
+        metadata = dict(getattr(info.config, "metadata", None) or {})
+        ours = (SPACE_KEY, SOURCE_KEY)
+        metadata = {k: v for k, v in metadata.items() if k not in ours}
+        if metadata != {k: v for k, v in self._metadata().items() if k not in ours}:
+            raise StoreFormatError(f"{where}: the collection metadata differs")
+        count = int(client.count(self.collection, exact=True).count)
+        if count != len(ids):
+            raise StoreFormatError(f"{where}: {count} points, expected {len(ids)}")
+        seen: list[str] = []
+        offset = None
+        while True:
+            page, offset = client.scroll(
+                self.collection,
+                limit=_PAGE,
+                offset=offset,
+                with_payload=True,
+                with_vectors=True,
+            )
+            for point in page:
+                pid = _point_id(point.id)
+                if pid not in want:
+                    raise StoreFormatError(f"{where}: unexpected point {pid!r}")
+                _, payload, others = want[pid]
+                if (point.payload or {}) != (payload or {}):
+                    raise StoreFormatError(f"{where}: point {pid!r} changed its payload")
+                vectors = (
+                    point.vector if isinstance(point.vector, dict) else {UNNAMED: point.vector}
                 )
-            info = client.get_collection(self.collection)
-            metadata = dict(getattr(info.config, "metadata", None) or {})
-            ours = (SPACE_KEY, SOURCE_KEY)
-            metadata = {k: v for k, v in metadata.items() if k not in ours}
-            if metadata != {k: v for k, v in self._metadata().items() if k not in ours}:
-                raise StoreFormatError(f"{where}: the collection metadata differs")
-            count = int(client.count(self.collection, exact=True).count)
-            if count != len(ids):
-                raise StoreFormatError(f"{where}: {count} points, expected {len(ids)}")
-            seen: list[str] = []
-            offset = None
-            while True:
-                page, offset = client.scroll(
-                    self.collection,
-                    limit=_PAGE,
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=True,
-                )
-                for point in page:
-                    pid = _point_id(point.id)
-                    if pid not in want:
-                        raise StoreFormatError(f"{where}: unexpected point {pid!r}")
-                    _, payload, others = want[pid]
-                    if (point.payload or {}) != (payload or {}):
-                        raise StoreFormatError(f"{where}: point {pid!r} changed its payload")
-                    vectors = (
-                        point.vector if isinstance(point.vector, dict) else {UNNAMED: point.vector}
+                vector = np.asarray(vectors.get(self.vector_name), dtype=np.float32)
+                if vector.shape != (dim,):
+                    raise StoreFormatError(
+                        f"{where}: point {pid!r} holds a vector of shape {vector.shape}, "
+                        f"expected ({dim},)"
                     )
-                    vector = np.asarray(vectors.get(self.vector_name), dtype=np.float32)
-                    if vector.shape != (dim,):
-                        raise StoreFormatError(
-                            f"{where}: point {pid!r} holds a vector of shape {vector.shape}, "
-                            f"expected ({dim},)"
-                        )
-                    check_rows(vector[None, :], where, len(seen))
-                    for name in others:
-                        if name not in vectors:
-                            raise StoreFormatError(f"{where}: point {pid!r} lost vector {name!r}")
-                    seen.append(pid)
-                if offset is None:
-                    break
-            if sorted(seen) != sorted(ids):
-                raise StoreFormatError(f"{where}: the point ids differ from the source")
+                check_rows(vector[None, :], where, len(seen))
+                for name in others:
+                    if name not in vectors:
+                        raise StoreFormatError(f"{where}: point {pid!r} lost vector {name!r}")
+                seen.append(pid)
+            if offset is None:
+                break
+        if sorted(seen) != sorted(ids):
+            raise StoreFormatError(f"{where}: the point ids differ from the source")
 
     def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
-        """A nearest-neighbour query must return the queried point first."""
-        if not ids:
-            return "qdrant-client"
-        first = next(p for p in self._points if _point_id(p[0]) == ids[0])
+        """`check_written`'s checks, then a nearest-neighbour query must return the queried
+        point first. Local mode loads every point on opening: one open, not two."""
         with _client(path) as client:
+            self._check(client, path, ids, dim)
+            self._checked = path
+            if not ids:
+                return "qdrant-client"
+            first = next(p for p in self._points if _point_id(p[0]) == ids[0])
             got = client.retrieve(self.collection, ids=[first[0]], with_vectors=True)
             vectors = got[0].vector if isinstance(got[0].vector, dict) else {UNNAMED: got[0].vector}
             using = self.vector_name or None
