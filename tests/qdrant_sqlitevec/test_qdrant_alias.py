@@ -373,3 +373,54 @@ def _create(alias: str, collection: str) -> Any:
     return models.CreateAliasOperation(
         create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
     )
+
+
+def test_the_command_line_on_a_server_url_dry_run_then_migrate(
+    tmp_path, fake_vllm, monkeypatch, open_client
+):
+    """The URL branch of ``vllm-embed migrate`` end to end, its client swapped for a
+    local-mode one (the HTTP transport is the one part not run)."""
+    from vllm_embed.cli import _qdrant
+
+    qc = open_client(make_plain_qdrant(tmp_path / "db"))
+    before = _content(qc, COLLECTION)
+    qc.close = lambda: None  # the command closes its client; the test still reads it
+    secret = "qdrant-secret-key-77e0"
+    monkeypatch.setenv("QDRANT_API_KEY", secret)
+    monkeypatch.setattr(_qdrant, "connect_qdrant", lambda url: qc)
+    url = "https://user:pw@qdrant.example:6333"
+    args = [
+        "migrate",
+        url,
+        "--collection",
+        COLLECTION,
+        "--vector-name",
+        "dense",
+        "--text-field",
+        "body",
+        "--base-url",
+        BASE_URL,
+        "--api-key",
+        API_KEY,
+        "--yes",
+    ]
+    dry = CliRunner().invoke(main, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "server       Qdrant https://***@qdrant.example:6333" in dry.output
+    assert "found        Qdrant 'docs' (collection; qdrant-client, vector 'dense')" in dry.output
+    assert f"would migrate 8 points, dimension {OLD_DIM} -> {DIM}" in dry.output
+    assert "dry run: nothing written" in dry.output
+    assert _names(qc) == [COLLECTION] and _content(qc, COLLECTION) == before
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    new = _aliases(qc)[COLLECTION]
+    assert f"migrated     docs -> collection {new}" in result.output
+    assert f"dimension    {OLD_DIM} -> {DIM}" in result.output
+    backup = next(n for n in _names(qc) if "backup" in n)
+    assert f"backup       collection {backup}" in result.output
+    assert f"delete_collection('{backup}')" in result.output
+    for hidden in (secret, API_KEY, "user:pw"):
+        assert hidden not in result.output and hidden not in dry.output
+    missing = CliRunner().invoke(main, ["migrate", url, "--base-url", BASE_URL, "--yes"])
+    assert missing.exit_code != 0 and "--collection" in missing.output
+    assert f"{COLLECTION} -> {new}" in missing.output  # the names found are listed

@@ -49,6 +49,7 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, MissingTextError, StoreFormatError
 
+from ._engine import NoProgress
 from ._qdrant_collections import SOURCE_KEY, UNNAMED, choose_vector, recorded_source, texts_of
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import check_rows
@@ -502,8 +503,6 @@ def migrate_qdrant_collection(
     sized to a few seconds of embedding, never fewer). Resumable: run it again after a
     kill. See the module doc.
     """
-    from vllm_embed.migrate._engine import NoProgress
-
     began = time.perf_counter()
     progress = progress or NoProgress()
     pending = finish_pending_switch(client, name)
