@@ -511,12 +511,17 @@ def read_qdrant(
     name = _choose(path, sorted(collections), collection)
     _check_unlocked(path)
     _qdrant()
+    config = dict(collections[name])
+    source = recorded_source(config)
+    vector_name = vector_name if vector_name is not None else source.get("vector_name")
+    text_field = text_field if text_field is not None else source.get("text_field")
+    vector = choose_vector(path, name, config, vector_name)
     with tempfile.TemporaryDirectory(prefix=".vllm-embed-read-", dir=path.parent) as scratch:
         copy = Path(scratch) / path.name
         shutil.copytree(path, copy, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
         try:
             with _client(copy) as client:
-                points = _scroll(client, name)
+                points, stored = _scroll(client, name, vector, config)
         except (StoreFormatError, MigrationError):
             raise
         except Exception as exc:
@@ -524,19 +529,8 @@ def read_qdrant(
                 f"{path}: qdrant-client cannot read collection {name!r} ({type(exc).__name__}: "
                 f"{exc}). The directory may be damaged or half-written; nothing was written."
             ) from exc
-    config = dict(collections[name])
-    source = recorded_source(config)
-    vector_name = vector_name if vector_name is not None else source.get("vector_name")
-    text_field = text_field if text_field is not None else source.get("text_field")
-    vector = choose_vector(path, name, config, vector_name)
     texts, kind, field = texts_of(path, name, points, text_field)
     given = {"vector_name": vector_name, "text_field": text_field}
-    store_points = []
-    stored: list[Any] = []
-    for point_id, payload, vectors in points:
-        others = {k: v for k, v in vectors.items() if k != vector}
-        store_points.append((point_id, payload, others))
-        stored.append(vectors.get(vector))
     sample = _sample(texts, stored)
     indexes = dict((meta.get("text_indexes") or {}).get(name) or {})
     return QdrantStore(
@@ -545,7 +539,7 @@ def read_qdrant(
         vector,
         config,
         indexes,
-        store_points,
+        points,
         texts,
         kind,
         field,
@@ -572,18 +566,38 @@ def _choose(path: Path, names: list[str], wanted: str | None) -> str:
     return names[0]
 
 
-def _scroll(client: Any, name: str) -> list[tuple[Any, dict[str, Any], dict[str, Any]]]:
+def _scroll(
+    client: Any, name: str, vector: str, config: dict[str, Any]
+) -> tuple[list[tuple[Any, dict[str, Any], dict[str, Any]]], list[Any]]:
+    """(id, payload, the vectors kept) of every point, and the re-embedded vector of the
+    first page's points (for `_sample`; None after). The re-embedded vector is not kept for
+    the rest: at 200,000 points x 384 Python floats that alone was ~2.5 GB."""
+    dense = config.get("vectors") or {}
+    names = ([] if "size" in dense else list(dense)) + list(config.get("sparse_vectors") or {})
+    others: Any = [n for n in names if n != vector] or False
     points: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
+    stored: list[Any] = []
     offset = None
+    first = True
     while True:
         page, offset = client.scroll(
-            name, limit=_PAGE, offset=offset, with_payload=True, with_vectors=True
+            name,
+            limit=_PAGE,
+            offset=offset,
+            with_payload=True,
+            with_vectors=True if first else others,
         )
         for p in page:
-            vectors = p.vector if isinstance(p.vector, dict) else {UNNAMED: p.vector}
-            points.append((p.id, dict(p.payload or {}), dict(vectors)))
+            if p.vector is None:  # no vector asked for
+                vectors: dict[str, Any] = {}
+            else:
+                vectors = p.vector if isinstance(p.vector, dict) else {UNNAMED: p.vector}
+            stored.append(vectors.get(vector) if first else None)
+            kept = {k: v for k, v in vectors.items() if k != vector}
+            points.append((p.id, dict(p.payload or {}), kept))
+        first = False
         if offset is None:
-            return points
+            return points, stored
 
 
 def _sample(texts: list[str | None], stored: list[Any]) -> tuple[list[str], F32Matrix] | None:
