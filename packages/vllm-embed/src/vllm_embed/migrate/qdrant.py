@@ -316,13 +316,22 @@ class QdrantStore(Store):
                 ]
             )
 
+    def _not_copied(self, directory: str, names: list[str]) -> set[str]:
+        """What the work copy leaves out: the lock, and the migrated collection's points
+        (deleted in the copy anyway; local mode opens a collection whose folder is missing
+        as an empty one, so the copy opens without loading every old point)."""
+        skip = {".lock"} & set(names)
+        if Path(directory) == self.path / COLLECTIONS_DIR and self.collection in names:
+            skip.add(self.collection)
+        return skip
+
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
         """Fill a copy of the directory; resumable per batch (see chroma's ``_Progress``)."""
         progress = _Progress(out)
         if not progress.copied():
             shutil.rmtree(out, ignore_errors=True)
             progress.reset()
-            shutil.copytree(self.path, out, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+            shutil.copytree(self.path, out, symlinks=True, ignore=self._not_copied)
             progress.mark_copied()
         matrix = (
             np.memmap(rows.path, dtype="<f4", mode="r", shape=(rows.count, rows.dim))
@@ -337,7 +346,7 @@ class QdrantStore(Store):
             logger.warning("the half-filled copy %s cannot be opened (%s); copying again", out, exc)
             progress.reset()
             shutil.rmtree(out, ignore_errors=True)
-            shutil.copytree(self.path, out, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+            shutil.copytree(self.path, out, symlinks=True, ignore=self._not_copied)
             progress.mark_copied()
             self._fill(out, keep, matrix, rows.dim, progress)
         del matrix
