@@ -3,6 +3,7 @@
 
     python benchmarks/qdrant_sqlitevec_bench.py [--records 20000] [--old-dim 384]
         [--new-dim 384] [--store-dir /tmp/vllm-embed-qs-bench] [--only qdrant|sqlite-vec]
+        [--ingest-records N]
 
 Needs qdrant-client, sqlite-vec (and pysqlite3-binary where sqlite3 cannot load
 extensions) and the core; the nox session ``qdrant_sqlitevec`` has them. Against the fake
@@ -10,10 +11,12 @@ server (``vllm_embed_testing.fake_server.FakeEmbeddingServer``) it times, in ONE
 
 1. ``qdrant-ingest``: qdrant-client's own ``upsert`` (local mode) of the same ids, payloads
    and random vectors at the new dimension, in batches of 1024 (what the app paid to build
-   the store; the floor for any rebuild through qdrant-client's API);
+   the store; the floor for any rebuild through qdrant-client's API), at ``--ingest-records``
+   points (it runs at ~100 points/s and slows as the collection grows: the rate of each
+   quarter is recorded); the store to migrate is then made with per-point commits unsynced;
 2. ``qdrant``: the whole migration of a LangChain-style collection (read from a copy,
    embed in journaled chunks, fill a copy through qdrant-client, reopen + verify, swap),
-   with its embedding phase;
+   with its embedding phase, in a child process (its peak RSS is the migration's own);
 3. ``sqlite-vec-ingest``: LangChain ``SQLiteVec``'s insert (base table + trigger into vec0)
    of the same rows at the new dimension;
 4. ``sqlite-vec``: the whole migration of that LangChain-shaped file.
@@ -149,12 +152,30 @@ def _migrate_child(path: Path, base_url: str, out: Any) -> None:
     out.put(run)
 
 
+def _open_child(path: Path, out: Any) -> None:
+    """qdrant-client opening the store (local mode loads every point): seconds, peak RSS."""
+    from qdrant_client import QdrantClient
+
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        client = QdrantClient(path=str(path))
+    seconds = time.perf_counter() - began
+    client.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.put({"seconds": seconds, "peak_rss_mb": peak})
+
+
 def _migrate_measured(path: Path, base_url: str) -> dict[str, Any]:
+    return _in_child(_migrate_child, path, base_url)
+
+
+def _in_child(target: Any, *args: Any) -> dict[str, Any]:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=_migrate_child, args=(path, base_url, queue))
+    child = context.Process(target=target, args=(*args, queue))
     child.start()
     run: dict[str, Any] = queue.get()
     child.join()
@@ -214,6 +235,8 @@ def main() -> None:
         made = time.perf_counter()
         _qdrant(args.store_dir / "qdrant_db", n, args.old_dim, fixture=True)
         print(f"made the {n}-point store in {time.perf_counter() - made:.0f} s", flush=True)
+        # what any app pays to open it: the floor of a migration's memory
+        runs["qdrant-open"] = _in_child(_open_child, args.store_dir / "qdrant_db")
     if sqlitevec:
         ingest = _sqlitevec(args.store_dir / "ingest.db", n, d)
         runs["sqlite-vec-ingest"] = {"seconds": ingest, "rate": n / ingest}
@@ -227,6 +250,9 @@ def main() -> None:
     print(f"{n} records, dim {args.old_dim} -> {d}; load {load:.1f}; peak RSS {peak:,.0f} MB")
     print(f"{'run':<18}{'seconds':>9}{'rec/s':>9}{'embed rec/s':>13}{'whole/embed':>13}")
     for name, run in runs.items():
+        if "rate" not in run:
+            print(f"{name:<18}{run['seconds']:>9.1f}  peak RSS {run['peak_rss_mb']:,.0f} MB")
+            continue
         embed = f"{run['embed_rate']:,.0f}" if "embed_rate" in run else "-"
         ratio = f"{run['ratio']:.2f}x" if run.get("ratio") else "-"
         print(f"{name:<18}{run['seconds']:>9.1f}{run['rate']:>9,.0f}{embed:>13}{ratio:>13}")
