@@ -380,11 +380,19 @@ def test_the_command_line_on_a_server_url_dry_run_then_migrate(
 ):
     """The URL branch of ``vllm-embed migrate`` end to end, its client swapped for a
     local-mode one (the HTTP transport is the one part not run)."""
-    from vllm_embed.cli import _qdrant
 
     qc = open_client(make_plain_qdrant(tmp_path / "db"))
     before = _content(qc, COLLECTION)
     qc.close = lambda: None  # the command closes its client; the test still reads it
+    try:
+        _command_line_run(qc, before, monkeypatch)
+    finally:
+        del qc.close  # the real close, for the fixture's teardown
+
+
+def _command_line_run(qc: Any, before: dict[str, Any], monkeypatch: Any) -> None:
+    from vllm_embed.cli import _qdrant
+
     secret = "qdrant-secret-key-77e0"
     monkeypatch.setenv("QDRANT_API_KEY", secret)
     monkeypatch.setattr(_qdrant, "connect_qdrant", lambda url: qc)
