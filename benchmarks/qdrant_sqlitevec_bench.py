@@ -3,6 +3,7 @@
 
     python benchmarks/qdrant_sqlitevec_bench.py [--records 20000] [--old-dim 384]
         [--new-dim 384] [--store-dir /tmp/vllm-embed-qs-bench] [--only qdrant|sqlite-vec]
+        [--ingest-records N]
 
 Needs qdrant-client, sqlite-vec (and pysqlite3-binary where sqlite3 cannot load
 extensions) and the core; the nox session ``qdrant_sqlitevec`` has them. Against the fake
@@ -10,10 +11,12 @@ server (``vllm_embed_testing.fake_server.FakeEmbeddingServer``) it times, in ONE
 
 1. ``qdrant-ingest``: qdrant-client's own ``upsert`` (local mode) of the same ids, payloads
    and random vectors at the new dimension, in batches of 1024 (what the app paid to build
-   the store; the floor for any rebuild through qdrant-client's API);
+   the store; the floor for any rebuild through qdrant-client's API), at ``--ingest-records``
+   points (it runs at ~100 points/s and slows as the collection grows: the rate of each
+   quarter is recorded); the store to migrate is then made with per-point commits unsynced;
 2. ``qdrant``: the whole migration of a LangChain-style collection (read from a copy,
    embed in journaled chunks, fill a copy through qdrant-client, reopen + verify, swap),
-   with its embedding phase;
+   with its embedding phase, in a child process (its peak RSS is the migration's own);
 3. ``sqlite-vec-ingest``: LangChain ``SQLiteVec``'s insert (base table + trigger into vec0)
    of the same rows at the new dimension;
 4. ``sqlite-vec``: the whole migration of that LangChain-shaped file.
@@ -51,10 +54,16 @@ def _texts(n: int) -> list[str]:
     return [f"document {i}: notes about topic {i % 97} and item {i % 13}" for i in range(n)]
 
 
-def _qdrant(path: Path, n: int, dim: int) -> float:
+def _qdrant(path: Path, n: int, dim: int, *, fixture: bool = False) -> list[float]:
     """A LangChain-shaped collection (page_content / metadata payload, unnamed cosine
-    vector), written with qdrant-client; seconds spent in ``upsert``."""
+    vector), written with qdrant-client; seconds spent in each ``upsert`` of ``_BATCH``.
+
+    ``fixture``: the store to migrate, written with per-point commits unsynced (the
+    speed-up our own writer uses), else 200,000 points take most of an hour to make.
+    """
     from qdrant_client import QdrantClient, models
+
+    from vllm_embed.migrate.qdrant import _no_sync_per_point
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # local mode's "> 20,000 points"
@@ -62,10 +71,12 @@ def _qdrant(path: Path, n: int, dim: int) -> float:
     client.create_collection(
         "docs", vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
     )
+    restore = _no_sync_per_point(client, "docs") if fixture else (lambda: None)
     rng = np.random.default_rng(0)
     texts = _texts(n)
-    began = time.perf_counter()
+    batches: list[float] = []
     for start in range(0, n, _BATCH):
+        began = time.perf_counter()
         stop = min(n, start + _BATCH)
         vectors = rng.standard_normal((stop - start, dim)).astype(np.float32)
         client.upsert(
@@ -79,9 +90,22 @@ def _qdrant(path: Path, n: int, dim: int) -> float:
                 for i in range(start, stop)
             ],
         )
-    seconds = time.perf_counter() - began
+        batches.append(time.perf_counter() - began)
+    restore()
     client.close()
-    return seconds
+    return batches
+
+
+def _ingest_run(batches: list[float], n: int) -> dict[str, Any]:
+    """qdrant-client's own ingest: whole rate and the rate of each quarter (the trend)."""
+    quarter = max(1, len(batches) // 4)
+    parts = [batches[i : i + quarter] for i in range(0, len(batches), quarter)][:4]
+    sizes = [min(_BATCH, n - i * _BATCH) for i in range(len(batches))]
+    rates, first = [], 0
+    for part in parts:
+        rates.append(sum(sizes[first : first + len(part)]) / sum(part))
+        first += len(part)
+    return {"records": n, "seconds": sum(batches), "rate": n / sum(batches), "quarter_rates": rates}
 
 
 def _sqlitevec(file: Path, n: int, dim: int) -> float:
@@ -120,6 +144,43 @@ def _sqlitevec(file: Path, n: int, dim: int) -> float:
     return seconds
 
 
+def _migrate_child(path: Path, base_url: str, out: Any) -> None:
+    """`_migrate` in a child process: its own peak RSS is the migration's alone."""
+    run = _migrate(path, base_url)
+    run["peak_rss_mb"] = peak_rss_mb()
+    out.put(run)
+
+
+def _open_child(path: Path, out: Any) -> None:
+    """qdrant-client opening the store (local mode loads every point): seconds, peak RSS."""
+    from qdrant_client import QdrantClient
+
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        client = QdrantClient(path=str(path))
+    seconds = time.perf_counter() - began
+    client.close()
+    peak = peak_rss_mb()
+    out.put({"seconds": seconds, "peak_rss_mb": peak})
+
+
+def _migrate_measured(path: Path, base_url: str) -> dict[str, Any]:
+    return _in_child(_migrate_child, path, base_url)
+
+
+def _in_child(target: Any, *args: Any) -> dict[str, Any]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=target, args=(*args, queue))
+    child.start()
+    run: dict[str, Any] = queue.get()
+    child.join()
+    return run
+
+
 def _migrate(path: Path, base_url: str) -> dict[str, Any]:
     return run_migration(path, base_url, KEY, quiet_warnings=True)  # local mode's "> 20,000"
 
@@ -131,6 +192,12 @@ def main() -> None:
     parser.add_argument("--new-dim", type=int, default=384)
     parser.add_argument("--store-dir", type=Path, default=Path("/tmp/vllm-embed-qs-bench"))
     parser.add_argument("--only", choices=["qdrant", "sqlite-vec"], help="Time one format.")
+    parser.add_argument(
+        "--ingest-records",
+        type=int,
+        help="Qdrant: points for qdrant-client's own ingest (default: --records; it runs "
+        "at ~100 points/s, so give a size that finishes in minutes for large --records).",
+    )
     args = parser.parse_args()
     qdrant, sqlitevec = args.only in (None, "qdrant"), args.only in (None, "sqlite-vec")
 
@@ -142,16 +209,21 @@ def main() -> None:
     load = os.getloadavg()[0]
     n, d = args.records, args.new_dim
     if qdrant:
-        ingest = _qdrant(args.store_dir / "qdrant-ingest", n, d)
-        runs["qdrant-ingest"] = {"seconds": ingest, "rate": n / ingest}
-        _qdrant(args.store_dir / "qdrant_db", n, args.old_dim)
+        m = min(n, args.ingest_records or n)
+        runs["qdrant-ingest"] = _ingest_run(_qdrant(args.store_dir / "qdrant-ingest", m, d), m)
+        shutil.rmtree(args.store_dir / "qdrant-ingest")
+        made = time.perf_counter()
+        _qdrant(args.store_dir / "qdrant_db", n, args.old_dim, fixture=True)
+        print(f"made the {n}-point store in {time.perf_counter() - made:.0f} s", flush=True)
+        # what any app pays to open it: the floor of a migration's memory
+        runs["qdrant-open"] = _in_child(_open_child, args.store_dir / "qdrant_db")
     if sqlitevec:
         ingest = _sqlitevec(args.store_dir / "ingest.db", n, d)
         runs["sqlite-vec-ingest"] = {"seconds": ingest, "rate": n / ingest}
         _sqlitevec(args.store_dir / "vec.db", n, args.old_dim)
     with FakeEmbeddingServer(dim=d, model="fake-model", api_key=KEY) as server:
         if qdrant:
-            runs["qdrant"] = _migrate(args.store_dir / "qdrant_db", server.base_url)
+            runs["qdrant"] = _migrate_measured(args.store_dir / "qdrant_db", server.base_url)
         if sqlitevec:
             runs["sqlite-vec"] = _migrate(args.store_dir / "vec.db", server.base_url)
     peak = peak_rss_mb()

@@ -46,6 +46,7 @@ EXPECTED = {
     "PYTHON_NAME_MAP",
     "PostgresConnectionError",
     "PostgresDriverMissingError",
+    "QdrantConnectionError",
     "RateLimitError",
     "RerankNotSupportedError",
     "RerankResult",

@@ -92,3 +92,40 @@ def test_langchain_sqlitevec_migrated_by_the_cli_then_queried(tmp_path, vllm_ser
     assert hit.page_content == FACTS[ANSWER] and hit.metadata == {"n": ANSWER}
     space = read_sidecar(db)
     assert space is not None and (space.model, space.dimension) == (vllm_server.model, MINILM_DIM)
+
+
+def test_langchain_qdrant_alias_switch_on_live_vllm_then_queried(
+    tmp_path, vllm_server, make_client
+):
+    """The alias switch Qdrant server URLs use, on a local-mode client (no Qdrant server
+    here), embedding with the live vLLM; LangChain then answers through the old name."""
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from langchain_qdrant import QdrantVectorStore
+
+    from vllm_embed.migrate import space_of_client
+    from vllm_embed.migrate._qdrant_switch import migrate_qdrant_collection
+
+    store = QdrantVectorStore.from_texts(
+        FACTS,
+        DeterministicFakeEmbedding(size=OLD_DIM),
+        metadatas=[{"n": i} for i in range(len(FACTS))],
+        path=str(tmp_path / "qdrant_db"),
+        collection_name="knowledge",
+    )
+    qc = store.client
+    try:
+        client = make_client(vllm_server)
+        report = migrate_qdrant_collection(qc, "knowledge", client, space_of_client(client))
+        assert (report.old_dim, report.new_dim) == (OLD_DIM, MINILM_DIM)
+        aliases = {a.alias_name: a.collection_name for a in qc.get_aliases().aliases}
+        assert aliases == {"knowledge": report.new_collection}
+        assert qc.count(report.backup).count == len(FACTS)
+        live = QdrantVectorStore(
+            client=qc, collection_name="knowledge", embedding=_live_embeddings(client)
+        )
+        hit = live.similarity_search(QUESTION, k=1)[0]
+        assert hit.page_content == FACTS[ANSWER] and hit.metadata["n"] == ANSWER
+        space = EmbeddingSpace.from_json(qc.get_collection("knowledge").config.metadata[SPACE_KEY])
+        assert (space.model, space.dimension) == (vllm_server.model, MINILM_DIM)
+    finally:
+        qc.close()

@@ -196,13 +196,18 @@ def test_dry_run_writes_nothing(tmp_path, fake_vllm):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qdrant_db"]
 
 
-def test_server_url_is_refused_by_name(fake_vllm):
+def test_server_urls_are_told_apart_and_an_unreachable_one_is_named():
+    from vllm_embed.migrate._qdrant_collections import looks_like_qdrant_url
+
     for url in ("http://localhost:6333", "https://qdrant.internal/", "http://db:6334"):
-        result = _run(url)
-        assert result.exit_code != 0
-        assert "migrating a Qdrant server is not supported yet" in result.output
-    other = _run("http://localhost:19530")  # not Qdrant's: left to other formats
-    assert "Qdrant" not in other.output and embedded_texts(fake_vllm) == []
+        assert looks_like_qdrant_url(url)
+    for url in ("http://localhost:19530", "postgresql://u@h/db", "./qdrant_db"):
+        assert not looks_like_qdrant_url(url)  # left to other formats
+    result = _run("http://localhost:6333", "--collection", "docs")
+    assert result.exit_code != 0
+    assert "cannot reach a Qdrant server at http://localhost:6333" in result.output
+    missing = _run("http://localhost:6333", "--out", "x")
+    assert missing.exit_code != 0 and "--out" in missing.output
 
 
 def test_directory_held_open_by_a_client_is_refused(tmp_path, fake_vllm):

@@ -39,6 +39,7 @@ API keys never appear in any message, repr or attribute here.
     │   │   └── VectorColumnTypeError    the vector column is not a pgvector vector
     │   ├── PostgresDriverMissingError   psycopg 3 missing (the [postgres] extra)
     │   ├── PostgresConnectionError      database unreachable / connection lost
+    │   ├── QdrantConnectionError        Qdrant server unreachable or refused the API key
     │   ├── InsufficientPrivilegeError   the user may not replace the table
     │   ├── TableLockedError             another session holds the table's lock
     │   └── MigrationError           a migration could not complete (original untouched)
@@ -104,6 +105,7 @@ __all__ = [
     "NoHealthyEndpointError",
     "PostgresConnectionError",
     "PostgresDriverMissingError",
+    "QdrantConnectionError",
     "RateLimitError",
     "RerankNotSupportedError",
     "RowsWithoutTextError",
@@ -390,6 +392,11 @@ class PostgresDriverMissingError(StoreError):
 
 class PostgresConnectionError(StoreError):
     """The database could not be reached, or the connection was lost (nothing half-done)."""
+
+
+class QdrantConnectionError(StoreError):
+    """A Qdrant server could not be reached, or refused the API key (nothing was written
+    by the failed call; the message never holds the key)."""
 
 
 class InsufficientPrivilegeError(StoreError):

@@ -302,6 +302,11 @@ def migrate(
     PGPASSWORD or ~/.pgpass): LangChain, LlamaIndex and LightRAG pgvector tables are
     found and listed; each is re-embedded into a shadow table and switched in one
     transaction, the old table kept as <table>_vllm_bak_d<old dim> until --drop-backup.
+
+    STORE may also be a Qdrant server URL (http(s)://HOST:6333; API key from
+    QDRANT_API_KEY) with --collection NAME (a collection or an alias): NAME is re-embedded
+    into a new collection with the same configuration, verified, and NAME becomes an alias
+    of it (the old points are kept in a backup collection, printed).
     """
     _refuse_inapplicable(click.get_current_context(), _is_postgres_url(store))
     explicit = {
@@ -338,10 +343,23 @@ def migrate(
             progress=lambda: _BarProgress() if sys.stderr.isatty() else _LineProgress(),
         )
         return
-    from vllm_embed.migrate.qdrant import looks_like_qdrant_url, open_qdrant_url
+    from vllm_embed.migrate._qdrant_collections import looks_like_qdrant_url
 
     if looks_like_qdrant_url(store):
-        open_qdrant_url(store)
+        from vllm_embed.cli._qdrant import migrate_qdrant_url
+
+        _refuse_for_qdrant(out, update_config, drop_missing_text, allow_dangerous_deserialization)
+        migrate_qdrant_url(
+            store,
+            collection=collection,
+            text_field=text_field,
+            vector_name=vector_name,
+            make_client=lambda: _client(config, section, explicit),
+            dry_run=dry_run,
+            yes=yes,
+            progress=lambda: _BarProgress() if sys.stderr.isatty() else _LineProgress(),
+        )
+        return
     path = Path(store)
     opened = open_store(
         path,
@@ -391,6 +409,16 @@ def migrate(
         click.echo(line)
     if cache_line:
         click.echo(f"cache        {cache_line}")
+
+
+def _refuse_for_qdrant(out: Path | None, update_config: Path | None, *flags: bool) -> None:
+    """Options a Qdrant server URL cannot use (it is switched behind an alias in place)."""
+    if out is not None or update_config is not None or any(flags):
+        raise click.UsageError(
+            "a Qdrant server URL is migrated into a new collection behind the same name (the "
+            "old points kept as a backup collection): --out, --update-config, "
+            "--drop-missing-text and --allow-dangerous-deserialization do not apply"
+        )
 
 
 def _confirm(store: Store, out: Path | None, yes: bool) -> None:

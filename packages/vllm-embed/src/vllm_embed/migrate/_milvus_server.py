@@ -98,7 +98,7 @@ def looks_like_milvus_server(text: str) -> bool:
 
 def is_milvus_server_uri(text: str) -> bool:
     """A Milvus server address: a server URL that is not Qdrant's (ports 6333 / 6334)."""
-    from .qdrant import looks_like_qdrant_url
+    from ._qdrant_collections import looks_like_qdrant_url
 
     text = _uncollapse(str(text))
     return looks_like_milvus_server(text) and not looks_like_qdrant_url(text)
