@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import respx
 from click.testing import CliRunner, Result
-from migrate_stores import OLD_DIM, make_langchain_faiss, make_langchain_store
+from migrate_support import OLD_DIM, make_langchain_faiss, make_langchain_store
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import EmbeddingSpace, migrate_store, open_store, write_sidecar

@@ -9,8 +9,8 @@ import sqlite3
 
 import numpy as np
 from click.testing import CliRunner
-from live_facts import ANSWER, FACTS, MINILM_DIM, QUESTION
-from stores_fixtures import OLD_DIM, make_kano_index
+from live_support import ANSWER, FACTS, MINILM_DIM, QUESTION
+from stores_support import OLD_DIM, make_kano_index
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import MigrationOptions, migrate_store, open_store

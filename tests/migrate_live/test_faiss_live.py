@@ -8,7 +8,7 @@ from pathlib import Path
 
 import faiss
 from click.testing import CliRunner
-from live_facts import ANSWER, FACTS, MINILM_DIM, OLD_DIM, QUESTION
+from live_support import ANSWER, FACTS, MINILM_DIM, OLD_DIM, QUESTION
 
 from vllm_embed.cli import main
 

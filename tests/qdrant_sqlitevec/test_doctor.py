@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 import respx
 from click.testing import CliRunner, Result
-from qs_fixtures import make_langchain_qdrant, make_langchain_sqlitevec, make_plain_qdrant
-from stores_fixtures import OLD_DIM, texts
+from qdrant_sqlitevec_support import (
+    make_langchain_qdrant,
+    make_langchain_sqlitevec,
+    make_plain_qdrant,
+)
+from stores_support import OLD_DIM, texts
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import migrate_store, open_store

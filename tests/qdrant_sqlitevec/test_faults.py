@@ -6,12 +6,12 @@ collection's count."""
 from __future__ import annotations
 
 import pytest
-from qs_fixtures import (
+from qdrant_sqlitevec_support import (
     make_langchain_qdrant,
     make_langchain_sqlitevec,
     qdrant_content,
 )
-from stores_fixtures import embedded_texts, listing, texts
+from stores_support import embedded_texts, listing, texts
 
 from vllm_embed import MigrationError
 from vllm_embed.migrate import MigrationOptions, migrate_store, open_store, work_dir_for

@@ -5,9 +5,9 @@ question finds the record that answers it. One server for the session; never ski
 from __future__ import annotations
 
 from click.testing import CliRunner
-from live_facts import ANSWER, FACTS, MINILM_DIM, QUESTION
-from qs_fixtures import _langchain_connection
-from stores_fixtures import OLD_DIM
+from live_support import ANSWER, FACTS, MINILM_DIM, QUESTION
+from qdrant_sqlitevec_support import _langchain_connection
+from stores_support import OLD_DIM
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import read_sidecar

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from stores_fixtures import OLD_DIM, listing, old_vectors, texts
+from stores_support import OLD_DIM, listing, old_vectors, texts
 
 from vllm_embed import StoreFormatError
 from vllm_embed.cli import main

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import respx
 from click.testing import CliRunner, Result
-from stores_fixtures import OLD_DIM, make_kano_index, make_langchain_chroma, texts
+from stores_support import OLD_DIM, make_kano_index, make_langchain_chroma, texts
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import migrate_store, open_store

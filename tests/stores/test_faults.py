@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from stores_fixtures import embedded_texts, listing, make_kano_index, make_langchain_chroma, texts
+from stores_support import embedded_texts, listing, make_kano_index, make_langchain_chroma, texts
 
 from vllm_embed import MigrationError
 from vllm_embed.migrate import MigrationOptions, migrate_store, open_store, work_dir_for

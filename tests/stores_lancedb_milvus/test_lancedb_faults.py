@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import respx
 from click.testing import CliRunner, Result
-from lance_fixtures import lance_rows, lance_vectors, make_langchain_lancedb
-from stores_fixtures import embedded_texts, listing, texts
+from lancedb_support import lance_rows, lance_vectors, make_langchain_lancedb
+from stores_support import embedded_texts, listing, texts
 
 from vllm_embed import MigrationError
 from vllm_embed.cli import main

@@ -6,7 +6,7 @@ run with its log, nothing skips)."""
 from __future__ import annotations
 
 from click.testing import CliRunner
-from live_facts import ANSWER, FACTS, MINILM_DIM, OLD_DIM, QUESTION
+from live_support import ANSWER, FACTS, MINILM_DIM, OLD_DIM, QUESTION
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import migrate_store, open_store
@@ -79,7 +79,7 @@ def test_langchain_milvus_lite_migrated_by_the_cli_then_searched(
 ):
     from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
     from langchain_milvus import Milvus
-    from milvus_fixtures import close_milvus
+    from milvus_support import close_milvus
 
     db = tmp_path / "milvus.db"
     old = Milvus(

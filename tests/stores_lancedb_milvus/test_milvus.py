@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import respx
 from click.testing import CliRunner, Result
-from milvus_fixtures import (
+from milvus_support import (
     close_milvus,
     make_langchain_milvus,
     make_llamaindex_milvus,
@@ -15,7 +15,7 @@ from milvus_fixtures import (
     milvus_rows,
     milvus_vectors,
 )
-from stores_fixtures import OLD_DIM, embedded_texts, listing, texts
+from stores_support import OLD_DIM, embedded_texts, listing, texts
 
 from vllm_embed import MigrationError, MissingTextError, StoreFormatError
 from vllm_embed.cli import main
