@@ -7,7 +7,6 @@ Sockets: loopback only (the nox session passes ``--allow-hosts=127.0.0.1``).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,18 +15,11 @@ from pgvector_support import NEW_DIM, app
 
 from vllm_embed import EmbeddingClient, RetryPolicy
 from vllm_embed_testing.fake_server import FakeEmbeddingServer
-from vllm_embed_testing.postgres import PostgresServer, pg_server
+from vllm_embed_testing.postgres import db, pg_server
 from vllm_embed_testing.pytest_plugin import clean_env  # noqa: F401 (autouse)
 from vllm_embed_testing.vllm import vllm_server, vllm_server_pool, vllm_server_python
 
-__all__ = ["pg_server", "vllm_server", "vllm_server_pool", "vllm_server_python"]
-
-
-@pytest.fixture
-def db(pg_server: PostgresServer, request: pytest.FixtureRequest) -> str:
-    """A fresh database (with the vector extension) for this test; returns its URL."""
-    name = "t_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
-    return pg_server.create_database(name)
+__all__ = ["db", "pg_server", "vllm_server", "vllm_server_pool", "vllm_server_python"]
 
 
 @pytest.fixture

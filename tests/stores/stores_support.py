@@ -127,6 +127,43 @@ def make_llamaindex_chroma(directory: Path) -> Path:
     return directory
 
 
+#: (tenant, database, collection, records); "papers" exists twice.
+TENANT_LAYOUT = [
+    ("default_tenant", "default_database", "papers", 3),
+    ("acme", "research", "papers", 4),
+    ("acme", "research", "notes", 2),
+    ("globex", "default_database", "wiki", 5),
+]
+
+
+def make_tenant_chroma(path: Path) -> Path:
+    """A Chroma directory with the collections of TENANT_LAYOUT, made by chromadb's own
+    AdminClient (tenants and databases beside the default ones)."""
+    import chromadb
+    from chromadb.config import Settings
+
+    admin = chromadb.AdminClient(Settings(is_persistent=True, persist_directory=str(path)))
+    for tenant in sorted({t for t, *_ in TENANT_LAYOUT} - {"default_tenant"}):
+        admin.create_tenant(tenant)
+    for tenant, database in sorted({(t, d) for t, d, *_ in TENANT_LAYOUT}):
+        if (tenant, database) != ("default_tenant", "default_database"):
+            admin.create_database(database, tenant=tenant)
+    for n, (tenant, database, name, count) in enumerate(TENANT_LAYOUT):
+        client = chromadb.PersistentClient(path=str(path), tenant=tenant, database=database)
+        collection = client.create_collection(
+            name, embedding_function=None, metadata={"hnsw:space": "cosine", "n": n}
+        )
+        collection.add(
+            ids=[f"{name}-{i}" for i in range(count)],
+            embeddings=old_vectors(count, seed=n),
+            documents=[f"{tenant}/{database}: {t}" for t in texts(count)],
+            metadatas=[{"row": i} for i in range(count)],
+        )
+    chromadb.PersistentClient(path=str(path)).close()
+    admin.clear_system_cache()  # as an app exiting would: no client left on the path
+    return path
+
+
 def kano_name(collection: str, space_id: str) -> str:
     return f"{collection}.{hashlib.sha256(space_id.encode()).hexdigest()[:12]}"
 

@@ -1,11 +1,11 @@
 """``vllm-embed migrate`` on Milvus Lite databases written by LangChain, LlamaIndex and plain
-pymilvus (fake vLLM), then searched through the same library; faults; ``doctor --store``."""
+pymilvus (fake vLLM), then searched through the same library; faults (``doctor --store``:
+tests/doctor/test_lancedb_milvus.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import respx
 from click.testing import CliRunner, Result
 from milvus_support import (
     close_milvus,
@@ -22,7 +22,7 @@ from vllm_embed.cli import main
 from vllm_embed.migrate import MigrationOptions, migrate_store, open_store, work_dir_for
 from vllm_embed.migrate._space import SPACE_KEY, EmbeddingSpace
 from vllm_embed_testing.fake_server import fake_vector
-from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, mount
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL
 
 
 def _run(*args: str) -> Result:
@@ -276,24 +276,3 @@ def test_database_open_in_this_process_is_refused_by_name(tmp_path):
         close_milvus(db)
     assert listing(db) == before
     assert open_store(db).ids == ["id-0", "id-1", "id-2"]  # once closed, it reads
-
-
-def _doctor(store, *extra: str) -> Result:  # type: ignore[no-untyped-def]
-    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(store)]
-    return CliRunner().invoke(main, [*args, *extra])
-
-
-def _lines(result: Result) -> list[str]:
-    return [line.strip() for line in result.output.splitlines() if "store space" in line]
-
-
-def test_doctor_fails_before_and_passes_after_migration(tmp_path, client):
-    db = make_langchain_milvus(tmp_path / "milvus.db", n=5)
-    with respx.mock(assert_all_called=False) as router:
-        mount(router)
-        before = _doctor(db)
-        migrate_store(open_store(db), client)
-        after = _doctor(db)
-    assert before.exit_code == 1 and _lines(before)[0].startswith("FAIL"), before.output
-    assert after.exit_code == 0, after.output
-    assert _lines(after)[0].startswith("PASS") and f"model {MODEL!r}, dim {DIM}" in after.output

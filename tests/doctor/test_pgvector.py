@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from pgvector_support import NEW_DIM, OLD_DIM, corpus, lightrag_tables, sql
 
@@ -14,6 +16,13 @@ from vllm_embed.cli import main
 from vllm_embed_testing.fake_server import FakeEmbeddingServer, fake_vector
 
 CHUNKS = "lightrag_vdb_chunks"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeEmbeddingServer]:
+    """The fake vLLM in its own process, at the dimension the migrated tables get."""
+    with FakeEmbeddingServer(dim=NEW_DIM) as server:
+        yield server
 
 
 def doctor(url: str, fake: FakeEmbeddingServer, *extra: str) -> tuple[int, str]:

@@ -1,6 +1,6 @@
 """``vllm-embed doctor --store`` on Chroma directories and kano indexes (fake server):
 the space recorded by ``migrate`` in the collection metadata / the ``meta`` table, else
-the probe of stored vectors."""
+the probe of stored vectors; every collection of every tenant and database."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import respx
 from click.testing import CliRunner, Result
-from stores_support import OLD_DIM, make_kano_index, make_langchain_chroma, texts
+from stores_support import (
+    OLD_DIM,
+    make_kano_index,
+    make_langchain_chroma,
+    make_tenant_chroma,
+    texts,
+)
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import migrate_store, open_store
@@ -224,3 +230,15 @@ def test_collection_without_store_is_a_usage_error(fake_vllm):
     args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--collection", "x"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "--collection needs --store" in result.output
+
+
+def test_doctor_judges_every_collection_of_every_tenant(tmp_path, fake_vllm, client):
+    db = make_tenant_chroma(tmp_path / "chroma_db")
+    migrate_store(open_store(db), client)
+    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(db)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "store space" in line]
+    assert len(lines) == 4, result.output
+    assert all(line.lstrip().startswith("PASS") for line in lines), result.output
+    assert any("(collection default_tenant/default_database/papers)" in x for x in lines)
