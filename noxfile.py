@@ -372,11 +372,19 @@ def cache(session: nox.Session) -> None:
 def telemetry(session: nox.Session) -> None:
     """OpenTelemetry spans (opentelemetry-sdk's in-memory exporter) and Prometheus metrics
     (a CollectorRegistry read back) against the fake server; `vllm-embed embed --otel
-    --metrics-port`. Sockets: loopback only."""
+    --metrics-port`; and the `vllm-embed embed` job itself (tests/embed: Parquet parts,
+    resume, bad rows; it needs the parquet extra installed here). Sockets: loopback only."""
     session.install(
         *TEST_DEPS, "-e", f"{CORE}[otel,metrics,parquet]", "opentelemetry-sdk", "nano-vectordb"
     )
-    session.run("pytest", "tests/telemetry", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
+    session.run(
+        "pytest",
+        "tests/telemetry",
+        "tests/embed",
+        "-ra",
+        "--allow-hosts=127.0.0.1",
+        *session.posargs,
+    )
 
 
 @nox.session(python=MAIN_PYTHON)
