@@ -4,48 +4,36 @@ each table judged; a damaged database named."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import respx
-from click.testing import CliRunner, Result
+from doctor_support import doctor_store, store_lines
 from lancedb_support import make_langchain_lancedb
 from milvus_support import make_langchain_milvus
 from stores_support import texts
 
-from vllm_embed.cli import main
 from vllm_embed.migrate import migrate_store, open_store
 from vllm_embed_testing.fake_server import fake_vector
 from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, mount
-
-
-def _doctor(store: Path, *extra: str) -> Result:
-    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(store)]
-    return CliRunner().invoke(main, [*args, *extra])
-
-
-def _lines(result: Result) -> list[str]:
-    return [line.strip() for line in result.output.splitlines() if "store space" in line]
 
 
 def test_doctor_passes_a_migrated_database_and_fails_another_model(tmp_path, client):
     db = make_langchain_lancedb(tmp_path / "lancedb", n=6)
     with respx.mock(assert_all_called=False) as router:
         mount(router)
-        before = _doctor(db)  # 24-dim vectors of another model
+        before = doctor_store(db)  # 24-dim vectors of another model
         migrate_store(open_store(db), client)
-        passed = _doctor(db)
-    assert before.exit_code == 1 and _lines(before)[0].startswith("FAIL"), before.output
-    assert "holds 24-dim vectors" in _lines(before)[0]
+        passed = doctor_store(db)
+    assert before.exit_code == 1 and store_lines(before)[0].startswith("FAIL"), before.output
+    assert "holds 24-dim vectors" in store_lines(before)[0]
     assert passed.exit_code == 0, passed.output
     assert (
-        _lines(passed)[0].startswith("PASS")
-        and f"model {MODEL!r}, dim {DIM}" in (_lines(passed)[0])
+        store_lines(passed)[0].startswith("PASS")
+        and f"model {MODEL!r}, dim {DIM}" in (store_lines(passed)[0])
     )
     with respx.mock(assert_all_called=False) as router:
         mount(router, model="intfloat/other-model")  # same dimension, another model
-        failed = _doctor(db)
+        failed = doctor_store(db)
     assert failed.exit_code == 1, failed.output
-    assert _lines(failed)[0].startswith("FAIL") and "intfloat/other-model" in failed.output
+    assert store_lines(failed)[0].startswith("FAIL") and "intfloat/other-model" in failed.output
     assert f"vllm-embed migrate {db}" in failed.output
     assert API_KEY not in failed.output + passed.output
 
@@ -64,9 +52,9 @@ def test_doctor_judges_each_table(tmp_path, fake_vllm, client):
         [("id", pa.string()), ("text", pa.string()), ("vector", pa.list_(pa.float32(), DIM))]
     )
     lancedb.connect(str(db)).create_table("same", rows, schema=schema)
-    result = _doctor(db)
+    result = doctor_store(db)
     assert result.exit_code == 1, result.output
-    lines = _lines(result)
+    lines = store_lines(result)
     assert len(lines) == 2, result.output
     same = next(line for line in lines if "(collection same)" in line)
     other = next(line for line in lines if "(collection other)" in line)
@@ -74,7 +62,7 @@ def test_doctor_judges_each_table(tmp_path, fake_vllm, client):
     assert other.startswith("FAIL")
     assert f"vllm-embed migrate {db} --base-url {BASE_URL} --collection other" in result.output
 
-    one = _doctor(db, "--collection", "same")
+    one = doctor_store(db, "--collection", "same")
     assert one.exit_code == 0, one.output
 
 
@@ -82,9 +70,9 @@ def test_doctor_fails_a_damaged_database_by_name(tmp_path, fake_vllm):
     db = make_langchain_lancedb(tmp_path / "db", n=4)
     data = next((db / "vectorstore.lance" / "data").iterdir())
     data.write_bytes(b"")
-    result = _doctor(db)
+    result = doctor_store(db)
     assert result.exit_code == 1, result.output
-    assert _lines(result)[0].startswith("FAIL") and "lancedb cannot read this database" in (
+    assert store_lines(result)[0].startswith("FAIL") and "lancedb cannot read this database" in (
         result.output
     )
 
@@ -93,9 +81,11 @@ def test_doctor_fails_before_and_passes_after_migration(tmp_path, client):
     db = make_langchain_milvus(tmp_path / "milvus.db", n=5)
     with respx.mock(assert_all_called=False) as router:
         mount(router)
-        before = _doctor(db)
+        before = doctor_store(db)
         migrate_store(open_store(db), client)
-        after = _doctor(db)
-    assert before.exit_code == 1 and _lines(before)[0].startswith("FAIL"), before.output
+        after = doctor_store(db)
+    assert before.exit_code == 1 and store_lines(before)[0].startswith("FAIL"), before.output
     assert after.exit_code == 0, after.output
-    assert _lines(after)[0].startswith("PASS") and f"model {MODEL!r}, dim {DIM}" in after.output
+    assert (
+        store_lines(after)[0].startswith("PASS") and f"model {MODEL!r}, dim {DIM}" in after.output
+    )

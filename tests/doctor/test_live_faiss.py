@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from doctor_support import store_line
 from live_support import FACTS, MINILM_DIM, OLD_DIM, langchain_faiss, live_embeddings
 
 from vllm_embed.cli import main
@@ -26,10 +27,6 @@ def _doctor(server, store: Path, *extra: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(main, [*args, "--store", str(store), *extra])
 
 
-def _store_line(result) -> str:  # type: ignore[no-untyped-def]
-    return next(line for line in result.output.splitlines() if "store space" in line)
-
-
 def test_the_record_migrate_wrote_passes_and_an_instruction_change_fails(tmp_path, vllm_server):
     folder = langchain_faiss(tmp_path / "faiss_index", OLD_DIM)
     args = ["migrate", str(folder), "--base-url", vllm_server.base_url, "--yes"]
@@ -40,8 +37,8 @@ def test_the_record_migrate_wrote_passes_and_an_instruction_change_fails(tmp_pat
     # the record migrate wrote matches the live server
     passed = _doctor(vllm_server, folder)
     assert passed.exit_code == 0, passed.output
-    assert _store_line(passed).lstrip().startswith("PASS")
-    assert f"model {vllm_server.model!r}, dim {MINILM_DIM}" in _store_line(passed)
+    assert store_line(passed).lstrip().startswith("PASS")
+    assert f"model {vllm_server.model!r}, dim {MINILM_DIM}" in store_line(passed)
 
     # the same server and dimension, but documents now get an instruction (e5 preset)
     config = tmp_path / "app.toml"
@@ -54,7 +51,7 @@ def test_the_record_migrate_wrote_passes_and_an_instruction_change_fails(tmp_pat
     )
     changed = CliRunner().invoke(main, ["doctor", str(config), "--store", str(folder)])
     assert changed.exit_code == 1, changed.output
-    line = _store_line(changed)
+    line = store_line(changed)
     assert line.lstrip().startswith("FAIL")
     assert "document instruction '' != 'passage: '" in line
     assert f"vllm-embed migrate {folder}" in changed.output
@@ -65,10 +62,10 @@ def test_doctor_probe_tells_another_model_at_the_same_dimension(tmp_path, vllm_s
     # 384-d vectors from another "model" (LangChain's fake embedding); no record: probed
     folder = langchain_faiss(tmp_path / "other_model", MINILM_DIM)
     without_consent = _doctor(vllm_server, folder)
-    assert _store_line(without_consent).lstrip().startswith("WARN")
+    assert store_line(without_consent).lstrip().startswith("WARN")
     result = _doctor(vllm_server, folder, "--allow-dangerous-deserialization")
     assert result.exit_code == 1, result.output
-    line = _store_line(result)
+    line = store_line(result)
     assert line.lstrip().startswith("FAIL") and "another model" in line
     assert "6 stored texts re-embedded" in line
 
@@ -82,4 +79,4 @@ def test_doctor_probe_tells_another_model_at_the_same_dimension(tmp_path, vllm_s
     db.save_local(str(tmp_path / "same_model"))
     same = _doctor(vllm_server, tmp_path / "same_model", "--allow-dangerous-deserialization")
     assert same.exit_code == 0, same.output
-    assert _store_line(same).lstrip().startswith("PASS")
+    assert store_line(same).lstrip().startswith("PASS")
