@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vllm_embed_testing.migration import live_embeddings  # noqa: F401 (the suites' name)
+
 #: all-MiniLM-L6-v2's dimension (the live server's model).
 MINILM_DIM = 384
 #: The dimension of the stores before the migration (a stand-in old model).
@@ -38,17 +40,3 @@ def langchain_faiss(folder: Path, dim: int) -> Path:
     )
     db.save_local(str(folder))
     return folder
-
-
-def live_embeddings(client):  # type: ignore[no-untyped-def]
-    """LangChain ``Embeddings`` over a vllm-embed client (the live server's vectors)."""
-    from langchain_core.embeddings import Embeddings
-
-    class Live(Embeddings):
-        def embed_documents(self, texts):  # type: ignore[no-untyped-def]
-            return client.embed_documents(list(texts)).tolist()
-
-        def embed_query(self, text):  # type: ignore[no-untyped-def]
-            return client.embed_query(text).tolist()
-
-    return Live()

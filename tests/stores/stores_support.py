@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from vllm_embed.migrate.kano import connect_vec
+from vllm_embed_testing.migration import embedded_texts, listing  # noqa: F401 (the suites' names)
 
 OLD_DIM = 24
 KANO_SPACE = (
@@ -260,24 +261,3 @@ def make_kano_index(
         encoding="utf-8",
     )
     return db
-
-
-def listing(directory: Path) -> dict[str, bytes]:
-    """Every file under ``directory`` (relative path -> bytes)."""
-    return {
-        str(p.relative_to(directory)): p.read_bytes()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file()
-    }
-
-
-def embedded_texts(route: Any) -> list[str]:
-    """Every text a respx route answered with 200 on /v1/embeddings, in order."""
-    out: list[str] = []
-    for call in route.calls:
-        if not call.request.url.path.endswith("/embeddings"):
-            continue
-        response = call.response if call.has_response else None
-        if response is not None and response.status_code == 200:
-            out.extend(json.loads(call.request.content)["input"])
-    return out
