@@ -12,9 +12,9 @@ import pytest
 from lancedb_support import lance_rows, lance_vectors, make_langchain_lancedb
 from stores_support import embedded_texts, listing, texts
 
-from vllm_embed import MigrationError
-from vllm_embed.migrate import MigrationOptions, migrate_store, open_store, work_dir_for
+from vllm_embed.migrate import migrate_store, open_store
 from vllm_embed_testing.fake_server import fake_vector
+from vllm_embed_testing.migration import assert_server_gone_then_resumed
 from vllm_embed_testing.respx_vllm import DIM
 
 
@@ -23,30 +23,10 @@ def _content(db: Path, table: str = "vectorstore") -> tuple[object, object]:
 
 
 def test_server_gone_mid_run_then_resume(tmp_path, fake_vllm, failing_after, client):
-    (tmp_path / "app").mkdir()
-    db = make_langchain_lancedb(tmp_path / "app" / "lancedb", n=10)
-    original = listing(db)
-    failing_after(fake_vllm, 1 + 8)  # the dimension probe, then two chunks of 4
-
-    with pytest.raises(MigrationError, match="run the same command again to resume"):
-        migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
-    assert listing(db) == original
-    assert sorted(p.name for p in db.parent.iterdir()) == ["lancedb", "lancedb.vllm-embed-migrate"]
-    finished = embedded_texts(fake_vllm)[1:]
-    assert len(finished) == 8
-
-    fake_vllm.side_effect = fake_vllm.side_effect.answer
-    fake_vllm.reset()
-    result = migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
-    resumed = embedded_texts(fake_vllm)
-    assert (result.resumed, result.embedded_now) == (8, 2)
-    assert len(resumed) == 2 and not set(resumed) & set(finished)
-    assert result.backup is not None and listing(result.backup) == original
-    assert not work_dir_for(db).exists()
-
-    (tmp_path / "ref").mkdir()
-    reference = make_langchain_lancedb(tmp_path / "ref" / "lancedb", n=10)
-    migrate_store(open_store(reference), client, MigrationOptions(chunk_rows=4))
+    db, reference = assert_server_gone_then_resumed(
+        lambda folder: make_langchain_lancedb(folder / "lancedb", n=10),
+        tmp_path, fake_vllm, failing_after, client, texts=texts(10),
+    )  # fmt: skip
     assert _content(db) == _content(reference)
 
 

@@ -19,9 +19,10 @@ from stores_support import OLD_DIM, embedded_texts, listing, texts
 
 from vllm_embed import MigrationError, MissingTextError, StoreFormatError
 from vllm_embed.cli import main
-from vllm_embed.migrate import MigrationOptions, migrate_store, open_store, work_dir_for
+from vllm_embed.migrate import migrate_store, open_store
 from vllm_embed.migrate._space import SPACE_KEY, EmbeddingSpace
 from vllm_embed_testing.fake_server import fake_vector
+from vllm_embed_testing.migration import assert_server_gone_then_resumed
 from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL
 
 
@@ -186,28 +187,10 @@ def test_records_without_text_are_named_before_any_request(tmp_path, fake_vllm, 
 
 
 def test_server_gone_mid_run_then_resume(tmp_path, fake_vllm, failing_after, client):
-    (tmp_path / "app").mkdir()
-    db = make_langchain_milvus(tmp_path / "app" / "milvus.db", n=10)
-    original = listing(db)
-    failing_after(fake_vllm, 1 + 8)
-
-    with pytest.raises(MigrationError, match="run the same command again to resume"):
-        migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
-    assert listing(db) == original
-    finished = embedded_texts(fake_vllm)[1:]
-    assert len(finished) == 8
-
-    fake_vllm.side_effect = fake_vllm.side_effect.answer
-    fake_vllm.reset()
-    result = migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
-    assert (result.resumed, result.embedded_now) == (8, 2)
-    assert not set(embedded_texts(fake_vllm)) & set(finished)
-    assert result.backup is not None and listing(result.backup) == original
-    assert not work_dir_for(db).exists()
-
-    (tmp_path / "ref").mkdir()
-    reference = make_langchain_milvus(tmp_path / "ref" / "milvus.db", n=10)
-    migrate_store(open_store(reference), client, MigrationOptions(chunk_rows=4))
+    db, reference = assert_server_gone_then_resumed(
+        lambda folder: make_langchain_milvus(folder / "milvus.db", n=10),
+        tmp_path, fake_vllm, failing_after, client, work_dir_beside=False,
+    )  # fmt: skip
     assert milvus_rows(db, "LangChainCollection") == milvus_rows(reference, "LangChainCollection")
     got = milvus_vectors(db, "LangChainCollection", "vector", "pk")
     want = milvus_vectors(reference, "LangChainCollection", "vector", "pk")
