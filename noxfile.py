@@ -172,7 +172,7 @@ def typecheck(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """Core client, config readers and CLI: respx-mocked HTTP, sockets disabled."""
     session.install(*TEST_DEPS, "-e", CORE)
-    _pytest(session, "tests/core", "tests/config")
+    _pytest(session, "tests/core", "tests/config", "tests/doctor/test_cli.py")
 
 
 @nox.session(python=MAIN_PYTHON)
@@ -188,7 +188,7 @@ def proxy(session: nox.Session) -> None:
 def migrate(session: nox.Session) -> None:
     """Migration over stores written by the real libraries."""
     session.install(*TEST_DEPS, "-e", CORE, *MIGRATE_STORE_LIBS)
-    _pytest(session, "tests/migrate")
+    _pytest(session, "tests/migrate", "tests/doctor/test_file_stores.py")
 
 
 @nox.session(python=MAIN_PYTHON)
@@ -207,7 +207,7 @@ def stores(session: nox.Session) -> None:
         # sqlite-vec needs a sqlite3 that loads extensions; some Python builds lack it
         "pysqlite3-binary",
     )
-    _pytest(session, "tests/stores")
+    _pytest(session, "tests/stores", "tests/doctor/test_chroma_kano.py")
 
 
 @nox.session(python=MAIN_PYTHON)
@@ -227,7 +227,9 @@ def qdrant_sqlitevec(session: nox.Session) -> None:
         "sqlite-vec",
         "pysqlite3-binary",
     )
-    _pytest(session, "tests/qdrant_sqlitevec", network=True)
+    _pytest(
+        session, "tests/qdrant_sqlitevec", "tests/doctor/test_qdrant_sqlitevec.py", network=True
+    )
 
 
 @nox.session(python=MAIN_PYTHON)
@@ -257,7 +259,9 @@ def lancedb_milvus(session: nox.Session) -> None:
         # server the Milvus server-URI tests migrate (vllm_embed_testing.milvus_server)
         "milvus==2.3.5",
     )
-    _pytest(session, "tests/stores_lancedb_milvus", network=True)
+    _pytest(
+        session, "tests/stores_lancedb_milvus", "tests/doctor/test_lancedb_milvus.py", network=True
+    )
 
 
 @nox.session(python=MAIN_PYTHON)
@@ -277,7 +281,7 @@ def migrate_live(session: nox.Session) -> None:
         "langchain-community",
         LIGHTRAG_HKU,
     )
-    _pytest(session, "tests/migrate_live", network=True)
+    _pytest(session, "tests/migrate_live", "tests/doctor/test_live_faiss.py", network=True)
 
 
 def _oldest_and_latest(oldest: str) -> list[nox.param]:
@@ -371,11 +375,19 @@ def cache(session: nox.Session) -> None:
 def telemetry(session: nox.Session) -> None:
     """OpenTelemetry spans (opentelemetry-sdk's in-memory exporter) and Prometheus metrics
     (a CollectorRegistry read back) against the fake server; `vllm-embed embed --otel
-    --metrics-port`. Sockets: loopback only."""
+    --metrics-port`; and the `vllm-embed embed` job itself (tests/embed: Parquet parts,
+    resume, bad rows; it needs the parquet extra installed here). Sockets: loopback only."""
     session.install(
         *TEST_DEPS, "-e", f"{CORE}[otel,metrics,parquet]", "opentelemetry-sdk", "nano-vectordb"
     )
-    session.run("pytest", "tests/telemetry", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
+    session.run(
+        "pytest",
+        "tests/telemetry",
+        "tests/embed",
+        "-ra",
+        "--allow-hosts=127.0.0.1",
+        *session.posargs,
+    )
 
 
 @nox.session(python=MAIN_PYTHON)
@@ -399,7 +411,14 @@ def pgvector(session: nox.Session) -> None:
         "langchain-postgres",
         "llama-index-vector-stores-postgres",
     )
-    session.run("pytest", "tests/pgvector", "-ra", "--allow-hosts=127.0.0.1", *session.posargs)
+    session.run(
+        "pytest",
+        "tests/pgvector",
+        "tests/doctor/test_pgvector.py",
+        "-ra",
+        "--allow-hosts=127.0.0.1",
+        *session.posargs,
+    )
 
 
 @nox.session(python=MAIN_PYTHON)
@@ -441,7 +460,7 @@ def contract(session: nox.Session) -> None:
     _install_everything(session)
     if CONTRACT_EXTRAS:
         session.install(*CONTRACT_EXTRAS)
-    _pytest(session, "tests/contract", network=True)
+    _pytest(session, "tests/contract", "tests/doctor/test_live.py", network=True)
 
 
 @nox.session(python=MAIN_PYTHON)

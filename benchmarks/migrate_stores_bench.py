@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--store-dir", type=Path, default=Path("/tmp/vllm-embed-stores-bench"))
     args = parser.parse_args()
 
-    from stores_fixtures import make_kano_index
+    from stores_support import make_kano_index
 
     from vllm_embed_testing.fake_server import FakeEmbeddingServer
 

@@ -159,12 +159,25 @@ def _wait_for_queries(server: MilvusServer, deadline: float) -> None:
     raise TimeoutError(f"no client could connect: {last}")
 
 
+_SERVER = pytest.StashKey[MilvusServer]()
+
+
 @pytest.fixture(scope="session")
-def milvus_server() -> Iterator[MilvusServer]:
-    """One Milvus server for the test session (stopped, its directory removed, at the end)."""
+def milvus_server(request: pytest.FixtureRequest) -> Iterator[MilvusServer]:
+    """One Milvus server for the test session (stopped, its directory removed, at the end).
+
+    One per pytest session even when two folders' modules import this fixture
+    (tests/doctor beside tests/stores_lancedb_milvus): the first instance owns and stops it.
+    """
+    stash = request.session.stash
+    if _SERVER in stash:
+        yield stash[_SERVER]
+        return
     with tempfile.TemporaryDirectory(prefix="vllm-embed-milvus-") as tmp:
         server = start_milvus(Path(tmp))
+        stash[_SERVER] = server
         try:
             yield server
         finally:
+            del stash[_SERVER]
             server.stop()

@@ -15,6 +15,7 @@ carrying its log; nothing skips.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
@@ -189,9 +190,19 @@ class PostgresServer:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+#: Where the session's server lives while it runs (see ``pg_server``).
+_SERVER = pytest.StashKey[PostgresServer]()
+
+
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    """The session's Postgres + pgvector; fails (never skips) with the log if it won't start."""
+def pg_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """The session's Postgres + pgvector; fails (never skips) with the log if it won't start.
+    One server per pytest session even when several folders' conftests import this fixture
+    (tests/doctor beside tests/pgvector): the first instance owns and stops it."""
+    stash = request.session.stash
+    if _SERVER in stash:
+        yield stash[_SERVER]
+        return
     began = time.monotonic()
     server = PostgresServer()
     try:
@@ -199,7 +210,16 @@ def pg_server() -> Iterator[PostgresServer]:
     except PostgresStartError as exc:
         pytest.fail(str(exc), pytrace=False)
     server.started_in = time.monotonic() - began  # type: ignore[attr-defined]
+    stash[_SERVER] = server
     try:
         yield server
     finally:
+        del stash[_SERVER]
         server.stop()
+
+
+@pytest.fixture
+def db(pg_server: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """A fresh database (with the vector extension) for this test; returns its URL."""
+    name = "t_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
+    return pg_server.create_database(name)

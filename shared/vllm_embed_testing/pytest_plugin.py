@@ -17,6 +17,9 @@ that directory only::
   import it as ``client``).
 - ``failing_after``: ``failing_after(route, n)`` makes a respx route refuse connections
   once it has embedded ``n`` texts (interrupted-migration tests).
+- ``fake_servers``: fake servers in their own processes (real HTTP on 127.0.0.1, dim 16);
+  ``@pytest.mark.servers(n, **options)`` (a marker of the root pytest config) sets how many
+  (the `vllm-embed embed` and Ray suites).
 - ``make_client`` / ``make_async_client``: ``make_client(server, **settings)`` builds a
   client for a live server (:class:`vllm_embed_testing.vllm.LiveServer`: its URL and key,
   no instructions unless given), closed after the test (contract and live suites).
@@ -34,6 +37,7 @@ import respx
 
 from vllm_embed import AsyncEmbeddingClient, EmbeddingClient, RetryPolicy
 from vllm_embed._settings import ENV_VAR_NAMES
+from vllm_embed_testing.fake_server import FakeEmbeddingServer
 from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, mount
 
 if TYPE_CHECKING:
@@ -43,6 +47,7 @@ __all__ = [
     "ENV_VARS",
     "clean_env",
     "failing_after",
+    "fake_servers",
     "fake_vllm",
     "fake_vllm_client",
     "make_async_client",
@@ -52,6 +57,8 @@ __all__ = [
 #: Every environment variable the core and the adapters read for a setting (the core's
 #: settings table, so a new variable is cleared here without anyone listing it).
 ENV_VARS = ENV_VAR_NAMES
+#: The dimension of the ``fake_servers`` fixture's servers.
+FAKE_SERVERS_DIM = 16
 
 
 @pytest.fixture(autouse=True)
@@ -139,3 +146,18 @@ async def make_async_client() -> AsyncIterator[Callable[..., AsyncEmbeddingClien
     yield factory
     for client in made:
         await client.aclose()
+
+
+@pytest.fixture
+def fake_servers(request: pytest.FixtureRequest) -> Iterator[list[FakeEmbeddingServer]]:
+    """Fake servers (dim 16) in their own processes over HTTP on 127.0.0.1;
+    ``@pytest.mark.servers(n, rate_limit=...)`` sets how many (default 2) and their options."""
+    marker = request.node.get_closest_marker("servers")
+    count = marker.args[0] if marker and marker.args else 2
+    options = dict(marker.kwargs) if marker else {}
+    servers = [FakeEmbeddingServer(dim=FAKE_SERVERS_DIM, **options) for _ in range(count)]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()

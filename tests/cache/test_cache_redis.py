@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from _helpers import DIM, FakeModel, client_cache, through, vector
+from cache_support import DIM, FakeModel, client_cache, through, vector
 
 from vllm_embed import CacheUnavailableError, CacheWarning, EmbeddingCache
 from vllm_embed._cache import CacheKeySpace

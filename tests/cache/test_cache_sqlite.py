@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import DIM, FakeModel, client_cache, through, vector
+from cache_support import DIM, FakeModel, client_cache, through, vector
 
 from vllm_embed import CacheCorruptError, CacheUnavailableError, CacheWarning, EmbeddingCache
 from vllm_embed._cache import CacheKeySpace, text_keys

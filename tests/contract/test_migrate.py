@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "migrate"))
 
-from migrate_stores import (
+from migrate_support import (
     OLD_DIM,
     captions,
     make_dvd_store,

@@ -1,6 +1,6 @@
 """Fixtures for the migration tests: a respx-mounted fake vLLM (sockets stay closed).
 
-The stores themselves are made by the real libraries in ``migrate_stores.py``.
+The stores themselves are made by the real libraries in ``migrate_support.py``.
 """
 
 from __future__ import annotations

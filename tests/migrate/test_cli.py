@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from migrate_stores import (
+from migrate_support import (
     OLD_DIM,
     embedded_texts,
     make_content_store,

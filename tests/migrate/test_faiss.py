@@ -14,7 +14,7 @@ import faiss
 import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
-from migrate_stores import (
+from migrate_support import (
     OLD_DIM,
     embedded_texts,
     faiss_texts,

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from migrate_stores import captions, embedded_texts, make_dvd_store, make_langchain_store
+from migrate_support import captions, embedded_texts, make_dvd_store, make_langchain_store
 
 from vllm_embed import MigrationError, StoreFormatError
 from vllm_embed.migrate import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from migrate_stores import (
+from migrate_support import (
     OLD_DIM,
     captions,
     embedded_texts,

@@ -8,7 +8,7 @@ import json
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from migrate_stores import OLD_DIM, make_generic_store
+from migrate_support import OLD_DIM, make_generic_store
 
 from vllm_embed.migrate import open_store
 from vllm_embed.migrate._journal import WorkDir

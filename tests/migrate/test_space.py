@@ -147,7 +147,7 @@ def test_migrated_store_record_bytes(
     tmp_path: Path, fake_vllm: object, kind: str, document: str
 ) -> None:
     """The record a migration writes (no timestamp: a resumed run writes the same bytes)."""
-    from migrate_stores import make_langchain_store
+    from migrate_support import make_langchain_store
 
     from vllm_embed import __version__
     from vllm_embed.migrate import MigrationOptions, migrate_store, open_store

@@ -17,7 +17,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from migrate_stores import embedded_texts, make_dvd_store, make_langchain_faiss
+from migrate_support import embedded_texts, make_dvd_store, make_langchain_faiss
 
 from vllm_embed import StoreFormatError
 from vllm_embed.migrate import MigrationOptions, migrate_store, open_store, work_dir_for
@@ -67,7 +67,7 @@ def test_streamed_nano_file_equals_the_file_written_after(tmp_path, sizes):
 
 def test_nano_store_with_per_record_vectors_is_written_after(tmp_path):
     """LightRAG's per-record ``vector`` sits in ``data``, before the matrix: not streamed."""
-    from migrate_stores import make_lightrag_store
+    from migrate_support import make_lightrag_store
 
     path = make_lightrag_store(tmp_path)
     store = open_store(path)

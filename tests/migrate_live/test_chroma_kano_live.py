@@ -8,14 +8,13 @@ import json
 import sqlite3
 
 import numpy as np
-from click.testing import CliRunner
-from live_facts import ANSWER, FACTS, MINILM_DIM, QUESTION
-from stores_fixtures import OLD_DIM, make_kano_index
+from live_support import ANSWER, FACTS, MINILM_DIM, QUESTION, live_embeddings
+from stores_support import OLD_DIM, make_kano_index
 
-from vllm_embed.cli import main
 from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
 from vllm_embed.migrate._space import SPACE_KEY, EmbeddingSpace
 from vllm_embed.migrate.kano import connect_vec
+from vllm_embed_testing.migration import migrate_on_live_server
 
 
 def _langchain_dir(path):  # type: ignore[no-untyped-def]
@@ -38,31 +37,15 @@ def _langchain_dir(path):  # type: ignore[no-untyped-def]
 
 def test_langchain_chroma_migrated_by_the_cli_then_queried(tmp_path, vllm_server, make_client):
     from langchain_chroma import Chroma
-    from langchain_core.embeddings import Embeddings
 
     db = _langchain_dir(tmp_path / "chroma_db")
-    result = CliRunner().invoke(
-        main,
-        ["migrate", str(db), "--base-url", vllm_server.base_url, "--yes"],
-        env={"VLLM_EMBED_API_KEY": vllm_server.api_key},
-    )
-    assert result.exit_code == 0, result.output
-    assert "format: Chroma (LangChain Chroma; collection langchain)" in result.output
-    assert f"dimension    {OLD_DIM} -> {MINILM_DIM}" in result.output
-    assert "verified     vllm-embed, chromadb" in result.output
-    assert (tmp_path / f"chroma_db.d{OLD_DIM}.bak").is_dir()
-    assert vllm_server.api_key not in result.output
+    migrate_on_live_server(
+        vllm_server, db, described="Chroma (LangChain Chroma; collection langchain)",
+        old_dim=OLD_DIM, new_dim=MINILM_DIM, verified="vllm-embed, chromadb",
+    )  # fmt: skip
 
-    client = make_client(vllm_server)
-
-    class Live(Embeddings):
-        def embed_documents(self, texts):  # type: ignore[no-untyped-def]
-            return client.embed_documents(list(texts)).tolist()
-
-        def embed_query(self, text):  # type: ignore[no-untyped-def]
-            return client.embed_query(text).tolist()
-
-    store = Chroma(embedding_function=Live(), persist_directory=str(db))
+    live = live_embeddings(make_client(vllm_server))
+    store = Chroma(embedding_function=live, persist_directory=str(db))
     try:
         hit = store.similarity_search(QUESTION, k=1)[0]
         assert hit.id == f"f{ANSWER}" and hit.page_content == FACTS[ANSWER]

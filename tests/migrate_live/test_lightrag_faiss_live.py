@@ -11,7 +11,7 @@ from typing import Any
 import faiss
 import numpy as np
 from click.testing import CliRunner
-from live_facts import FACTS, MINILM_DIM, OLD_DIM, QUESTION
+from live_support import FACTS, MINILM_DIM, OLD_DIM, QUESTION
 
 from vllm_embed.cli import main
 

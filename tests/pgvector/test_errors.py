@@ -7,7 +7,7 @@ import sys
 import psycopg
 import pytest
 from click.testing import CliRunner
-from conftest import lightrag_tables, sql
+from pgvector_support import lightrag_tables, sql
 
 from vllm_embed import EmbeddingClient
 from vllm_embed._errors import StoreError

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
-from conftest import NEW_DIM, OLD_DIM, SHARED, lightrag_tables, sql
+from pgvector_support import NEW_DIM, OLD_DIM, SHARED, lightrag_tables, sql
 
 from vllm_embed import EmbeddingClient, RetryPolicy
 from vllm_embed.migrate import pgvector as pg

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import NEW_DIM, OLD_DIM, corpus, lightrag_tables, sql
+from pgvector_support import NEW_DIM, OLD_DIM, corpus, lightrag_tables, sql
 
 from vllm_embed.cli import main
 from vllm_embed_testing.fake_server import FakeEmbeddingServer

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import OLD_DIM, corpus, lightrag_tables, sql
+from pgvector_support import OLD_DIM, corpus, lightrag_tables, sql
 
 from vllm_embed import EmbeddingClient
 from vllm_embed.cli import main

@@ -6,16 +6,17 @@ collection's count."""
 from __future__ import annotations
 
 import pytest
-from qs_fixtures import (
+from qdrant_sqlitevec_support import (
     make_langchain_qdrant,
     make_langchain_sqlitevec,
     qdrant_content,
 )
-from stores_fixtures import embedded_texts, listing, texts
+from stores_support import embedded_texts, listing, texts
 
 from vllm_embed import MigrationError
 from vllm_embed.migrate import MigrationOptions, migrate_store, open_store, work_dir_for
 from vllm_embed.migrate.kano import connect_vec
+from vllm_embed_testing.migration import assert_server_gone_then_resumed
 
 
 def _plain(route):  # type: ignore[no-untyped-def]
@@ -23,34 +24,10 @@ def _plain(route):  # type: ignore[no-untyped-def]
 
 
 def test_qdrant_server_gone_mid_run_then_resume(tmp_path, fake_vllm, failing_after, client):
-    (tmp_path / "app").mkdir()
-    db = make_langchain_qdrant(tmp_path / "app" / "qdrant_db", n=10)
-    original = listing(db)
-    failing_after(fake_vllm, 1 + 8)  # the dimension probe, then two chunks of 4
-
-    with pytest.raises(MigrationError, match="run the same command again to resume"):
-        migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
-    assert listing(db) == original
-    assert sorted(p.name for p in db.parent.iterdir()) == [
-        "qdrant_db",
-        "qdrant_db.vllm-embed-migrate",
-    ]
-    finished = embedded_texts(fake_vllm)[1:]
-    assert len(finished) == 8
-
-    fake_vllm.side_effect = _plain(fake_vllm)
-    fake_vllm.reset()
-    result = migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
-    resumed = embedded_texts(fake_vllm)
-    assert (result.resumed, result.embedded_now) == (8, 2)
-    assert len(resumed) == 2 and not set(resumed) & set(finished)
-    assert sorted(finished + resumed) == sorted(texts(10))
-    assert result.backup is not None and listing(result.backup) == original
-    assert not work_dir_for(db).exists()
-
-    (tmp_path / "ref").mkdir()
-    reference = make_langchain_qdrant(tmp_path / "ref" / "qdrant_db", n=10)
-    migrate_store(open_store(reference), client, MigrationOptions(chunk_rows=4))
+    db, reference = assert_server_gone_then_resumed(
+        lambda folder: make_langchain_qdrant(folder / "qdrant_db", n=10),
+        tmp_path, fake_vllm, failing_after, client, texts=texts(10),
+    )  # fmt: skip
     assert qdrant_content(db) == qdrant_content(reference)
 
 

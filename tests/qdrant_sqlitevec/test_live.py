@@ -5,26 +5,13 @@ question finds the record that answers it. One server for the session; never ski
 from __future__ import annotations
 
 from click.testing import CliRunner
-from live_facts import ANSWER, FACTS, MINILM_DIM, QUESTION
-from qs_fixtures import _langchain_connection
-from stores_fixtures import OLD_DIM
+from live_support import ANSWER, FACTS, MINILM_DIM, QUESTION, live_embeddings
+from qdrant_sqlitevec_support import _langchain_connection
+from stores_support import OLD_DIM
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import read_sidecar
 from vllm_embed.migrate._space import SPACE_KEY, EmbeddingSpace
-
-
-def _live_embeddings(client):  # type: ignore[no-untyped-def]
-    from langchain_core.embeddings import Embeddings
-
-    class Live(Embeddings):
-        def embed_documents(self, texts):  # type: ignore[no-untyped-def]
-            return client.embed_documents(list(texts)).tolist()
-
-        def embed_query(self, text):  # type: ignore[no-untyped-def]
-            return client.embed_query(text).tolist()
-
-    return Live()
 
 
 def _migrate(store, server):  # type: ignore[no-untyped-def]
@@ -57,7 +44,7 @@ def test_langchain_qdrant_migrated_by_the_cli_then_queried(tmp_path, vllm_server
 
     store = QdrantVectorStore.from_existing_collection(
         collection_name="knowledge",
-        embedding=_live_embeddings(make_client(vllm_server)),
+        embedding=live_embeddings(make_client(vllm_server)),
         path=str(db),
     )
     try:
@@ -85,7 +72,7 @@ def test_langchain_sqlitevec_migrated_by_the_cli_then_queried(tmp_path, vllm_ser
 
     connection = _langchain_connection(db)
     try:
-        store = SQLiteVec("facts", connection, _live_embeddings(make_client(vllm_server)))
+        store = SQLiteVec("facts", connection, live_embeddings(make_client(vllm_server)))
         hit = store.similarity_search(QUESTION, k=1)[0]
     finally:
         connection.close()
@@ -121,7 +108,7 @@ def test_langchain_qdrant_alias_switch_on_live_vllm_then_queried(
         assert aliases == {"knowledge": report.new_collection}
         assert qc.count(report.backup).count == len(FACTS)
         live = QdrantVectorStore(
-            client=qc, collection_name="knowledge", embedding=_live_embeddings(client)
+            client=qc, collection_name="knowledge", embedding=live_embeddings(client)
         )
         hit = live.similarity_search(QUESTION, k=1)[0]
         assert hit.page_content == FACTS[ANSWER] and hit.metadata["n"] == ANSWER

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from qs_fixtures import (
+from qdrant_sqlitevec_support import (
     COLLECTION,
     make_langchain_qdrant,
     make_llamaindex_qdrant,
@@ -19,7 +19,7 @@ from qs_fixtures import (
     qdrant_content,
     query_qdrant,
 )
-from stores_fixtures import OLD_DIM, embedded_texts, listing, texts
+from stores_support import OLD_DIM, embedded_texts, listing, texts
 
 from vllm_embed import MissingTextError, StoreFormatError
 from vllm_embed.cli import main

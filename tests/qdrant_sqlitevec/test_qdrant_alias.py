@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from qs_fixtures import (
+from qdrant_sqlitevec_support import (
     COLLECTION,
     make_langchain_qdrant,
     make_llamaindex_qdrant,
     make_plain_qdrant,
     point_id,
 )
-from stores_fixtures import OLD_DIM, texts
+from stores_support import OLD_DIM, texts
 
 from vllm_embed import EmbeddingClient, MissingTextError, QdrantConnectionError
 from vllm_embed._retry import RetryPolicy

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner, Result
-from qs_fixtures import (
+from qdrant_sqlitevec_support import (
     langchain_sqlitevec_search,
     make_langchain_sqlitevec,
     make_plain_sqlitevec,
     plain_sqlitevec_rows,
 )
-from stores_fixtures import OLD_DIM, embedded_texts, make_kano_index, texts
+from stores_support import OLD_DIM, embedded_texts, make_kano_index, texts
 
 from vllm_embed import StoreFormatError
 from vllm_embed.cli import main
@@ -52,7 +52,7 @@ def test_langchain_sqlitevec_migrated_then_searched_and_extended_with_langchain(
 
     assert langchain_sqlitevec_search(db, fake_vector(texts(10)[4], DIM))[0] == texts(10)[4]
     # the trigger still feeds the rebuilt vec0 table: LangChain adds at the new dimension
-    from qs_fixtures import _langchain_connection
+    from qdrant_sqlitevec_support import _langchain_connection
 
     connection = _langchain_connection(db)
     try:

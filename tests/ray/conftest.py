@@ -11,19 +11,20 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from vllm_embed_testing.fake_server import FakeEmbeddingServer
+from vllm_embed_testing.pytest_plugin import fake_servers
 from vllm_embed_testing.vllm import vllm_server, vllm_server_pool, vllm_server_python
 
-__all__ = ["vllm_server", "vllm_server_pool", "vllm_server_python"]
+__all__ = ["fake_servers", "vllm_server", "vllm_server_pool", "vllm_server_python"]
 
 NODE_CPUS = 2
 OBJECT_STORE_BYTES = 150 * 2**20
-DIM = 16
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,19 +103,5 @@ def ray_cluster() -> Iterator[Any]:
         cluster.shutdown()
 
 
-@pytest.fixture
-def fake_servers(request: pytest.FixtureRequest) -> Iterator[list[FakeEmbeddingServer]]:
-    """Fake servers (dim 16); ``@pytest.mark.servers(n, rate_limit=...)`` sets how many."""
-    marker = request.node.get_closest_marker("servers")
-    count = marker.args[0] if marker and marker.args else 2
-    options = dict(marker.kwargs) if marker else {}
-    servers = [FakeEmbeddingServer(dim=DIM, **options) for _ in range(count)]
-    try:
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "servers(n, **options): fake servers for a test")
+# the `vllm-embed embed` helpers (tests/embed/embed_support.py), for the --ray job test
+sys.path.append(str(Path(__file__).resolve().parents[1] / "embed"))

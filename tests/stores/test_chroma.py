@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from stores_fixtures import (
+from stores_support import (
     OLD_DIM,
     embedded_texts,
     listing,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from stores_fixtures import OLD_DIM, listing, old_vectors, texts
+from stores_support import OLD_DIM, TENANT_LAYOUT, listing, make_tenant_chroma, texts
 
 from vllm_embed import StoreFormatError
 from vllm_embed.cli import main
@@ -17,40 +17,6 @@ from vllm_embed.migrate import migrate_store, open_store
 from vllm_embed.migrate._space import SPACE_KEY
 from vllm_embed_testing.fake_server import fake_vector
 from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM
-
-#: (tenant, database, collection, records); "papers" exists twice.
-LAYOUT = [
-    ("default_tenant", "default_database", "papers", 3),
-    ("acme", "research", "papers", 4),
-    ("acme", "research", "notes", 2),
-    ("globex", "default_database", "wiki", 5),
-]
-
-
-def _make(path: Path) -> Path:
-    import chromadb
-    from chromadb.config import Settings
-
-    admin = chromadb.AdminClient(Settings(is_persistent=True, persist_directory=str(path)))
-    for tenant in sorted({t for t, *_ in LAYOUT} - {"default_tenant"}):
-        admin.create_tenant(tenant)
-    for tenant, database in sorted({(t, d) for t, d, *_ in LAYOUT}):
-        if (tenant, database) != ("default_tenant", "default_database"):
-            admin.create_database(database, tenant=tenant)
-    for n, (tenant, database, name, count) in enumerate(LAYOUT):
-        client = chromadb.PersistentClient(path=str(path), tenant=tenant, database=database)
-        collection = client.create_collection(
-            name, embedding_function=None, metadata={"hnsw:space": "cosine", "n": n}
-        )
-        collection.add(
-            ids=[f"{name}-{i}" for i in range(count)],
-            embeddings=old_vectors(count, seed=n),
-            documents=[f"{tenant}/{database}: {t}" for t in texts(count)],
-            metadatas=[{"row": i} for i in range(count)],
-        )
-    chromadb.PersistentClient(path=str(path)).close()
-    admin.clear_system_cache()  # as an app exiting would: no client left on the path
-    return path
 
 
 def _read(path: Path, tenant: str, database: str, name: str):  # type: ignore[no-untyped-def]
@@ -78,7 +44,7 @@ def _nearest(path: Path, tenant: str, database: str, name: str, text: str) -> st
 
 
 def test_every_tenant_and_database_is_migrated(tmp_path, fake_vllm, client):
-    db = _make(tmp_path / "chroma_db")
+    db = make_tenant_chroma(tmp_path / "chroma_db")
     original = listing(db)
     store = open_store(db)
     assert store.collections == [
@@ -87,13 +53,13 @@ def test_every_tenant_and_database_is_migrated(tmp_path, fake_vllm, client):
         "acme/research/papers",
         "globex/default_database/wiki",
     ]
-    assert len(store.ids) == sum(count for *_, count in LAYOUT)
+    assert len(store.ids) == sum(count for *_, count in TENANT_LAYOUT)
     assert store.old_dim == OLD_DIM
 
     result = migrate_store(store, client)
     assert result.records == 14 and result.new_dim == DIM
     assert listing(result.backup) == original
-    for n, (tenant, database, name, count) in enumerate(LAYOUT):
+    for n, (tenant, database, name, count) in enumerate(TENANT_LAYOUT):
         got, meta = _read(db, tenant, database, name)
         assert got["ids"] == [f"{name}-{i}" for i in range(count)]
         documents = [f"{tenant}/{database}: {t}" for t in texts(count)]
@@ -111,7 +77,7 @@ def test_every_tenant_and_database_is_migrated(tmp_path, fake_vllm, client):
 
 
 def test_collection_picks_one_and_a_shared_name_is_ambiguous(tmp_path, fake_vllm, client):
-    db = _make(tmp_path / "chroma_db")
+    db = make_tenant_chroma(tmp_path / "chroma_db")
     with pytest.raises(StoreFormatError, match="2 collections are named 'papers'") as info:
         open_store(db, collection="papers")
     assert "default_tenant/default_database/papers, acme/research/papers" in str(info.value)
@@ -133,7 +99,7 @@ def test_collection_picks_one_and_a_shared_name_is_ambiguous(tmp_path, fake_vllm
 
 
 def test_cli_migrates_one_tenant_collection(tmp_path, fake_vllm):
-    db = _make(tmp_path / "chroma_db")
+    db = make_tenant_chroma(tmp_path / "chroma_db")
     args = ["migrate", str(db), "--base-url", BASE_URL, "--yes"]
     result = CliRunner().invoke(
         main, [*args, "--collection", "acme/research/notes"], env={"VLLM_EMBED_API_KEY": API_KEY}
@@ -142,15 +108,3 @@ def test_cli_migrates_one_tenant_collection(tmp_path, fake_vllm):
     assert "acme/research/notes" in result.output
     got, _ = _read(db, "acme", "research", "notes")
     assert np.asarray(got["embeddings"]).shape == (2, DIM)
-
-
-def test_doctor_judges_every_collection_of_every_tenant(tmp_path, fake_vllm, client):
-    db = _make(tmp_path / "chroma_db")
-    migrate_store(open_store(db), client)
-    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(db)]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    lines = [line for line in result.output.splitlines() if "store space" in line]
-    assert len(lines) == 4, result.output
-    assert all(line.lstrip().startswith("PASS") for line in lines), result.output
-    assert any("(collection default_tenant/default_database/papers)" in x for x in lines)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from click.testing import CliRunner
-from stores_fixtures import OLD_DIM, embedded_texts, listing, make_kano_index, make_plain_chroma
+from stores_support import OLD_DIM, embedded_texts, listing, make_kano_index, make_plain_chroma
 
 from vllm_embed.cli import main
 from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM

@@ -9,7 +9,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from stores_fixtures import KANO_SPACE, OLD_DIM, embedded_texts, listing, make_kano_index, texts
+from stores_support import KANO_SPACE, OLD_DIM, embedded_texts, listing, make_kano_index, texts
 
 from vllm_embed import MigrationError, StoreFormatError
 from vllm_embed.migrate import MigrationOptions, MissingTextError, migrate_store, open_store

@@ -31,4 +31,4 @@ _TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_TESTS / "stores"))
 sys.path.insert(0, str(_TESTS / "migrate_live"))
 
-from milvus_server_fixtures import milvus_db, milvus_default  # noqa: E402, F401 (fixtures)
+from milvus_server_support import milvus_db, milvus_default  # noqa: E402, F401 (fixtures)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from lance_fixtures import (
+from lancedb_support import (
     lance_rows,
     lance_vectors,
     make_anythingllm_lancedb,
@@ -14,7 +14,7 @@ from lance_fixtures import (
     make_llamaindex_lancedb,
     make_plain_lancedb,
 )
-from stores_fixtures import OLD_DIM, embedded_texts, listing, texts
+from stores_support import OLD_DIM, embedded_texts, listing, texts
 
 from vllm_embed import MissingTextError, StoreFormatError
 from vllm_embed.cli import main

@@ -6,43 +6,29 @@ server that will not start fails the run with its log, nothing skips)."""
 from __future__ import annotations
 
 from click.testing import CliRunner
-from live_facts import ANSWER, FACTS, MINILM_DIM, OLD_DIM, QUESTION
+from live_support import ANSWER, FACTS, MINILM_DIM, OLD_DIM, QUESTION, live_embeddings
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import migrate_store, open_store
 from vllm_embed.migrate._space import SPACE_KEY, EmbeddingSpace
+from vllm_embed_testing.migration import migrate_on_live_server
 
 
 def test_langchain_lancedb_migrated_by_the_cli_then_searched(tmp_path, vllm_server, make_client):
     import lancedb
     from langchain_community.vectorstores import LanceDB
-    from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
+    from langchain_core.embeddings import DeterministicFakeEmbedding
 
     db = tmp_path / "lancedb"
     old = LanceDB(uri=str(db), embedding=DeterministicFakeEmbedding(size=OLD_DIM))
     old.add_texts(FACTS, metadatas=[{"n": i} for i in range(len(FACTS))])
-    result = CliRunner().invoke(
-        main,
-        ["migrate", str(db), "--base-url", vllm_server.base_url, "--yes"],
-        env={"VLLM_EMBED_API_KEY": vllm_server.api_key},
-    )
-    assert result.exit_code == 0, result.output
-    assert "format: LanceDB (LangChain LanceDB; table vectorstore)" in result.output
-    assert f"dimension    {OLD_DIM} -> {MINILM_DIM}" in result.output
-    assert "verified     vllm-embed, lancedb" in result.output
-    assert (tmp_path / f"lancedb.d{OLD_DIM}.bak").is_dir()
-    assert vllm_server.api_key not in result.output
+    migrate_on_live_server(
+        vllm_server, db, described="LanceDB (LangChain LanceDB; table vectorstore)",
+        old_dim=OLD_DIM, new_dim=MINILM_DIM, verified="vllm-embed, lancedb",
+    )  # fmt: skip
 
-    client = make_client(vllm_server)
-
-    class Live(Embeddings):
-        def embed_documents(self, texts):  # type: ignore[no-untyped-def]
-            return client.embed_documents(list(texts)).tolist()
-
-        def embed_query(self, text):  # type: ignore[no-untyped-def]
-            return client.embed_query(text).tolist()
-
-    store = LanceDB(uri=str(db), embedding=Live(), table_name="vectorstore")
+    live = live_embeddings(make_client(vllm_server))
+    store = LanceDB(uri=str(db), embedding=live, table_name="vectorstore")
     hit = store.similarity_search(QUESTION, k=1)[0]
     assert hit.page_content == FACTS[ANSWER] and hit.metadata == {"n": ANSWER}
     table = lancedb.connect(str(db)).open_table("vectorstore")
@@ -77,9 +63,9 @@ def test_llamaindex_lancedb_migrated_then_queried(tmp_path, vllm_server, make_cl
 def test_langchain_milvus_lite_migrated_by_the_cli_then_searched(
     tmp_path, vllm_server, make_client
 ):
-    from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
+    from langchain_core.embeddings import DeterministicFakeEmbedding
     from langchain_milvus import Milvus
-    from milvus_fixtures import close_milvus
+    from milvus_support import close_milvus
 
     db = tmp_path / "milvus.db"
     old = Milvus(
@@ -90,30 +76,14 @@ def test_langchain_milvus_lite_migrated_by_the_cli_then_searched(
     old.add_texts(FACTS, metadatas=[{"n": i} for i in range(len(FACTS))])
     old.client.close()
     close_milvus(db)
-    result = CliRunner().invoke(
-        main,
-        ["migrate", str(db), "--base-url", vllm_server.base_url, "--yes"],
-        env={"VLLM_EMBED_API_KEY": vllm_server.api_key},
-    )
-    assert result.exit_code == 0, result.output
-    assert "format: Milvus Lite (LangChain Milvus; collection LangChainCollection)" in (
-        result.output
-    )
-    assert f"dimension    {OLD_DIM} -> {MINILM_DIM}" in result.output
-    assert "verified     vllm-embed, pymilvus" in result.output
-    assert (tmp_path / f"milvus.db.d{OLD_DIM}.bak").is_dir()
-    assert vllm_server.api_key not in result.output
+    migrate_on_live_server(
+        vllm_server, db,
+        described="Milvus Lite (LangChain Milvus; collection LangChainCollection)",
+        old_dim=OLD_DIM, new_dim=MINILM_DIM, verified="vllm-embed, pymilvus",
+    )  # fmt: skip
 
-    client = make_client(vllm_server)
-
-    class Live(Embeddings):
-        def embed_documents(self, texts):  # type: ignore[no-untyped-def]
-            return client.embed_documents(list(texts)).tolist()
-
-        def embed_query(self, text):  # type: ignore[no-untyped-def]
-            return client.embed_query(text).tolist()
-
-    store = Milvus(embedding_function=Live(), connection_args={"uri": str(db)})
+    live = live_embeddings(make_client(vllm_server))
+    store = Milvus(embedding_function=live, connection_args={"uri": str(db)})
     try:
         hit = store.similarity_search(QUESTION, k=1)[0]
         assert hit.page_content == FACTS[ANSWER] and hit.metadata["n"] == ANSWER

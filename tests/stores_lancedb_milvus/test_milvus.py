@@ -1,13 +1,13 @@
 """``vllm-embed migrate`` on Milvus Lite databases written by LangChain, LlamaIndex and plain
-pymilvus (fake vLLM), then searched through the same library; faults; ``doctor --store``."""
+pymilvus (fake vLLM), then searched through the same library; faults (``doctor --store``:
+tests/doctor/test_lancedb_milvus.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import respx
 from click.testing import CliRunner, Result
-from milvus_fixtures import (
+from milvus_support import (
     close_milvus,
     make_langchain_milvus,
     make_llamaindex_milvus,
@@ -15,14 +15,15 @@ from milvus_fixtures import (
     milvus_rows,
     milvus_vectors,
 )
-from stores_fixtures import OLD_DIM, embedded_texts, listing, texts
+from stores_support import OLD_DIM, embedded_texts, listing, texts
 
 from vllm_embed import MigrationError, MissingTextError, StoreFormatError
 from vllm_embed.cli import main
-from vllm_embed.migrate import MigrationOptions, migrate_store, open_store, work_dir_for
+from vllm_embed.migrate import migrate_store, open_store
 from vllm_embed.migrate._space import SPACE_KEY, EmbeddingSpace
 from vllm_embed_testing.fake_server import fake_vector
-from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, mount
+from vllm_embed_testing.migration import assert_server_gone_then_resumed
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL
 
 
 def _run(*args: str) -> Result:
@@ -186,28 +187,10 @@ def test_records_without_text_are_named_before_any_request(tmp_path, fake_vllm, 
 
 
 def test_server_gone_mid_run_then_resume(tmp_path, fake_vllm, failing_after, client):
-    (tmp_path / "app").mkdir()
-    db = make_langchain_milvus(tmp_path / "app" / "milvus.db", n=10)
-    original = listing(db)
-    failing_after(fake_vllm, 1 + 8)
-
-    with pytest.raises(MigrationError, match="run the same command again to resume"):
-        migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
-    assert listing(db) == original
-    finished = embedded_texts(fake_vllm)[1:]
-    assert len(finished) == 8
-
-    fake_vllm.side_effect = fake_vllm.side_effect.answer
-    fake_vllm.reset()
-    result = migrate_store(open_store(db), client, MigrationOptions(chunk_rows=4))
-    assert (result.resumed, result.embedded_now) == (8, 2)
-    assert not set(embedded_texts(fake_vllm)) & set(finished)
-    assert result.backup is not None and listing(result.backup) == original
-    assert not work_dir_for(db).exists()
-
-    (tmp_path / "ref").mkdir()
-    reference = make_langchain_milvus(tmp_path / "ref" / "milvus.db", n=10)
-    migrate_store(open_store(reference), client, MigrationOptions(chunk_rows=4))
+    db, reference = assert_server_gone_then_resumed(
+        lambda folder: make_langchain_milvus(folder / "milvus.db", n=10),
+        tmp_path, fake_vllm, failing_after, client, work_dir_beside=False,
+    )  # fmt: skip
     assert milvus_rows(db, "LangChainCollection") == milvus_rows(reference, "LangChainCollection")
     got = milvus_vectors(db, "LangChainCollection", "vector", "pk")
     want = milvus_vectors(reference, "LangChainCollection", "vector", "pk")
@@ -277,24 +260,3 @@ def test_database_open_in_this_process_is_refused_by_name(tmp_path):
         close_milvus(db)
     assert listing(db) == before
     assert open_store(db).ids == ["id-0", "id-1", "id-2"]  # once closed, it reads
-
-
-def _doctor(store, *extra: str) -> Result:  # type: ignore[no-untyped-def]
-    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(store)]
-    return CliRunner().invoke(main, [*args, *extra])
-
-
-def _lines(result: Result) -> list[str]:
-    return [line.strip() for line in result.output.splitlines() if "store space" in line]
-
-
-def test_doctor_fails_before_and_passes_after_migration(tmp_path, client):
-    db = make_langchain_milvus(tmp_path / "milvus.db", n=5)
-    with respx.mock(assert_all_called=False) as router:
-        mount(router)
-        before = _doctor(db)
-        migrate_store(open_store(db), client)
-        after = _doctor(db)
-    assert before.exit_code == 1 and _lines(before)[0].startswith("FAIL"), before.output
-    assert after.exit_code == 0, after.output
-    assert _lines(after)[0].startswith("PASS") and f"model {MODEL!r}, dim {DIM}" in after.output

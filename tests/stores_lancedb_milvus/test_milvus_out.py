@@ -5,8 +5,8 @@ left byte for byte as it was (no backup: nothing was replaced)."""
 from __future__ import annotations
 
 from click.testing import CliRunner
-from milvus_fixtures import close_milvus, make_langchain_milvus, milvus_rows
-from stores_fixtures import embedded_texts, listing, texts
+from milvus_support import close_milvus, make_langchain_milvus, milvus_rows
+from stores_support import embedded_texts, listing, texts
 
 from vllm_embed.cli import main
 from vllm_embed_testing.fake_server import fake_vector

@@ -1,6 +1,7 @@
 """``vllm-embed migrate`` on a real Milvus server (embedded Milvus 2.3.5, one per session):
 collections written by LangChain, LlamaIndex and plain pymilvus, migrated on the fake vLLM,
-switched with aliases, then searched through the same library; faults; ``doctor``."""
+switched with aliases, then searched through the same library; faults. (``doctor`` on a
+server: tests/doctor/test_lancedb_milvus.py.)"""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import asyncio
 
 import numpy as np
 import pytest
-import respx
 from click.testing import CliRunner, Result
-from milvus_server_fixtures import (
+from milvus_server_support import (
     MilvusDB,
     same_rows,
     server_langchain,
@@ -18,7 +18,7 @@ from milvus_server_fixtures import (
     server_plain,
     server_rows,
 )
-from stores_fixtures import OLD_DIM, embedded_texts, texts
+from stores_support import OLD_DIM, embedded_texts, texts
 
 from vllm_embed import MigrationError, StoreFormatError
 from vllm_embed.cli import main
@@ -26,7 +26,7 @@ from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
 from vllm_embed.migrate._space import SPACE_KEY, EmbeddingSpace
 from vllm_embed_testing.fake_server import fake_vector
 from vllm_embed_testing.milvus_server import TEST_PASSWORD
-from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, mount
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL
 
 PASSWORD = TEST_PASSWORD
 
@@ -330,29 +330,6 @@ def test_named_errors_and_dry_run(milvus_default, fake_vllm):
     _no_secret(dry)
     assert f"dimension    {OLD_DIM} -> {DIM}" in dry.stdout and "estimate" in dry.stdout
     assert same_rows(server_rows(db, lc), before)
-
-
-def _doctor(store: str, collection: str) -> Result:
-    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", store]
-    args += ["--collection", collection]
-    return CliRunner().invoke(main, args)
-
-
-def test_doctor_fails_before_and_passes_after_migration(milvus_default, client):
-    db = milvus_default
-    lc = db.prefix
-    server_langchain(db, n=5, collection=lc)
-    with respx.mock(assert_all_called=False) as router:
-        mount(router)
-        before = _doctor(db.uri_with_credentials, lc)
-        migrate_store(open_store(db.uri_with_credentials, collection=lc), client)
-        after = _doctor(db.uri_with_credentials, lc)
-    lines = [line.strip() for line in before.output.splitlines() if "store space" in line]
-    assert before.exit_code == 1 and lines[0].startswith("FAIL"), before.output
-    lines = [line.strip() for line in after.output.splitlines() if "store space" in line]
-    assert after.exit_code == 0 and lines[0].startswith("PASS"), after.output
-    assert f"model {MODEL!r}, dim {DIM}" in after.output
-    assert PASSWORD not in before.output + after.output
 
 
 def test_every_collection_of_the_database_by_default_backups_skipped_after(milvus_db, fake_vllm):

@@ -15,13 +15,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
+from telemetry_support import DIM, KEY, MODEL
 
 from vllm_embed._settings import ENV_VAR_NAMES
 from vllm_embed_testing.fake_server import FakeEmbeddingServer
-
-KEY = "sk-telemetry-secret-4f9d"
-MODEL = "fake-model"
-DIM = 384
 
 _EXPORTER = InMemorySpanExporter()
 

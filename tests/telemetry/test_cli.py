@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import DIM, KEY, MODEL
+from telemetry_support import DIM, KEY, MODEL
 
 from vllm_embed_testing.fake_server import FakeEmbeddingServer
 

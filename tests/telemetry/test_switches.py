@@ -9,9 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import KEY, MODEL
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY, CollectorRegistry
+from telemetry_support import KEY, MODEL
 
 from vllm_embed import ConfigValueError, EmbeddingClient, MissingDependencyError, load_config
 from vllm_embed_testing.fake_server import FakeEmbeddingServer

@@ -11,24 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import respx
-from click.testing import CliRunner, Result
-from migrate_stores import OLD_DIM, make_langchain_faiss, make_langchain_store
+from doctor_support import doctor_store, store_line
+from migrate_support import OLD_DIM, make_langchain_faiss, make_langchain_store
 
-from vllm_embed.cli import main
 from vllm_embed.migrate import EmbeddingSpace, migrate_store, open_store, write_sidecar
 from vllm_embed_testing.fake_server import fake_vector
-from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, mount
+from vllm_embed_testing.respx_vllm import DIM, MODEL, mount
 
 TEXTS = [f"note {i}: the store keeps this sentence" for i in range(10)]
-
-
-def _doctor(store: Path, *extra: str) -> Result:
-    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(store)]
-    return CliRunner().invoke(main, [*args, *extra])
-
-
-def _line(result: Result) -> str:
-    return next(line for line in result.output.splitlines() if "store space" in line)
 
 
 def _nano(path: Path, vectors: np.ndarray) -> Path:
@@ -49,10 +39,10 @@ def _nano(path: Path, vectors: np.ndarray) -> Path:
 def test_store_migrated_for_this_server_passes(tmp_path, fake_vllm, client):
     path = make_langchain_store(tmp_path / "lc.json")
     migrate_store(open_store(path), client)
-    result = _doctor(path)
+    result = doctor_store(path)
     assert result.exit_code == 0, result.output
-    assert _line(result).lstrip().startswith("PASS")
-    assert f"model {MODEL!r}, dim {DIM}" in _line(result)
+    assert store_line(result).lstrip().startswith("PASS")
+    assert f"model {MODEL!r}, dim {DIM}" in store_line(result)
 
 
 def test_same_dimension_another_model_fails_naming_both_and_the_fix(tmp_path, client):
@@ -62,9 +52,9 @@ def test_same_dimension_another_model_fails_naming_both_and_the_fix(tmp_path, cl
         migrate_store(open_store(path), client)  # built with fake-model, 16 dims
     with respx.mock(assert_all_called=False) as router:
         mount(router, model="intfloat/other-model")  # same dimension, another model
-        result = _doctor(path)
+        result = doctor_store(path)
     assert result.exit_code == 1, result.output
-    line = _line(result)
+    line = store_line(result)
     assert line.lstrip().startswith("FAIL")
     assert MODEL in line and "intfloat/other-model" in line
     assert f"vllm-embed migrate {path}" in result.output
@@ -73,16 +63,16 @@ def test_same_dimension_another_model_fails_naming_both_and_the_fix(tmp_path, cl
 def test_another_document_instruction_fails(tmp_path, fake_vllm):
     path = make_langchain_store(tmp_path / "lc.json")
     write_sidecar(path, EmbeddingSpace(MODEL, DIM, document_instruction="passage: "))
-    result = _doctor(path)
+    result = doctor_store(path)
     assert result.exit_code == 1
-    assert "document instruction 'passage: '" in _line(result)
+    assert "document instruction 'passage: '" in store_line(result)
 
 
 def test_probe_of_a_store_without_record_made_by_the_same_model(tmp_path, fake_vllm):
     path = _nano(tmp_path / "kb.json", np.stack([fake_vector(t, DIM) for t in TEXTS]))
-    result = _doctor(path)
+    result = doctor_store(path)
     assert result.exit_code == 0, result.output
-    line = _line(result)
+    line = store_line(result)
     assert line.lstrip().startswith("PASS")
     assert "8 stored texts re-embedded: mean cosine 1.0000" in line
 
@@ -90,10 +80,10 @@ def test_probe_of_a_store_without_record_made_by_the_same_model(tmp_path, fake_v
 def test_probe_of_a_store_made_by_another_model(tmp_path, fake_vllm):
     rng = np.random.default_rng(7)
     path = _nano(tmp_path / "kb.json", rng.standard_normal((10, DIM)).astype(np.float32))
-    result = _doctor(path)
+    result = doctor_store(path)
     assert result.exit_code == 1
-    assert _line(result).lstrip().startswith("FAIL")
-    assert "another model" in _line(result)
+    assert store_line(result).lstrip().startswith("FAIL")
+    assert "another model" in store_line(result)
     assert f"vllm-embed migrate {tmp_path / 'kb.json'}" in result.output
 
 
@@ -105,9 +95,9 @@ def test_probe_in_between_warns_with_the_figures(tmp_path, fake_vllm):
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     mixed = 0.94 * fresh + np.sqrt(1 - 0.94**2) * noise  # cosine 0.94 with the fresh one
     path = _nano(tmp_path / "kb.json", mixed.astype(np.float32))
-    result = _doctor(path)
+    result = doctor_store(path)
     assert result.exit_code == 0, result.output
-    line = _line(result)
+    line = store_line(result)
     assert line.lstrip().startswith("WARN")
     assert "mean cosine 0.9400" in line
 
@@ -115,22 +105,22 @@ def test_probe_in_between_warns_with_the_figures(tmp_path, fake_vllm):
 def test_probe_of_another_dimension_fails(tmp_path, fake_vllm):
     rng = np.random.default_rng(1)
     path = _nano(tmp_path / "kb.json", rng.standard_normal((10, OLD_DIM)).astype(np.float32))
-    result = _doctor(path)
+    result = doctor_store(path)
     assert result.exit_code == 1
-    assert f"holds {OLD_DIM}-dim vectors; the server produces {DIM}" in _line(result)
+    assert f"holds {OLD_DIM}-dim vectors; the server produces {DIM}" in store_line(result)
 
 
 @pytest.mark.parametrize("consent", [False, True])
 def test_faiss_record_is_read_without_the_pickle(tmp_path, fake_vllm, client, consent):
     folder = make_langchain_faiss(tmp_path / "db", n=6)
     extra = ["--allow-dangerous-deserialization"] if consent else []
-    before = _doctor(folder, *extra)
+    before = doctor_store(folder, *extra)
     if consent:  # probed: the old vectors come from another (fake) embedding
-        assert _line(before).lstrip().startswith("FAIL"), before.output
+        assert store_line(before).lstrip().startswith("FAIL"), before.output
     else:
-        assert _line(before).lstrip().startswith("WARN")
+        assert store_line(before).lstrip().startswith("WARN")
         assert "--allow-dangerous-deserialization" in before.output
     migrate_store(open_store(folder, allow_dangerous_deserialization=True), client)
-    after = _doctor(folder, *extra)
+    after = doctor_store(folder, *extra)
     assert after.exit_code == 0, after.output
-    assert _line(after).lstrip().startswith("PASS")
+    assert store_line(after).lstrip().startswith("PASS")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stores_fixtures import OLD_DIM, old_vectors, texts
+from stores_support import OLD_DIM, old_vectors, texts
 
 
 def make_langchain_lancedb(directory: Path, n: int = 10, table: str = "vectorstore") -> Path:

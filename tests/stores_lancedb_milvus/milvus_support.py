@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stores_fixtures import OLD_DIM, old_vectors, texts
+from stores_support import OLD_DIM, old_vectors, texts
 
 
 def close_milvus(path: Path) -> None:

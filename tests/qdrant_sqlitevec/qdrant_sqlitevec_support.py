@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stores_fixtures import OLD_DIM, old_vectors, texts
+from stores_support import OLD_DIM, old_vectors, texts
 
 from vllm_embed.migrate.kano import connect_vec
 

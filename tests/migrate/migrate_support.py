@@ -8,30 +8,15 @@ JSON by hand.
 from __future__ import annotations
 
 import base64
-import json
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vllm_embed_testing.migration import embedded_texts  # noqa: F401 (the suite's name)
+
 OLD_DIM = 24
-
-
-def embedded_texts(route: Any) -> list[str]:
-    """Every text a respx route answered with 200 on /v1/embeddings, flattened, in order.
-
-    Refused requests (a 400 during encoding negotiation, a dropped connection) are not
-    counted: their texts were not embedded.
-    """
-    texts: list[str] = []
-    for call in route.calls:
-        if not call.request.url.path.endswith("/embeddings"):
-            continue
-        response = call.response if call.has_response else None
-        if response is not None and response.status_code == 200:
-            texts.extend(json.loads(call.request.content)["input"])
-    return texts
 
 
 def _old_vectors(n: int, seed: int = 0) -> np.ndarray:

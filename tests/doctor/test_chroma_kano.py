@@ -1,55 +1,45 @@
 """``vllm-embed doctor --store`` on Chroma directories and kano indexes (fake server):
 the space recorded by ``migrate`` in the collection metadata / the ``meta`` table, else
-the probe of stored vectors."""
+the probe of stored vectors; every collection of every tenant and database."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import respx
-from click.testing import CliRunner, Result
-from stores_fixtures import OLD_DIM, make_kano_index, make_langchain_chroma, texts
+from click.testing import CliRunner
+from doctor_support import (
+    assert_passes_then_another_model_fails,
+    doctor_store,
+    store_line,
+    store_lines,
+)
+from stores_support import (
+    OLD_DIM,
+    make_kano_index,
+    make_langchain_chroma,
+    make_tenant_chroma,
+    texts,
+)
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import migrate_store, open_store
 from vllm_embed_testing.fake_server import fake_vector
-from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM, MODEL, mount
-
-
-def _doctor(store: Path, *extra: str) -> Result:
-    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(store)]
-    return CliRunner().invoke(main, [*args, *extra])
-
-
-def _line(result: Result) -> str:
-    return next(line for line in result.output.splitlines() if "store space" in line)
+from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM
 
 
 def test_migrated_chroma_passes_and_another_model_fails(tmp_path, client):
-    db = make_langchain_chroma(tmp_path / "chroma_db", n=6)
-    with respx.mock(assert_all_called=False) as router:
-        mount(router)
-        migrate_store(open_store(db), client)
-        passed = _doctor(db)
-    assert passed.exit_code == 0, passed.output
-    assert _line(passed).lstrip().startswith("PASS")
-    assert f"model {MODEL!r}, dim {DIM}" in _line(passed)
-    with respx.mock(assert_all_called=False) as router:
-        mount(router, model="intfloat/other-model")  # same dimension, another model
-        failed = _doctor(db)
-    assert failed.exit_code == 1, failed.output
-    assert _line(failed).lstrip().startswith("FAIL")
-    assert MODEL in _line(failed) and "intfloat/other-model" in _line(failed)
-    assert f"vllm-embed migrate {db}" in failed.output
+    assert_passes_then_another_model_fails(
+        make_langchain_chroma(tmp_path / "chroma_db", n=6), client
+    )
 
 
 def test_migrated_kano_index_passes(tmp_path, fake_vllm, client):
     db = make_kano_index(tmp_path / "vectors")
     result = migrate_store(open_store(db), client)
-    doctor = _doctor(result.output)
+    doctor = doctor_store(result.output)
     assert doctor.exit_code == 0, doctor.output
-    assert _line(doctor).lstrip().startswith("PASS")
+    assert store_line(doctor).lstrip().startswith("PASS")
 
 
 def _chroma_with(path: Path, vectors: np.ndarray) -> Path:
@@ -69,14 +59,16 @@ def _chroma_with(path: Path, vectors: np.ndarray) -> Path:
 
 def test_chroma_without_a_record_is_probed(tmp_path, fake_vllm):
     same = _chroma_with(tmp_path / "same", np.stack([fake_vector(t, DIM) for t in texts(6)]))
-    result = _doctor(same)
+    result = doctor_store(same)
     assert result.exit_code == 0, result.output
-    assert _line(result).lstrip().startswith("PASS") and "mean cosine 1.0000" in _line(result)
+    assert store_line(result).lstrip().startswith("PASS") and "mean cosine 1.0000" in store_line(
+        result
+    )
 
     other = np.random.default_rng(7).standard_normal((6, DIM)).astype(np.float32)
-    result = _doctor(_chroma_with(tmp_path / "other", other))
+    result = doctor_store(_chroma_with(tmp_path / "other", other))
     assert result.exit_code == 1, result.output
-    assert _line(result).lstrip().startswith("FAIL") and "another model" in _line(result)
+    assert store_line(result).lstrip().startswith("FAIL") and "another model" in store_line(result)
 
 
 def _two_collections(path: Path) -> Path:
@@ -96,7 +88,7 @@ def _two_collections(path: Path) -> Path:
 
 def test_every_collection_of_a_chroma_directory_is_judged(tmp_path, fake_vllm):
     db = _two_collections(tmp_path / "db")
-    result = _doctor(db)
+    result = doctor_store(db)
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if "store space" in line]
     assert len(lines) == 2, result.output
@@ -105,25 +97,16 @@ def test_every_collection_of_a_chroma_directory_is_judged(tmp_path, fake_vllm):
     assert docs.lstrip().startswith("PASS") and notes.lstrip().startswith("FAIL")
     assert f"vllm-embed migrate {db} --base-url {BASE_URL} --collection notes" in result.output
 
-    one = _doctor(db, "--collection", "docs")
+    one = doctor_store(db, "--collection", "docs")
     assert one.exit_code == 0, one.output
-    assert _line(one).lstrip().startswith("PASS") and "(collection docs)" in _line(one)
+    assert store_line(one).lstrip().startswith("PASS") and "(collection docs)" in store_line(one)
 
 
 def test_unknown_collection_is_a_failed_check(tmp_path, fake_vllm):
     db = _two_collections(tmp_path / "db")
-    result = _doctor(db, "--collection", "nope")
+    result = doctor_store(db, "--collection", "nope")
     assert result.exit_code == 1, result.output
-    assert _line(result).lstrip().startswith("FAIL") and "nope" in _line(result)
-
-
-def _doctor_args(store: Path, *extra: str) -> Result:
-    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(store)]
-    return CliRunner().invoke(main, [*args, *extra])
-
-
-def _store_lines(result: Result) -> list[str]:
-    return [line.strip() for line in result.output.splitlines() if "store space" in line]
+    assert store_line(result).lstrip().startswith("FAIL") and "nope" in store_line(result)
 
 
 def _mixed_chroma(path: Path) -> Path:
@@ -156,11 +139,11 @@ def test_pass_warn_and_fail_collections_each_reported(tmp_path, fake_vllm, monke
     real = detect.read_chroma
     monkeypatch.setattr(detect, "read_chroma", lambda *a, **k: reads.append(a) or real(*a, **k))
     db = _mixed_chroma(tmp_path / "db")
-    result = _doctor_args(db)
+    result = doctor_store(db)
     assert result.exit_code == 1, result.output
     assert len(reads) == 1  # the directory is read (copied) once, not once per collection
     lines = {
-        line.split("(collection ", 1)[1].split(")", 1)[0]: line for line in _store_lines(result)
+        line.split("(collection ", 1)[1].split(")", 1)[0]: line for line in store_lines(result)
     }
     assert sorted(lines) == ["mid", "other", "same"], result.output
     assert lines["same"].startswith("PASS") and "mean cosine 1.0000" in lines["same"]
@@ -173,9 +156,9 @@ def test_pass_warn_and_fail_collections_each_reported(tmp_path, fake_vllm, monke
 def test_collection_flag_judges_only_that_collection(tmp_path, fake_vllm):
     db = _mixed_chroma(tmp_path / "db")
     for name, mark, code in (("same", "PASS", 0), ("mid", "WARN", 0), ("other", "FAIL", 1)):
-        result = _doctor_args(db, "--collection", name)
+        result = doctor_store(db, "--collection", name)
         assert result.exit_code == code, result.output
-        lines = _store_lines(result)
+        lines = store_lines(result)
         assert len(lines) == 1 and lines[0].startswith(mark), result.output
         assert f"store space (collection {name})" in lines[0]
 
@@ -204,23 +187,35 @@ def test_collections_of_several_tenants_with_a_shared_name(tmp_path, fake_vllm, 
     chroma.close()
     admin.clear_system_cache()  # as an app exiting would: no client left on the path
     migrate_store(open_store(db, collection="default_tenant/default_database/notes"), client)
-    result = _doctor_args(db)
+    result = doctor_store(db)
     assert result.exit_code == 1, result.output
-    lines = _store_lines(result)
+    lines = store_lines(result)
     assert [line[:4] for line in lines] == ["PASS", "FAIL", "FAIL"], result.output
     assert "(collection default_tenant/default_database/notes)" in lines[0]
     assert "(collection acme/research/papers)" in lines[1] and f"{OLD_DIM}-dim" in lines[1]
     assert "(collection default_tenant/extra/notes)" in lines[2]
     assert "--collection default_tenant/extra/notes" in result.output
 
-    ambiguous = _doctor_args(db, "--collection", "notes")
+    ambiguous = doctor_store(db, "--collection", "notes")
     assert ambiguous.exit_code == 1
     assert "named 'notes'" in ambiguous.output and "TENANT/DATABASE/NAME" in ambiguous.output
-    one = _doctor_args(db, "--collection", "default_tenant/default_database/notes")
-    assert one.exit_code == 0 and [x[:4] for x in _store_lines(one)] == ["PASS"], one.output
+    one = doctor_store(db, "--collection", "default_tenant/default_database/notes")
+    assert one.exit_code == 0 and [x[:4] for x in store_lines(one)] == ["PASS"], one.output
 
 
 def test_collection_without_store_is_a_usage_error(fake_vllm):
     args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--collection", "x"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "--collection needs --store" in result.output
+
+
+def test_doctor_judges_every_collection_of_every_tenant(tmp_path, fake_vllm, client):
+    db = make_tenant_chroma(tmp_path / "chroma_db")
+    migrate_store(open_store(db), client)
+    args = ["doctor", "--base-url", BASE_URL, "--api-key", API_KEY, "--store", str(db)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "store space" in line]
+    assert len(lines) == 4, result.output
+    assert all(line.lstrip().startswith("PASS") for line in lines), result.output
+    assert any("(collection default_tenant/default_database/papers)" in x for x in lines)

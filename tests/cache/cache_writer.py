@@ -1,6 +1,6 @@
 """Run as a process: fill a cache with deterministic vectors, batch after batch.
 
-    python _writer.py PATH PREFIX BATCHES   (BATCHES=0: until killed)
+    python cache_writer.py PATH PREFIX BATCHES   (BATCHES=0: until killed)
 Prints "ready" after the first batch is stored.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from itertools import count
 
-from _helpers import FakeModel, client_cache, through
+from cache_support import FakeModel, client_cache, through
 
 from vllm_embed import EmbeddingCache
 

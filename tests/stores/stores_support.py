@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from vllm_embed.migrate.kano import connect_vec
+from vllm_embed_testing.migration import embedded_texts, listing  # noqa: F401 (the suites' names)
 
 OLD_DIM = 24
 KANO_SPACE = (
@@ -127,6 +128,43 @@ def make_llamaindex_chroma(directory: Path) -> Path:
     return directory
 
 
+#: (tenant, database, collection, records); "papers" exists twice.
+TENANT_LAYOUT = [
+    ("default_tenant", "default_database", "papers", 3),
+    ("acme", "research", "papers", 4),
+    ("acme", "research", "notes", 2),
+    ("globex", "default_database", "wiki", 5),
+]
+
+
+def make_tenant_chroma(path: Path) -> Path:
+    """A Chroma directory with the collections of TENANT_LAYOUT, made by chromadb's own
+    AdminClient (tenants and databases beside the default ones)."""
+    import chromadb
+    from chromadb.config import Settings
+
+    admin = chromadb.AdminClient(Settings(is_persistent=True, persist_directory=str(path)))
+    for tenant in sorted({t for t, *_ in TENANT_LAYOUT} - {"default_tenant"}):
+        admin.create_tenant(tenant)
+    for tenant, database in sorted({(t, d) for t, d, *_ in TENANT_LAYOUT}):
+        if (tenant, database) != ("default_tenant", "default_database"):
+            admin.create_database(database, tenant=tenant)
+    for n, (tenant, database, name, count) in enumerate(TENANT_LAYOUT):
+        client = chromadb.PersistentClient(path=str(path), tenant=tenant, database=database)
+        collection = client.create_collection(
+            name, embedding_function=None, metadata={"hnsw:space": "cosine", "n": n}
+        )
+        collection.add(
+            ids=[f"{name}-{i}" for i in range(count)],
+            embeddings=old_vectors(count, seed=n),
+            documents=[f"{tenant}/{database}: {t}" for t in texts(count)],
+            metadatas=[{"row": i} for i in range(count)],
+        )
+    chromadb.PersistentClient(path=str(path)).close()
+    admin.clear_system_cache()  # as an app exiting would: no client left on the path
+    return path
+
+
 def kano_name(collection: str, space_id: str) -> str:
     return f"{collection}.{hashlib.sha256(space_id.encode()).hexdigest()[:12]}"
 
@@ -223,24 +261,3 @@ def make_kano_index(
         encoding="utf-8",
     )
     return db
-
-
-def listing(directory: Path) -> dict[str, bytes]:
-    """Every file under ``directory`` (relative path -> bytes)."""
-    return {
-        str(p.relative_to(directory)): p.read_bytes()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file()
-    }
-
-
-def embedded_texts(route: Any) -> list[str]:
-    """Every text a respx route answered with 200 on /v1/embeddings, in order."""
-    out: list[str] = []
-    for call in route.calls:
-        if not call.request.url.path.endswith("/embeddings"):
-            continue
-        response = call.response if call.has_response else None
-        if response is not None and response.status_code == 200:
-            out.extend(json.loads(call.request.content)["input"])
-    return out

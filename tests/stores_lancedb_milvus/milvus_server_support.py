@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from stores_fixtures import OLD_DIM, old_vectors, texts
+from stores_support import OLD_DIM, old_vectors, texts
 
 from vllm_embed_testing.milvus_server import MilvusServer
 

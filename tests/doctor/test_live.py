@@ -1,4 +1,5 @@
-"""`vllm-embed doctor` against the live vLLM server (all-MiniLM-L6-v2 served as "minilm").
+"""`vllm-embed doctor` against the live vLLM server (all-MiniLM-L6-v2 served as "minilm";
+nox session contract).
 
 The configs are written in the shapes real apps use (kano-backlog's TOML, a PDF knowledge
 base's JSON, the DVD video-QA pipeline's Python module) and point at the session's server.
@@ -12,11 +13,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from vllm_embed._config import load_config
 from vllm_embed.cli import main
 from vllm_embed.doctor import run_checks
+
+pytestmark = pytest.mark.contract  # a live vLLM server (nox session contract)
+
+
+@pytest.fixture(autouse=True)
+def _default_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live server is real HTTP: the client's default transport, as in tests/contract."""
+    monkeypatch.delenv("VLLM_EMBED_LEAN_HTTP", raising=False)
+
 
 CHECKS = (
     "server reachable",

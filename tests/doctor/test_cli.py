@@ -17,7 +17,8 @@ from vllm_embed_testing.respx_vllm import FakeServer
 ROOT = "http://vllm.test:8000"
 BASE_URL = ROOT + "/v1"
 
-FIXTURES = Path(__file__).parent / "fixtures"
+#: the config readers' fixtures (tests/config)
+FIXTURES = Path(__file__).parents[1] / "config" / "fixtures"
 KANO = FIXTURES / "kano_backlog_config.toml"
 KEY_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789-_"
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import Any
+from collections.abc import Iterator
 
+import pytest
 from click.testing import CliRunner
-from conftest import NEW_DIM, OLD_DIM, corpus, lightrag_tables, sql
+from pgvector_support import NEW_DIM, OLD_DIM, app, corpus, lightrag_tables, sql
 
 from vllm_embed.cli import main
 from vllm_embed_testing.fake_server import FakeEmbeddingServer, fake_vector
 
 CHUNKS = "lightrag_vdb_chunks"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeEmbeddingServer]:
+    """The fake vLLM in its own process, at the dimension the migrated tables get."""
+    with FakeEmbeddingServer(dim=NEW_DIM) as server:
+        yield server
 
 
 def doctor(url: str, fake: FakeEmbeddingServer, *extra: str) -> tuple[int, str]:
@@ -57,12 +65,10 @@ def test_unrecorded_table_is_probed(db: str, fake: FakeEmbeddingServer) -> None:
     assert "no recorded space; 8 stored texts re-embedded: mean cosine 1.0000" in out
 
 
-def test_collection_picks_one_langchain_collection(
-    db: str, fake: FakeEmbeddingServer, run_app: Any
-) -> None:
+def test_collection_picks_one_langchain_collection(db: str, fake: FakeEmbeddingServer) -> None:
     """``--collection`` with a Postgres store: only that LangChain collection's check."""
     collections = {"a": corpus(12, "alpha"), "b": corpus(12, "beta")}
-    run_app("lc_create", url=db, collections=collections, dim=OLD_DIM, typed=False)
+    app("lc_create", url=db, collections=collections, dim=OLD_DIM, typed=False)
     args = ["migrate", db, "--base-url", fake.base_url, "--collection", "a", "-y"]
     migrated = CliRunner().invoke(main, args)
     assert migrated.exit_code == 0, migrated.output
