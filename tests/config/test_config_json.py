@@ -15,7 +15,7 @@ from vllm_embed._types import RetryPolicy, Secret
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def test_seed_004_embedder_with_all_options_inside_an_app_config() -> None:
+def test_embedder_with_all_options_inside_an_app_config() -> None:
     path = FIXTURES / "pdf_kb_app.json"
     cfg = load_config(path, env={})
     assert cfg.format == "json"

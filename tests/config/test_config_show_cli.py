@@ -30,7 +30,7 @@ def row(result: Result, name: str) -> str:
     return next(line for line in result.output.splitlines() if line.split()[:1] == [name])
 
 
-def test_seed_000_settings_with_origins_and_the_vector_table() -> None:
+def test_backlog_settings_with_origins_and_the_vector_table() -> None:
     result = show(str(KANO))
     assert result.exit_code == 0, result.output
     assert f"Config: {KANO} (toml)" in result.output

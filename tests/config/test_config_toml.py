@@ -19,7 +19,7 @@ from vllm_embed._types import Secret
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def test_seed_000_backlog_config_is_read_as_written() -> None:
+def test_backlog_config_is_read_as_written() -> None:
     path = FIXTURES / "kano_backlog_config.toml"
     cfg = load_config(path, env={})
     assert cfg.format == "toml"

@@ -83,7 +83,7 @@ def test_every_check_passes_against_a_matching_server(tmp_path: Path) -> None:
     assert f"Bearer {key}" in sent_auth(server)  # the key was really sent
 
 
-def test_seed_000_wrong_dimension_names_the_store_and_the_migrate_command() -> None:
+def test_backlog_config_wrong_dimension_names_the_store_and_the_migrate_command() -> None:
     """kano-backlog's config declares 1024 (bge-large-zh); the server produces 384."""
     with respx.mock(assert_all_called=False) as router:
         mock_vllm(router, models=["BAAI/bge-large-zh-v1.5"])

@@ -39,7 +39,7 @@ CHECKS = (
 )
 
 
-def seed_000_toml(tmp_path: Path, server: Any, *, dimension: int) -> Path:
+def backlog_toml(tmp_path: Path, server: Any, *, dimension: int) -> Path:
     """The backlog tool's config.toml: [embedding] + [vector], key from the environment."""
     path = tmp_path / "config.toml"
     path.write_text(
@@ -81,7 +81,7 @@ def status_of(result: Result) -> dict[str, str]:
 def test_declared_1024_against_the_384_dim_server_fails_with_the_migrate_hint(
     vllm_server: Any, tmp_path: Path
 ) -> None:
-    path = seed_000_toml(tmp_path, vllm_server, dimension=1024)
+    path = backlog_toml(tmp_path, vllm_server, dimension=1024)
     result = doctor(str(path), key=vllm_server.api_key)
     assert result.exit_code == 1, result.output
     assert status_of(result) == {
@@ -99,7 +99,7 @@ def test_declared_1024_against_the_384_dim_server_fails_with_the_migrate_hint(
 
 
 def test_a_correct_config_passes_every_check(vllm_server: Any, tmp_path: Path) -> None:
-    path = seed_000_toml(tmp_path, vllm_server, dimension=384)
+    path = backlog_toml(tmp_path, vllm_server, dimension=384)
     result = doctor(str(path), key=vllm_server.api_key)
     assert result.exit_code == 0, result.output
     assert set(status_of(result).values()) == {"PASS"}, result.output
@@ -110,7 +110,7 @@ def test_a_correct_config_passes_every_check(vllm_server: Any, tmp_path: Path) -
 
 
 def test_wrong_key_is_refused_by_the_real_server(vllm_server: Any, tmp_path: Path) -> None:
-    path = seed_000_toml(tmp_path, vllm_server, dimension=384)
+    path = backlog_toml(tmp_path, vllm_server, dimension=384)
     wrong = "not-the-server-key-5c1e"
     result = doctor(str(path), key=wrong)
     assert result.exit_code == 1
@@ -119,7 +119,7 @@ def test_wrong_key_is_refused_by_the_real_server(vllm_server: Any, tmp_path: Pat
     assert wrong not in result.output and vllm_server.api_key not in result.output
 
 
-def test_seed_004_json_with_an_unserved_model_lists_the_served_one(
+def test_app_json_config_with_an_unserved_model_lists_the_served_one(
     vllm_server: Any, tmp_path: Path
 ) -> None:
     path = tmp_path / "app.json"
@@ -141,7 +141,7 @@ def test_seed_004_json_with_an_unserved_model_lists_the_served_one(
     assert "'your-embedding-model' is not served; the server serves 'minilm'" in result.output
 
 
-def test_seed_001_python_config_passes(vllm_server: Any, tmp_path: Path) -> None:
+def test_python_module_config_passes(vllm_server: Any, tmp_path: Path) -> None:
     path = tmp_path / "config.py"
     path.write_text(
         f"""\

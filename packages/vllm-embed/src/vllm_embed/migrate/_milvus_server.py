@@ -51,12 +51,11 @@ import numpy as np
 from vllm_embed._errors import MigrationError, StoreFormatError
 from vllm_embed._secrets import mask_url_in
 
-from ._dirstore import DirectoryStore
+from ._dirstore import DirectoryStore, PartView
 from ._milvus_lite import count_rows, pymilvus_module
 from ._space import EmbeddingSpace
 from ._store import Rows
 from .milvus import (
-    MilvusCollectionView,
     _Collection,
     _read_collection,
     check_collection,
@@ -215,8 +214,8 @@ class MilvusServerStore(DirectoryStore):
     def collections(self) -> list[str]:
         return [self._readers[c.name] for c in self._collections]
 
-    def collection_views(self) -> list[MilvusCollectionView]:
-        return [MilvusCollectionView(self._readers[c.name], c) for c in self._collections]
+    def collection_views(self) -> list[PartView]:
+        return [PartView(self._readers[c.name], c) for c in self._collections]
 
     def source_files(self) -> list[Path]:
         return [_snapshot_path(self.target)]

@@ -53,12 +53,12 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
-from ._dirstore import DirectoryStore
+from ._copy_progress import CopyProgress
+from ._dirstore import DirectoryStore, PartView, SampledPart
 from ._jsonio import fsync_file
 from ._lance_indexes import Index, create_indexes, read_index
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, RowWriter, check_rows
-from .chroma import _Progress
 from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
 
 __all__ = ["LANCE_SUFFIX", "LanceDBStore", "is_lancedb_dir", "read_lancedb"]
@@ -126,7 +126,7 @@ def _table_names(db: Any) -> list[str]:
 
 
 @dataclass
-class _Table:
+class _Table(SampledPart):
     """One table as read: everything needed to create it again."""
 
     name: str
@@ -159,27 +159,6 @@ class _Table:
         raw = (self.schema.metadata or {}).get(SPACE_KEY.encode())
         return EmbeddingSpace.from_json(raw.decode()) if raw else None
 
-    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
-        if self.sample is None:
-            return None
-        texts, matrix = self.sample
-        return texts[:count], matrix[:count]
-
-
-@dataclass(frozen=True)
-class LanceTableView:
-    """One table of a `LanceDBStore` as ``doctor --store`` judges it."""
-
-    #: What ``--collection`` takes to pick it.
-    selector: str
-    _table: _Table
-
-    def recorded_space(self) -> EmbeddingSpace | None:
-        return self._table.recorded_space()
-
-    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
-        return self._table.sample_vectors(count)
-
 
 class LanceDBStore(DirectoryStore):
     """A LanceDB database directory read for migration (every vector table, or one)."""
@@ -210,9 +189,9 @@ class LanceDBStore(DirectoryStore):
     def _parts(self) -> list[_Table]:
         return self._tables
 
-    def collection_views(self) -> list[LanceTableView]:
+    def collection_views(self) -> list[PartView]:
         """Each table with its own recorded space and probe sample (``doctor --store``)."""
-        return [LanceTableView(t.name, t) for t in self._tables]
+        return [PartView(t.name, t) for t in self._tables]
 
     # -- the embedding space -------------------------------------------------------------
     def record_space(self, out: Path, space: EmbeddingSpace) -> None:
@@ -288,7 +267,7 @@ class LanceDBStore(DirectoryStore):
 class _LanceWriter(RowWriter):
     """Fills the copy of the database in record order while the rows are embedded.
 
-    `begin` copies the directory (once: journaled beside it, see `chroma._Progress`) and
+    `begin` copies the directory (once: journaled beside it, see `_copy_progress.CopyProgress`) and
     creates each migrated table again (once) with the new schema; a table a killed run
     created already goes on from its ``count_rows()``: the rows it holds are skipped.
     `add` buffers rows up to `LanceDBStore.batch_rows` per ``table.add`` (one commit
@@ -318,7 +297,7 @@ class _LanceWriter(RowWriter):
         store._written = (out, self._kept)
 
     def begin(self) -> None:
-        progress = _Progress(self._out)
+        progress = CopyProgress(self._out)
         if not progress.copied():  # no copy yet, or one a killed run left half made
             shutil.rmtree(self._out, ignore_errors=True)
             progress.reset()

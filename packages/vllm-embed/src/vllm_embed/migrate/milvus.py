@@ -48,12 +48,12 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
-from ._dirstore import DirectoryStore
+from ._copy_progress import CopyProgress
+from ._dirstore import DirectoryStore, PartView, SampledPart
 from ._jsonio import fsync_file
 from ._milvus_lite import LiteClient, count_rows, iterate_rows, pymilvus_module, served_here
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, check_rows
-from .chroma import _Progress
 from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
 
 __all__ = ["MilvusLiteStore", "is_milvus_lite_dir", "read_milvus"]
@@ -72,7 +72,7 @@ def is_milvus_lite_dir(path: Path) -> bool:
 
 
 @dataclass
-class _Collection:
+class _Collection(SampledPart):
     """One collection as read: everything needed to create it again."""
 
     name: str
@@ -106,29 +106,9 @@ class _Collection:
         raw = (self.description.get("properties") or {}).get(SPACE_KEY)
         return EmbeddingSpace.from_json(raw) if isinstance(raw, str) else None
 
-    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
-        if self.sample is None:
-            return None
-        texts, matrix = self.sample
-        return texts[:count], matrix[:count]
 
-
-@dataclass(frozen=True)
-class MilvusCollectionView:
-    """One collection of a `MilvusLiteStore` as ``doctor --store`` judges it."""
-
-    selector: str
-    _collection: _Collection
-
-    def recorded_space(self) -> EmbeddingSpace | None:
-        return self._collection.recorded_space()
-
-    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
-        return self._collection.sample_vectors(count)
-
-
-class _RowsDone(_Progress):
-    """`chroma._Progress` plus the rows already written per collection."""
+class _RowsDone(CopyProgress):
+    """`CopyProgress` plus the rows already written per collection."""
 
     def rows_done(self, name: str) -> int:
         return int(self._state.get("rows", {}).get(name, 0))
@@ -167,8 +147,8 @@ class MilvusLiteStore(DirectoryStore):
     def _parts(self) -> list[_Collection]:
         return self._collections
 
-    def collection_views(self) -> list[MilvusCollectionView]:
-        return [MilvusCollectionView(c.name, c) for c in self._collections]
+    def collection_views(self) -> list[PartView]:
+        return [PartView(c.name, c) for c in self._collections]
 
     # -- the embedding space -------------------------------------------------------------
     def record_space(self, out: Path, space: EmbeddingSpace) -> None:

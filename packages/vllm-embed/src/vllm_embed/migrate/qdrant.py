@@ -59,6 +59,7 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
+from ._copy_progress import CopyProgress
 from ._dirstore import swap_directory
 from ._jsonio import fsync_file
 from ._qdrant_collections import (
@@ -70,7 +71,6 @@ from ._qdrant_collections import (
 )
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, Store, check_rows
-from .chroma import _Progress
 
 __all__ = [
     "QdrantStore",
@@ -326,8 +326,8 @@ class QdrantStore(Store):
         return skip
 
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
-        """Fill a copy of the directory; resumable per batch (see chroma's ``_Progress``)."""
-        progress = _Progress(out)
+        """Fill a copy of the directory; resumable per batch (see `_copy_progress.CopyProgress`)."""
+        progress = CopyProgress(out)
         if not progress.copied():
             shutil.rmtree(out, ignore_errors=True)
             progress.reset()
@@ -355,7 +355,7 @@ class QdrantStore(Store):
                 fsync_file(file)
 
     def _fill(
-        self, out: Path, keep: Sequence[int], matrix: Any, dim: int, progress: _Progress
+        self, out: Path, keep: Sequence[int], matrix: Any, dim: int, progress: CopyProgress
     ) -> None:
         from qdrant_client import models
 

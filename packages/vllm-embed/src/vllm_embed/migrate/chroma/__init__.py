@@ -56,14 +56,9 @@ Modules, one job each:
 
 from __future__ import annotations
 
-from .._copy_progress import CopyProgress
 from ._client import CHROMA_FILE, is_chroma_dir
 from ._collection import ChromaCollectionView
 from ._read import read_chroma
 from ._store import ChromaStore
-
-#: The copy journal under its former name (the Qdrant, LanceDB and Milvus Lite stores
-#: import it from here).
-_Progress = CopyProgress
 
 __all__ = ["CHROMA_FILE", "ChromaCollectionView", "ChromaStore", "is_chroma_dir", "read_chroma"]
