@@ -40,6 +40,24 @@ def old_vectors(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, OLD_DIM)).astype(np.float32)
 
 
+def llamaindex_nodes(n: int, vectors: np.ndarray | None = None) -> list[Any]:
+    """``n`` LlamaIndex ``TextNode``s (ids ``node-i``; a file name in the embedded metadata,
+    the page excluded from it) carrying ``vectors`` (default: `old_vectors`)."""
+    from llama_index.core.schema import TextNode
+
+    vectors = old_vectors(n) if vectors is None else vectors
+    return [
+        TextNode(
+            text=t,
+            id_=f"node-{i}",
+            metadata={"file_name": f"f{i}.txt", "page": i},
+            excluded_embed_metadata_keys=["page"],
+            embedding=vectors[i].tolist(),
+        )
+        for i, t in enumerate(texts(n))
+    ]
+
+
 def close_chroma(path: Path) -> None:
     """Release chromadb's cached client for ``path`` (as an app exiting would)."""
     import chromadb

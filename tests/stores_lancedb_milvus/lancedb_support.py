@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stores_support import OLD_DIM, old_vectors, texts
+from stores_support import OLD_DIM, llamaindex_nodes, old_vectors, texts
 
 
 def make_langchain_lancedb(directory: Path, n: int = 10, table: str = "vectorstore") -> Path:
@@ -32,21 +32,10 @@ def make_langchain_lancedb(directory: Path, n: int = 10, table: str = "vectorsto
 
 
 def make_llamaindex_lancedb(directory: Path, n: int = 6) -> Path:
-    from llama_index.core.schema import TextNode
     from llama_index.vector_stores.lancedb import LanceDBVectorStore
 
     store = LanceDBVectorStore(uri=str(directory), table_name="nodes")
-    vectors = old_vectors(n)
-    nodes = [
-        TextNode(
-            text=t,
-            id_=f"node-{i}",
-            metadata={"file_name": f"f{i}.txt", "page": i},
-            excluded_embed_metadata_keys=["page"],
-            embedding=vectors[i].tolist(),
-        )
-        for i, t in enumerate(texts(n))
-    ]
+    nodes = llamaindex_nodes(n)
     store.add(nodes)
     return directory
 

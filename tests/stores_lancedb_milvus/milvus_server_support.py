@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from stores_support import OLD_DIM, old_vectors, texts
+from stores_support import OLD_DIM, llamaindex_nodes, old_vectors, texts
 
 from vllm_embed_testing.milvus_server import MilvusServer
 
@@ -102,7 +102,6 @@ def server_langchain(db: MilvusDB, n: int = 10, collection: str = "LangChainColl
 
 
 def server_llamaindex(db: MilvusDB, n: int = 6) -> None:
-    from llama_index.core.schema import TextNode
     from llama_index.vector_stores.milvus import MilvusVectorStore
 
     async def make() -> Any:  # the store builds an AsyncMilvusClient: it needs a loop
@@ -117,19 +116,7 @@ def server_llamaindex(db: MilvusDB, n: int = 6) -> None:
         )
 
     store = asyncio.run(make())
-    vectors = old_vectors(n)
-    store.add(
-        [
-            TextNode(
-                text=t,
-                id_=f"node-{i}",
-                metadata={"file_name": f"f{i}.txt", "page": i},
-                excluded_embed_metadata_keys=["page"],
-                embedding=vectors[i].tolist(),
-            )
-            for i, t in enumerate(texts(n))
-        ]
-    )
+    store.add(llamaindex_nodes(n))
     store.client.close()
 
 

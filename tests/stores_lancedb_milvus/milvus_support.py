@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stores_support import OLD_DIM, old_vectors, texts
+from stores_support import OLD_DIM, llamaindex_nodes, old_vectors, texts
 
 
 def close_milvus(path: Path) -> None:
@@ -42,7 +42,6 @@ def make_langchain_milvus(path: Path, n: int = 10, collection: str = "LangChainC
 
 
 def make_llamaindex_milvus(path: Path, n: int = 6, vectors: np.ndarray | None = None) -> Path:
-    from llama_index.core.schema import TextNode
     from llama_index.vector_stores.milvus import MilvusVectorStore
 
     dim = OLD_DIM if vectors is None else vectors.shape[1]
@@ -51,19 +50,7 @@ def make_llamaindex_milvus(path: Path, n: int = 6, vectors: np.ndarray | None = 
         return MilvusVectorStore(uri=str(path), dim=dim, collection_name="nodes", overwrite=True)
 
     store = asyncio.run(make())
-    vectors = old_vectors(n) if vectors is None else vectors
-    store.add(
-        [
-            TextNode(
-                text=t,
-                id_=f"node-{i}",
-                metadata={"file_name": f"f{i}.txt", "page": i},
-                excluded_embed_metadata_keys=["page"],
-                embedding=vectors[i].tolist(),
-            )
-            for i, t in enumerate(texts(n))
-        ]
-    )
+    store.add(llamaindex_nodes(n, vectors))
     store.client.close()
     close_milvus(path)
     return path
@@ -139,3 +126,29 @@ def milvus_vectors(path: Path, collection: str, field: str, primary: str) -> dic
     finally:
         client.close()
         close_milvus(path)
+
+
+def spy_writes(
+    monkeypatch: Any, *, kill_after: int
+) -> tuple[list[tuple[str, list[str]]], dict[str, int]]:
+    """Record every pymilvus ``insert`` / ``upsert`` as (kind, primary keys) and raise
+    KeyboardInterrupt (a kill) before write number ``kill_after`` (set ``kill["after"] = -1``
+    to let a resumed run through). Returns (the writes, ``kill``)."""
+    from pymilvus import MilvusClient
+
+    written: list[tuple[str, list[str]]] = []
+    kill = {"after": kill_after}
+    real = {"insert": MilvusClient.insert, "upsert": MilvusClient.upsert}
+
+    def spy(kind: str) -> Any:
+        def call(self: Any, name: str, data: Any, *args: Any, **kwargs: Any) -> Any:
+            if len(written) == kill["after"]:
+                raise KeyboardInterrupt
+            written.append((kind, [r["pk"] for r in data]))
+            return real[kind](self, name, data, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(MilvusClient, "insert", spy("insert"))
+    monkeypatch.setattr(MilvusClient, "upsert", spy("upsert"))
+    return written, kill

@@ -14,6 +14,7 @@ from milvus_support import (
     make_plain_milvus,
     milvus_rows,
     milvus_vectors,
+    spy_writes,
 )
 from stores_support import OLD_DIM, embedded_texts, listing, texts
 
@@ -200,28 +201,12 @@ def test_server_gone_mid_run_then_resume(tmp_path, fake_vllm, failing_after, cli
 
 
 def test_killed_while_filling_goes_on_from_the_journal(tmp_path, fake_vllm, client, monkeypatch):
-    from pymilvus import MilvusClient
-
     from vllm_embed.migrate import milvus as milvus_format
 
     db = make_langchain_milvus(tmp_path / "milvus.db", n=10)
     original = listing(db)
     monkeypatch.setattr(milvus_format.MilvusLiteStore, "batch_rows", 3)
-    written: list[tuple[str, list[str]]] = []
-    kill = {"after": 2}
-    real = {"insert": MilvusClient.insert, "upsert": MilvusClient.upsert}
-
-    def spy(kind):  # type: ignore[no-untyped-def]
-        def call(self, name, data, *args, **kwargs):  # type: ignore[no-untyped-def]
-            if len(written) == kill["after"]:
-                raise KeyboardInterrupt
-            written.append((kind, [r["pk"] for r in data]))
-            return real[kind](self, name, data, *args, **kwargs)
-
-        return call
-
-    monkeypatch.setattr(MilvusClient, "insert", spy("insert"))
-    monkeypatch.setattr(MilvusClient, "upsert", spy("upsert"))
+    written, kill = spy_writes(monkeypatch, kill_after=2)
     with pytest.raises(KeyboardInterrupt):
         migrate_store(open_store(db), client)
     assert listing(db) == original

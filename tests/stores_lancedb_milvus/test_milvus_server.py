@@ -18,6 +18,7 @@ from milvus_server_support import (
     server_plain,
     server_rows,
 )
+from milvus_support import spy_writes
 from stores_support import OLD_DIM, embedded_texts, texts
 
 from vllm_embed import MigrationError, StoreFormatError
@@ -260,29 +261,13 @@ def test_killed_while_filling_goes_on_in_the_half_filled_collection(
 ):
     db = milvus_default
     lc = db.prefix
-    from pymilvus import MilvusClient
-
     from vllm_embed.migrate._milvus_server import MilvusServerStore
 
     server_langchain(db, n=10, collection=lc)
     before = server_rows(db, lc)
     monkeypatch.setenv("MILVUS_TOKEN", db.server.token)
     monkeypatch.setattr(MilvusServerStore, "batch_rows", 3)
-    written: list[tuple[str, list[str]]] = []
-    kill = {"after": 2}
-    real = {"insert": MilvusClient.insert, "upsert": MilvusClient.upsert}
-
-    def spy(kind):  # type: ignore[no-untyped-def]
-        def call(self, name, data, *args, **kwargs):  # type: ignore[no-untyped-def]
-            if len(written) == kill["after"]:
-                raise KeyboardInterrupt
-            written.append((kind, [r["pk"] for r in data]))
-            return real[kind](self, name, data, *args, **kwargs)
-
-        return call
-
-    monkeypatch.setattr(MilvusClient, "insert", spy("insert"))
-    monkeypatch.setattr(MilvusClient, "upsert", spy("upsert"))
+    written, kill = spy_writes(monkeypatch, kill_after=2)
     with pytest.raises(KeyboardInterrupt):
         migrate_store(open_store(db.uri, collection=lc), client)
     assert same_rows(server_rows(db, lc), before)

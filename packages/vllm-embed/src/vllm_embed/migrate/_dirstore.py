@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ __all__ = [
     "PartView",
     "SampledPart",
     "exchange_directories",
+    "parts_format",
+    "parts_text_field",
     "swap_directory",
 ]
 
@@ -88,6 +90,24 @@ class PartView:
 
     def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
         return self.part.sample_vectors(count)  # type: ignore[no-any-return]
+
+
+def parts_format(store: str, kinds: Iterable[str | None], noun: str, names: Iterable[str]) -> str:
+    """The format line of a store of parts: ``LanceDB (LangChain LanceDB; table docs, notes)``
+    (the parts' kinds, when known, then which parts)."""
+    inner = "; ".join([*sorted({k for k in kinds if k}), f"{noun} {', '.join(names)}"])
+    return f"{store} ({inner})"
+
+
+def parts_text_field(
+    fields: Iterable[str], kinds: Iterable[str | None], llamaindex_kind: str
+) -> str:
+    """Where the parts' text comes from (``text / page_content``), saying so when LlamaIndex
+    node metadata is embedded with it (a part of kind ``llamaindex_kind``)."""
+    text = " / ".join(sorted(set(fields)))
+    if llamaindex_kind in set(kinds):
+        text += " (+ LlamaIndex node metadata, as LlamaIndex embeds it)"
+    return text
 
 
 class DirectoryStore(Store):

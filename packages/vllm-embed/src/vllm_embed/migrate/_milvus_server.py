@@ -51,7 +51,7 @@ import numpy as np
 from vllm_embed._errors import MigrationError, StoreFormatError
 from vllm_embed._secrets import mask_url_in
 
-from ._dirstore import DirectoryStore, PartView
+from ._dirstore import DirectoryStore, PartView, parts_format, parts_text_field
 from ._milvus_lite import count_rows, pymilvus_module
 from ._space import EmbeddingSpace
 from ._store import Rows
@@ -195,14 +195,11 @@ class MilvusServerStore(DirectoryStore):
         self._readers = readers  # real collection name -> the name readers use
         self._space: EmbeddingSpace | None = None
         self.switched: list[str] = []
-        kinds = sorted({c.kind for c in collections if c.kind})
-        names = ", ".join(self._readers[c.name] for c in collections)
-        inner = "; ".join([*kinds, f"collection {names}"])
-        self.format = f"Milvus server {address.shown} ({inner})"
-        self.text_field = " / ".join(sorted({c.text_field for c in collections})) + (
-            " (+ LlamaIndex node metadata, as LlamaIndex embeds it)"
-            if "LlamaIndex MilvusVectorStore" in kinds
-            else ""
+        kinds = [c.kind for c in collections]
+        names = [self._readers[c.name] for c in collections]
+        self.format = parts_format(f"Milvus server {address.shown}", kinds, "collection", names)
+        self.text_field = parts_text_field(
+            [c.text_field for c in collections], kinds, "LlamaIndex MilvusVectorStore"
         )
         self._join_parts()
 

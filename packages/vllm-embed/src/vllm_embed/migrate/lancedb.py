@@ -54,7 +54,7 @@ import numpy as np
 from vllm_embed._errors import MigrationError, StoreFormatError
 
 from ._copy_progress import CopyProgress
-from ._dirstore import DirectoryStore, PartView, SampledPart
+from ._dirstore import DirectoryStore, PartView, SampledPart, parts_format, parts_text_field
 from ._jsonio import fsync_file
 from ._lance_indexes import Index, create_indexes, read_index
 from ._space import SPACE_KEY, EmbeddingSpace
@@ -173,15 +173,10 @@ class LanceDBStore(DirectoryStore):
         self._space: EmbeddingSpace | None = None
         #: the copy last written and, per table, some rows' new vectors (row -> vector)
         self._written: tuple[Path, dict[str, dict[int, F32Matrix]]] | None = None
-        kinds = {t.kind for t in tables if t.kind}
-        names = ", ".join(t.name for t in tables)
-        kind = "; ".join(sorted(kinds))
-        self.format = f"LanceDB ({kind}; table {names})" if kind else f"LanceDB (table {names})"
-        columns = sorted({t.text_column for t in tables})
-        self.text_field = " / ".join(columns) + (
-            " (+ LlamaIndex node metadata, as LlamaIndex embeds it)"
-            if "LlamaIndex LanceDBVectorStore" in kinds
-            else ""
+        kinds = [t.kind for t in tables]
+        self.format = parts_format("LanceDB", kinds, "table", [t.name for t in tables])
+        self.text_field = parts_text_field(
+            [t.text_column for t in tables], kinds, "LlamaIndex LanceDBVectorStore"
         )
         self._join_parts()
 

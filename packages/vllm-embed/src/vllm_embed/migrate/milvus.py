@@ -49,7 +49,7 @@ import numpy as np
 from vllm_embed._errors import MigrationError, StoreFormatError
 
 from ._copy_progress import CopyProgress
-from ._dirstore import DirectoryStore, PartView, SampledPart
+from ._dirstore import DirectoryStore, PartView, SampledPart, parts_format, parts_text_field
 from ._jsonio import fsync_file
 from ._milvus_lite import LiteClient, count_rows, iterate_rows, pymilvus_module, served_here
 from ._space import SPACE_KEY, EmbeddingSpace
@@ -131,15 +131,12 @@ class MilvusLiteStore(DirectoryStore):
         self._collections = collections
         self._untouched = untouched
         self._space: EmbeddingSpace | None = None
-        kinds = sorted({c.kind for c in collections if c.kind})
-        names = ", ".join(c.name for c in collections)
-        kind = "; ".join(kinds)
-        label = f"collection {names}"
-        self.format = f"Milvus Lite ({kind}; {label})" if kind else f"Milvus Lite ({label})"
-        self.text_field = " / ".join(sorted({c.text_field for c in collections})) + (
-            " (+ LlamaIndex node metadata, as LlamaIndex embeds it)"
-            if "LlamaIndex MilvusVectorStore" in kinds
-            else ""
+        kinds = [c.kind for c in collections]
+        self.format = parts_format(
+            "Milvus Lite", kinds, "collection", [c.name for c in collections]
+        )
+        self.text_field = parts_text_field(
+            [c.text_field for c in collections], kinds, "LlamaIndex MilvusVectorStore"
         )
         self._join_parts()
 
