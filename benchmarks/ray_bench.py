@@ -4,7 +4,7 @@
 
 Needs vllm-embed, vllm-embed-ray (ray[data]) and pyarrow installed, and starts everything
 itself: a two-node local Ray cluster (``ray.cluster_utils.Cluster``, 2 logical CPUs per
-node) and fake servers (``shared/vllm_embed_testing/fake_server.py``) in their own
+node) and fake servers (``shared/vllm_embed_testing/fake_server/``) in their own
 processes.
 
 1. Scale-out: N = 1, 2, 4 fake servers each capped at ``--rate`` vectors/s; one dataset per

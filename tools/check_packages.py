@@ -76,7 +76,7 @@ def readme_example(readme: Path, base_url: str) -> str:
 
 
 def start_fake_server(python: str) -> tuple[subprocess.Popen[bytes], str]:
-    server = ROOT / "shared" / "vllm_embed_testing" / "fake_server.py"
+    server = ROOT / "shared" / "vllm_embed_testing" / "fake_server" / "__main__.py"
     config = json.dumps({"model": README_MODEL, "dim": 384})
     process = subprocess.Popen(
         [python, str(server), config], stdin=subprocess.PIPE, stdout=subprocess.PIPE
