@@ -93,38 +93,21 @@ def build_lancedb(path: Path, records: int, dim: int) -> float:
 def build_milvus(path: Path, records: int, dim: int) -> float:
     """LangChain ``Milvus``'s layout (pk, text, vector, metadata fields) through pymilvus."""
     from milvus_lite.server_manager import server_manager_instance
-    from pymilvus import DataType, MilvusClient
+    from pymilvus import MilvusClient
 
     began = time.perf_counter()
     client = MilvusClient(str(path))
-    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("text", DataType.VARCHAR, max_length=65535)
-    schema.add_field("pk", DataType.VARCHAR, max_length=65535, is_primary=True)
-    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field("i", DataType.INT64)
-    index = client.prepare_index_params()
-    index.add_index(field_name="vector", index_type="FLAT", metric_type="L2")
-    client.create_collection("LangChainCollection", schema=schema, index_params=index)
-    for start in range(0, records, BATCH):
-        stop = min(records, start + BATCH)
-        vectors = _vectors(stop - start, dim, start)
-        rows = [
-            {"text": t, "pk": f"id{start + k}", "vector": v.tolist(), "i": start + k}
-            for k, (t, v) in enumerate(zip(_texts(start, stop), vectors, strict=True))
-        ]
-        client.insert("LangChainCollection", rows)
+    _fill_langchain_milvus(client, "LangChainCollection", records, dim)
     client.close()
     server_manager_instance.release_server(str(path))
     return time.perf_counter() - began
 
 
-def build_milvus_server(where: str, records: int, dim: int) -> float:
-    """The same LangChain layout in collection NAME of the server at URI (``URI|NAME``)."""
-    from pymilvus import DataType, MilvusClient
+def _fill_langchain_milvus(client: Any, name: str, records: int, dim: int) -> None:
+    """Collection ``name`` in LangChain ``Milvus``'s layout (text, pk, vector, an int field),
+    FLAT index, filled with ``records`` rows of random vectors in batches of BATCH."""
+    from pymilvus import DataType
 
-    uri, name = where.split("|")
-    began = time.perf_counter()
-    client = MilvusClient(uri=uri, token=os.environ["MILVUS_TOKEN"])
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("text", DataType.VARCHAR, max_length=65535)
     schema.add_field("pk", DataType.VARCHAR, max_length=65535, is_primary=True)
@@ -141,6 +124,16 @@ def build_milvus_server(where: str, records: int, dim: int) -> float:
             for k, (t, v) in enumerate(zip(_texts(start, stop), vectors, strict=True))
         ]
         client.insert(name, rows)
+
+
+def build_milvus_server(where: str, records: int, dim: int) -> float:
+    """The same LangChain layout in collection NAME of the server at URI (``URI|NAME``)."""
+    from pymilvus import MilvusClient
+
+    uri, name = where.split("|")
+    began = time.perf_counter()
+    client = MilvusClient(uri=uri, token=os.environ["MILVUS_TOKEN"])
+    _fill_langchain_milvus(client, name, records, dim)
     client.flush(name)
     client.close()
     return time.perf_counter() - began
