@@ -292,19 +292,6 @@ def test_named_errors_and_dry_run(milvus_default, fake_vllm):
     wrong = _run(f"http://vllm_tests:wrong-{PASSWORD}-x@{host}", "--collection", lc)
     assert wrong.exit_code != 0 and "cannot connect to the Milvus server" in wrong.output
     assert f"wrong-{PASSWORD}-x" not in wrong.output
-    from langchain_core.embeddings import DeterministicFakeEmbedding
-    from langchain_milvus import Milvus
-
-    auto = Milvus(  # keys made by the server: a server before 2.5 takes none back
-        embedding_function=DeterministicFakeEmbedding(size=OLD_DIM),
-        connection_args={"uri": db.server.uri, "token": db.server.token},
-        collection_name=f"{lc}auto",
-        auto_id=True,
-    )
-    auto.add_texts(["a", "b"])
-    auto.client.close()
-    with pytest.raises(StoreFormatError, match=f"collection '{lc}auto' has auto-id primary keys"):
-        open_store(db.uri_with_credentials, collection=f"{lc}auto")
     with pytest.raises(StoreFormatError, match="no collection or alias 'missing'"):
         open_store(db.uri_with_credentials, collection="missing")
     out = _run(db.uri_with_credentials, "--collection", lc, "--out", "elsewhere")
@@ -352,3 +339,130 @@ def test_every_collection_of_the_database_by_default_backups_skipped_after(milvu
         )
     finally:
         client.close()
+
+
+def test_killed_between_rename_and_alias_the_same_command_finishes_the_switch(
+    milvus_default, fake_vllm, monkeypatch, tmp_path
+):
+    import json
+
+    from pymilvus import MilvusClient
+
+    from vllm_embed.migrate._milvus_switch import MARK
+
+    db = milvus_default
+    lc = db.prefix
+    server_langchain(db, n=6, collection=lc)
+    before = server_rows(db, lc)
+    new, backup = f"{lc}_vllm_d{DIM}", f"{lc}_vllm_bak_d{OLD_DIM}"
+
+    def killed(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # the kill: after the rename, before the alias
+
+    with monkeypatch.context() as m:
+        m.setattr(MilvusClient, "create_alias", killed)
+        killed_run = _run(db.uri_with_credentials, "--collection", lc)
+    assert killed_run.exit_code == 130 and "run the same command again" in killed_run.output
+    client = db.client()
+    try:
+        assert sorted(n for n in client.list_collections() if n.startswith(lc)) == [
+            backup,
+            new,
+        ]
+        assert not client.describe_collection(new).get("aliases")
+        # a second backup waiting for the same name: ambiguous, so nothing is guessed
+        client.create_collection(f"{backup}_2", dimension=4)
+        client.alter_collection_properties(
+            f"{backup}_2", {MARK: json.dumps({"name": lc, "new": new, "done": False})}
+        )
+    finally:
+        client.close()
+    ambiguous = _run(db.uri_with_credentials, "--collection", lc)
+    assert ambiguous.exit_code != 0
+    assert "several backups wait for an interrupted switch" in ambiguous.output
+    assert f"{backup}, {backup}_2" in ambiguous.output
+    client = db.client()  # (the run closed pymilvus' shared connection)
+    try:
+        client.drop_collection(f"{backup}_2")
+    finally:
+        client.close()
+
+    fake_vllm.reset()
+    again = _run(db.uri_with_credentials, "--collection", lc)
+    assert again.exit_code == 0, again.output
+    _no_secret(again)
+    assert embedded_texts(fake_vllm) == []  # resumed: nothing embedded again
+    assert (
+        f"switched     '{lc}' -> collection '{new}' (dimension {OLD_DIM} -> {DIM}); the "
+        "switch an interrupted run began is finished" in again.stdout
+    )
+    assert f"backup       collection '{backup}'" in again.stdout
+    assert _dim(db, lc) == (new, DIM)
+    assert same_rows(server_rows(db, backup), before)
+    assert [r["pk"] for r in server_rows(db, lc)] == [r["pk"] for r in before]
+    client = db.client()
+    try:
+        mark = json.loads(client.describe_collection(backup)["properties"][MARK])
+        assert mark == {"done": True, "finish": "alias", "name": lc, "new": new}
+        assert MARK not in client.describe_collection(new)["properties"]
+    finally:
+        client.close()
+    assert not list((tmp_path / "state").glob("*.vllm-embed-migrate"))  # work dir removed
+
+
+def test_auto_id_collection_keeps_its_keys_in_a_collection_without_auto_id(
+    milvus_default, fake_vllm
+):
+    from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
+    from langchain_milvus import Milvus
+
+    db = milvus_default
+    lc = f"{db.prefix}auto"
+    auto = Milvus(  # keys made by the server
+        embedding_function=DeterministicFakeEmbedding(size=OLD_DIM),
+        connection_args={"uri": db.server.uri, "token": db.server.token},
+        collection_name=lc,
+        auto_id=True,
+        consistency_level="Strong",
+    )
+    auto.add_texts(texts(5), metadatas=[{"n": i} for i in range(5)])
+    auto.client.close()
+    before = server_rows(db, lc)
+    result = _run(db.uri_with_credentials, "--collection", lc)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"keys         '{lc}' keeps its auto-id keys: the new collection has auto_id=False, "
+        "so inserts must give 'pk'" in result.stdout
+    )
+    after = server_rows(db, lc)
+    assert [{k: v for k, v in r.items() if k != "vector"} for r in after] == [
+        {k: v for k, v in r.items() if k != "vector"} for r in before
+    ]
+    np.testing.assert_allclose(after[2]["vector"], fake_vector(after[2]["text"], DIM), atol=1e-6)
+    client = db.client()
+    try:
+        old = client.describe_collection(f"{lc}_vllm_bak_d{OLD_DIM}")
+        got = client.describe_collection(lc)
+    finally:
+        client.close()
+    assert (old["auto_id"], got["auto_id"]) == (True, False)
+    # the same fields; only the primary key's auto-id flag and the vector's size changed
+    assert [(f["name"], f["type"]) for f in got["fields"]] == [
+        (f["name"], f["type"]) for f in old["fields"]
+    ]
+
+    class Fake(_Fake, Embeddings):
+        pass
+
+    store = Milvus(
+        embedding_function=Fake(),
+        connection_args={"uri": db.server.uri, "token": db.server.token},
+        collection_name=lc,
+        auto_id=False,
+    )
+    try:
+        hit = store.similarity_search(texts(5)[3], k=1)[0]
+        assert (hit.page_content, hit.metadata["n"]) == (texts(5)[3], 3)
+        assert hit.metadata["pk"] == before[3]["pk"]  # the server-made key, kept
+    finally:
+        store.client.close()

@@ -21,16 +21,24 @@ or an API key) and are never printed (`ServerAddress.shown`; errors pass through
 - Verifying, before anything is switched: the schema, properties, partitions and
   indexes, ``count`` and every key in its partition (keys only), the first 1,024 rows
   whole (fields, vector dimension, finite), and a search that finds a row first.
-- Switching (`MilvusServerStore.install`): every alias of the old collection moves to
-  the new one (``alter_alias``, atomic). When readers use an alias (any migration after
-  the first), that is the whole switch. When they use the collection's own name (the
-  first migration), the old collection is renamed to ``NAME_vllm_bak_d<old dim>`` and an
-  alias ``NAME`` created for the new one: between those two calls (milliseconds) a
-  reader of ``NAME`` finds no collection. LlamaIndex's ``MilvusVectorStore`` looks its
-  collection up in ``list_collections()``, which lists no alias (it would try to create
-  it again), so its collections are switched by two renames instead (old -> backup, new
-  -> ``NAME``; the same short window, at every migration). The old collection is never
-  dropped: the summary says where it is and how to drop it.
+- Switching (`MilvusServerStore.install`, `_milvus_switch.switch`): every alias of the
+  old collection moves to the new one (``alter_alias``, atomic). When readers use an
+  alias (any migration after the first), that is the whole switch. When they use the
+  collection's own name (the first migration), the old collection is marked and renamed
+  to ``NAME_vllm_bak_d<old dim>`` and an alias ``NAME`` created for the new one: between
+  those two calls (milliseconds) a reader of ``NAME`` finds no collection. LlamaIndex's
+  ``MilvusVectorStore`` looks its collection up in ``list_collections()``, which lists no
+  alias (it would try to create it again), so its collections are switched by two renames
+  instead (old -> backup, new -> ``NAME``; the same short window, at every migration).
+  A run killed between the two calls is finished by the same command run again: the
+  backup's mark names ``NAME`` and the new collection, so ``NAME`` is read from the
+  backup, the work directory resumes and only the last call is made
+  (`_milvus_switch.pending_switches`). The old collection is never dropped: the summary
+  says where it is and how to drop it.
+- Auto-id collections (``auto_id=True``: keys made by the server): Milvus before 2.5
+  takes no given key into such a collection, so the new one has ``auto_id=False`` on the
+  same primary-key field and keeps every old key (the rest of the schema is the same);
+  from then on inserts must give the key. The summary says so.
 """
 
 from __future__ import annotations
@@ -53,6 +61,14 @@ from vllm_embed._secrets import mask_url_in
 
 from ._dirstore import DirectoryStore, PartView, parts_format, parts_text_field
 from ._milvus_lite import count_rows, pymilvus_module
+from ._milvus_switch import (
+    BACKUP,
+    aliases_of,
+    free_name,
+    pending_switches,
+    strip_mark,
+    switch,
+)
 from ._space import EmbeddingSpace
 from ._store import Rows
 from .milvus import (
@@ -75,12 +91,8 @@ __all__ = [
 _SCHEMES = ("http", "https", "tcp", "grpc", "grpcs")
 #: ``http:/host`` is what ``pathlib.Path("http://host")`` makes of a URL: read it back.
 _COLLAPSED = re.compile(r"^(https?|tcp|grpcs?):/(?!/)", re.IGNORECASE)
-_BACKUP = re.compile(r"_vllm_bak_d\d+(_\d+)?$")
 _MIGRATED = "_vllm_d"
 _GENERATION = re.compile(r"_vllm_d\d+(_\d+)?$")
-#: LlamaIndex's MilvusVectorStore looks its collection up in ``list_collections()``, which
-#: lists no alias (it would try to create the collection again): renamed, not aliased.
-_LLAMAINDEX = "LlamaIndex MilvusVectorStore"
 #: Environment variable with the server's credentials (``user:password`` or an API key).
 TOKEN_ENV = "MILVUS_TOKEN"
 
@@ -188,11 +200,17 @@ class MilvusServerStore(DirectoryStore):
         anchor: Path,
         collections: list[_Collection],
         readers: dict[str, str],
+        pending: dict[str, str] | None = None,
+        auto_ids: list[str] | None = None,
     ) -> None:
         self.address = address
         self.path = self.target = anchor
         self._collections = collections
         self._readers = readers  # real collection name -> the name readers use
+        #: a name whose switch a killed run began -> its backup (read as that name)
+        self._pending = pending or {}
+        #: collections whose auto-id keys the new collection keeps (auto_id=False)
+        self.auto_ids = auto_ids or []
         self._space: EmbeddingSpace | None = None
         self.switched: list[str] = []
         kinds = [c.kind for c in collections]
@@ -249,7 +267,7 @@ class MilvusServerStore(DirectoryStore):
                 new = plan.new_name(c.name)
                 resumed = new is not None and new in existing
                 if new is None or not resumed:
-                    new = new or _free_name(
+                    new = new or free_name(
                         f"{self._readers[c.name]}{_MIGRATED}{rows.dim}", existing
                     )
                     plan.set_new_name(c.name, new)
@@ -310,23 +328,19 @@ class MilvusServerStore(DirectoryStore):
                 reader = self._readers[c.name]
                 if made is None:  # verified just before: only a removed work dir does this
                     raise MigrationError(f"{new}: no new collection recorded for {reader!r}")
-                for alias in _aliases(client, c.name):
-                    client.alter_alias(made, alias)
-                backup = c.name
-                if reader == c.name:  # readers use the collection's own name
-                    backup = _free_name(
-                        f"{c.name}_vllm_bak_d{c.dim}", set(client.list_collections())
-                    )
-                    client.rename_collection(c.name, backup)
-                    if c.kind == _LLAMAINDEX:
-                        client.rename_collection(made, reader)
-                        made = reader
-                    else:
-                        client.create_alias(made, reader)
+                pending = self._pending.get(c.name)
+                made, backup = switch(client, c.name, c.kind, c.dim, made, reader, pending)
                 self.switched.append(
                     f"switched     {reader!r} -> collection {made!r} (dimension {c.dim} -> "
                     f"{self._space.dimension if self._space else '?'})"
+                    + ("; the switch an interrupted run began is finished" if pending else "")
                 )
+                if c.name in self.auto_ids:
+                    self.switched.append(
+                        f"keys         {reader!r} keeps its auto-id keys: the new collection "
+                        f"has auto_id=False, so inserts must give {c.primary!r} (LangChain "
+                        "Milvus: auto_id=False and ids=...)"
+                    )
                 self.switched.append(
                     f"backup       collection {backup!r} on {self.address.shown}; drop it "
                     f"when no longer needed: MilvusClient(uri).drop_collection({backup!r})"
@@ -335,20 +349,6 @@ class MilvusServerStore(DirectoryStore):
 
     def final_path(self, target: Path) -> Path:
         return target
-
-
-def _aliases(client: Any, name: str) -> list[str]:
-    """A server's aliases of collection ``name`` (from its description: Milvus 2.3's
-    ``list_aliases`` fails outside the default database)."""
-    return list(client.describe_collection(name).get("aliases") or [])
-
-
-def _free_name(base: str, taken: set[str]) -> str:
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}_{n}", n + 1
-    taken.add(name)
-    return name
 
 
 class _Plan:
@@ -417,44 +417,69 @@ def _read_server(
     address: ServerAddress, client: Any, wanted: str | None, text_field: str | None
 ) -> MilvusServerStore:
     names = sorted(str(n) for n in client.list_collections())
-    aliases = {c: _aliases(client, c) for c in names}
+    aliases = {c: aliases_of(client, c) for c in names}
     alias_of = {a: c for c, found in aliases.items() for a in found}
     readers = {c: _reader_name(c, aliases[c]) for c in names}
+    pending = pending_switches(client, names, aliases, address.shown)
     if wanted is not None:
         real = alias_of.get(wanted, wanted)
-        if real not in names:
+        if real not in names and wanted not in pending:
             raise StoreFormatError(_not_found(address, wanted, names))
-        readers[real] = wanted if wanted in alias_of else readers[real]
+        if real in names:
+            readers[real] = wanted if wanted in alias_of else readers[real]
         chosen = [real]
     else:
         chosen = [c for c in names if not _left_by_a_migration(c, aliases[c])]
+        chosen = sorted(chosen + list(pending))
     if not chosen:
         raise StoreFormatError(f"{address.shown}: the database holds no collection.")
+    readers.update({name: name for name in pending})
     collections = []
+    auto_ids = []
     start = 0
     for name in chosen:
-        if client.describe_collection(name).get("auto_id"):
-            raise StoreFormatError(
-                f"{address.shown}: collection {readers[name]!r} has auto-id primary keys "
-                "(LangChain Milvus without ids, auto_id=True): a Milvus server before 2.5 "
-                "does not take the same keys back for them, so the migration could not keep "
-                "its ids. Nothing was written. Re-create the collection with auto_id=False "
-                "and your keys, or export it to a Milvus Lite file and migrate that."
-            )
-        c = _read_collection(address.shown, client, name, text_field, server=True)
+        # a name whose switch a kill interrupted is read from its backup, as it was read
+        # before the kill (so the run's work directory resumes)
+        c = _read_collection(
+            address.shown, client, pending.get(name, name), text_field, server=True
+        )
+        c.name = name
+        strip_mark(c.description)
+        if _keep_auto_id_keys(c):
+            auto_ids.append(name)
         c.start = start
         start += len(c.rows)
         collections.append(c)
     anchor = state_dir() / _anchor_name(address, [readers[c] for c in chosen])
     anchor.parent.mkdir(parents=True, exist_ok=True)
     _write_snapshot(_snapshot_path(anchor), address, collections, readers)
-    return MilvusServerStore(address, anchor, collections, {c: readers[c] for c in chosen})
+    return MilvusServerStore(
+        address,
+        anchor,
+        collections,
+        {c: readers[c] for c in chosen},
+        {name: backup for name, backup in pending.items() if name in chosen},
+        auto_ids,
+    )
+
+
+def _keep_auto_id_keys(c: _Collection) -> bool:
+    """An auto-id collection (keys made by the server): Milvus before 2.5 takes no given
+    key into one (``insert`` / ``upsert`` fail), so the new collection is described with
+    ``auto_id=False`` on the same primary-key field and gets the old keys; the rest of
+    the schema is unchanged. True if ``c`` was one."""
+    if not c.description.get("auto_id"):
+        return False
+    c.description["auto_id"] = False
+    for f in c.description["fields"]:
+        f.pop("auto_id", None)
+    return True
 
 
 def _left_by_a_migration(name: str, aliases: list[str]) -> bool:
     """A backup (``*_vllm_bak_d<dim>``), or a collection an earlier migration made that no
     alias points at any more (the backup of an alias flip, or a half-filled one)."""
-    return bool(_BACKUP.search(name) or (_GENERATION.search(name) and not aliases))
+    return bool(BACKUP.search(name) or (_GENERATION.search(name) and not aliases))
 
 
 def _reader_name(name: str, aliases: list[str]) -> str:
@@ -472,10 +497,11 @@ def _not_found(address: ServerAddress, wanted: str, names: list[str]) -> str:
     )
     if backups:
         message += (
-            f". {backups[-1]!r} is the backup of an earlier migration of {wanted!r}: if that "
-            f"run stopped during its switch, point the alias at its new collection "
-            f"(MilvusClient(uri).create_alias('{wanted}{_MIGRATED}<dim>', {wanted!r})) "
-            "or rename the backup back."
+            f". {backups[-1]!r} is the backup of an earlier migration of {wanted!r}, but no "
+            "interrupted switch waits for it (its mark is done or missing, or its new "
+            "collection is gone or aliased), so nothing is resumed: point the alias at the "
+            f"new collection (MilvusClient(uri).create_alias('{wanted}{_MIGRATED}<dim>', "
+            f"{wanted!r})) or rename the backup back."
         )
     return message
 
