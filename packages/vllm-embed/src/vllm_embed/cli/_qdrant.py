@@ -8,59 +8,23 @@ the URL is printed with any credentials masked. The migration itself is
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from vllm_embed._errors import MissingDependencyError, QdrantConnectionError
 from vllm_embed._secrets import mask_url
+from vllm_embed.migrate import _qdrant_collections
+from vllm_embed.migrate._qdrant_collections import API_KEY_ENV
 
-__all__ = ["connect_qdrant", "migrate_qdrant_url"]
-
-API_KEY_ENV = "QDRANT_API_KEY"
+__all__ = ["API_KEY_ENV", "connect_qdrant", "migrate_qdrant_url"]
 
 
 def connect_qdrant(url: str, *, timeout: float = 10.0) -> Any:
-    """A `QdrantClient` for ``url`` (key from ``QDRANT_API_KEY``), checked with one call.
-
-    Raises `QdrantConnectionError` (no key in it) when the server cannot be reached or
-    refuses the key.
-    """
-    try:
-        from qdrant_client import QdrantClient
-        from qdrant_client.http.exceptions import UnexpectedResponse
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "migrating a Qdrant server needs the qdrant-client package: pip install qdrant-client"
-        ) from exc
-    shown = mask_url(url)
-    key = os.environ.get(API_KEY_ENV) or None
-    with warnings.catch_warnings():
-        # "Api key is used with an insecure connection": said below, without the key
-        warnings.simplefilter("ignore", UserWarning)
-        client = QdrantClient(url=url, api_key=key, timeout=int(timeout), check_compatibility=False)
-    try:
-        client.get_collections()
-    except UnexpectedResponse as exc:
-        client.close()
-        if exc.status_code in (401, 403):
-            raise QdrantConnectionError(
-                f"the Qdrant server at {shown} refused the API key (HTTP {exc.status_code}): set "
-                f"{API_KEY_ENV} to a key with read-write access; nothing was written."
-            ) from None
-        raise QdrantConnectionError(
-            f"the Qdrant server at {shown} answered HTTP {exc.status_code}; nothing was written."
-        ) from None
-    except Exception as exc:
-        client.close()
-        # the cause is not chained: a transport's exception may carry request headers
-        raise QdrantConnectionError(
-            f"cannot reach a Qdrant server at {shown} ({type(exc).__name__}): check the URL "
-            "and that the server runs, then run the same command again; nothing was written."
-        ) from None
-    if key and url.startswith("http://"):
+    """`vllm_embed.migrate._qdrant_collections.connect_qdrant`, saying when the key goes
+    over plain http."""
+    client = _qdrant_collections.connect_qdrant(url, timeout=timeout)
+    if os.environ.get(API_KEY_ENV) and url.startswith("http://"):
         click.echo("warning      the API key is sent over plain http", err=True)
     return client
 

@@ -182,7 +182,7 @@ def _print_checks(cfg: EmbedConfig, checks: list[Check]) -> None:
     "--collection",
     help="With --store: judge only this collection of a Chroma directory (NAME or "
     "TENANT/DATABASE/NAME), kano index or LangChain pgvector table (default: every "
-    "collection, one check each).",
+    "collection, one check each); the collection or alias of a Qdrant server URL.",
 )
 def doctor(
     file: str | None,
@@ -206,7 +206,9 @@ def doctor(
     `vllm-embed migrate` records it) against the server's; a store without a record is
     probed (a few stored texts re-embedded, cosine against the stored vectors). A Chroma
     directory gets one check per collection (or --collection NAME). --store
-    postgresql://USER@HOST:PORT/DB checks every pgvector table found the same way.
+    postgresql://USER@HOST:PORT/DB checks every pgvector table found the same way;
+    --store http://HOST:6333 --collection NAME one collection (or alias) of a Qdrant
+    server (API key from QDRANT_API_KEY, never printed).
 
     FILE is a .toml / .json / .py config or a dotted module name (a Python config is
     executed to read it). Exit code 1 when any check fails.

@@ -1,8 +1,9 @@
 """The store checks of doctor: a vector store's embedding space against the live server's.
 
 The store's record (written by ``vllm-embed migrate``) when it has one, else a probe: a
-few stored texts embedded again and compared with their stored vectors. File stores here;
-Postgres in :mod:`vllm_embed.doctor._postgres`.
+few stored texts embedded again and compared with their stored vectors. File stores and
+Qdrant server URLs (one collection, read as ``migrate`` reads it) here; Postgres in
+:mod:`vllm_embed.doctor._postgres`.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def check_store(
     collections) is judged one collection at a time, one check each (``store space
     (collection NAME)``), unless ``collection`` names one: collections of one directory
     can be in different spaces. The store is read once; each collection keeps its own
-    record and probe sample.
+    record and probe sample. A Qdrant server URL (``http://host:6333``, key from
+    ``QDRANT_API_KEY``) is judged for the collection or alias ``collection`` names; an
+    unreachable server, a refused key or a missing collection is a FAIL naming it.
     """
     checks = _check_store(
         cfg, store_path, timeout, section, allow_dangerous_deserialization, collection
@@ -76,29 +79,25 @@ def _check_store(
     from vllm_embed._errors import StoreError
     from vllm_embed._secrets import mask_url
     from vllm_embed.migrate import PickleConsentError, open_store, read_sidecar, space_of_client
-    from vllm_embed.migrate._milvus_server import MilvusServerStore
-    from vllm_embed.migrate.chroma import ChromaStore
-    from vllm_embed.migrate.lancedb import LanceDBStore
-    from vllm_embed.migrate.milvus import MilvusLiteStore
+    from vllm_embed.migrate._qdrant_collections import looks_like_qdrant_url
 
     name = "store space" if collection is None else f"store space (collection {collection})"
     parts: list[tuple[str | None, Any]] = []
     recorded = None
     given, store_path = store_path, mask_url(store_path)  # a server URL's password: hidden
     try:
-        store = open_store(given, allow_dangerous_deserialization=consent, collection=collection)
+        if looks_like_qdrant_url(given):
+            parts = [(collection, _qdrant_server_collection(given, collection, timeout))]
+        else:
+            store = open_store(
+                given, allow_dangerous_deserialization=consent, collection=collection
+            )
+            parts = _parts_of(store, collection)
     except PickleConsentError as exc:
         recorded = read_sidecar(exc.index_path)
         consent = True
     except StoreError as exc:
         return [Check(name, "fail", f"cannot read {store_path}: {exc}", None)]
-    else:
-        if isinstance(store, ChromaStore | LanceDBStore | MilvusLiteStore | MilvusServerStore) and (
-            collection is not None or len(store.collections) > 1
-        ):
-            parts = [(v.selector, v) for v in store.collection_views()]
-        else:
-            parts = [(collection, store)]
     if not cfg.base_urls:
         return [Check(name, "skip", "no server configured")]
     with doctor_client(cfg, cfg.base_urls[0], timeout) as client:
@@ -134,6 +133,38 @@ def _check_store(
             )
             for label, part in parts
         ]
+
+
+def _parts_of(store: Any, collection: str | None) -> list[tuple[str | None, Any]]:
+    """A store of several collections (or one picked): one part per collection."""
+    from vllm_embed.migrate._milvus_server import MilvusServerStore
+    from vllm_embed.migrate.chroma import ChromaStore
+    from vllm_embed.migrate.lancedb import LanceDBStore
+    from vllm_embed.migrate.milvus import MilvusLiteStore
+
+    if isinstance(store, ChromaStore | LanceDBStore | MilvusLiteStore | MilvusServerStore) and (
+        collection is not None or len(store.collections) > 1
+    ):
+        return [(v.selector, v) for v in store.collection_views()]
+    return [(collection, store)]
+
+
+def _qdrant_server_collection(url: str, collection: str | None, timeout: float) -> Any:
+    """Collection (or alias) ``collection`` of the Qdrant server at ``url`` (key from
+    ``QDRANT_API_KEY``), read as ``migrate`` reads it: a part `_judge_part` judges."""
+    from vllm_embed._errors import StoreFormatError
+    from vllm_embed.migrate import _qdrant_collections, _qdrant_switch
+
+    client = _qdrant_collections.connect_qdrant(url, timeout=timeout)
+    try:
+        if collection is None:
+            names = ", ".join(_qdrant_switch.list_names(client)) or "none"
+            raise StoreFormatError(
+                f"name the Qdrant collection (or alias) to judge with --collection; found: {names}"
+            )
+        return _qdrant_switch.inspect_collection(client, collection)
+    finally:
+        client.close()
 
 
 def _judge_recorded(name: str, where: str, recorded: Any, live: Any, fix_cmd: str) -> Check:

@@ -50,9 +50,16 @@ import numpy as np
 from vllm_embed._errors import MigrationError, MissingTextError, StoreFormatError
 
 from ._engine import NoProgress
-from ._qdrant_collections import SOURCE_KEY, UNNAMED, choose_vector, recorded_source, texts_of
+from ._qdrant_collections import (
+    SOURCE_KEY,
+    UNNAMED,
+    choose_vector,
+    probe_sample,
+    recorded_source,
+    texts_of,
+)
 from ._space import SPACE_KEY, EmbeddingSpace
-from ._store import check_rows
+from ._store import F32Matrix, check_rows
 
 __all__ = [
     "QdrantCollectionReport",
@@ -99,6 +106,15 @@ class QdrantSource:
     recorded: EmbeddingSpace | None
     #: ``--vector-name`` / ``--text-field`` as given or recorded by an earlier run.
     given: dict[str, str]
+
+    def recorded_space(self) -> EmbeddingSpace | None:
+        """The space a migration recorded (``doctor --store`` judges a source as a part)."""
+        return self.recorded
+
+    def sample_vectors(self, count: int) -> tuple[list[str], F32Matrix] | None:
+        """doctor's probe: a few (text, stored vector) pairs, as for a local directory."""
+        stored = [p[2].get(self.vector_name) for p in self.points]
+        return probe_sample(self.texts, stored, count)
 
     def describe(self) -> str:
         behind = f"alias of collection {self.collection!r}" if self.is_alias else "collection"

@@ -66,6 +66,7 @@ from ._qdrant_collections import (
     SOURCE_KEY,
     UNNAMED,
     choose_vector,
+    probe_sample,
     recorded_source,
     texts_of,
 )
@@ -87,7 +88,6 @@ COLLECTIONS_DIR = "collection"
 #: 200,000 points quadratic; 10,000 keeps it to 20 passes (~90 MB of vectors per page).
 _PAGE = 10_000
 _BATCH = 1024
-_SAMPLE = 16
 
 
 def is_qdrant_dir(path: Path) -> bool:
@@ -540,7 +540,7 @@ def read_qdrant(
             ) from exc
     texts, kind, field = texts_of(path, name, points, text_field)
     given = {"vector_name": vector_name, "text_field": text_field}
-    sample = _sample(texts, stored)
+    sample = probe_sample(texts, stored)
     indexes = dict((meta.get("text_indexes") or {}).get(name) or {})
     return QdrantStore(
         path,
@@ -579,7 +579,7 @@ def _scroll(
     client: Any, name: str, vector: str, config: dict[str, Any]
 ) -> tuple[list[tuple[Any, dict[str, Any], dict[str, Any]]], list[Any]]:
     """(id, payload, the vectors kept) of every point, and the re-embedded vector of the
-    first page's points (for `_sample`; None after). The re-embedded vector is not kept for
+    first page's points (for `probe_sample`; None after). The re-embedded vector is not kept for
     the rest: at 200,000 points x 384 Python floats that alone was ~2.5 GB."""
     dense = config.get("vectors") or {}
     names = ([] if "size" in dense else list(dense)) + list(config.get("sparse_vectors") or {})
@@ -607,14 +607,3 @@ def _scroll(
         first = False
         if offset is None:
             return points, stored
-
-
-def _sample(texts: list[str | None], stored: list[Any]) -> tuple[list[str], F32Matrix] | None:
-    pairs = [
-        (t, v)
-        for t, v in zip(texts, stored, strict=True)
-        if isinstance(t, str) and t.strip() and isinstance(v, list)
-    ][:_SAMPLE]
-    if not pairs:
-        return None
-    return [t for t, _ in pairs], np.asarray([v for _, v in pairs], dtype=np.float32)
