@@ -466,3 +466,46 @@ def test_auto_id_collection_keeps_its_keys_in_a_collection_without_auto_id(
         assert hit.metadata["pk"] == before[3]["pk"]  # the server-made key, kept
     finally:
         store.client.close()
+
+
+def test_llamaindex_killed_between_its_two_renames_whole_database_rerun_finishes(
+    milvus_db, fake_vllm, monkeypatch
+):
+    """LlamaIndex's switch is two renames; the database named without --collection."""
+    import json
+
+    from pymilvus import MilvusClient
+
+    from vllm_embed.migrate._milvus_switch import MARK
+
+    server_llamaindex(milvus_db, n=4)
+    before = server_rows(milvus_db, "nodes")
+    real = MilvusClient.rename_collection
+    renames: list[tuple[str, str]] = []
+
+    def rename(self, old, new, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if renames:
+            raise KeyboardInterrupt  # the kill: the old one renamed, the new one not yet
+        renames.append((old, new))
+        return real(self, old, new, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(MilvusClient, "rename_collection", rename)
+        killed = _run(milvus_db.uri_with_credentials)
+    assert killed.exit_code == 130, killed.output
+    assert renames == [("nodes", f"nodes_vllm_bak_d{OLD_DIM}")]
+    fake_vllm.reset()
+    again = _run(milvus_db.uri_with_credentials)
+    assert again.exit_code == 0, again.output
+    assert "collection nodes); 4 records" in again.stderr
+    assert embedded_texts(fake_vllm) == []
+    assert "the switch an interrupted run began is finished" in again.stdout
+    assert _dim(milvus_db, "nodes") == ("nodes", DIM)  # renamed in, as LlamaIndex needs
+    assert same_rows(server_rows(milvus_db, f"nodes_vllm_bak_d{OLD_DIM}"), before)
+    client = milvus_db.client()
+    try:
+        assert sorted(client.list_collections()) == ["nodes", f"nodes_vllm_bak_d{OLD_DIM}"]
+        mark = client.describe_collection(f"nodes_vllm_bak_d{OLD_DIM}")["properties"][MARK]
+        assert json.loads(mark)["finish"] == "rename" and json.loads(mark)["done"] is True
+    finally:
+        client.close()
