@@ -420,7 +420,7 @@ def _read_server(
     aliases = {c: aliases_of(client, c) for c in names}
     alias_of = {a: c for c, found in aliases.items() for a in found}
     readers = {c: _reader_name(c, aliases[c]) for c in names}
-    pending = pending_switches(client, names, aliases, address.shown)
+    pending = pending_switches(client, names, aliases, address.shown, wanted)
     if wanted is not None:
         real = alias_of.get(wanted, wanted)
         if real not in names and wanted not in pending:

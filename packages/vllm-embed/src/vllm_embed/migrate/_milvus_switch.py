@@ -73,9 +73,14 @@ def _set_mark(client: Any, collection: str, **mark: Any) -> None:
 
 
 def pending_switches(
-    client: Any, names: list[str], aliases: dict[str, list[str]], shown: str
+    client: Any,
+    names: list[str],
+    aliases: dict[str, list[str]],
+    shown: str,
+    wanted: str | None = None,
 ) -> dict[str, str]:
-    """Names whose switch a kill interrupted -> the backup to read them from.
+    """Names whose switch a kill interrupted -> the backup to read them from (only
+    ``wanted``'s, when given).
 
     Such a name is neither a collection nor an alias; one backup's mark waits for it
     (not done) and names a new collection that exists and has no alias.
@@ -87,6 +92,8 @@ def pending_switches(
             continue
         mark = _mark_of(client.describe_collection(backup))
         if mark is None or mark.get("done") or mark.get("name") in taken:
+            continue
+        if wanted is not None and mark.get("name") != wanted:
             continue
         new = mark.get("new")
         if new in names and not aliases.get(str(new)):
