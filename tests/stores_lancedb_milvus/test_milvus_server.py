@@ -1,7 +1,9 @@
 """``vllm-embed migrate`` on a real Milvus server (embedded Milvus 2.3.5, one per session):
 collections written by LangChain, LlamaIndex and plain pymilvus, migrated on the fake vLLM,
-switched with aliases, then searched through the same library; faults. (``doctor`` on a
-server: tests/doctor/test_lancedb_milvus.py.)"""
+switched with aliases, then searched through the same library; faults (the embedding
+server gone, a kill while filling, a kill between the first switch's rename and alias or
+LlamaIndex's two renames: the same command finishes it); auto-id collections kept with their
+keys. (``doctor`` on a server: tests/doctor/test_lancedb_milvus.py.)"""
 
 from __future__ import annotations
 
