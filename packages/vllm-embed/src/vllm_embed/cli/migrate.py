@@ -392,7 +392,9 @@ def migrate(
             work = work_dir_for(opened.output_target(out))
             click.echo(
                 f"Interrupted: finished chunks are kept in {work}; run the same command "
-                "again to resume. The original store is untouched.",
+                "again to resume. Nothing of the original is lost: it is untouched until "
+                "the switch to the new store, and a switch that had begun keeps it under "
+                "its backup name.",
                 err=True,
             )
             raise
