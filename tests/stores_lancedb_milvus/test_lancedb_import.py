@@ -48,6 +48,12 @@ def nan_is_null():
     import pyarrow as pa
 
     return pa.array(pd.Series([1.0, float("nan")])).null_count == 1
+
+def lance_sees_pandas():
+    # pylance's own lazy probe (lance.dependencies), made while it was imported
+    from lance import dependencies
+
+    return dependencies._PANDAS_AVAILABLE
 """
 
 
@@ -75,7 +81,8 @@ def test_cli_migration_imports_pandas_off_the_main_thread_then_restores_it(tmp_p
     for thread in restorer():
         thread.join(60)
     print(json.dumps({"after_open": after_open, "importers": importers,
-                      "left": len(restorer()), "nan_is_null": nan_is_null()}))
+                      "left": len(restorer()), "nan_is_null": nan_is_null(),
+                      "lance_sees_pandas": lance_sees_pandas()}))
     """
     with FakeEmbeddingServer(dim=DIM, model="fake-model", api_key=KEY) as server:
         facts = _child(script, str(db), server.base_url, KEY)
@@ -84,6 +91,7 @@ def test_cli_migration_imports_pandas_off_the_main_thread_then_restores_it(tmp_p
     assert "MainThread" not in facts["importers"]
     assert facts["left"] == 0
     assert facts["nan_is_null"] is True  # pyarrow's pandas semantics, as without the trick
+    assert facts["lance_sees_pandas"] is True  # pylance writes DataFrames as before
     rows = lance_rows(db, "vectorstore")  # the migration itself went through
     vectors = lance_vectors(db, "vectorstore")
     assert vectors.shape == (12, DIM)
@@ -100,14 +108,21 @@ def test_restored_soon_when_no_migration_follows(tmp_path: Path) -> None:
     threads = restorer()
     for thread in threads:
         thread.join(60)
+    import lance, pandas as pd
+    written = lance.write_dataset(pd.DataFrame({"n": [1, 2]}), sys.argv[2]).count_rows()
     print(json.dumps({"threads": len(threads), "importers": importers,
-                      "records": len(store.ids), "nan_is_null": nan_is_null()}))
+                      "records": len(store.ids), "nan_is_null": nan_is_null(),
+                      "lance_sees_pandas": lance_sees_pandas(), "written": written}))
     """
-    facts = _child(script, str(db))
-    assert facts["threads"] == 1
-    assert facts["importers"] == ["vllm-embed-pandas"]
-    assert facts["records"] == 4
-    assert facts["nan_is_null"] is True
+    facts = _child(script, str(db), str(tmp_path / "frame.lance"))
+    assert facts == {
+        "threads": 1,
+        "importers": ["vllm-embed-pandas"],
+        "records": 4,
+        "nan_is_null": True,
+        "lance_sees_pandas": True,
+        "written": 2,  # pylance takes a pandas DataFrame in the same process
+    }
 
 
 def test_nothing_hidden_when_pandas_is_imported_already(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ one, and that first question imports pandas: 1-3 s on the machine the benchmarks
 most of pylance's import, paid before the first record can be read. Reading and writing a
 LanceDB table for a migration never needs pandas.
 
-`import_lance` imports pylance while pandas cannot be found *by the importing thread*
-(a finder first on ``sys.meta_path``, removed right after), so pyarrow's shim records "no
-pandas" instead of importing it. That record would stay for the whole process: pyarrow
+`import_lance` imports pylance while pandas cannot be imported *by the importing thread*
+(a finder first on ``sys.meta_path``, removed right after, whose loader refuses; pandas is
+still found, so pylance's own lazy probe still records it as installed), so pyarrow's shim
+records "no pandas" instead of importing it. That record would stay for the whole process: pyarrow
 would then treat a pandas object given to ``pa.array`` as a plain sequence (NaN kept
 instead of null) until something asks for pandas explicitly. `restore_pandas` is that
 explicit question (``Table.to_pandas()`` on an empty table: pyarrow looks for pandas
@@ -42,6 +43,21 @@ RESTORE_AFTER_SECONDS = 5.0
 _asked = threading.Event()
 
 
+class _PandasRefused(importlib.abc.Loader):
+    """Fails the import itself; the module is still *found*, so a library probing with
+    ``importlib.util.find_spec`` (pylance's lazy ``lance.dependencies``) records pandas
+    as installed, as it is."""
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        raise ImportError(
+            "pandas is not imported while pylance is (vllm_embed.migrate._lance_import)",
+            name=spec.name,
+        )
+
+    def exec_module(self, module: ModuleType) -> None:  # never reached: create_module fails
+        raise ImportError(f"{module.__name__} is not imported here", name=module.__name__)
+
+
 class _PandasHidden(importlib.abc.MetaPathFinder):
     """Makes ``import pandas`` fail in one thread (the one importing pylance) only."""
 
@@ -55,7 +71,7 @@ class _PandasHidden(importlib.abc.MetaPathFinder):
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
         if fullname.partition(".")[0] == "pandas" and threading.get_ident() == self._thread:
-            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+            return ModuleSpec(fullname, _PandasRefused())
         return None
 
 
