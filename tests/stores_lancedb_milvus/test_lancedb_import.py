@@ -161,3 +161,21 @@ def test_without_pandas_installed_reading_and_restoring_work(tmp_path: Path) -> 
     """
     facts = _child(script, str(db))
     assert facts == {"records": 5, "pandas": False, "array": 1}
+
+
+def test_a_pylance_that_needs_pandas_to_import_is_imported_the_ordinary_way(tmp_path: Path) -> None:
+    """Should a pylance release import pandas eagerly, hiding it must not break the read."""
+    eager = tmp_path / "eager" / "lance"
+    eager.mkdir(parents=True)
+    (eager / "__init__.py").write_text("import pandas\n\nEAGER = pandas.__name__\n")
+    script = """
+    sys.path.insert(0, sys.argv[1])
+    lance = lance_import.import_lance()
+    threads = restorer()
+    for thread in threads:
+        thread.join(60)
+    print(json.dumps({"eager": lance.EAGER, "threads": len(threads),
+                      "nan_is_null": nan_is_null()}))
+    """
+    facts = _child(script, str(eager.parent))
+    assert facts == {"eager": "pandas", "threads": 1, "nan_is_null": True}

@@ -21,7 +21,8 @@ migration's own background work starts (`restore_pandas_now`, from
 run), so the process's pyarrow sees pandas again either way. Importing pandas earlier,
 beside the tables being read and the server probed, was measured to slow those as much
 as it saved (the import holds the GIL). Nothing is hidden when pandas, pylance or
-pyarrow's dataset module were imported already.
+pyarrow's dataset module were imported already; a pylance that cannot be imported without
+pandas is imported again the ordinary way.
 """
 
 from __future__ import annotations
@@ -85,9 +86,16 @@ def import_lance() -> Any:
     sys.meta_path.insert(0, hidden)
     try:
         import lance
+    except ImportError as exc:  # a pylance that cannot be imported without pandas
+        if (exc.name or "").partition(".")[0] != "pandas":
+            raise
+        lance = None
     finally:
         sys.meta_path.remove(hidden)
     threading.Thread(target=_restore_later, name="vllm-embed-pandas", daemon=True).start()
+    if lance is None:
+        import lance  # the ordinary way, pandas included
+
     return lance
 
 
