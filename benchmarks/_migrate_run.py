@@ -49,9 +49,11 @@ def run_migration(
 
     Returns ``records``, ``seconds`` (the whole run, opening included), ``embed_seconds``,
     ``rate`` and ``embed_rate`` (records/s), ``ratio`` (whole-run rate / embedding-phase
-    rate), ``phases`` (``open`` then the engine's steps), ``verified_with``, ``old_dim``,
-    ``new_dim`` and ``peak_rss_mb``. ``quiet_warnings`` silences UserWarnings the store
-    library prints while it is opened (Qdrant local mode's "> 20,000 points").
+    rate), ``phases`` (``open`` then the engine's steps), ``cpu_seconds`` (the process's
+    CPU time over the whole run, every thread: work moved into the background still
+    counts there), ``verified_with``, ``old_dim``, ``new_dim`` and ``peak_rss_mb``.
+    ``quiet_warnings`` silences UserWarnings the store library prints while it is opened
+    (Qdrant local mode's "> 20,000 points").
     """
     from vllm_embed import EmbeddingClient
     from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
@@ -59,12 +61,13 @@ def run_migration(
     with warnings.catch_warnings():
         if quiet_warnings:
             warnings.simplefilter("ignore", UserWarning)
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         opened = open_store(store, **dict(open_kwargs or {}))
         open_seconds = time.perf_counter() - began
         with EmbeddingClient(base_url, api_key=api_key, **dict(client_kwargs or {})) as client:
             result = migrate_store(opened, client, options or MigrationOptions())
         whole = time.perf_counter() - began
+        cpu = time.process_time() - cpu_began
     return {
         "records": result.records,
         "seconds": whole,
@@ -73,6 +76,7 @@ def run_migration(
         "embed_rate": result.rate,
         "ratio": (result.records / whole) / result.rate if result.rate else None,
         "phases": {"open": open_seconds, **result.phases},
+        "cpu_seconds": cpu,
         "verified_with": result.verified_with,
         "old_dim": result.old_dim,
         "new_dim": result.new_dim,

@@ -3,7 +3,8 @@
     python benchmarks/migrate_dirstores_bench.py [--records 200000] [--old-dim 384]
         [--new-dim 384] [--formats lancedb milvus milvus-server]
         [--store-dir /tmp/vllm-embed-dir-bench] [--baseline GIT_REF]
-        [--server-records 50000] [--results benchmarks/results/migrate_dirstores.json]
+        [--server-records 50000] [--repeat 1]
+        [--results benchmarks/results/migrate_dirstores.json]
 
 Needs lancedb / pymilvus + milvus-lite (and the core): the ``lancedb_milvus`` session's
 venv has them. Against the fake server (``vllm_embed_testing.fake_server.
@@ -18,7 +19,9 @@ peak RSS, ``ru_maxrss``, is that step's own):
    the library, reopen + verify, swap), with its embedding phase;
 3. with ``--baseline REF``: ``<format>@REF``, the same migration by the code of git ref
    REF (``git archive`` of its core into the store dir, put first on ``PYTHONPATH``), for
-   a before/after of one run under the same load.
+   a before/after of one run under the same load;
+4. with ``--repeat N``: steps 2 and 3 N times, interleaved, each on a store built again
+   (``<format>#2``, ``<format>@REF#2``, ...).
 
 ``milvus-server`` is a real Milvus server (embedded Milvus 2.3.5: the ``milvus`` package,
 started by ``vllm_embed_testing.milvus_server``), ``--server-records`` rows:
@@ -159,6 +162,13 @@ def main() -> None:
     parser.add_argument("--baseline", help="also migrate with the code of this git ref")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON to write")
     parser.add_argument("--server-records", type=int, default=50_000)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="migrations per format (and of the baseline, interleaved), each of a store "
+        "built again: NAME, NAME#2, ... (the machine is noisy; milvus-server runs once)",
+    )
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -207,15 +217,20 @@ def main() -> None:
             runs[f"{fmt}-ingest"] = {**run, "rate": records / run["seconds"]}
             if fmt != "milvus-server":
                 shutil.rmtree(ingest)
-            for n, store in enumerate(stores):
-                if n and baseline is None:
-                    break
-                name = fmt if n == 0 else f"{fmt}@{args.baseline}"
-                _child("build", fmt, store, str(records), str(args.old_dim))
-                runs[name] = _child(
-                    "migrate", store, server.base_url, pythonpath=baseline if n else None
-                )
-                runs[name]["vs_ingest"] = runs[name]["rate"] / runs[f"{fmt}-ingest"]["rate"]
+            for repeat in range(1 if fmt == "milvus-server" else args.repeat):
+                for n, store in enumerate(stores):
+                    if n and baseline is None:
+                        break
+                    name = fmt if n == 0 else f"{fmt}@{args.baseline}"
+                    name += f"#{repeat + 1}" if repeat else ""
+                    if fmt != "milvus-server":
+                        _remove_store(Path(store))
+                    _child("build", fmt, store, str(records), str(args.old_dim))
+                    run = _child(
+                        "migrate", store, server.base_url, pythonpath=baseline if n else None
+                    )
+                    run["vs_ingest"] = run["rate"] / runs[f"{fmt}-ingest"]["rate"]
+                    runs[name] = run
             if milvus is not None:
                 milvus.stop()
                 milvus = None
@@ -231,6 +246,15 @@ def main() -> None:
         cpus=os.cpu_count(),
         command="python benchmarks/migrate_dirstores_bench.py " + " ".join(sys.argv[1:]),
     )
+
+
+def _remove_store(path: Path) -> None:
+    """A store a previous repeat migrated, with its backup (``NAME.d<dim>.bak``)."""
+    for old in [path, *path.parent.glob(f"{path.name}.d*.bak*")]:
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
 
 
 def _export(ref: str, store_dir: Path) -> Path:

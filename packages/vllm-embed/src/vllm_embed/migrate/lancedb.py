@@ -14,7 +14,8 @@ lancedb's own API.
   with a fixed-size-list vector column is migrated unless ``--collection`` names one.
   The other columns are read without the vectors (``to_lance().to_table(columns=)``).
   A database of tables without indexes is read with pylance alone: importing lancedb
-  (seconds) is then paid in the background while the server embeds.
+  (seconds) is then paid in the background while the server embeds, and so is pandas,
+  which pyarrow would otherwise import with pylance (`_lance_import`).
 - Text: the ``text`` column (or ``--text-field``); for LlamaIndex rows, what LlamaIndex
   embeds: the node rebuilt from ``_node_content`` + the text, ``MetadataMode.EMBED``.
 - Writing (`_LanceWriter`, fed while the server embeds): the directory is copied to the
@@ -56,6 +57,7 @@ from vllm_embed._errors import MigrationError, StoreFormatError
 from ._copy_progress import CopyProgress
 from ._dirstore import DirectoryStore, PartView, SampledPart, parts_format, parts_text_field
 from ._jsonio import fsync_file
+from ._lance_import import import_lance, restore_pandas_now
 from ._lance_indexes import Index, create_indexes, read_index
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, RowWriter, check_rows
@@ -194,6 +196,7 @@ class LanceDBStore(DirectoryStore):
         self._space = space
 
     def warm_up(self) -> None:
+        restore_pandas_now()  # pyarrow's view of pandas, hidden while pylance was imported
         _lancedb()
 
     # -- writing -------------------------------------------------------------------------
@@ -510,12 +513,12 @@ def _plain_datasets(path: Path) -> dict[str, tuple[Any, Any, None]] | None:
     directory holds nothing but ``<table>.lance`` datasets without indexes (LangChain's
     and LlamaIndex's stores as they write them); else None, and lancedb opens them.
     Importing lancedb costs seconds more than pylance: it is then paid in the
-    background while the server embeds (`LanceDBStore.warm_up`), not before."""
+    background while the server embeds (`LanceDBStore.warm_up`), not before; pylance
+    is imported without pandas (`_lance_import.import_lance`)."""
     children = sorted(path.iterdir())
     if not children or not all(_is_table_dir(c) for c in children):
         return None
-    import lance
-
+    lance = import_lance()
     found: dict[str, tuple[Any, Any, None]] = {}
     for child in children:
         dataset = lance.dataset(str(child))
