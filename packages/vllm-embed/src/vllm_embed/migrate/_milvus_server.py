@@ -60,10 +60,12 @@ from vllm_embed._errors import MigrationError, StoreFormatError
 from vllm_embed._secrets import mask_url_in
 
 from ._dirstore import DirectoryStore, PartView, parts_format, parts_text_field
+from ._journal import OUTPUT, work_dir_for
 from ._milvus_lite import count_rows, pymilvus_module
 from ._milvus_switch import (
     BACKUP,
     aliases_of,
+    finished_switches,
     free_name,
     pending_switches,
     strip_mark,
@@ -202,6 +204,7 @@ class MilvusServerStore(DirectoryStore):
         readers: dict[str, str],
         pending: dict[str, str] | None = None,
         auto_ids: list[str] | None = None,
+        finished: dict[str, str] | None = None,
     ) -> None:
         self.address = address
         self.path = self.target = anchor
@@ -209,6 +212,8 @@ class MilvusServerStore(DirectoryStore):
         self._readers = readers  # real collection name -> the name readers use
         #: a name whose switch a killed run began -> its backup (read as that name)
         self._pending = pending or {}
+        #: an old collection whose switch a killed run finished -> where it is now
+        self._finished = finished or {}
         #: collections whose auto-id keys the new collection keeps (auto_id=False)
         self.auto_ids = auto_ids or []
         self._space: EmbeddingSpace | None = None
@@ -329,11 +334,17 @@ class MilvusServerStore(DirectoryStore):
                 if made is None:  # verified just before: only a removed work dir does this
                     raise MigrationError(f"{new}: no new collection recorded for {reader!r}")
                 pending = self._pending.get(c.name)
-                made, backup = switch(client, c.name, c.kind, c.dim, made, reader, pending)
+                backup = self._finished.get(c.name)
+                if backup is None:
+                    made, backup = switch(client, c.name, c.kind, c.dim, made, reader, pending)
+                else:  # switched by the killed run: not again (an alias a kill left moves)
+                    for alias in aliases_of(client, backup) if backup == c.name else []:
+                        client.alter_alias(made, alias)
                 self.switched.append(
                     f"switched     {reader!r} -> collection {made!r} (dimension {c.dim} -> "
                     f"{self._space.dimension if self._space else '?'})"
                     + ("; the switch an interrupted run began is finished" if pending else "")
+                    + ("; switched by the interrupted run" if c.name in self._finished else "")
                 )
                 if c.name in self.auto_ids:
                     self.switched.append(
@@ -363,6 +374,10 @@ class _Plan:
         except (OSError, ValueError):
             loaded = {}
         self._state: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+
+    def made(self) -> dict[str, str]:
+        """Every old collection -> the new collection made for it (so far)."""
+        return {str(k): str(v) for k, v in (self._state.get("new") or {}).items() if v}
 
     def new_name(self, name: str) -> str | None:
         got = self._state.get("new", {}).get(name)
@@ -434,15 +449,22 @@ def _read_server(
     if not chosen:
         raise StoreFormatError(f"{address.shown}: the database holds no collection.")
     readers.update({name: name for name in pending})
+    # the readers' names are the same before and after a switch: so is the work dir
+    anchor = state_dir() / _anchor_name(address, [readers[c] for c in chosen])
+    finished = _finished_by_a_killed_run(address, client, names, aliases, anchor, chosen)
+    for old, (new, _) in finished.items():
+        chosen[chosen.index(new)] = old
+        readers[old] = readers[new]
+    chosen.sort()
+    source = {**pending, **{old: where for old, (_, where) in finished.items()}}
     collections = []
     auto_ids = []
     start = 0
     for name in chosen:
-        # a name whose switch a kill interrupted is read from its backup, as it was read
-        # before the kill (so the run's work directory resumes)
-        c = _read_collection(
-            address.shown, client, pending.get(name, name), text_field, server=True
-        )
+        # a name whose switch a kill interrupted, or finished in a run killed before
+        # its end, is read where its old collection is, as it was read before the kill
+        # (so the run's work directory resumes)
+        c = _read_collection(address.shown, client, source.get(name, name), text_field, server=True)
         c.name = name
         strip_mark(c.description)
         if _keep_auto_id_keys(c):
@@ -450,7 +472,6 @@ def _read_server(
         c.start = start
         start += len(c.rows)
         collections.append(c)
-    anchor = state_dir() / _anchor_name(address, [readers[c] for c in chosen])
     anchor.parent.mkdir(parents=True, exist_ok=True)
     _write_snapshot(_snapshot_path(anchor), address, collections, readers)
     return MilvusServerStore(
@@ -460,7 +481,32 @@ def _read_server(
         {c: readers[c] for c in chosen},
         {name: backup for name, backup in pending.items() if name in chosen},
         auto_ids,
+        {old: where for old, (_, where) in finished.items()},
     )
+
+
+def _finished_by_a_killed_run(
+    address: ServerAddress,
+    client: Any,
+    names: list[str],
+    aliases: dict[str, list[str]],
+    anchor: Path,
+    chosen: list[str],
+) -> dict[str, tuple[str, str]]:
+    """Old collection -> (its new collection, where the old one is now) for every chosen
+    collection that is the new collection of a killed run whose switch was finished (the
+    run's work dir is unfinished; `_milvus_switch.finished_switches`). Empty when there
+    is no such run: a completed migration's new collections are read as they are."""
+    work = work_dir_for(anchor)
+    if not (work / "manifest.json").is_file():
+        return {}
+    made = {
+        old: new
+        for old, new in _Plan(work / OUTPUT).made().items()
+        if new in chosen and old not in chosen
+    }
+    found = finished_switches(client, names, aliases, made, address.shown, work)
+    return {old: (made[old], where) for old, where in found.items()}
 
 
 def _keep_auto_id_keys(c: _Collection) -> bool:
