@@ -7,6 +7,7 @@ made. A state a switch does not leave is not guessed: a named error."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from milvus_server_support import (
 from stores_support import OLD_DIM, embedded_texts, texts
 
 from vllm_embed.cli import main
+from vllm_embed.migrate._milvus_switch import MARK
 from vllm_embed_testing.fake_server import fake_vector
 from vllm_embed_testing.milvus_server import TEST_PASSWORD
 from vllm_embed_testing.respx_vllm import API_KEY, BASE_URL, DIM
@@ -105,6 +107,30 @@ def test_whole_database_killed_between_two_switches_the_same_command_finishes(
     assert calls == [a, b]
     assert resolved_dim(db, a) == (new[a], DIM) and resolved_dim(db, b) == (b, OLD_DIM)
     assert sorted(embedded_texts(fake_vllm)[1:]) == sorted(texts(4) + texts(6))
+
+    # not the state a switch leaves (no backup's mark names a's new collection): no guess
+    backup_a = f"{a}_vllm_bak_d{OLD_DIM}"
+    client = db.client()
+    try:
+        mark = client.describe_collection(backup_a)["properties"][MARK]
+        assert json.loads(mark) == {"done": True, "finish": "alias", "name": a, "new": new[a]}
+        client.alter_collection_properties(
+            backup_a, {MARK: json.dumps({**json.loads(mark), "new": "elsewhere"})}
+        )
+    finally:
+        client.close()
+    refused = _run(db.uri_with_credentials)
+    assert refused.exit_code == 1, refused.output
+    assert (
+        f"{new[a]!r} is the new collection of {a!r} that an interrupted migration made and "
+        f"switched in" in refused.output
+    )
+    assert "Nothing was changed. Remove that work directory" in refused.output
+    client = db.client()
+    try:
+        client.alter_collection_properties(backup_a, {MARK: mark})
+    finally:
+        client.close()
 
     fake_vllm.reset()
     again = _run(db.uri_with_credentials)
