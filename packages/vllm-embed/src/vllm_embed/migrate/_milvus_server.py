@@ -33,8 +33,17 @@ or an API key) and are never printed (`ServerAddress.shown`; errors pass through
   A run killed between the two calls is finished by the same command run again: the
   backup's mark names ``NAME`` and the new collection, so ``NAME`` is read from the
   backup, the work directory resumes and only the last call is made
-  (`_milvus_switch.pending_switches`). The old collection is never dropped: the summary
-  says where it is and how to drop it.
+  (`_milvus_switch.pending_switches`). The collections of a whole-database run are
+  switched one by one: killed after A's switch and before (or during) B's, readers of A
+  find A's new collection, which the run's plan (the work directory's ``*.milvus.json``:
+  old collection -> new collection) names; A is then read from its old collection (its
+  own name after an alias move, its backup after a rename;
+  `_milvus_switch.finished_switches`), as the run read it, so the work directory
+  resumes, and `install` does not switch A again. Without an unfinished work directory
+  the collections readers find are the source, as always. (A LlamaIndex collection
+  renamed in before the kill is not recognised: the work directory's "different source"
+  error stops the rerun.) The old collection is never dropped: the summary says where
+  it is and how to drop it.
 - Auto-id collections (``auto_id=True``: keys made by the server): Milvus before 2.5
   takes no given key into such a collection, so the new one has ``auto_id=False`` on the
   same primary-key field and keeps every old key (the rest of the schema is the same);
