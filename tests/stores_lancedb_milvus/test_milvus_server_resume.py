@@ -1,9 +1,10 @@
 """A whole-database migration of a real Milvus server (no ``--collection``) killed after
-one collection's switch and before the next one's: the same command resumes its work
-directory (nothing is embedded again), does not switch the first collection again and
-switches the rest; at the first migration (rename + alias) and at the next one, to
-another dimension (alias moves), which reads the collections the completed first one
-made. A state a switch does not leave is not guessed: a named error."""
+one collection's switch: the same command resumes its work directory (nothing is embedded
+again), does not switch that collection again and switches the rest. The first migration
+(renames + aliases) is killed during the second collection's switch (renamed, no alias
+yet: that switch is finished too), the next one, to another dimension, which reads the
+collections the completed first one made (alias moves), before it. A state no switch
+leaves is not guessed: a named error."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from milvus_server_support import (
 from stores_support import OLD_DIM, embedded_texts, texts
 
 from vllm_embed.cli import main
+from vllm_embed.migrate import _milvus_server
 from vllm_embed.migrate._milvus_switch import MARK
 from vllm_embed_testing.fake_server import fake_vector
 from vllm_embed_testing.milvus_server import TEST_PASSWORD
@@ -44,21 +46,20 @@ def _run(uri: str, *args: str) -> Result:
     return result
 
 
-def _killed_at_second_switch(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Make the second collection's switch a kill (KeyboardInterrupt, as the CLI gets on
-    SIGINT); returns the old collections ``switch`` was called for."""
-    from vllm_embed.migrate import _milvus_server
-
-    real = _milvus_server.switch
+def _killed_at_second_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[str]:
+    """Make the second call of ``owner.name`` (a client method or a function taking the
+    client first) a kill (KeyboardInterrupt, as the CLI gets on SIGINT); returns the
+    collections it was called for."""
+    real = getattr(owner, name)
     calls: list[str] = []
 
-    def spy(client: Any, old: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(old)
+    def spy(client: Any, collection: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(collection)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(client, old, *args, **kwargs)
+        return real(client, collection, *args, **kwargs)
 
-    monkeypatch.setattr(_milvus_server, "switch", spy)
+    monkeypatch.setattr(owner, name, spy)
     return calls
 
 
@@ -87,6 +88,8 @@ def _langchain_hit(db: MilvusDB, collection: str, text: str) -> Any:
 def test_whole_database_killed_between_two_switches_the_same_command_finishes(
     milvus_default, fake_vllm, monkeypatch, tmp_path
 ):
+    from pymilvus import MilvusClient
+
     db = milvus_default
     a, b = f"{db.prefix}a", f"{db.prefix}b"
     client = db.client()
@@ -99,13 +102,19 @@ def test_whole_database_killed_between_two_switches_the_same_command_finishes(
     before = {a: server_rows(db, a), b: server_rows(db, b)}
     new = {a: f"{a}_vllm_d{DIM}", b: f"{b}_vllm_d{DIM}"}
 
-    # the first migration: a renamed to its backup and aliased, then the kill at b's switch
+    # the first migration: a renamed to its backup and aliased, then the kill during b's
+    # switch (b renamed to its backup, its alias not made yet)
     with monkeypatch.context() as m:
-        calls = _killed_at_second_switch(m)
+        calls = _killed_at_second_call(m, MilvusClient, "create_alias")
         killed = _run(db.uri_with_credentials)
     assert killed.exit_code == 130, killed.output
-    assert calls == [a, b]
-    assert resolved_dim(db, a) == (new[a], DIM) and resolved_dim(db, b) == (b, OLD_DIM)
+    assert calls == [new[a], new[b]]
+    assert resolved_dim(db, a) == (new[a], DIM)
+    client = db.client()
+    try:
+        assert not client.has_collection(b) and client.has_collection(f"{b}_vllm_bak_d{OLD_DIM}")
+    finally:
+        client.close()
     assert sorted(embedded_texts(fake_vllm)[1:]) == sorted(texts(4) + texts(6))
 
     # not the state a switch leaves (no backup's mark names a's new collection): no guess
@@ -142,8 +151,8 @@ def test_whole_database_killed_between_two_switches_the_same_command_finishes(
         "switched by the interrupted run\n" in again.stdout
     )
     assert (
-        f"switched     '{b}' -> collection '{new[b]}' (dimension {OLD_DIM} -> {DIM})\n"
-        in again.stdout
+        f"switched     '{b}' -> collection '{new[b]}' (dimension {OLD_DIM} -> {DIM}); the "
+        "switch an interrupted run began is finished\n" in again.stdout
     )
     for name in (a, b):
         backup = f"{name}_vllm_bak_d{OLD_DIM}"
@@ -161,7 +170,7 @@ def test_whole_database_killed_between_two_switches_the_same_command_finishes(
     # another dimension: alias moves only; killed at b's switch again
     fake_vllm.reset()
     with monkeypatch.context() as m:
-        calls = _killed_at_second_switch(m)
+        calls = _killed_at_second_call(m, _milvus_server, "switch")
         killed = _run(db.uri_with_credentials, "--dimensions", str(SMALL))
     assert killed.exit_code == 130, killed.output
     assert calls == [new[a], new[b]]
