@@ -157,6 +157,17 @@ def server_plain(db: MilvusDB, n: int = 8) -> None:
     client.close()
 
 
+def resolved_dim(db: MilvusDB, name: str) -> tuple[str, int]:
+    """(the collection ``name`` resolves to, its vector dimension)."""
+    client = db.client()
+    try:
+        d = client.describe_collection(name)
+        vector = next(f for f in d["fields"] if f["type"] == 101)
+        return d["collection_name"], int(vector["params"]["dim"])
+    finally:
+        client.close()
+
+
 def server_rows(db: MilvusDB, collection: str) -> list[dict[str, Any]]:
     """Every row of ``collection`` (or alias) with its partition and vector, sorted by key."""
     client = db.client()

@@ -12,8 +12,8 @@ import asyncio
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from milvus_server_support import resolved_dim as _dim
 from milvus_server_support import (
-    MilvusDB,
     same_rows,
     server_langchain,
     server_llamaindex,
@@ -47,17 +47,6 @@ def _run(*args: str) -> Result:
 
 def _no_secret(result: Result) -> None:
     assert PASSWORD not in result.output and API_KEY not in result.output
-
-
-def _dim(db: MilvusDB, name: str) -> tuple[str, int]:
-    """(the collection ``name`` resolves to, its vector dimension)."""
-    client = db.client()
-    try:
-        d = client.describe_collection(name)
-        vector = next(f for f in d["fields"] if f["type"] == 101)
-        return d["collection_name"], int(vector["params"]["dim"])
-    finally:
-        client.close()
 
 
 class _Fake:

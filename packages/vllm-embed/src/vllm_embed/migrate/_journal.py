@@ -31,9 +31,11 @@ from vllm_embed._errors import MigrationError
 
 from ._jsonio import fsync_dir
 
-__all__ = ["ChunkDone", "WorkDir", "work_dir_for"]
+__all__ = ["OUTPUT", "ChunkDone", "WorkDir", "work_dir_for"]
 
 SUFFIX = ".vllm-embed-migrate"
+#: The new store inside a work dir, before it is verified and installed.
+OUTPUT = "output.tmp"
 
 
 def work_dir_for(output: Path) -> Path:
@@ -62,7 +64,7 @@ class WorkDir:
         self.chunk_rows: int = int(manifest["chunk_rows"])
         self.vectors = path / "vectors.f32"
         self.journal = path / "journal.log"
-        self.output = path / "output.tmp"
+        self.output = path / OUTPUT
 
     # -- opening -------------------------------------------------------------------------
     @classmethod

@@ -33,8 +33,17 @@ or an API key) and are never printed (`ServerAddress.shown`; errors pass through
   A run killed between the two calls is finished by the same command run again: the
   backup's mark names ``NAME`` and the new collection, so ``NAME`` is read from the
   backup, the work directory resumes and only the last call is made
-  (`_milvus_switch.pending_switches`). The old collection is never dropped: the summary
-  says where it is and how to drop it.
+  (`_milvus_switch.pending_switches`). The collections of a whole-database run are
+  switched one by one: killed after A's switch and before (or during) B's, readers of A
+  find A's new collection, which the run's plan (the work directory's ``*.milvus.json``:
+  old collection -> new collection) names; A is then read from its old collection (its
+  own name after an alias move, its backup after a rename;
+  `_milvus_switch.finished_switches`), as the run read it, so the work directory
+  resumes, and `install` does not switch A again. Without an unfinished work directory
+  the collections readers find are the source, as always. (A LlamaIndex collection
+  renamed in before the kill is not recognised: the work directory's "different source"
+  error stops the rerun.) The old collection is never dropped: the summary says where
+  it is and how to drop it.
 - Auto-id collections (``auto_id=True``: keys made by the server): Milvus before 2.5
   takes no given key into such a collection, so the new one has ``auto_id=False`` on the
   same primary-key field and keeps every old key (the rest of the schema is the same);
@@ -60,10 +69,12 @@ from vllm_embed._errors import MigrationError, StoreFormatError
 from vllm_embed._secrets import mask_url_in
 
 from ._dirstore import DirectoryStore, PartView, parts_format, parts_text_field
+from ._journal import OUTPUT, work_dir_for
 from ._milvus_lite import count_rows, pymilvus_module
 from ._milvus_switch import (
     BACKUP,
     aliases_of,
+    finished_switches,
     free_name,
     pending_switches,
     strip_mark,
@@ -202,6 +213,7 @@ class MilvusServerStore(DirectoryStore):
         readers: dict[str, str],
         pending: dict[str, str] | None = None,
         auto_ids: list[str] | None = None,
+        finished: dict[str, str] | None = None,
     ) -> None:
         self.address = address
         self.path = self.target = anchor
@@ -209,6 +221,8 @@ class MilvusServerStore(DirectoryStore):
         self._readers = readers  # real collection name -> the name readers use
         #: a name whose switch a killed run began -> its backup (read as that name)
         self._pending = pending or {}
+        #: an old collection whose switch a killed run finished -> where it is now
+        self._finished = finished or {}
         #: collections whose auto-id keys the new collection keeps (auto_id=False)
         self.auto_ids = auto_ids or []
         self._space: EmbeddingSpace | None = None
@@ -329,11 +343,17 @@ class MilvusServerStore(DirectoryStore):
                 if made is None:  # verified just before: only a removed work dir does this
                     raise MigrationError(f"{new}: no new collection recorded for {reader!r}")
                 pending = self._pending.get(c.name)
-                made, backup = switch(client, c.name, c.kind, c.dim, made, reader, pending)
+                backup = self._finished.get(c.name)
+                if backup is None:
+                    made, backup = switch(client, c.name, c.kind, c.dim, made, reader, pending)
+                else:  # switched by the killed run: not again (an alias a kill left moves)
+                    for alias in aliases_of(client, backup) if backup == c.name else []:
+                        client.alter_alias(made, alias)
                 self.switched.append(
                     f"switched     {reader!r} -> collection {made!r} (dimension {c.dim} -> "
                     f"{self._space.dimension if self._space else '?'})"
                     + ("; the switch an interrupted run began is finished" if pending else "")
+                    + ("; switched by the interrupted run" if c.name in self._finished else "")
                 )
                 if c.name in self.auto_ids:
                     self.switched.append(
@@ -363,6 +383,10 @@ class _Plan:
         except (OSError, ValueError):
             loaded = {}
         self._state: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+
+    def made(self) -> dict[str, str]:
+        """Every old collection -> the new collection made for it (so far)."""
+        return {str(k): str(v) for k, v in (self._state.get("new") or {}).items() if v}
 
     def new_name(self, name: str) -> str | None:
         got = self._state.get("new", {}).get(name)
@@ -434,15 +458,22 @@ def _read_server(
     if not chosen:
         raise StoreFormatError(f"{address.shown}: the database holds no collection.")
     readers.update({name: name for name in pending})
+    # the readers' names are the same before and after a switch: so is the work dir
+    anchor = state_dir() / _anchor_name(address, [readers[c] for c in chosen])
+    finished = _finished_by_a_killed_run(address, client, names, aliases, anchor, chosen)
+    for old, (new, _) in finished.items():
+        chosen[chosen.index(new)] = old
+        readers[old] = readers[new]
+    chosen.sort()
+    source = {**pending, **{old: where for old, (_, where) in finished.items()}}
     collections = []
     auto_ids = []
     start = 0
     for name in chosen:
-        # a name whose switch a kill interrupted is read from its backup, as it was read
-        # before the kill (so the run's work directory resumes)
-        c = _read_collection(
-            address.shown, client, pending.get(name, name), text_field, server=True
-        )
+        # a name whose switch a kill interrupted, or finished in a run killed before
+        # its end, is read where its old collection is, as it was read before the kill
+        # (so the run's work directory resumes)
+        c = _read_collection(address.shown, client, source.get(name, name), text_field, server=True)
         c.name = name
         strip_mark(c.description)
         if _keep_auto_id_keys(c):
@@ -450,7 +481,6 @@ def _read_server(
         c.start = start
         start += len(c.rows)
         collections.append(c)
-    anchor = state_dir() / _anchor_name(address, [readers[c] for c in chosen])
     anchor.parent.mkdir(parents=True, exist_ok=True)
     _write_snapshot(_snapshot_path(anchor), address, collections, readers)
     return MilvusServerStore(
@@ -460,7 +490,32 @@ def _read_server(
         {c: readers[c] for c in chosen},
         {name: backup for name, backup in pending.items() if name in chosen},
         auto_ids,
+        {old: where for old, (_, where) in finished.items()},
     )
+
+
+def _finished_by_a_killed_run(
+    address: ServerAddress,
+    client: Any,
+    names: list[str],
+    aliases: dict[str, list[str]],
+    anchor: Path,
+    chosen: list[str],
+) -> dict[str, tuple[str, str]]:
+    """Old collection -> (its new collection, where the old one is now) for every chosen
+    collection that is the new collection of a killed run whose switch was finished (the
+    run's work dir is unfinished; `_milvus_switch.finished_switches`). Empty when there
+    is no such run: a completed migration's new collections are read as they are."""
+    work = work_dir_for(anchor)
+    if not (work / "manifest.json").is_file():
+        return {}
+    made = {
+        old: new
+        for old, new in _Plan(work / OUTPUT).made().items()
+        if new in chosen and old not in chosen
+    }
+    found = finished_switches(client, names, aliases, made, address.shown, work)
+    return {old: (made[old], where) for old, where in found.items()}
 
 
 def _keep_auto_id_keys(c: _Collection) -> bool:

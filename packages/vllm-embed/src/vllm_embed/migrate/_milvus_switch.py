@@ -15,17 +15,30 @@ mark waits for ``NAME`` and the new collection it names, without aliases.
 ambiguous: `MigrationError`, nothing changed); the server reader then reads the backup
 as the collection ``NAME`` was, so the same command resumes its work directory (nothing
 is embedded again), verifies the new collection again and `switch` only ends the switch.
+
+A whole-database run switches its collections one by one: killed after collection A's
+switch and before (or during) B's, readers of A find A's new collection already.
+`finished_switches` reads the killed run's plan (old collection -> the new one it made)
+and, for each new collection that now has an alias, finds the old one where the switch
+left it: under its own name without alias (an alias move), or as the one backup whose
+done mark names the alias and that new collection (a first migration's rename). The
+server reader then reads that old collection as the run read it before its switch, so
+the same command resumes the run's work directory and A is not switched again. Any
+other state (the old collection gone, several backups) is not guessed: `MigrationError`.
+Without an unfinished run nothing of this applies: a completed migration's new
+collections are the source of the next one.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from vllm_embed._errors import MigrationError
 
-__all__ = ["MARK", "pending_switches", "strip_mark", "switch"]
+__all__ = ["MARK", "finished_switches", "pending_switches", "strip_mark", "switch"]
 
 #: Collection property of an old collection being (or having been) switched away from.
 MARK = "vllm_embed_switch"
@@ -108,6 +121,53 @@ def pending_switches(
                 "the command again; nothing was changed."
             )
     return {name: backups[0] for name, backups in waiting.items()}
+
+
+def finished_switches(
+    client: Any,
+    names: list[str],
+    aliases: dict[str, list[str]],
+    made: dict[str, str],
+    shown: str,
+    work: Path,
+) -> dict[str, str]:
+    """The switches an interrupted run finished: its old collection -> where that old
+    collection is now (itself, or its backup), for every new collection in ``made`` (the
+    run's plan: old collection -> the new collection it made) that has an alias now.
+
+    ``work`` is the run's work directory (named in the error when the state is not one
+    a switch leaves: the migration will not guess its source)."""
+    found: dict[str, str] = {}
+    for old, new in made.items():
+        if new not in names or not aliases.get(new):
+            continue  # not switched (yet): the run resumes as it is
+        if old in names:  # readers used an alias: it moved, the old collection stayed
+            found[old] = old
+            continue
+        backups = [
+            b
+            for b in names
+            if BACKUP.search(b)
+            and (mark := _mark_of(client.describe_collection(b))) is not None
+            and mark.get("done")
+            and (mark.get("name"), mark.get("new")) == (old, new)
+        ]
+        if len(backups) != 1:
+            raise MigrationError(
+                f"{shown}: {new!r} is the new collection of {old!r} that an interrupted "
+                f"migration made and switched in (its work directory: {work}), but "
+                + (
+                    f"several backups are marked as {old!r} switched to it "
+                    f"({', '.join(sorted(backups))})"
+                    if backups
+                    else f"{old!r} is neither a collection nor a backup marked as switched to it"
+                )
+                + "; the migration will not guess which collection was its source. Nothing "
+                "was changed. Remove that work directory to migrate the collections as "
+                f"they are now ({new!r} is then read as the source of {old!r})."
+            )
+        found[old] = backups[0]
+    return found
 
 
 def switch(
