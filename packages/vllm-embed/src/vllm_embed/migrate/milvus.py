@@ -9,24 +9,30 @@ pymilvus (the text field named with ``--text-field``, default ``text``). The dim
 is part of the schema, so everything goes through pymilvus' own API.
 
 - Reading: the directory is copied to a scratch directory and only the copy is opened
-  (opening a database takes its lock and may write its log); the schema, properties,
-  partitions, indexes and aliases of each collection are read, and its rows without the
-  vectors, partition by partition (``query_iterator``; the probe sample's vectors by key).
+  (opening a database takes its lock, replays and may rewrite its log, and compacts in
+  the background: milvus-lite cannot open a directory read-only); the schema,
+  properties, partitions, indexes and aliases of each collection are read through
+  pymilvus, its rows without the vectors, partition by partition in key order, through
+  milvus-lite's engine behind that client (`_milvus_lite.engine_rows`; the probe
+  sample's vectors by key).
 - Text: the text field; for LlamaIndex rows, what LlamaIndex embeds: the node rebuilt
   from ``_node_content`` + the text, ``MetadataMode.EMBED``.
-- Writing (`MilvusLiteStore.write`): the directory is copied to the work directory; in
-  the copy each migrated collection is dropped (its aliases first) and created again
-  with the same fields (the vector field at the new dimension), dynamic-field and
-  auto-id settings, properties (plus the embedding space under ``SPACE_KEY``), index
+- Writing (`_LiteWriter`, while the server embeds): the directory is copied to the work
+  directory without the migrated collections (their old rows would only be loaded to be
+  dropped); each is created again through pymilvus with the same fields (the vector
+  field at the new dimension), dynamic-field and auto-id settings, properties, index
   (type, metric, build parameters) and partitions, then filled partition by partition
-  with ``insert`` (`fill_batch`; the first batch after a resume is an ``upsert``: a
-  kill may have left it written without its mark); the aliases are created again at the
-  end.
-- Verifying (`check_collection`): the copy is reopened with pymilvus: schema,
-  properties, partitions, indexes, aliases, every row's key in its partition (keys
-  only: the other fields were written as read), the first 1,024 rows whole (every
-  field, the vector's dimension, finite; every row was checked finite as the server
-  sent it), and a search per collection that must return the queried row first.
+  through the engine's ``insert`` as the embedded rows arrive (the first batch after a
+  resume is an ``upsert``: a kill may have left it written without its mark); at the
+  end the embedding space goes into its properties (``SPACE_KEY``), its aliases are
+  made again where missing, and the database is closed (milvus-lite writes its memtable
+  to Parquet) and synced.
+- Verifying (`check_collection`, one reopen): schema, properties, partitions, indexes
+  and aliases through pymilvus; every row's key in its partition (keys only: the other
+  fields were written as read) and the first 1,024 rows whole (every field, the
+  vector's dimension, finite; every row was checked finite as the server sent it)
+  through the engine; and a pymilvus search per collection that must return the queried
+  row first.
 - Installing: the directories are exchanged (`_dirstore.DirectoryStore`); the original
   is kept as ``NAME.d<old dim>.bak``.
 
@@ -51,9 +57,16 @@ from vllm_embed._errors import MigrationError, StoreFormatError
 from ._copy_progress import CopyProgress
 from ._dirstore import DirectoryStore, PartView, SampledPart, parts_format, parts_text_field
 from ._jsonio import fsync_file
-from ._milvus_lite import LiteClient, count_rows, iterate_rows, pymilvus_module, served_here
+from ._milvus_lite import (
+    LiteClient,
+    count_rows,
+    engine_rows,
+    iterate_rows,
+    pymilvus_module,
+    served_here,
+)
 from ._space import SPACE_KEY, EmbeddingSpace
-from ._store import F32Matrix, Rows, check_rows
+from ._store import F32Matrix, Rows, RowWriter, check_rows
 from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
 
 __all__ = ["MilvusLiteStore", "is_milvus_lite_dir", "read_milvus"]
@@ -121,8 +134,11 @@ class _RowsDone(CopyProgress):
 class MilvusLiteStore(DirectoryStore):
     """A Milvus Lite database directory read for migration (every collection, or one)."""
 
-    #: Rows per ``insert`` in the copy.
-    batch_rows = 2048
+    #: Rows per engine ``insert`` in the copy (one mark each: what a kill can cost).
+    batch_rows = 8192
+    #: The library check re-reads keys, rows and vectors too (`check_collection`): one
+    #: reopen of the copy instead of two.
+    library_check_is_complete = True
 
     def __init__(
         self, path: Path, collections: list[_Collection], untouched: dict[str, int]
@@ -156,77 +172,188 @@ class MilvusLiteStore(DirectoryStore):
         pymilvus_module()
 
     # -- writing -------------------------------------------------------------------------
+    def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter:
+        """Fill the copy while the server embeds (see `_LiteWriter`)."""
+        return _LiteWriter(self, out, keep, dim)
+
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
-        """Fill a copy of the directory; resumable per batch (`fill_batch`)."""
-        progress = _RowsDone(out)
-        if not progress.copied():
-            shutil.rmtree(out, ignore_errors=True)
-            progress.reset()
-            shutil.copytree(self.path, out, symlinks=True)
-            progress.mark_copied()
-        kept = set(keep)
-        matrix = (
-            np.memmap(rows.path, dtype="<f4", mode="r", shape=(rows.count, rows.dim))
-            if rows.count
-            else np.empty((0, rows.dim), dtype=np.float32)
-        )
-        with LiteClient(out) as client:
-            row = 0
-            for c in self._collections:
-                mine = [i for i in range(len(c.rows)) if c.start + i in kept]
-                # created by an earlier run: its last batch may be in without its mark
-                resumed = progress.created(c.name)
-                if not resumed:
-                    self._create_again(client, c, rows.dim)
-                    progress.mark_created(c.name)
-                done = progress.rows_done(c.name)
-                for first in range(done, len(mine), self.batch_rows):
-                    part = mine[first : first + self.batch_rows]
-                    vectors = np.asarray(matrix[row + first : row + first + len(part)])
-                    fill_batch(client, c, c.name, part, vectors, idempotent=resumed)
-                    resumed = False
-                    progress.mark_rows(c.name, first + len(part))
-                existing = set(client.list_aliases(c.name).get("aliases") or [])
-                for alias in c.aliases:
-                    if alias not in existing:
-                        client.create_alias(c.name, alias)
-                row += len(mine)
-        del matrix
-        for file in out.rglob("*"):
-            if file.is_file():
-                fsync_file(file)
+        """The same as the streaming writer, from the finished vector file."""
+        writer = _LiteWriter(self, out, keep, rows.dim)
+        try:
+            writer.begin()
+            for block in rows.blocks():
+                writer.add(block)
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
 
     def _create_again(self, client: Any, c: _Collection, dim: int) -> None:
         if c.name in client.list_collections():
             for alias in client.list_aliases(c.name).get("aliases") or []:
                 client.drop_alias(alias)
             client.drop_collection(c.name)
-        create_collection(client, c, c.name, dim, self._space)
+        create_collection(client, c, c.name, dim, None)
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
+        lite = LiteClient(path)
+        with lite as client:
+            self._check(lite, client, path, ids, dim)
+
+    def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
+        """`check_written`, then a search per collection must return the queried row
+        first (L2 / cosine), on one reopen of ``path``."""
+        lite = LiteClient(path)
+        with lite as client:
+            self._check(lite, client, path, ids, dim)
+            for c in self._collections:
+                search_check(client, c, c.name, f"{c.name!r} in {path}")
+        return "milvus-lite"
+
+    def _check(
+        self, lite: LiteClient, client: Any, path: Path, ids: Sequence[str], dim: int
+    ) -> None:
         where = f"written Milvus Lite database {path}"
         kept = set(ids)
         prefix = len(self._collections) > 1
-        with LiteClient(path) as client:
-            names = set(client.list_collections())
-            for name, count in self._untouched.items():
-                if name not in names or count_rows(client, name) != count:
-                    raise StoreFormatError(f"{where}: collection {name!r} changed")
-            for c in self._collections:
-                if c.name not in names:
-                    raise StoreFormatError(f"{where}: collection {c.name!r} is missing")
-                keep = [
-                    n for n, i in enumerate(c.ids) if (f"{c.name}/{i}" if prefix else i) in kept
-                ]
-                check_collection(where, client, c, keep, dim, self._space)
+        names = set(client.list_collections())
+        for name, count in self._untouched.items():
+            if name not in names or count_rows(client, name) != count:
+                raise StoreFormatError(f"{where}: collection {name!r} changed")
+        for c in self._collections:
+            if c.name not in names:
+                raise StoreFormatError(f"{where}: collection {c.name!r} is missing")
+            keep = [n for n, i in enumerate(c.ids) if (f"{c.name}/{i}" if prefix else i) in kept]
+            engine = lite.collection(c.name)
+            check_collection(where, client, c, keep, dim, self._space, engine=engine)
 
-    def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
-        """A search per collection must return the queried row first (L2 / cosine)."""
-        with LiteClient(path) as client:
-            for c in self._collections:
-                search_check(client, c, c.name, f"{c.name!r} in {path}")
-        return "pymilvus"
+
+class _LiteWriter(RowWriter):
+    """Fills the copy of the database in record order while the rows are embedded.
+
+    `begin` copies the directory without the migrated collections (once: journaled beside
+    it, `_RowsDone`) and creates each of them again (once; its aliases are still in the
+    copy's alias file); a collection a killed run created goes on after the rows marked
+    written, the first batch being an ``upsert`` (it may be in without its mark). `add`
+    inserts `MilvusLiteStore.batch_rows` rows at a time through milvus-lite's engine,
+    marking each batch. `finish` inserts the rest, records the embedding space in each
+    collection's properties, makes missing aliases, closes the database (milvus-lite
+    writes its memtable to Parquet) and syncs the files.
+    """
+
+    def __init__(self, store: MilvusLiteStore, out: Path, keep: Sequence[int], dim: int) -> None:
+        self._store = store
+        self._out = out
+        self._dim = dim
+        kept = set(keep)
+        #: per collection: its row numbers that are kept, in order
+        self._mine = [
+            [i for i in range(len(c.rows)) if c.start + i in kept] for c in store._collections
+        ]
+        self._progress = _RowsDone(out)
+        self._lite: LiteClient | None = None
+        self._client: Any = None
+        self._engines: list[Any] = []
+        self._done: list[int] = []  # rows of each collection written and marked
+        self._resumed: list[bool] = []  # its next batch may be in already: upsert it
+        self._current = 0  # the collection the next rows belong to
+        self._seen = 0  # rows of the current collection received so far
+        self._pending: list[F32Matrix] = []  # received rows not written yet
+
+    def begin(self) -> None:
+        progress, store = self._progress, self._store
+        if not progress.copied():  # no copy yet, or one a killed run left half made
+            shutil.rmtree(self._out, ignore_errors=True)
+            progress.reset()
+            rebuilt = {c.name for c in store._collections}
+            collections = store.path / "collections"
+            shutil.copytree(
+                store.path,
+                self._out,
+                symlinks=True,
+                ignore=lambda where, names: [
+                    n for n in names if Path(where) == collections and n in rebuilt
+                ],
+            )
+            progress.mark_copied()
+        _sync_files(self._out)  # the copied collections, while the server embeds
+        self._lite = LiteClient(self._out)
+        self._client = self._lite.__enter__()
+        for c in store._collections:
+            resumed = progress.created(c.name)
+            if not resumed:
+                store._create_again(self._client, c, self._dim)
+                progress.mark_created(c.name)
+            self._engines.append(self._lite.collection(c.name))
+            self._done.append(progress.rows_done(c.name))
+            self._resumed.append(resumed)
+
+    def add(self, block: F32Matrix) -> None:
+        start = 0
+        while start < len(block):
+            while self._seen == len(self._mine[self._current]):  # the next collection
+                self._write(self._pending_rows())
+                self._current += 1
+                self._seen = 0
+            take = min(len(block) - start, len(self._mine[self._current]) - self._seen)
+            # rows a killed run wrote already are skipped
+            skip = min(take, max(0, self._done[self._current] - self._seen))
+            if skip < take:
+                self._pending.append(block[start + skip : start + take])
+            self._seen += take
+            start += take
+            while self._pending_rows() >= self._store.batch_rows:
+                self._write(self._store.batch_rows)
+
+    def _pending_rows(self) -> int:
+        return sum(len(p) for p in self._pending)
+
+    def _write(self, count: int) -> None:
+        """Insert the first ``count`` pending rows into the current collection; mark them."""
+        if count == 0:
+            return
+        n = self._current
+        c = self._store._collections[n]
+        matrix = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        rest = matrix[count:]
+        self._pending = [rest] if len(rest) else []
+        first = self._done[n]
+        part = self._mine[n][first : first + count]
+        write = self._engines[n].upsert if self._resumed[n] else self._engines[n].insert
+        for partition, batch in _by_partition(c, part, matrix[:count]):
+            write(batch, partition_name=partition)
+        self._resumed[n] = False
+        self._done[n] = first + count
+        self._progress.mark_rows(c.name, first + count)
+
+    def finish(self) -> None:
+        self._write(self._pending_rows())
+        store, client = self._store, self._client
+        for c, mine, done in zip(store._collections, self._mine, self._done, strict=True):
+            if done != len(mine):
+                raise MigrationError(
+                    f"{self._out}: collection {c.name!r} got {done} of {len(mine)} rows"
+                )
+            if store._space is not None:
+                client.alter_collection_properties(c.name, c.properties(store._space))
+            existing = set(client.list_aliases(c.name).get("aliases") or [])
+            for alias in c.aliases:
+                if alias not in existing:
+                    client.create_alias(c.name, alias)
+        self.abort()  # closed: milvus-lite writes its memtable and waits for its compactions
+        _sync_files(self._out)
+
+    def abort(self) -> None:
+        lite, self._lite = self._lite, None
+        if lite is not None:
+            lite.__exit__(None, None, None)
+
+
+def _sync_files(root: Path) -> None:
+    for file in root.rglob("*"):
+        if file.is_file():
+            fsync_file(file)
 
 
 def search_check(client: Any, c: _Collection, name: str, label: str) -> None:
@@ -373,13 +500,16 @@ def check_collection(
     *,
     name: str | None = None,
     aliases: bool = True,
+    engine: Any = None,
 ) -> None:
     """Collection ``name`` (default ``c.name``) as the migration of ``c`` must have made it:
     schema (vector field at ``dim``), properties (``space`` recorded), partitions, indexes,
     aliases (unless ``aliases`` is False: a server's are moved at the switch), every kept
     row's key in its partition and no other, and the first `_VECTOR_CHECK_ROWS` rows whole
     (every field, the vector's dimension, finite). Reading the keys only keeps the check a
-    fraction of a full read-back (the fields of a row are sent as they were read)."""
+    fraction of a full read-back (the fields of a row are sent as they were read). With
+    ``engine`` (milvus-lite's collection behind ``client``) keys and rows are read through
+    it, as `_read_collection` read them."""
     name = name or c.name
     label = f"{where}: collection {name!r}"
     d = client.describe_collection(name)
@@ -396,7 +526,12 @@ def check_collection(
         raise StoreFormatError(f"{label}: aliases differ")
     expected = {c.rows[n][c.primary]: c.row_partitions[n] for n in keep}
     seen = 0
-    for partition, record in iterate_rows(client, name, c.partitions, [c.primary]):
+    keys = (
+        engine_rows(engine, c.partitions, [c.primary])
+        if engine is not None
+        else iterate_rows(client, name, c.partitions, [c.primary])
+    )
+    for partition, record in keys:
         key = record[c.primary]
         if expected.get(key) != partition:
             raise StoreFormatError(
@@ -410,7 +545,12 @@ def check_collection(
     sample = keep[:_VECTOR_CHECK_ROWS]
     if sample:
         fields = [*_scalar_fields(c), c.vector_field]
-        got = client.get(name, ids=[c.rows[n][c.primary] for n in sample], output_fields=fields)
+        sample_ids = [c.rows[n][c.primary] for n in sample]
+        got = (
+            engine.get(sample_ids, output_fields=fields)
+            if engine is not None
+            else client.get(name, ids=sample_ids, output_fields=fields)
+        )
         by_key = {r[c.primary]: r for r in got}
         for n in sample:
             row = dict(by_key.get(c.rows[n][c.primary]) or {})
@@ -471,7 +611,8 @@ def read_milvus(
 def _read_copy(
     path: Path, copy: Path, wanted: str | None, text_field: str | None
 ) -> MilvusLiteStore:
-    with LiteClient(copy) as client:
+    lite = LiteClient(copy)
+    with lite as client:
         names = sorted(str(n) for n in client.list_collections())
         if wanted is not None and wanted not in names:
             raise StoreFormatError(
@@ -484,7 +625,7 @@ def _read_copy(
         collections = []
         start = 0
         for name in chosen:
-            c = _read_collection(path, client, name, text_field)
+            c = _read_collection(path, client, name, text_field, engine=lite.collection(name))
             c.start = start
             start += len(c.rows)
             collections.append(c)
@@ -492,11 +633,18 @@ def _read_copy(
 
 
 def _read_collection(
-    path: str | Path, client: Any, name: str, text_field: str | None, *, server: bool = False
+    path: str | Path,
+    client: Any,
+    name: str,
+    text_field: str | None,
+    *,
+    server: bool = False,
+    engine: Any = None,
 ) -> _Collection:
     """One collection; ``server``: a Milvus server, whose aliases are in the description
     (its ``list_aliases`` fails outside the default database; milvus-lite's description
-    lists none)."""
+    lists none). ``engine``: milvus-lite's collection behind ``client``, which the rows
+    and the probe sample's vectors are read through."""
     d = client.describe_collection(name)
     if d.get("functions"):
         raise StoreFormatError(
@@ -536,7 +684,12 @@ def _read_collection(
     )
     sample: list[tuple[Any, str]] = []  # (primary key, text) of the probe sample
     llamaindex = False
-    for partition, record in iterate_rows(client, name, c.partitions, _scalar_fields(c)):
+    rows = (
+        engine_rows(engine, c.partitions, _scalar_fields(c))
+        if engine is not None
+        else iterate_rows(client, name, c.partitions, _scalar_fields(c))
+    )
+    for partition, record in rows:
         c.rows.append(record)
         c.row_partitions.append(partition)
         text = record.get(column)
@@ -547,7 +700,12 @@ def _read_collection(
         if isinstance(text, str) and text.strip() and len(sample) < SAMPLE_ROWS:
             sample.append((record[primary], text))
     if sample:
-        got = client.get(name, ids=[k for k, _ in sample], output_fields=[primary, vector])
+        keys = [k for k, _ in sample]
+        got = (
+            engine.get(keys, output_fields=[primary, vector])
+            if engine is not None
+            else client.get(name, ids=keys, output_fields=[primary, vector])
+        )
         by_key = {r[primary]: r[vector] for r in got}
         pairs = [(t, by_key[k]) for k, t in sample if k in by_key]
         c.sample = [t for t, _ in pairs], np.asarray([v for _, v in pairs], dtype=np.float32)
