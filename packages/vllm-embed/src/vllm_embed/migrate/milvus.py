@@ -6,7 +6,8 @@ by LangChain's ``Milvus`` (langchain-milvus: ``pk``, ``text``, ``vector``, metad
 fields), LlamaIndex's ``MilvusVectorStore`` (``id``, ``doc_id``, ``text``,
 ``embedding`` + the node JSON ``_node_content`` in the dynamic field) and plain
 pymilvus (the text field named with ``--text-field``, default ``text``). The dimension
-is part of the schema, so everything goes through pymilvus' own API.
+is part of the schema, so everything goes through the library: pymilvus, and the rows
+through milvus-lite's engine behind it (`_milvus_lite`).
 
 - Reading: the directory is copied to a scratch directory and only the copy is opened
   (opening a database takes its lock, replays and may rewrite its log, and compacts in
@@ -17,35 +18,38 @@ is part of the schema, so everything goes through pymilvus' own API.
   sample's vectors by key).
 - Text: the text field; for LlamaIndex rows, what LlamaIndex embeds: the node rebuilt
   from ``_node_content`` + the text, ``MetadataMode.EMBED``.
-- Writing (`_LiteWriter`, while the server embeds): the directory is copied to the work
-  directory without the migrated collections (their old rows would only be loaded to be
-  dropped); each is created again through pymilvus with the same fields (the vector
-  field at the new dimension), dynamic-field and auto-id settings, properties, index
-  (type, metric, build parameters) and partitions, then filled partition by partition
-  through the engine's ``insert`` as the embedded rows arrive (the first batch after a
-  resume is an ``upsert``: a kill may have left it written without its mark); at the
-  end the embedding space goes into its properties (``SPACE_KEY``), its aliases are
-  made again where missing, and the database is closed (milvus-lite writes its memtable
-  to Parquet) and synced.
+- Writing (`_milvus_lite_fill.LiteWriter`, while the server embeds): the directory is
+  copied to the work directory without the migrated collections (their old rows would
+  only be loaded to be dropped); each is created again through pymilvus with the same
+  fields (the vector field at the new dimension), dynamic-field and auto-id settings,
+  properties, index (type, metric, build parameters) and partitions, then filled
+  partition by partition through the engine's ``insert`` as the embedded rows arrive
+  (the first batch after a resume is an ``upsert``: a kill may have left it written
+  without its mark); at the end the embedding space goes into its properties
+  (``SPACE_KEY``), its aliases are made again where missing, and the database is closed
+  (milvus-lite writes its memtable to Parquet) and synced.
 - Verifying (`check_collection`, one reopen): schema, properties, partitions, indexes
-  and aliases through pymilvus; every row's key in its partition (keys only: the other
-  fields were written as read) and the first 1,024 rows whole (every field, the
-  vector's dimension, finite; every row was checked finite as the server sent it)
-  through the engine; and a pymilvus search per collection that must return the queried
-  row first.
+  and aliases through pymilvus; through the engine, each partition's count of live
+  keys (the copy only received the original's keys, one row each: equal counts mean
+  every kept row is in, once) and 1,024 rows spread over the collection read whole from
+  their own partitions (every field, the vector's dimension, finite; every row was
+  checked finite as the server sent it); and a pymilvus search per collection that must
+  return the queried row first.
 - Installing: the directories are exchanged (`_dirstore.DirectoryStore`); the original
   is kept as ``NAME.d<old dim>.bak``.
 
 Milvus servers (``http://host:19530``) reuse the collection parts here
-(`_milvus_server`). The client, paged reads and the embedded-server handling live in
-`_milvus_lite`.
+(`_milvus_server`; without an engine: keys listed through pymilvus' iterator). The
+client, paged reads, the engine's collections and the embedded-server handling live in
+`_milvus_lite`; the writer in `_milvus_lite_fill`.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,9 +58,7 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
-from ._copy_progress import CopyProgress
 from ._dirstore import DirectoryStore, PartView, SampledPart, parts_format, parts_text_field
-from ._jsonio import fsync_file
 from ._milvus_lite import (
     LiteClient,
     count_rows,
@@ -65,6 +67,7 @@ from ._milvus_lite import (
     pymilvus_module,
     served_here,
 )
+from ._milvus_lite_fill import LiteWriter, by_partition
 from ._space import SPACE_KEY, EmbeddingSpace
 from ._store import F32Matrix, Rows, RowWriter, check_rows
 from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
@@ -120,17 +123,6 @@ class _Collection(SampledPart):
         return EmbeddingSpace.from_json(raw) if isinstance(raw, str) else None
 
 
-class _RowsDone(CopyProgress):
-    """`CopyProgress` plus the rows already written per collection."""
-
-    def rows_done(self, name: str) -> int:
-        return int(self._state.get("rows", {}).get(name, 0))
-
-    def mark_rows(self, name: str, count: int) -> None:
-        self._state.setdefault("rows", {})[name] = count
-        self._save()
-
-
 class MilvusLiteStore(DirectoryStore):
     """A Milvus Lite database directory read for migration (every collection, or one)."""
 
@@ -173,12 +165,12 @@ class MilvusLiteStore(DirectoryStore):
 
     # -- writing -------------------------------------------------------------------------
     def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter:
-        """Fill the copy while the server embeds (see `_LiteWriter`)."""
-        return _LiteWriter(self, out, keep, dim)
+        """Fill the copy while the server embeds (see `LiteWriter`)."""
+        return LiteWriter(self, out, keep, dim)
 
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
         """The same as the streaming writer, from the finished vector file."""
-        writer = _LiteWriter(self, out, keep, rows.dim)
+        writer = LiteWriter(self, out, keep, rows.dim)
         try:
             writer.begin()
             for block in rows.blocks():
@@ -206,14 +198,19 @@ class MilvusLiteStore(DirectoryStore):
         first (L2 / cosine), on one reopen of ``path``."""
         lite = LiteClient(path)
         with lite as client:
-            self._check(lite, client, path, ids, dim)
-            for c in self._collections:
-                search_check(client, c, c.name, f"{c.name!r} in {path}")
+            kept = self._check(lite, client, path, ids, dim)
+            for c, keep in zip(self._collections, kept, strict=True):
+                engine = lite.collection(c.name)
+                key = [c.rows[keep[0]][c.primary]] if keep else []
+                got = engine.get(key, output_fields=[c.primary, c.vector_field]) if key else []
+                row = got[0] if got else None
+                search_check(client, c, c.name, f"{c.name!r} in {path}", row=row)
         return "milvus-lite"
 
     def _check(
         self, lite: LiteClient, client: Any, path: Path, ids: Sequence[str], dim: int
-    ) -> None:
+    ) -> list[list[int]]:
+        """`check_collection` of each migrated collection; its kept rows."""
         where = f"written Milvus Lite database {path}"
         kept = set(ids)
         prefix = len(self._collections) > 1
@@ -221,145 +218,28 @@ class MilvusLiteStore(DirectoryStore):
         for name, count in self._untouched.items():
             if name not in names or count_rows(client, name) != count:
                 raise StoreFormatError(f"{where}: collection {name!r} changed")
+        rows = []
         for c in self._collections:
             if c.name not in names:
                 raise StoreFormatError(f"{where}: collection {c.name!r} is missing")
             keep = [n for n, i in enumerate(c.ids) if (f"{c.name}/{i}" if prefix else i) in kept]
             engine = lite.collection(c.name)
             check_collection(where, client, c, keep, dim, self._space, engine=engine)
+            rows.append(keep)
+        return rows
 
 
-class _LiteWriter(RowWriter):
-    """Fills the copy of the database in record order while the rows are embedded.
-
-    `begin` copies the directory without the migrated collections (once: journaled beside
-    it, `_RowsDone`) and creates each of them again (once; its aliases are still in the
-    copy's alias file); a collection a killed run created goes on after the rows marked
-    written, the first batch being an ``upsert`` (it may be in without its mark). `add`
-    inserts `MilvusLiteStore.batch_rows` rows at a time through milvus-lite's engine,
-    marking each batch. `finish` inserts the rest, records the embedding space in each
-    collection's properties, makes missing aliases, closes the database (milvus-lite
-    writes its memtable to Parquet) and syncs the files.
-    """
-
-    def __init__(self, store: MilvusLiteStore, out: Path, keep: Sequence[int], dim: int) -> None:
-        self._store = store
-        self._out = out
-        self._dim = dim
-        kept = set(keep)
-        #: per collection: its row numbers that are kept, in order
-        self._mine = [
-            [i for i in range(len(c.rows)) if c.start + i in kept] for c in store._collections
-        ]
-        self._progress = _RowsDone(out)
-        self._lite: LiteClient | None = None
-        self._client: Any = None
-        self._engines: list[Any] = []
-        self._done: list[int] = []  # rows of each collection written and marked
-        self._resumed: list[bool] = []  # its next batch may be in already: upsert it
-        self._current = 0  # the collection the next rows belong to
-        self._seen = 0  # rows of the current collection received so far
-        self._pending: list[F32Matrix] = []  # received rows not written yet
-
-    def begin(self) -> None:
-        progress, store = self._progress, self._store
-        if not progress.copied():  # no copy yet, or one a killed run left half made
-            shutil.rmtree(self._out, ignore_errors=True)
-            progress.reset()
-            rebuilt = {c.name for c in store._collections}
-            collections = store.path / "collections"
-            shutil.copytree(
-                store.path,
-                self._out,
-                symlinks=True,
-                ignore=lambda where, names: [
-                    n for n in names if Path(where) == collections and n in rebuilt
-                ],
-            )
-            progress.mark_copied()
-        _sync_files(self._out)  # the copied collections, while the server embeds
-        self._lite = LiteClient(self._out)
-        self._client = self._lite.__enter__()
-        for c in store._collections:
-            resumed = progress.created(c.name)
-            if not resumed:
-                store._create_again(self._client, c, self._dim)
-                progress.mark_created(c.name)
-            self._engines.append(self._lite.collection(c.name))
-            self._done.append(progress.rows_done(c.name))
-            self._resumed.append(resumed)
-
-    def add(self, block: F32Matrix) -> None:
-        start = 0
-        while start < len(block):
-            while self._seen == len(self._mine[self._current]):  # the next collection
-                self._write(self._pending_rows())
-                self._current += 1
-                self._seen = 0
-            take = min(len(block) - start, len(self._mine[self._current]) - self._seen)
-            # rows a killed run wrote already are skipped
-            skip = min(take, max(0, self._done[self._current] - self._seen))
-            if skip < take:
-                self._pending.append(block[start + skip : start + take])
-            self._seen += take
-            start += take
-            while self._pending_rows() >= self._store.batch_rows:
-                self._write(self._store.batch_rows)
-
-    def _pending_rows(self) -> int:
-        return sum(len(p) for p in self._pending)
-
-    def _write(self, count: int) -> None:
-        """Insert the first ``count`` pending rows into the current collection; mark them."""
-        if count == 0:
-            return
-        n = self._current
-        c = self._store._collections[n]
-        matrix = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        rest = matrix[count:]
-        self._pending = [rest] if len(rest) else []
-        first = self._done[n]
-        part = self._mine[n][first : first + count]
-        write = self._engines[n].upsert if self._resumed[n] else self._engines[n].insert
-        for partition, batch in _by_partition(c, part, matrix[:count]):
-            write(batch, partition_name=partition)
-        self._resumed[n] = False
-        self._done[n] = first + count
-        self._progress.mark_rows(c.name, first + count)
-
-    def finish(self) -> None:
-        self._write(self._pending_rows())
-        store, client = self._store, self._client
-        for c, mine, done in zip(store._collections, self._mine, self._done, strict=True):
-            if done != len(mine):
-                raise MigrationError(
-                    f"{self._out}: collection {c.name!r} got {done} of {len(mine)} rows"
-                )
-            if store._space is not None:
-                client.alter_collection_properties(c.name, c.properties(store._space))
-            existing = set(client.list_aliases(c.name).get("aliases") or [])
-            for alias in c.aliases:
-                if alias not in existing:
-                    client.create_alias(c.name, alias)
-        self.abort()  # closed: milvus-lite writes its memtable and waits for its compactions
-        _sync_files(self._out)
-
-    def abort(self) -> None:
-        lite, self._lite = self._lite, None
-        if lite is not None:
-            lite.__exit__(None, None, None)
-
-
-def _sync_files(root: Path) -> None:
-    for file in root.rglob("*"):
-        if file.is_file():
-            fsync_file(file)
-
-
-def search_check(client: Any, c: _Collection, name: str, label: str) -> None:
-    """A row of collection ``name`` (shaped like ``c``) searched for must come first."""
+def search_check(
+    client: Any, c: _Collection, name: str, label: str, *, row: dict[str, Any] | None = None
+) -> None:
+    """A row of collection ``name`` (shaped like ``c``; ``row``: its key and vector when the
+    caller read one) searched for must come first."""
     client.load_collection(name)
-    first = client.query(name, filter="", limit=1, output_fields=[c.primary, c.vector_field])
+    first = (
+        [row]
+        if row is not None
+        else client.query(name, filter="", limit=1, output_fields=[c.primary, c.vector_field])
+    )
     if not first:
         return
     metric = str((c.indexes[0] if c.indexes else {}).get("metric_type") or "")
@@ -456,21 +336,8 @@ def fill_batch(
     2x slower), ``upsert`` for the first batch after a resume (``idempotent``), which an
     interrupted run may have written already."""
     write = client.upsert if idempotent else client.insert
-    for partition, batch in _by_partition(c, part, vectors):
+    for partition, batch in by_partition(c, part, vectors):
         write(name, batch, partition_name=partition)
-
-
-def _by_partition(
-    c: _Collection, part: list[int], vectors: F32Matrix
-) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Rows ``part`` of ``c`` with their new vectors, grouped by partition, in order."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    field = c.vector_field
-    for n, vector in zip(part, vectors.tolist(), strict=True):
-        record = dict(c.rows[n])
-        record[field] = vector
-        groups.setdefault(c.row_partitions[n], []).append(record)
-    yield from groups.items()
 
 
 def _schema_fields(description: dict[str, Any], vector: str, dim: int) -> list[Any]:
@@ -524,33 +391,25 @@ def check_collection(
         raise StoreFormatError(f"{label}: indexes differ: {indexes}")
     if aliases and sorted(client.list_aliases(name).get("aliases") or []) != sorted(c.aliases):
         raise StoreFormatError(f"{label}: aliases differ")
-    expected = {c.rows[n][c.primary]: c.row_partitions[n] for n in keep}
-    seen = 0
-    keys = (
-        engine_rows(engine, c.partitions, [c.primary])
-        if engine is not None
-        else iterate_rows(client, name, c.partitions, [c.primary])
-    )
-    for partition, record in keys:
-        key = record[c.primary]
-        if expected.get(key) != partition:
-            raise StoreFormatError(
-                f"{label}: row {key!r} is not a row of the original's partition {partition!r}"
-            )
-        seen += 1
-    if seen != len(expected):
-        raise StoreFormatError(f"{label} holds {seen} rows, expected {len(expected)}")
+    if engine is not None:
+        _check_counts(label, engine, c, keep)
+        sample = _spread(keep, _VECTOR_CHECK_ROWS)
+    else:
+        _check_keys(label, client, name, c, keep)
+        sample = keep[:_VECTOR_CHECK_ROWS]
     # every vector was checked finite as it came from the server; the schema fixes the
     # dimension: read back a sample whole to see that the engine stored them so
-    sample = keep[:_VECTOR_CHECK_ROWS]
     if sample:
         fields = [*_scalar_fields(c), c.vector_field]
-        sample_ids = [c.rows[n][c.primary] for n in sample]
-        got = (
-            engine.get(sample_ids, output_fields=fields)
-            if engine is not None
-            else client.get(name, ids=sample_ids, output_fields=fields)
-        )
+        if engine is not None:  # each row looked up in its own partition only
+            got = []
+            for partition in c.partitions:
+                ids = [c.rows[n][c.primary] for n in sample if c.row_partitions[n] == partition]
+                if ids:
+                    got += engine.get(ids, partition_names=[partition], output_fields=fields)
+        else:
+            ids = [c.rows[n][c.primary] for n in sample]
+            got = client.get(name, ids=ids, output_fields=fields)
         by_key = {r[c.primary]: r for r in got}
         for n in sample:
             row = dict(by_key.get(c.rows[n][c.primary]) or {})
@@ -563,6 +422,45 @@ def check_collection(
         if vectors.shape != (len(sample), dim):
             raise StoreFormatError(f"{label}: vectors of shape {vectors.shape}, expected {dim}")
         check_rows(vectors.astype(np.float32), label, 0)
+
+
+def _check_keys(label: str, client: Any, name: str, c: _Collection, keep: list[int]) -> None:
+    """Every key of ``name`` (pymilvus' iterator) is a kept row's, in that row's partition."""
+    expected = {c.rows[n][c.primary]: c.row_partitions[n] for n in keep}
+    seen = 0
+    for partition, record in iterate_rows(client, name, c.partitions, [c.primary]):
+        key = record[c.primary]
+        if expected.get(key) != partition:
+            raise StoreFormatError(
+                f"{label}: row {key!r} is not a row of the original's partition {partition!r}"
+            )
+        seen += 1
+    if seen != len(expected):
+        raise StoreFormatError(f"{label} holds {seen} rows, expected {len(expected)}")
+
+
+def _check_counts(label: str, engine: Any, c: _Collection, keep: list[int]) -> None:
+    """The live rows of each partition, counted by milvus-lite over every key its files hold
+    (``partition_num_entities``: keys and sequence numbers only, no row built), are the
+    kept rows of that partition. The copy only ever received keys of the original's rows
+    and the engine keeps one row per key, so equal counts mean each kept row is there
+    once, and the spread sample then finds rows in their own partitions. (Listing the
+    keys through ``query`` builds every row, vector included: 5 s per 200,000 rows.)"""
+    want = Counter(c.row_partitions[n] for n in keep)
+    for partition in c.partitions:
+        got = int(engine.partition_num_entities(partition))
+        if got != want.get(partition, 0):
+            raise StoreFormatError(
+                f"{label}: partition {partition!r} holds {got} rows, expected "
+                f"{want.get(partition, 0)}"
+            )
+
+
+def _spread(keep: list[int], count: int) -> list[int]:
+    """Up to ``count`` of ``keep``, evenly spread from the first to the last."""
+    if len(keep) <= count:
+        return list(keep)
+    return [keep[round(i * (len(keep) - 1) / (count - 1))] for i in range(count)]
 
 
 def _scalar_fields(c: _Collection) -> list[str]:
