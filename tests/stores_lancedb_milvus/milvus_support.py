@@ -152,3 +152,36 @@ def spy_writes(
     monkeypatch.setattr(MilvusClient, "insert", spy("insert"))
     monkeypatch.setattr(MilvusClient, "upsert", spy("upsert"))
     return written, kill
+
+
+def spy_engine_writes(
+    monkeypatch: Any, *, kill_after: int
+) -> tuple[list[tuple[str, list[str]]], dict[str, int]]:
+    """`spy_writes` for milvus-lite's engine (``milvus_lite.Collection.insert`` /
+    ``upsert``: what a Milvus Lite migration writes rows through, and what pymilvus'
+    calls end in; install it after making the database)."""
+    from milvus_lite import Collection
+
+    written: list[tuple[str, list[str]]] = []
+    kill = {"after": kill_after}
+    real = {"insert": Collection.insert, "upsert": Collection.upsert}
+    inside = [0]  # the engine's upsert inserts its new keys: one write, not two
+
+    def spy(kind: str) -> Any:
+        def call(self: Any, records: Any, *args: Any, **kwargs: Any) -> Any:
+            if inside[0]:
+                return real[kind](self, records, *args, **kwargs)
+            if len(written) == kill["after"]:
+                raise KeyboardInterrupt
+            written.append((kind, [r["pk"] for r in records]))
+            inside[0] += 1
+            try:
+                return real[kind](self, records, *args, **kwargs)
+            finally:
+                inside[0] -= 1
+
+        return call
+
+    monkeypatch.setattr(Collection, "insert", spy("insert"))
+    monkeypatch.setattr(Collection, "upsert", spy("upsert"))
+    return written, kill

@@ -79,7 +79,7 @@ def test_langchain_milvus_lite_migrated_by_the_cli_then_searched(
     migrate_on_live_server(
         vllm_server, db,
         described="Milvus Lite (LangChain Milvus; collection LangChainCollection)",
-        old_dim=OLD_DIM, new_dim=MINILM_DIM, verified="vllm-embed, pymilvus",
+        old_dim=OLD_DIM, new_dim=MINILM_DIM, verified="milvus-lite",
     )  # fmt: skip
 
     live = live_embeddings(make_client(vllm_server))

@@ -14,7 +14,7 @@ from milvus_support import (
     make_plain_milvus,
     milvus_rows,
     milvus_vectors,
-    spy_writes,
+    spy_engine_writes,
 )
 from stores_support import OLD_DIM, embedded_texts, listing, texts
 
@@ -64,7 +64,7 @@ def test_langchain_milvus_migrated_by_the_cli_then_searched_with_langchain(tmp_p
         in result.stderr
     )
     assert f"dimension    {OLD_DIM} -> {DIM}" in result.stdout
-    assert "verified     vllm-embed, pymilvus" in result.stdout
+    assert "verified     milvus-lite" in result.stdout
     backup = tmp_path / f"milvus.db.d{OLD_DIM}.bak"
     assert f"backup       {backup}" in result.stdout and listing(backup) == original
     assert embedded_texts(fake_vllm)[1:] == texts(10)
@@ -206,7 +206,7 @@ def test_killed_while_filling_goes_on_from_the_journal(tmp_path, fake_vllm, clie
     db = make_langchain_milvus(tmp_path / "milvus.db", n=10)
     original = listing(db)
     monkeypatch.setattr(milvus_format.MilvusLiteStore, "batch_rows", 3)
-    written, kill = spy_writes(monkeypatch, kill_after=2)
+    written, kill = spy_engine_writes(monkeypatch, kill_after=2)
     with pytest.raises(KeyboardInterrupt):
         migrate_store(open_store(db), client)
     assert listing(db) == original

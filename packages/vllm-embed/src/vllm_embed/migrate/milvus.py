@@ -6,40 +6,50 @@ by LangChain's ``Milvus`` (langchain-milvus: ``pk``, ``text``, ``vector``, metad
 fields), LlamaIndex's ``MilvusVectorStore`` (``id``, ``doc_id``, ``text``,
 ``embedding`` + the node JSON ``_node_content`` in the dynamic field) and plain
 pymilvus (the text field named with ``--text-field``, default ``text``). The dimension
-is part of the schema, so everything goes through pymilvus' own API.
+is part of the schema, so everything goes through the library: pymilvus, and the rows
+through milvus-lite's engine behind it (`_milvus_lite`).
 
 - Reading: the directory is copied to a scratch directory and only the copy is opened
-  (opening a database takes its lock and may write its log); the schema, properties,
-  partitions, indexes and aliases of each collection are read, and its rows without the
-  vectors, partition by partition (``query_iterator``; the probe sample's vectors by key).
+  (opening a database takes its lock, replays and may rewrite its log, and compacts in
+  the background: milvus-lite cannot open a directory read-only); the schema,
+  properties, partitions, indexes and aliases of each collection are read through
+  pymilvus, its rows without the vectors, partition by partition in key order, through
+  milvus-lite's engine behind that client (`_milvus_lite.engine_rows`; the probe
+  sample's vectors by key).
 - Text: the text field; for LlamaIndex rows, what LlamaIndex embeds: the node rebuilt
   from ``_node_content`` + the text, ``MetadataMode.EMBED``.
-- Writing (`MilvusLiteStore.write`): the directory is copied to the work directory; in
-  the copy each migrated collection is dropped (its aliases first) and created again
-  with the same fields (the vector field at the new dimension), dynamic-field and
-  auto-id settings, properties (plus the embedding space under ``SPACE_KEY``), index
-  (type, metric, build parameters) and partitions, then filled partition by partition
-  with ``insert`` (`fill_batch`; the first batch after a resume is an ``upsert``: a
-  kill may have left it written without its mark); the aliases are created again at the
-  end.
-- Verifying (`check_collection`): the copy is reopened with pymilvus: schema,
-  properties, partitions, indexes, aliases, every row's key in its partition (keys
-  only: the other fields were written as read), the first 1,024 rows whole (every
-  field, the vector's dimension, finite; every row was checked finite as the server
-  sent it), and a search per collection that must return the queried row first.
+- Writing (`_milvus_lite_fill.LiteWriter`, while the server embeds): the directory is
+  copied to the work directory without the migrated collections (their old rows would
+  only be loaded to be dropped); each is created again through pymilvus with the same
+  fields (the vector field at the new dimension), dynamic-field and auto-id settings,
+  properties, index (type, metric, build parameters) and partitions, then filled
+  partition by partition through the engine's ``insert`` as the embedded rows arrive
+  (the first batch after a resume is an ``upsert``: a kill may have left it written
+  without its mark); at the end the embedding space goes into its properties
+  (``SPACE_KEY``), its aliases are made again where missing, and the database is closed
+  (milvus-lite writes its memtable to Parquet) and synced.
+- Verifying (`check_collection`, one reopen): schema, properties, partitions, indexes
+  and aliases through pymilvus; through the engine, each partition's count of live
+  keys (the copy only received the original's keys, one row each: equal counts mean
+  every kept row is in, once) and 1,024 rows spread over the collection read whole from
+  their own partitions (every field, the vector's dimension, finite; every row was
+  checked finite as the server sent it); and a pymilvus search per collection that must
+  return the queried row first.
 - Installing: the directories are exchanged (`_dirstore.DirectoryStore`); the original
   is kept as ``NAME.d<old dim>.bak``.
 
 Milvus servers (``http://host:19530``) reuse the collection parts here
-(`_milvus_server`). The client, paged reads and the embedded-server handling live in
-`_milvus_lite`.
+(`_milvus_server`; without an engine: keys listed through pymilvus' iterator). The
+client, paged reads, the engine's collections and the embedded-server handling live in
+`_milvus_lite`; the writer in `_milvus_lite_fill`.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,12 +58,18 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
-from ._copy_progress import CopyProgress
 from ._dirstore import DirectoryStore, PartView, SampledPart, parts_format, parts_text_field
-from ._jsonio import fsync_file
-from ._milvus_lite import LiteClient, count_rows, iterate_rows, pymilvus_module, served_here
+from ._milvus_lite import (
+    LiteClient,
+    count_rows,
+    engine_rows,
+    iterate_rows,
+    pymilvus_module,
+    served_here,
+)
+from ._milvus_lite_fill import LiteWriter, by_partition
 from ._space import SPACE_KEY, EmbeddingSpace
-from ._store import F32Matrix, Rows, check_rows
+from ._store import F32Matrix, Rows, RowWriter, check_rows
 from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
 
 __all__ = ["MilvusLiteStore", "is_milvus_lite_dir", "read_milvus"]
@@ -107,22 +123,14 @@ class _Collection(SampledPart):
         return EmbeddingSpace.from_json(raw) if isinstance(raw, str) else None
 
 
-class _RowsDone(CopyProgress):
-    """`CopyProgress` plus the rows already written per collection."""
-
-    def rows_done(self, name: str) -> int:
-        return int(self._state.get("rows", {}).get(name, 0))
-
-    def mark_rows(self, name: str, count: int) -> None:
-        self._state.setdefault("rows", {})[name] = count
-        self._save()
-
-
 class MilvusLiteStore(DirectoryStore):
     """A Milvus Lite database directory read for migration (every collection, or one)."""
 
-    #: Rows per ``insert`` in the copy.
-    batch_rows = 2048
+    #: Rows per engine ``insert`` in the copy (one mark each: what a kill can cost).
+    batch_rows = 8192
+    #: The library check re-reads keys, rows and vectors too (`check_collection`): one
+    #: reopen of the copy instead of two.
+    library_check_is_complete = True
 
     def __init__(
         self, path: Path, collections: list[_Collection], untouched: dict[str, int]
@@ -156,83 +164,82 @@ class MilvusLiteStore(DirectoryStore):
         pymilvus_module()
 
     # -- writing -------------------------------------------------------------------------
+    def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter:
+        """Fill the copy while the server embeds (see `LiteWriter`)."""
+        return LiteWriter(self, out, keep, dim)
+
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
-        """Fill a copy of the directory; resumable per batch (`fill_batch`)."""
-        progress = _RowsDone(out)
-        if not progress.copied():
-            shutil.rmtree(out, ignore_errors=True)
-            progress.reset()
-            shutil.copytree(self.path, out, symlinks=True)
-            progress.mark_copied()
-        kept = set(keep)
-        matrix = (
-            np.memmap(rows.path, dtype="<f4", mode="r", shape=(rows.count, rows.dim))
-            if rows.count
-            else np.empty((0, rows.dim), dtype=np.float32)
-        )
-        with LiteClient(out) as client:
-            row = 0
-            for c in self._collections:
-                mine = [i for i in range(len(c.rows)) if c.start + i in kept]
-                # created by an earlier run: its last batch may be in without its mark
-                resumed = progress.created(c.name)
-                if not resumed:
-                    self._create_again(client, c, rows.dim)
-                    progress.mark_created(c.name)
-                done = progress.rows_done(c.name)
-                for first in range(done, len(mine), self.batch_rows):
-                    part = mine[first : first + self.batch_rows]
-                    vectors = np.asarray(matrix[row + first : row + first + len(part)])
-                    fill_batch(client, c, c.name, part, vectors, idempotent=resumed)
-                    resumed = False
-                    progress.mark_rows(c.name, first + len(part))
-                existing = set(client.list_aliases(c.name).get("aliases") or [])
-                for alias in c.aliases:
-                    if alias not in existing:
-                        client.create_alias(c.name, alias)
-                row += len(mine)
-        del matrix
-        for file in out.rglob("*"):
-            if file.is_file():
-                fsync_file(file)
+        """The same as the streaming writer, from the finished vector file."""
+        writer = LiteWriter(self, out, keep, rows.dim)
+        try:
+            writer.begin()
+            for block in rows.blocks():
+                writer.add(block)
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
 
     def _create_again(self, client: Any, c: _Collection, dim: int) -> None:
         if c.name in client.list_collections():
             for alias in client.list_aliases(c.name).get("aliases") or []:
                 client.drop_alias(alias)
             client.drop_collection(c.name)
-        create_collection(client, c, c.name, dim, self._space)
+        create_collection(client, c, c.name, dim, None)
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
+        lite = LiteClient(path)
+        with lite as client:
+            self._check(lite, client, path, ids, dim)
+
+    def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
+        """`check_written`, then a search per collection must return the queried row
+        first (L2 / cosine), on one reopen of ``path``."""
+        lite = LiteClient(path)
+        with lite as client:
+            kept = self._check(lite, client, path, ids, dim)
+            for c, keep in zip(self._collections, kept, strict=True):
+                engine = lite.collection(c.name)
+                key = [c.rows[keep[0]][c.primary]] if keep else []
+                got = engine.get(key, output_fields=[c.primary, c.vector_field]) if key else []
+                row = got[0] if got else None
+                search_check(client, c, c.name, f"{c.name!r} in {path}", row=row)
+        return "milvus-lite"
+
+    def _check(
+        self, lite: LiteClient, client: Any, path: Path, ids: Sequence[str], dim: int
+    ) -> list[list[int]]:
+        """`check_collection` of each migrated collection; its kept rows."""
         where = f"written Milvus Lite database {path}"
         kept = set(ids)
         prefix = len(self._collections) > 1
-        with LiteClient(path) as client:
-            names = set(client.list_collections())
-            for name, count in self._untouched.items():
-                if name not in names or count_rows(client, name) != count:
-                    raise StoreFormatError(f"{where}: collection {name!r} changed")
-            for c in self._collections:
-                if c.name not in names:
-                    raise StoreFormatError(f"{where}: collection {c.name!r} is missing")
-                keep = [
-                    n for n, i in enumerate(c.ids) if (f"{c.name}/{i}" if prefix else i) in kept
-                ]
-                check_collection(where, client, c, keep, dim, self._space)
-
-    def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
-        """A search per collection must return the queried row first (L2 / cosine)."""
-        with LiteClient(path) as client:
-            for c in self._collections:
-                search_check(client, c, c.name, f"{c.name!r} in {path}")
-        return "pymilvus"
+        names = set(client.list_collections())
+        for name, count in self._untouched.items():
+            if name not in names or count_rows(client, name) != count:
+                raise StoreFormatError(f"{where}: collection {name!r} changed")
+        rows = []
+        for c in self._collections:
+            if c.name not in names:
+                raise StoreFormatError(f"{where}: collection {c.name!r} is missing")
+            keep = [n for n, i in enumerate(c.ids) if (f"{c.name}/{i}" if prefix else i) in kept]
+            engine = lite.collection(c.name)
+            check_collection(where, client, c, keep, dim, self._space, engine=engine)
+            rows.append(keep)
+        return rows
 
 
-def search_check(client: Any, c: _Collection, name: str, label: str) -> None:
-    """A row of collection ``name`` (shaped like ``c``) searched for must come first."""
+def search_check(
+    client: Any, c: _Collection, name: str, label: str, *, row: dict[str, Any] | None = None
+) -> None:
+    """A row of collection ``name`` (shaped like ``c``; ``row``: its key and vector when the
+    caller read one) searched for must come first."""
     client.load_collection(name)
-    first = client.query(name, filter="", limit=1, output_fields=[c.primary, c.vector_field])
+    first = (
+        [row]
+        if row is not None
+        else client.query(name, filter="", limit=1, output_fields=[c.primary, c.vector_field])
+    )
     if not first:
         return
     metric = str((c.indexes[0] if c.indexes else {}).get("metric_type") or "")
@@ -329,21 +336,8 @@ def fill_batch(
     2x slower), ``upsert`` for the first batch after a resume (``idempotent``), which an
     interrupted run may have written already."""
     write = client.upsert if idempotent else client.insert
-    for partition, batch in _by_partition(c, part, vectors):
+    for partition, batch in by_partition(c, part, vectors):
         write(name, batch, partition_name=partition)
-
-
-def _by_partition(
-    c: _Collection, part: list[int], vectors: F32Matrix
-) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Rows ``part`` of ``c`` with their new vectors, grouped by partition, in order."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    field = c.vector_field
-    for n, vector in zip(part, vectors.tolist(), strict=True):
-        record = dict(c.rows[n])
-        record[field] = vector
-        groups.setdefault(c.row_partitions[n], []).append(record)
-    yield from groups.items()
 
 
 def _schema_fields(description: dict[str, Any], vector: str, dim: int) -> list[Any]:
@@ -373,13 +367,16 @@ def check_collection(
     *,
     name: str | None = None,
     aliases: bool = True,
+    engine: Any = None,
 ) -> None:
     """Collection ``name`` (default ``c.name``) as the migration of ``c`` must have made it:
     schema (vector field at ``dim``), properties (``space`` recorded), partitions, indexes,
     aliases (unless ``aliases`` is False: a server's are moved at the switch), every kept
     row's key in its partition and no other, and the first `_VECTOR_CHECK_ROWS` rows whole
     (every field, the vector's dimension, finite). Reading the keys only keeps the check a
-    fraction of a full read-back (the fields of a row are sent as they were read)."""
+    fraction of a full read-back (the fields of a row are sent as they were read). With
+    ``engine`` (milvus-lite's collection behind ``client``) keys and rows are read through
+    it, as `_read_collection` read them."""
     name = name or c.name
     label = f"{where}: collection {name!r}"
     d = client.describe_collection(name)
@@ -394,23 +391,25 @@ def check_collection(
         raise StoreFormatError(f"{label}: indexes differ: {indexes}")
     if aliases and sorted(client.list_aliases(name).get("aliases") or []) != sorted(c.aliases):
         raise StoreFormatError(f"{label}: aliases differ")
-    expected = {c.rows[n][c.primary]: c.row_partitions[n] for n in keep}
-    seen = 0
-    for partition, record in iterate_rows(client, name, c.partitions, [c.primary]):
-        key = record[c.primary]
-        if expected.get(key) != partition:
-            raise StoreFormatError(
-                f"{label}: row {key!r} is not a row of the original's partition {partition!r}"
-            )
-        seen += 1
-    if seen != len(expected):
-        raise StoreFormatError(f"{label} holds {seen} rows, expected {len(expected)}")
+    if engine is not None:
+        _check_counts(label, engine, c, keep)
+        sample = _spread(keep, _VECTOR_CHECK_ROWS)
+    else:
+        _check_keys(label, client, name, c, keep)
+        sample = keep[:_VECTOR_CHECK_ROWS]
     # every vector was checked finite as it came from the server; the schema fixes the
     # dimension: read back a sample whole to see that the engine stored them so
-    sample = keep[:_VECTOR_CHECK_ROWS]
     if sample:
         fields = [*_scalar_fields(c), c.vector_field]
-        got = client.get(name, ids=[c.rows[n][c.primary] for n in sample], output_fields=fields)
+        if engine is not None:  # each row looked up in its own partition only
+            got = []
+            for partition in c.partitions:
+                ids = [c.rows[n][c.primary] for n in sample if c.row_partitions[n] == partition]
+                if ids:
+                    got += engine.get(ids, partition_names=[partition], output_fields=fields)
+        else:
+            ids = [c.rows[n][c.primary] for n in sample]
+            got = client.get(name, ids=ids, output_fields=fields)
         by_key = {r[c.primary]: r for r in got}
         for n in sample:
             row = dict(by_key.get(c.rows[n][c.primary]) or {})
@@ -423,6 +422,45 @@ def check_collection(
         if vectors.shape != (len(sample), dim):
             raise StoreFormatError(f"{label}: vectors of shape {vectors.shape}, expected {dim}")
         check_rows(vectors.astype(np.float32), label, 0)
+
+
+def _check_keys(label: str, client: Any, name: str, c: _Collection, keep: list[int]) -> None:
+    """Every key of ``name`` (pymilvus' iterator) is a kept row's, in that row's partition."""
+    expected = {c.rows[n][c.primary]: c.row_partitions[n] for n in keep}
+    seen = 0
+    for partition, record in iterate_rows(client, name, c.partitions, [c.primary]):
+        key = record[c.primary]
+        if expected.get(key) != partition:
+            raise StoreFormatError(
+                f"{label}: row {key!r} is not a row of the original's partition {partition!r}"
+            )
+        seen += 1
+    if seen != len(expected):
+        raise StoreFormatError(f"{label} holds {seen} rows, expected {len(expected)}")
+
+
+def _check_counts(label: str, engine: Any, c: _Collection, keep: list[int]) -> None:
+    """The live rows of each partition, counted by milvus-lite over every key its files hold
+    (``partition_num_entities``: keys and sequence numbers only, no row built), are the
+    kept rows of that partition. The copy only ever received keys of the original's rows
+    and the engine keeps one row per key, so equal counts mean each kept row is there
+    once, and the spread sample then finds rows in their own partitions. (Listing the
+    keys through ``query`` builds every row, vector included: 5 s per 200,000 rows.)"""
+    want = Counter(c.row_partitions[n] for n in keep)
+    for partition in c.partitions:
+        got = int(engine.partition_num_entities(partition))
+        if got != want.get(partition, 0):
+            raise StoreFormatError(
+                f"{label}: partition {partition!r} holds {got} rows, expected "
+                f"{want.get(partition, 0)}"
+            )
+
+
+def _spread(keep: list[int], count: int) -> list[int]:
+    """Up to ``count`` of ``keep``, evenly spread from the first to the last."""
+    if len(keep) <= count:
+        return list(keep)
+    return [keep[round(i * (len(keep) - 1) / (count - 1))] for i in range(count)]
 
 
 def _scalar_fields(c: _Collection) -> list[str]:
@@ -471,7 +509,8 @@ def read_milvus(
 def _read_copy(
     path: Path, copy: Path, wanted: str | None, text_field: str | None
 ) -> MilvusLiteStore:
-    with LiteClient(copy) as client:
+    lite = LiteClient(copy)
+    with lite as client:
         names = sorted(str(n) for n in client.list_collections())
         if wanted is not None and wanted not in names:
             raise StoreFormatError(
@@ -484,7 +523,7 @@ def _read_copy(
         collections = []
         start = 0
         for name in chosen:
-            c = _read_collection(path, client, name, text_field)
+            c = _read_collection(path, client, name, text_field, engine=lite.collection(name))
             c.start = start
             start += len(c.rows)
             collections.append(c)
@@ -492,11 +531,18 @@ def _read_copy(
 
 
 def _read_collection(
-    path: str | Path, client: Any, name: str, text_field: str | None, *, server: bool = False
+    path: str | Path,
+    client: Any,
+    name: str,
+    text_field: str | None,
+    *,
+    server: bool = False,
+    engine: Any = None,
 ) -> _Collection:
     """One collection; ``server``: a Milvus server, whose aliases are in the description
     (its ``list_aliases`` fails outside the default database; milvus-lite's description
-    lists none)."""
+    lists none). ``engine``: milvus-lite's collection behind ``client``, which the rows
+    and the probe sample's vectors are read through."""
     d = client.describe_collection(name)
     if d.get("functions"):
         raise StoreFormatError(
@@ -536,7 +582,12 @@ def _read_collection(
     )
     sample: list[tuple[Any, str]] = []  # (primary key, text) of the probe sample
     llamaindex = False
-    for partition, record in iterate_rows(client, name, c.partitions, _scalar_fields(c)):
+    rows = (
+        engine_rows(engine, c.partitions, _scalar_fields(c))
+        if engine is not None
+        else iterate_rows(client, name, c.partitions, _scalar_fields(c))
+    )
+    for partition, record in rows:
         c.rows.append(record)
         c.row_partitions.append(partition)
         text = record.get(column)
@@ -547,7 +598,12 @@ def _read_collection(
         if isinstance(text, str) and text.strip() and len(sample) < SAMPLE_ROWS:
             sample.append((record[primary], text))
     if sample:
-        got = client.get(name, ids=[k for k, _ in sample], output_fields=[primary, vector])
+        keys = [k for k, _ in sample]
+        got = (
+            engine.get(keys, output_fields=[primary, vector])
+            if engine is not None
+            else client.get(name, ids=keys, output_fields=[primary, vector])
+        )
         by_key = {r[primary]: r[vector] for r in got}
         pairs = [(t, by_key[k]) for k, t in sample if k in by_key]
         c.sample = [t for t, _ in pairs], np.asarray([v for _, v in pairs], dtype=np.float32)
