@@ -245,3 +245,25 @@ def test_database_open_in_this_process_is_refused_by_name(tmp_path):
         close_milvus(db)
     assert listing(db) == before
     assert open_store(db).ids == ["id-0", "id-1", "id-2"]  # once closed, it reads
+
+
+def test_milvus_lite_without_a_reachable_engine_is_a_named_error(tmp_path, monkeypatch):
+    """The migration goes through milvus-lite's in-process engine (private to milvus-lite):
+    a release that moved it is refused by name, with the version, and the store kept."""
+    from vllm_embed.migrate import _milvus_lite
+
+    db = make_langchain_milvus(tmp_path / "milvus.db", n=3)
+    before = listing(db)
+
+    class Moved:  # a registry that serves the path but not through an engine we know
+        def __init__(self, real: object) -> None:
+            self._servers = {k: (v[0], object()) for k, v in real._servers.items()}  # type: ignore[attr-defined]
+            self.release_server = real.release_server  # type: ignore[attr-defined]
+
+    real = _milvus_lite._servers
+    monkeypatch.setattr(_milvus_lite, "_servers", lambda: Moved(real()))
+    with pytest.raises(MigrationError, match=r"milvus-lite \(3\.[0-9.]+\).*milvus-lite>=3\.2,<4"):
+        open_store(db)
+    monkeypatch.undo()
+    close_milvus(db)
+    assert listing(db) == before

@@ -114,9 +114,14 @@ class LiteClient:
         ``milvus_lite.MilvusLite``: ``query``, ``get``, ``insert``, ``upsert``), loaded."""
         entry = getattr(_servers(), "_servers", {}).get(os.path.abspath(self.path))
         if entry is None or not hasattr(entry[1], "get_collection"):
+            import milvus_lite
+
+            version = getattr(milvus_lite, "__version__", "unknown")
             raise MigrationError(
-                f"milvus-lite runs no embedded engine for {self.path} in this process: this "
-                "migration needs milvus-lite 3.x (pip install -U milvus-lite)"
+                f"{self.path}: this milvus-lite ({version}) runs no embedded engine that "
+                "vllm-embed can reach in this process (the migration reads and writes through "
+                "milvus-lite 3.x's in-process engine, tested with 3.2); the original is untouched: "
+                "pip install 'milvus-lite>=3.2,<4'"
             )
         collection = entry[1].get_collection(name)
         if collection.load_state != "loaded":
