@@ -6,9 +6,9 @@ journaled per batch so a killed run goes on (`_RowsDone`)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -16,13 +16,11 @@ from vllm_embed._errors import MigrationError
 
 from ._copy_progress import CopyProgress
 from ._jsonio import fsync_file
+from ._milvus_collection import MilvusStore, by_partition, create_again
 from ._milvus_lite import LiteClient
 from ._store import F32Matrix, RowWriter
 
-if TYPE_CHECKING:
-    from .milvus import MilvusLiteStore, _Collection
-
-__all__ = ["LiteWriter", "by_partition"]
+__all__ = ["LiteWriter"]
 
 
 class _RowsDone(CopyProgress):
@@ -49,7 +47,7 @@ class LiteWriter(RowWriter):
     writes its memtable to Parquet) and syncs the files.
     """
 
-    def __init__(self, store: MilvusLiteStore, out: Path, keep: Sequence[int], dim: int) -> None:
+    def __init__(self, store: MilvusStore, out: Path, keep: Sequence[int], dim: int) -> None:
         self._store = store
         self._out = out
         self._dim = dim
@@ -90,7 +88,7 @@ class LiteWriter(RowWriter):
         for c in store._collections:
             resumed = progress.created(c.name)
             if not resumed:
-                store._create_again(self._client, c, self._dim)
+                create_again(self._client, c, self._dim)
                 progress.mark_created(c.name)
             self._engines.append(self._lite.collection(c.name))
             self._done.append(progress.rows_done(c.name))
@@ -161,16 +159,3 @@ def _sync_files(root: Path) -> None:
     for file in root.rglob("*"):
         if file.is_file():
             fsync_file(file)
-
-
-def by_partition(
-    c: _Collection, part: list[int], vectors: F32Matrix
-) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Rows ``part`` of ``c`` with their new vectors, grouped by partition, in order."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    field = c.vector_field
-    for n, vector in zip(part, vectors.tolist(), strict=True):
-        record = dict(c.rows[n])
-        record[field] = vector
-        groups.setdefault(c.row_partitions[n], []).append(record)
-    yield from groups.items()

@@ -68,8 +68,9 @@ import numpy as np
 from vllm_embed._errors import MigrationError, StoreFormatError
 from vllm_embed._secrets import mask_url_in
 
-from ._dirstore import DirectoryStore, PartView, parts_format, parts_text_field
+from ._dirstore import PartView
 from ._journal import OUTPUT, work_dir_for
+from ._milvus_collection import MilvusCollection, MilvusStore, create_collection, fill_batch
 from ._milvus_lite import count_rows, pymilvus_module
 from ._milvus_switch import (
     BACKUP,
@@ -80,16 +81,8 @@ from ._milvus_switch import (
     strip_mark,
     switch,
 )
-from ._space import EmbeddingSpace
 from ._store import Rows
-from .milvus import (
-    _Collection,
-    _read_collection,
-    check_collection,
-    create_collection,
-    fill_batch,
-    search_check,
-)
+from .milvus import _read_collection, check_collection, search_check
 
 __all__ = [
     "MilvusServerStore",
@@ -199,7 +192,7 @@ def state_dir() -> Path:
     return Path(base)
 
 
-class MilvusServerStore(DirectoryStore):
+class MilvusServerStore(MilvusStore):
     """Collections of a Milvus server read for migration; installs itself by aliases."""
 
     batch_rows = 4096
@@ -209,7 +202,7 @@ class MilvusServerStore(DirectoryStore):
         self,
         address: ServerAddress,
         anchor: Path,
-        collections: list[_Collection],
+        collections: list[MilvusCollection],
         readers: dict[str, str],
         pending: dict[str, str] | None = None,
         auto_ids: list[str] | None = None,
@@ -217,7 +210,6 @@ class MilvusServerStore(DirectoryStore):
     ) -> None:
         self.address = address
         self.path = self.target = anchor
-        self._collections = collections
         self._readers = readers  # real collection name -> the name readers use
         #: a name whose switch a killed run began -> its backup (read as that name)
         self._pending = pending or {}
@@ -225,19 +217,9 @@ class MilvusServerStore(DirectoryStore):
         self._finished = finished or {}
         #: collections whose auto-id keys the new collection keeps (auto_id=False)
         self.auto_ids = auto_ids or []
-        self._space: EmbeddingSpace | None = None
         self.switched: list[str] = []
-        kinds = [c.kind for c in collections]
         names = [self._readers[c.name] for c in collections]
-        self.format = parts_format(f"Milvus server {address.shown}", kinds, "collection", names)
-        self.text_field = parts_text_field(
-            [c.text_field for c in collections], kinds, "LlamaIndex MilvusVectorStore"
-        )
-        self._join_parts()
-
-    @property
-    def _parts(self) -> list[_Collection]:
-        return self._collections
+        self._hold(collections, f"Milvus server {address.shown}", names)
 
     @property
     def collections(self) -> list[str]:
@@ -256,12 +238,6 @@ class MilvusServerStore(DirectoryStore):
                 "the old one on the same server and switched in with aliases."
             )
         return self.target
-
-    def record_space(self, out: Path, space: EmbeddingSpace) -> None:
-        self._space = space
-
-    def warm_up(self) -> None:
-        pymilvus_module()
 
     # -- writing -------------------------------------------------------------------------
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
@@ -518,7 +494,7 @@ def _finished_by_a_killed_run(
     return {old: (made[old], where) for old, where in found.items()}
 
 
-def _keep_auto_id_keys(c: _Collection) -> bool:
+def _keep_auto_id_keys(c: MilvusCollection) -> bool:
     """An auto-id collection (keys made by the server): Milvus before 2.5 takes no given
     key into one (``insert`` / ``upsert`` fail), so the new collection is described with
     ``auto_id=False`` on the same primary-key field and gets the old keys; the rest of
@@ -568,7 +544,7 @@ def _anchor_name(address: ServerAddress, readers: list[str]) -> str:
 
 
 def _write_snapshot(
-    path: Path, address: ServerAddress, collections: list[_Collection], readers: dict[str, str]
+    path: Path, address: ServerAddress, collections: list[MilvusCollection], readers: dict[str, str]
 ) -> None:
     """What the resume fingerprint hashes for a server: the collections as read (name,
     schema, row count, a hash of the keys). Rewritten only when it changed."""

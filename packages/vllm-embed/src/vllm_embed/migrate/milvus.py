@@ -38,9 +38,10 @@ through milvus-lite's engine behind it (`_milvus_lite`).
 - Installing: the directories are exchanged (`_dirstore.DirectoryStore`); the original
   is kept as ``NAME.d<old dim>.bak``.
 
-Milvus servers (``http://host:19530``) reuse the collection parts here
+Milvus servers (``http://host:19530``) reuse the reading and checking here
 (`_milvus_server`; without an engine: keys listed through pymilvus' iterator). The
-client, paged reads, the engine's collections and the embedded-server handling live in
+collection record, its creation and the base of both stores live in `_milvus_collection`;
+the client, paged reads, the engine's collections and the embedded-server handling in
 `_milvus_lite`; the writer in `_milvus_lite_fill`.
 """
 
@@ -50,7 +51,6 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,8 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError, StoreFormatError
 
-from ._dirstore import DirectoryStore, PartView, SampledPart, parts_format, parts_text_field
+from ._dirstore import PartView
+from ._milvus_collection import MilvusCollection, MilvusStore
 from ._milvus_lite import (
     LiteClient,
     count_rows,
@@ -67,9 +68,9 @@ from ._milvus_lite import (
     pymilvus_module,
     served_here,
 )
-from ._milvus_lite_fill import LiteWriter, by_partition
-from ._space import SPACE_KEY, EmbeddingSpace
-from ._store import F32Matrix, Rows, RowWriter, check_rows
+from ._milvus_lite_fill import LiteWriter
+from ._space import EmbeddingSpace
+from ._store import Rows, RowWriter, check_rows
 from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
 
 __all__ = ["MilvusLiteStore", "is_milvus_lite_dir", "read_milvus"]
@@ -79,7 +80,6 @@ SAMPLE_ROWS = 16
 #: Rows whose vectors the check reads back (dimension, finite); all rows are compared.
 _VECTOR_CHECK_ROWS = 1024
 _FLOAT_VECTOR = 101  # pymilvus DataType.FLOAT_VECTOR
-_DEFAULT_PARTITION = "_default"
 
 
 def is_milvus_lite_dir(path: Path) -> bool:
@@ -87,43 +87,7 @@ def is_milvus_lite_dir(path: Path) -> bool:
     return path.is_dir() and (path / "LOCK").is_file() and (path / "collections").is_dir()
 
 
-@dataclass
-class _Collection(SampledPart):
-    """One collection as read: everything needed to create it again."""
-
-    name: str
-    description: dict[str, Any]
-    vector_field: str
-    primary: str
-    dim: int
-    text_field: str
-    kind: str | None
-    indexes: list[dict[str, Any]]
-    partitions: list[str]
-    aliases: list[str]
-    rows: list[dict[str, Any]] = field(default_factory=list)  # without the vector
-    row_partitions: list[str] = field(default_factory=list)
-    texts: list[str | None] = field(default_factory=list)
-    start: int = 0
-    sample: tuple[list[str], F32Matrix] | None = None
-
-    @property
-    def ids(self) -> list[str]:
-        return [str(r[self.primary]) for r in self.rows]
-
-    def properties(self, space: EmbeddingSpace | None) -> dict[str, str]:
-        props = {str(k): str(v) for k, v in (self.description.get("properties") or {}).items()}
-        props.pop(SPACE_KEY, None)
-        if space is not None:
-            props[SPACE_KEY] = space.to_json()
-        return props
-
-    def recorded_space(self) -> EmbeddingSpace | None:
-        raw = (self.description.get("properties") or {}).get(SPACE_KEY)
-        return EmbeddingSpace.from_json(raw) if isinstance(raw, str) else None
-
-
-class MilvusLiteStore(DirectoryStore):
+class MilvusLiteStore(MilvusStore):
     """A Milvus Lite database directory read for migration (every collection, or one)."""
 
     #: Rows per engine ``insert`` in the copy (one mark each: what a kill can cost).
@@ -133,35 +97,14 @@ class MilvusLiteStore(DirectoryStore):
     library_check_is_complete = True
 
     def __init__(
-        self, path: Path, collections: list[_Collection], untouched: dict[str, int]
+        self, path: Path, collections: list[MilvusCollection], untouched: dict[str, int]
     ) -> None:
         self.path = self.target = path
-        self._collections = collections
         self._untouched = untouched
-        self._space: EmbeddingSpace | None = None
-        kinds = [c.kind for c in collections]
-        self.format = parts_format(
-            "Milvus Lite", kinds, "collection", [c.name for c in collections]
-        )
-        self.text_field = parts_text_field(
-            [c.text_field for c in collections], kinds, "LlamaIndex MilvusVectorStore"
-        )
-        self._join_parts()
-
-    @property
-    def _parts(self) -> list[_Collection]:
-        return self._collections
+        self._hold(collections, "Milvus Lite", [c.name for c in collections])
 
     def collection_views(self) -> list[PartView]:
         return [PartView(c.name, c) for c in self._collections]
-
-    # -- the embedding space -------------------------------------------------------------
-    def record_space(self, out: Path, space: EmbeddingSpace) -> None:
-        """Kept for `write`: the record goes into each migrated collection's properties."""
-        self._space = space
-
-    def warm_up(self) -> None:
-        pymilvus_module()
 
     # -- writing -------------------------------------------------------------------------
     def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter:
@@ -179,13 +122,6 @@ class MilvusLiteStore(DirectoryStore):
         except BaseException:
             writer.abort()
             raise
-
-    def _create_again(self, client: Any, c: _Collection, dim: int) -> None:
-        if c.name in client.list_collections():
-            for alias in client.list_aliases(c.name).get("aliases") or []:
-                client.drop_alias(alias)
-            client.drop_collection(c.name)
-        create_collection(client, c, c.name, dim, None)
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
@@ -230,7 +166,7 @@ class MilvusLiteStore(DirectoryStore):
 
 
 def search_check(
-    client: Any, c: _Collection, name: str, label: str, *, row: dict[str, Any] | None = None
+    client: Any, c: MilvusCollection, name: str, label: str, *, row: dict[str, Any] | None = None
 ) -> None:
     """A row of collection ``name`` (shaped like ``c``; ``row``: its key and vector when the
     caller read one) searched for must come first."""
@@ -259,87 +195,6 @@ def search_check(
         )
 
 
-def create_collection(
-    client: Any, c: _Collection, name: str, dim: int, space: EmbeddingSpace | None
-) -> None:
-    """Create ``name`` like ``c`` (fields, the vector field at ``dim``, dynamic-field and
-    auto-id settings, properties with ``space`` recorded, indexes, partitions), empty."""
-    pymilvus = pymilvus_module()
-    d = c.description
-    schema = client.create_schema(
-        auto_id=bool(d.get("auto_id")),
-        enable_dynamic_field=bool(d.get("enable_dynamic_field")),
-        description=str(d.get("description") or ""),
-    )
-    for f in d["fields"]:
-        params = dict(f.get("params") or {})
-        if f["name"] == c.vector_field:
-            params["dim"] = dim
-        extra = {
-            k: (pymilvus.DataType(v) if k == "element_type" else v)
-            for k, v in f.items()
-            if k not in ("field_id", "name", "type", "params")
-        }
-        schema.add_field(f["name"], pymilvus.DataType(f["type"]), **extra, **params)
-    index_params = client.prepare_index_params()
-    for idx in c.indexes:
-        index_params.add_index(
-            field_name=idx["field_name"],
-            index_type=idx.get("index_type", ""),
-            metric_type=idx.get("metric_type"),
-            index_name=idx.get("index_name", ""),
-            params=index_build_params(idx),
-        )
-    client.create_collection(
-        name,
-        schema=schema,
-        index_params=index_params if c.indexes else None,
-        properties=c.properties(space),
-    )
-    for partition in c.partitions:
-        if partition != _DEFAULT_PARTITION:
-            client.create_partition(name, partition)
-
-
-#: What ``describe_index`` reports beside the build parameters (pymilvus flattens them in).
-_INDEX_STATE = {
-    "field_name",
-    "index_type",
-    "metric_type",
-    "index_name",
-    "total_rows",
-    "indexed_rows",
-    "pending_index_rows",
-    "state",
-    "params",
-}
-
-
-def index_build_params(idx: dict[str, Any]) -> dict[str, Any]:
-    """The build parameters of a described index (``M``, ``efConstruction``, ``nlist``...)."""
-    params = dict(idx.get("params") or {})
-    params.update({k: v for k, v in idx.items() if k not in _INDEX_STATE})
-    return params
-
-
-def fill_batch(
-    client: Any,
-    c: _Collection,
-    name: str,
-    part: list[int],
-    vectors: F32Matrix,
-    *,
-    idempotent: bool,
-) -> None:
-    """Write rows ``part`` of ``c`` with their new vectors into ``name``, partition by
-    partition: ``insert`` into a fresh collection (upsert is a delete + insert per key:
-    2x slower), ``upsert`` for the first batch after a resume (``idempotent``), which an
-    interrupted run may have written already."""
-    write = client.upsert if idempotent else client.insert
-    for partition, batch in by_partition(c, part, vectors):
-        write(name, batch, partition_name=partition)
-
-
 def _schema_fields(description: dict[str, Any], vector: str, dim: int) -> list[Any]:
     fields = []
     for f in description["fields"]:
@@ -360,7 +215,7 @@ def _index_shape(indexes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 def check_collection(
     where: str,
     client: Any,
-    c: _Collection,
+    c: MilvusCollection,
     keep: list[int],
     dim: int,
     space: EmbeddingSpace | None,
@@ -424,7 +279,7 @@ def check_collection(
         check_rows(vectors.astype(np.float32), label, 0)
 
 
-def _check_keys(label: str, client: Any, name: str, c: _Collection, keep: list[int]) -> None:
+def _check_keys(label: str, client: Any, name: str, c: MilvusCollection, keep: list[int]) -> None:
     """Every key of ``name`` (pymilvus' iterator) is a kept row's, in that row's partition."""
     expected = {c.rows[n][c.primary]: c.row_partitions[n] for n in keep}
     seen = 0
@@ -439,7 +294,7 @@ def _check_keys(label: str, client: Any, name: str, c: _Collection, keep: list[i
         raise StoreFormatError(f"{label} holds {seen} rows, expected {len(expected)}")
 
 
-def _check_counts(label: str, engine: Any, c: _Collection, keep: list[int]) -> None:
+def _check_counts(label: str, engine: Any, c: MilvusCollection, keep: list[int]) -> None:
     """The live rows of each partition, counted by milvus-lite over every key its files hold
     (``partition_num_entities``: keys and sequence numbers only, no row built), are the
     kept rows of that partition. The copy only ever received keys of the original's rows
@@ -463,7 +318,7 @@ def _spread(keep: list[int], count: int) -> list[int]:
     return [keep[round(i * (len(keep) - 1) / (count - 1))] for i in range(count)]
 
 
-def _scalar_fields(c: _Collection) -> list[str]:
+def _scalar_fields(c: MilvusCollection) -> list[str]:
     """Every field but the vector one (``$meta``: the dynamic fields, flattened)."""
     names = [f["name"] for f in c.description["fields"] if f["name"] != c.vector_field]
     return names + (["$meta"] if c.description.get("enable_dynamic_field") else [])
@@ -538,7 +393,7 @@ def _read_collection(
     *,
     server: bool = False,
     engine: Any = None,
-) -> _Collection:
+) -> MilvusCollection:
     """One collection; ``server``: a Milvus server, whose aliases are in the description
     (its ``list_aliases`` fails outside the default database; milvus-lite's description
     lists none). ``engine``: milvus-lite's collection behind ``client``, which the rows
@@ -566,7 +421,7 @@ def _read_collection(
             f"--text-field (fields: {', '.join(fields)})."
         )
     indexes = [client.describe_index(name, i) for i in client.list_indexes(name)]
-    c = _Collection(
+    c = MilvusCollection(
         name=name,
         description=d,
         vector_field=vector,
