@@ -3,11 +3,14 @@ one collection's switch: the same command resumes its work directory (nothing is
 again), does not switch that collection again and switches the rest. The first migration
 (renames + aliases) is killed during the second collection's switch (renamed, no alias
 yet: that switch is finished too), the next one, to another dimension, which reads the
-collections the completed first one made (alias moves), before it. A state no switch
-leaves is not guessed: a named error."""
+collections the completed first one made (alias moves), before it. A LlamaIndex collection
+(switched by two renames: its new collection takes its name) killed after its renames is
+known by its collection id and read from its backup. A state no switch leaves is not
+guessed: a named error."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -19,9 +22,10 @@ from milvus_server_support import (
     resolved_dim,
     same_rows,
     server_langchain,
+    server_llamaindex,
     server_rows,
 )
-from stores_support import OLD_DIM, embedded_texts, texts
+from stores_support import OLD_DIM, embedded_texts, old_vectors, texts
 
 from vllm_embed.cli import main
 from vllm_embed.migrate import _milvus_server
@@ -206,3 +210,134 @@ def test_whole_database_killed_between_two_switches_the_same_command_finishes(
             assert hits[0][0]["entity"]["text"] == texts(n)[row]
     finally:
         client.close()
+
+
+def _refused(db: MilvusDB, says: str) -> None:
+    refused = _run(db.uri_with_credentials)
+    assert refused.exit_code == 1, refused.output
+    assert says in refused.output, refused.output
+    assert "Nothing was changed. Remove that work directory" in refused.output
+
+
+def test_llamaindex_collection_renamed_in_before_the_kill_is_read_from_its_backup(
+    milvus_db, fake_vllm, monkeypatch, tmp_path
+):
+    from llama_index.core.vector_stores.types import VectorStoreQuery
+    from llama_index.vector_stores.milvus import MilvusVectorStore
+
+    db = milvus_db
+    server_llamaindex(db, n=4)  # "nodes", written by LlamaIndex's MilvusVectorStore
+    client = db.client()
+    try:
+        client.create_collection("notes", dimension=OLD_DIM, consistency_level="Strong")
+        vectors = old_vectors(3, seed=1)
+        client.insert(
+            "notes",
+            [{"id": i, "vector": vectors[i].tolist(), "text": t} for i, t in enumerate(texts(3))],
+        )
+        client.flush("notes")
+    finally:
+        client.close()
+    before = {name: server_rows(db, name) for name in ("nodes", "notes")}
+    backup = {name: f"{name}_vllm_bak_d{OLD_DIM}" for name in ("nodes", "notes")}
+    made = {name: f"{name}_vllm_d{DIM}" for name in ("nodes", "notes")}
+
+    # killed after nodes' two renames (old -> backup, new -> "nodes"), before notes' switch
+    with monkeypatch.context() as m:
+        calls = _killed_at_second_call(m, _milvus_server, "switch")
+        killed = _run(db.uri_with_credentials)
+    assert killed.exit_code == 130, killed.output
+    assert calls == ["nodes", "notes"]
+    sent = embedded_texts(fake_vllm)[1:]
+    assert len(sent) == 7
+    assert resolved_dim(db, "nodes") == ("nodes", DIM)  # the new collection, renamed in
+    client = db.client()
+    try:
+        assert sorted(client.list_collections()) == sorted(
+            ["nodes", backup["nodes"], "notes", made["notes"]]
+        )
+        mark = json.loads(client.describe_collection(backup["nodes"])["properties"][MARK])
+        assert mark == {
+            "done": True,
+            "finish": "rename",
+            "name": "nodes",
+            "new": "nodes",
+            "made": made["nodes"],
+            "made_id": client.describe_collection("nodes")["collection_id"],
+        }
+        # a second backup marked the same way: which one was the source is not guessed
+        client.create_collection(f"{backup['nodes']}_2", dimension=4)
+        client.alter_collection_properties(f"{backup['nodes']}_2", {MARK: json.dumps(mark)})
+    finally:
+        client.close()
+    _refused(
+        db,
+        f"made {made['nodes']!r} for 'nodes' and renamed it to 'nodes', but several backups "
+        f"are marked as 'nodes' switched to it ({backup['nodes']}, {backup['nodes']}_2)",
+    )
+    client = db.client()  # (the run closed pymilvus' shared connection)
+    try:
+        client.drop_collection(f"{backup['nodes']}_2")
+        # "nodes" another collection than the one the run made: not guessed either
+        client.rename_collection("nodes", "moved_vllm_bak_d1")  # (a name the reader skips)
+        client.create_collection("nodes", dimension=4)
+    finally:
+        client.close()
+    _refused(db, "but 'nodes' is another collection now (not the one it made; its old ")
+    client = db.client()
+    try:
+        client.drop_collection("nodes")
+        client.rename_collection("moved_vllm_bak_d1", "nodes")
+    finally:
+        client.close()
+
+    fake_vllm.reset()
+    again = _run(db.uri_with_credentials)
+    assert again.exit_code == 0, again.output
+    assert "collection nodes, notes); 7 records" in again.stderr
+    assert embedded_texts(fake_vllm) == []  # resumed: nodes read from its backup, as before
+    assert (
+        f"switched     'nodes' -> collection 'nodes' (dimension {OLD_DIM} -> {DIM}); "
+        "switched by the interrupted run\n" in again.stdout
+    )
+    assert (
+        f"switched     'notes' -> collection '{made['notes']}' (dimension {OLD_DIM} -> {DIM})\n"
+        in again.stdout
+    )
+    for name in ("nodes", "notes"):
+        assert f"backup       collection '{backup[name]}'" in again.stdout
+        assert same_rows(server_rows(db, backup[name]), before[name])
+    assert resolved_dim(db, "nodes") == ("nodes", DIM)
+    assert resolved_dim(db, "notes") == (made["notes"], DIM)
+    client = db.client()
+    try:
+        assert sorted(client.list_collections()) == sorted(
+            ["nodes", backup["nodes"], made["notes"], backup["notes"]]
+        )
+        client.load_collection("notes")
+        hit = client.search(
+            "notes", data=[fake_vector(texts(3)[1], DIM).tolist()], limit=1, output_fields=["text"]
+        )
+        assert hit[0][0]["entity"]["text"] == texts(3)[1]
+    finally:
+        client.close()
+    assert not list((tmp_path / "state").glob("*.vllm-embed-migrate"))  # work dir removed
+
+    async def reopen() -> Any:  # LlamaIndex finds "nodes" in list_collections()
+        return MilvusVectorStore(
+            uri=db.server.uri,
+            token=db.server.token,
+            db_name=db.name,
+            collection_name="nodes",
+            dim=DIM,
+        )
+
+    embedded = f"file_name: f2.txt\n\n{texts(4)[2]}"  # what LlamaIndex embeds for node-2
+    assert embedded in sent
+    li = asyncio.run(reopen())
+    try:
+        got = li.query(VectorStoreQuery(query_embedding=fake_vector(embedded, DIM).tolist()))
+        assert got.ids[0] == "node-2"
+        assert got.nodes[0].get_content() == texts(4)[2]
+    finally:
+        li.client.close()

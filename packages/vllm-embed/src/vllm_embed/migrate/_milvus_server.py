@@ -39,11 +39,16 @@ or an API key) and are never printed (`ServerAddress.shown`; errors pass through
   old collection -> new collection) names; A is then read from its old collection (its
   own name after an alias move, its backup after a rename;
   `_milvus_switch.finished_switches`), as the run read it, so the work directory
-  resumes, and `install` does not switch A again. Without an unfinished work directory
-  the collections readers find are the source, as always. (A LlamaIndex collection
-  renamed in before the kill is not recognised: the work directory's "different source"
-  error stops the rerun.) The old collection is never dropped: the summary says where
-  it is and how to drop it.
+  resumes, and `install` does not switch A again. A LlamaIndex collection A renamed in
+  before the kill has no alias: ``NAME`` is A's new collection itself. The plan records
+  the server's id of every new collection it makes, and a rename switch's mark on the
+  backup names that id (``made_id``; a rename keeps it): when ``NAME`` has the id the
+  unfinished run made under the plan's new name and exactly one backup's mark names
+  ``NAME`` and that id, A is read from that backup and its new collection is ``NAME``
+  (`_milvus_switch.renamed_in`); a mark naming the id while ``NAME`` is another
+  collection, or two such backups, is a `MigrationError`, nothing changed. Without an
+  unfinished work directory the collections readers find are the source, as always.
+  The old collection is never dropped: the summary says where it is and how to drop it.
 - Auto-id collections (``auto_id=True``: keys made by the server): Milvus before 2.5
   takes no given key into such a collection, so the new one has ``auto_id=False`` on the
   same primary-key field and keeps every old key (the rest of the schema is the same);
@@ -75,9 +80,12 @@ from ._milvus_lite import count_rows, pymilvus_module
 from ._milvus_switch import (
     BACKUP,
     aliases_of,
+    collection_id,
     finished_switches,
     free_name,
+    mark_done,
     pending_switches,
+    renamed_in,
     strip_mark,
     switch,
 )
@@ -207,6 +215,7 @@ class MilvusServerStore(MilvusStore):
         pending: dict[str, str] | None = None,
         auto_ids: list[str] | None = None,
         finished: dict[str, str] | None = None,
+        renamed: set[str] | None = None,
     ) -> None:
         self.address = address
         self.path = self.target = anchor
@@ -215,6 +224,8 @@ class MilvusServerStore(MilvusStore):
         self._pending = pending or {}
         #: an old collection whose switch a killed run finished -> where it is now
         self._finished = finished or {}
+        #: of those, the ones whose new collection it renamed to the readers' name
+        self._renamed = renamed or set()
         #: collections whose auto-id keys the new collection keeps (auto_id=False)
         self.auto_ids = auto_ids or []
         self.switched: list[str] = []
@@ -239,6 +250,11 @@ class MilvusServerStore(MilvusStore):
             )
         return self.target
 
+    def _new_of(self, plan: _Plan, name: str) -> str | None:
+        """Where the new collection of ``name`` is now: under the readers' name when the
+        killed run renamed it in, else as the plan names it."""
+        return self._readers[name] if name in self._renamed else plan.new_name(name)
+
     # -- writing -------------------------------------------------------------------------
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
         """Create and fill the new collections; resumable per batch (`_Plan`)."""
@@ -254,7 +270,7 @@ class MilvusServerStore(MilvusStore):
             existing = set(client.list_collections())
             for c in self._collections:
                 mine = [i for i in range(len(c.rows)) if c.start + i in kept]
-                new = plan.new_name(c.name)
+                new = self._new_of(plan, c.name)
                 resumed = new is not None and new in existing
                 if new is None or not resumed:
                     new = new or free_name(
@@ -263,6 +279,8 @@ class MilvusServerStore(MilvusStore):
                     plan.set_new_name(c.name, new)
                     create_collection(client, c, new, rows.dim, self._space)
                     plan.mark_rows(c.name, 0)
+                # its id, kept through a rename, tells it after one (`renamed_in`)
+                plan.set_made_id(c.name, collection_id(client, new))
                 for partition in set(c.partitions) - set(client.list_partitions(new)):
                     client.create_partition(new, partition)  # killed while creating it
                 done = plan.rows_done(c.name)
@@ -285,7 +303,7 @@ class MilvusServerStore(MilvusStore):
         prefix = len(self._collections) > 1
         with self.address.client() as client:
             for c in self._collections:
-                new = plan.new_name(c.name)
+                new = self._new_of(plan, c.name)
                 if new is None or not client.has_collection(new):
                     raise StoreFormatError(f"{where}: the new collection of {c.name!r} is missing")
                 keep = [
@@ -304,7 +322,7 @@ class MilvusServerStore(MilvusStore):
         plan = _Plan(path)
         with self.address.client() as client:
             for c in self._collections:
-                new = plan.new_name(c.name) or c.name
+                new = self._new_of(plan, c.name) or c.name
                 search_check(client, c, new, f"{new!r} on {self.address.shown}")
         return "pymilvus"
 
@@ -314,7 +332,7 @@ class MilvusServerStore(MilvusStore):
         plan = _Plan(new)
         with self.address.client() as client:
             for c in self._collections:
-                made = plan.new_name(c.name)
+                made = self._new_of(plan, c.name)
                 reader = self._readers[c.name]
                 if made is None:  # verified just before: only a removed work dir does this
                     raise MigrationError(f"{new}: no new collection recorded for {reader!r}")
@@ -325,6 +343,8 @@ class MilvusServerStore(MilvusStore):
                 else:  # switched by the killed run: not again (an alias a kill left moves)
                     for alias in aliases_of(client, backup) if backup == c.name else []:
                         client.alter_alias(made, alias)
+                    if c.name in self._renamed:  # renamed in; killed before its mark?
+                        mark_done(client, backup, made)
                 self.switched.append(
                     f"switched     {reader!r} -> collection {made!r} (dimension {c.dim} -> "
                     f"{self._space.dimension if self._space else '?'})"
@@ -363,6 +383,15 @@ class _Plan:
     def made(self) -> dict[str, str]:
         """Every old collection -> the new collection made for it (so far)."""
         return {str(k): str(v) for k, v in (self._state.get("new") or {}).items() if v}
+
+    def made_ids(self) -> dict[str, int]:
+        """Every old collection -> the server's id of the new collection made for it."""
+        return {str(k): int(v) for k, v in (self._state.get("ids") or {}).items()}
+
+    def set_made_id(self, name: str, made_id: int | None) -> None:
+        if made_id is not None:
+            self._state.setdefault("ids", {})[name] = made_id
+            self._save(self.path)
 
     def new_name(self, name: str) -> str | None:
         got = self._state.get("new", {}).get(name)
@@ -437,7 +466,7 @@ def _read_server(
     # the readers' names are the same before and after a switch: so is the work dir
     anchor = state_dir() / _anchor_name(address, [readers[c] for c in chosen])
     finished = _finished_by_a_killed_run(address, client, names, aliases, anchor, chosen)
-    for old, (new, _) in finished.items():
+    for old, (new, _) in finished.items():  # (a collection renamed in: new == old)
         chosen[chosen.index(new)] = old
         readers[old] = readers[new]
     chosen.sort()
@@ -467,6 +496,7 @@ def _read_server(
         {name: backup for name, backup in pending.items() if name in chosen},
         auto_ids,
         {old: where for old, (_, where) in finished.items()},
+        {old for old, (new, _) in finished.items() if new == old},
     )
 
 
@@ -480,18 +510,20 @@ def _finished_by_a_killed_run(
 ) -> dict[str, tuple[str, str]]:
     """Old collection -> (its new collection, where the old one is now) for every chosen
     collection that is the new collection of a killed run whose switch was finished (the
-    run's work dir is unfinished; `_milvus_switch.finished_switches`). Empty when there
-    is no such run: a completed migration's new collections are read as they are."""
+    run's work dir is unfinished): behind the old one's alias
+    (`_milvus_switch.finished_switches`), or renamed to the old one's name, which is then
+    both (`_milvus_switch.renamed_in`: LlamaIndex). Empty when there is no such run: a
+    completed migration's new collections are read as they are."""
     work = work_dir_for(anchor)
     if not (work / "manifest.json").is_file():
         return {}
-    made = {
-        old: new
-        for old, new in _Plan(work / OUTPUT).made().items()
-        if new in chosen and old not in chosen
-    }
+    plan = _Plan(work / OUTPUT)
+    made = {old: new for old, new in plan.made().items() if new in chosen and old not in chosen}
     found = finished_switches(client, names, aliases, made, address.shown, work)
-    return {old: (made[old], where) for old, where in found.items()}
+    finished = {old: (made[old], where) for old, where in found.items()}
+    mine = {old: new for old, new in plan.made().items() if old in chosen}
+    renamed = renamed_in(client, names, mine, plan.made_ids(), address.shown, work)
+    return {**finished, **{old: (old, backup) for old, backup in renamed.items()}}
 
 
 def _keep_auto_id_keys(c: MilvusCollection) -> bool:

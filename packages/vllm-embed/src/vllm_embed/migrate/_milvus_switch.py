@@ -25,8 +25,17 @@ done mark names the alias and that new collection (a first migration's rename). 
 server reader then reads that old collection as the run read it before its switch, so
 the same command resumes the run's work directory and A is not switched again. Any
 other state (the old collection gone, several backups) is not guessed: `MigrationError`.
-Without an unfinished run nothing of this applies: a completed migration's new
-collections are the source of the next one.
+
+A LlamaIndex collection's finished switch leaves no alias: its new collection was renamed
+to ``NAME``. It is known by its Milvus collection id, which a rename keeps: the run's plan
+records the id of each new collection it made, the marks of a rename switch record it too
+(``made``: the name it was made under, ``made_id``). `renamed_in` finds, for each old
+collection of the plan whose new collection is gone under its made name, the one backup
+whose mark names ``NAME`` and that id, and only when ``NAME`` now has that id (a kill
+before the mark said ``done`` is covered too); ``NAME`` is then read from that backup.
+A mark naming the id while ``NAME`` is another collection, or several such backups, is
+not guessed: `MigrationError`. Without an unfinished run nothing of this applies: a
+completed migration's new collections are the source of the next one.
 """
 
 from __future__ import annotations
@@ -38,7 +47,16 @@ from typing import Any
 
 from vllm_embed._errors import MigrationError
 
-__all__ = ["MARK", "finished_switches", "pending_switches", "strip_mark", "switch"]
+__all__ = [
+    "MARK",
+    "collection_id",
+    "finished_switches",
+    "mark_done",
+    "pending_switches",
+    "renamed_in",
+    "strip_mark",
+    "switch",
+]
 
 #: Collection property of an old collection being (or having been) switched away from.
 MARK = "vllm_embed_switch"
@@ -53,6 +71,12 @@ def aliases_of(client: Any, name: str) -> list[str]:
     """A server's aliases of collection ``name`` (from its description: Milvus 2.3's
     ``list_aliases`` fails outside the default database)."""
     return list(client.describe_collection(name).get("aliases") or [])
+
+
+def collection_id(client: Any, name: str) -> int | None:
+    """The server's id of collection ``name``: it stays the same through renames."""
+    got = client.describe_collection(name).get("collection_id")
+    return int(got) if got is not None else None
 
 
 def free_name(base: str, taken: set[str]) -> str:
@@ -83,6 +107,14 @@ def strip_mark(description: dict[str, Any]) -> None:
 
 def _set_mark(client: Any, collection: str, **mark: Any) -> None:
     client.alter_collection_properties(collection, {MARK: json.dumps(mark, sort_keys=True)})
+
+
+def mark_done(client: Any, backup: str, now: str) -> None:
+    """Say ``done`` in ``backup``'s mark (a kill came between the last call of its switch
+    and the mark), the new collection being ``now``."""
+    mark = _mark_of(client.describe_collection(backup))
+    if mark is not None and not mark.get("done"):
+        _set_mark(client, backup, **{**mark, "new": now, "done": True})
 
 
 def pending_switches(
@@ -170,6 +202,56 @@ def finished_switches(
     return found
 
 
+def renamed_in(
+    client: Any,
+    names: list[str],
+    made: dict[str, str],
+    made_ids: dict[str, int],
+    shown: str,
+    work: Path,
+) -> dict[str, str]:
+    """The rename switches (LlamaIndex) an interrupted run finished: its old collection ->
+    the backup it was renamed to, for every old collection in ``made`` (the run's plan: old
+    collection -> the new collection it made, whose ids are ``made_ids``) whose name is now
+    that new collection (the same id; its made name is gone).
+
+    ``work`` is the run's work directory (named in the error when a backup's mark says
+    the run renamed its new collection in but the name is another collection now)."""
+    found: dict[str, str] = {}
+    for old, new in made.items():
+        made_id = made_ids.get(old)
+        if made_id is None or new in names or old not in names:
+            continue  # not renamed in: the run resumes as it is
+        backups = [
+            b
+            for b in names
+            if BACKUP.search(b)
+            and (mark := _mark_of(client.describe_collection(b))) is not None
+            and (mark.get("name"), mark.get("finish"), mark.get("made_id"))
+            == (old, "rename", made_id)
+        ]
+        if not backups:
+            continue  # no switch of this run left a mark: ``old`` is what it read
+        if len(backups) == 1 and collection_id(client, old) == made_id:
+            found[old] = backups[0]
+            continue
+        raise MigrationError(
+            f"{shown}: an interrupted migration (its work directory: {work}) made {new!r} "
+            f"for {old!r} and renamed it to {old!r}, but "
+            + (
+                f"several backups are marked as {old!r} switched to it "
+                f"({', '.join(sorted(backups))})"
+                if len(backups) > 1
+                else f"{old!r} is another collection now (not the one it made; its old "
+                f"collection is {backups[0]!r})"
+            )
+            + "; the migration will not guess which collection was its source. Nothing was "
+            "changed. Remove that work directory to migrate the collections as they are now "
+            f"({old!r} is then read as the source)."
+        )
+    return found
+
+
 def switch(
     client: Any,
     old: str,
@@ -183,13 +265,15 @@ def switch(
     ``pending_backup``, end the switch a killed run began (``old`` is that backup now).
     Returns (the collection readers find now, the backup)."""
     finish = "rename" if kind == LLAMAINDEX else "alias"
+    # a new collection renamed to ``reader`` is known by its id afterwards (`renamed_in`)
+    renamed = {"made": made, "made_id": collection_id(client, made)} if finish == "rename" else {}
     if pending_backup is None:
         for alias in aliases_of(client, old):
             client.alter_alias(made, alias)
         if reader != old:  # readers use an alias: moving it was the whole switch
             return made, old
         backup = free_name(f"{old}_vllm_bak_d{dim}", set(client.list_collections()))
-        _set_mark(client, old, name=reader, new=made, finish=finish, done=False)
+        _set_mark(client, old, name=reader, new=made, finish=finish, done=False, **renamed)
         client.rename_collection(old, backup)
     else:
         backup = pending_backup
@@ -198,5 +282,5 @@ def switch(
         made = reader
     else:
         client.create_alias(made, reader)
-    _set_mark(client, backup, name=reader, new=made, finish=finish, done=True)
+    _set_mark(client, backup, name=reader, new=made, finish=finish, done=True, **renamed)
     return made, backup
