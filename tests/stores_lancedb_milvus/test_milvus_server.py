@@ -3,7 +3,9 @@ collections written by LangChain, LlamaIndex and plain pymilvus, migrated on the
 switched with aliases, then searched through the same library; faults (the embedding
 server gone, a kill while filling, a kill between the first switch's rename and alias or
 LlamaIndex's two renames: the same command finishes it); auto-id collections kept with their
-keys. (``doctor`` on a server: tests/doctor/test_lancedb_milvus.py.)"""
+keys. (A whole database migrated, then again with its backups left out, and runs killed
+between two collections' switches: test_milvus_server_resume.py; ``doctor`` on a server:
+tests/doctor/test_lancedb_milvus.py.)"""
 
 from __future__ import annotations
 
@@ -293,43 +295,6 @@ def test_named_errors_and_dry_run(milvus_default, fake_vllm):
     _no_secret(dry)
     assert f"dimension    {OLD_DIM} -> {DIM}" in dry.stdout and "estimate" in dry.stdout
     assert same_rows(server_rows(db, lc), before)
-
-
-def test_every_collection_of_the_database_by_default_backups_skipped_after(milvus_db, fake_vllm):
-    server_llamaindex(milvus_db, n=4)
-    client = milvus_db.client()
-    try:
-        client.create_collection("notes", dimension=OLD_DIM, consistency_level="Strong")
-        client.insert(
-            "notes", [{"id": i, "vector": [0.5] * OLD_DIM, "text": f"note {i}"} for i in range(3)]
-        )
-        client.flush("notes")
-    finally:
-        client.close()
-    first = _run(milvus_db.uri_with_credentials)
-    assert first.exit_code == 0, first.output
-    assert "collection nodes, notes); 7 records" in first.stderr
-    assert _dim(milvus_db, "nodes") == ("nodes", DIM)
-    assert _dim(milvus_db, "notes") == (f"notes_vllm_d{DIM}", DIM)
-    # again: the backups (and nothing else) are left out; the alias flips
-    again = _run(milvus_db.uri_with_credentials)
-    assert again.exit_code == 0, again.output
-    assert "collection nodes, notes); 7 records" in again.stderr
-    assert _dim(milvus_db, "notes") == (f"notes_vllm_d{DIM}_2", DIM)
-    client = milvus_db.client()
-    try:
-        assert sorted(client.list_collections()) == sorted(
-            [
-                "nodes",
-                f"nodes_vllm_bak_d{OLD_DIM}",
-                f"nodes_vllm_bak_d{DIM}",
-                f"notes_vllm_bak_d{OLD_DIM}",
-                f"notes_vllm_d{DIM}",
-                f"notes_vllm_d{DIM}_2",
-            ]
-        )
-    finally:
-        client.close()
 
 
 def test_killed_between_rename_and_alias_the_same_command_finishes_the_switch(

@@ -4,9 +4,11 @@ again), does not switch that collection again and switches the rest. The first m
 (renames + aliases) is killed during the second collection's switch (renamed, no alias
 yet: that switch is finished too), the next one, to another dimension, which reads the
 collections the completed first one made (alias moves), before it. A LlamaIndex collection
-(switched by two renames: its new collection takes its name) killed after its renames is
-known by its collection id and read from its backup. A state no switch leaves is not
-guessed: a named error."""
+(switched by two renames: its new collection takes its name) beside a plain one, killed
+after its renames (before its mark says done, then again at the other's switch), is known
+by its collection id and read from its backup; the migration after those reads what
+readers find (backups left out). A state no switch leaves is not guessed: a named
+error."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from milvus_server_support import (
 from stores_support import OLD_DIM, embedded_texts, old_vectors, texts
 
 from vllm_embed.cli import main
-from vllm_embed.migrate import _milvus_server
+from vllm_embed.migrate import _milvus_server, _milvus_switch
 from vllm_embed.migrate._milvus_switch import MARK
 from vllm_embed_testing.fake_server import fake_vector
 from vllm_embed_testing.milvus_server import TEST_PASSWORD
@@ -50,16 +52,18 @@ def _run(uri: str, *args: str) -> Result:
     return result
 
 
-def _killed_at_second_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[str]:
-    """Make the second call of ``owner.name`` (a client method or a function taking the
-    client first) a kill (KeyboardInterrupt, as the CLI gets on SIGINT); returns the
-    collections it was called for."""
+def _killed_at_call(
+    monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, at: int = 2
+) -> list[str]:
+    """Make call ``at`` of ``owner.name`` (a client method or a function taking the client
+    first) a kill (KeyboardInterrupt, as the CLI gets on SIGINT); returns the collections
+    it was called for."""
     real = getattr(owner, name)
     calls: list[str] = []
 
     def spy(client: Any, collection: str, *args: Any, **kwargs: Any) -> Any:
         calls.append(collection)
-        if len(calls) == 2:
+        if len(calls) == at:
             raise KeyboardInterrupt
         return real(client, collection, *args, **kwargs)
 
@@ -109,7 +113,7 @@ def test_whole_database_killed_between_two_switches_the_same_command_finishes(
     # the first migration: a renamed to its backup and aliased, then the kill during b's
     # switch (b renamed to its backup, its alias not made yet)
     with monkeypatch.context() as m:
-        calls = _killed_at_second_call(m, MilvusClient, "create_alias")
+        calls = _killed_at_call(m, MilvusClient, "create_alias")
         killed = _run(db.uri_with_credentials)
     assert killed.exit_code == 130, killed.output
     assert calls == [new[a], new[b]]
@@ -174,7 +178,7 @@ def test_whole_database_killed_between_two_switches_the_same_command_finishes(
     # another dimension: alias moves only; killed at b's switch again
     fake_vllm.reset()
     with monkeypatch.context() as m:
-        calls = _killed_at_second_call(m, _milvus_server, "switch")
+        calls = _killed_at_call(m, _milvus_server, "switch")
         killed = _run(db.uri_with_credentials, "--dimensions", str(SMALL))
     assert killed.exit_code == 130, killed.output
     assert calls == [new[a], new[b]]
@@ -222,6 +226,8 @@ def _refused(db: MilvusDB, says: str) -> None:
 def test_llamaindex_collection_renamed_in_before_the_kill_is_read_from_its_backup(
     milvus_db, fake_vllm, monkeypatch, tmp_path
 ):
+    """The whole database (no --collection): nodes (LlamaIndex: two renames) is switched
+    first; its new collection has its name when the run is killed before notes' switch."""
     from llama_index.core.vector_stores.types import VectorStoreQuery
     from llama_index.vector_stores.milvus import MilvusVectorStore
 
@@ -242,12 +248,13 @@ def test_llamaindex_collection_renamed_in_before_the_kill_is_read_from_its_backu
     backup = {name: f"{name}_vllm_bak_d{OLD_DIM}" for name in ("nodes", "notes")}
     made = {name: f"{name}_vllm_d{DIM}" for name in ("nodes", "notes")}
 
-    # killed after nodes' two renames (old -> backup, new -> "nodes"), before notes' switch
+    # killed after nodes' two renames (old -> backup, new -> "nodes"), before its mark
+    # says done; notes' switch not begun
     with monkeypatch.context() as m:
-        calls = _killed_at_second_call(m, _milvus_server, "switch")
+        calls = _killed_at_call(m, _milvus_switch, "_set_mark")
         killed = _run(db.uri_with_credentials)
     assert killed.exit_code == 130, killed.output
-    assert calls == ["nodes", "notes"]
+    assert calls == ["nodes", backup["nodes"]]
     sent = embedded_texts(fake_vllm)[1:]
     assert len(sent) == 7
     assert resolved_dim(db, "nodes") == ("nodes", DIM)  # the new collection, renamed in
@@ -258,10 +265,10 @@ def test_llamaindex_collection_renamed_in_before_the_kill_is_read_from_its_backu
         )
         mark = json.loads(client.describe_collection(backup["nodes"])["properties"][MARK])
         assert mark == {
-            "done": True,
+            "done": False,
             "finish": "rename",
             "name": "nodes",
-            "new": "nodes",
+            "new": made["nodes"],
             "made": made["nodes"],
             "made_id": client.describe_collection("nodes")["collection_id"],
         }
@@ -288,6 +295,22 @@ def test_llamaindex_collection_renamed_in_before_the_kill_is_read_from_its_backu
     try:
         client.drop_collection("nodes")
         client.rename_collection("moved_vllm_bak_d1", "nodes")
+    finally:
+        client.close()
+
+    # the rerun reads nodes from its backup (nothing embedded), says its switch is done, and
+    # is killed at notes' switch: after nodes' whole switch, as the next rerun finds it
+    fake_vllm.reset()
+    with monkeypatch.context() as m:
+        calls = _killed_at_call(m, _milvus_server, "switch", at=1)
+        killed = _run(db.uri_with_credentials)
+    assert killed.exit_code == 130, killed.output
+    assert calls == ["notes"] and embedded_texts(fake_vllm) == []
+    assert resolved_dim(db, "notes") == ("notes", OLD_DIM)
+    client = db.client()
+    try:
+        done = json.loads(client.describe_collection(backup["nodes"])["properties"][MARK])
+        assert done == {**mark, "new": "nodes", "done": True}
     finally:
         client.close()
 
@@ -341,3 +364,28 @@ def test_llamaindex_collection_renamed_in_before_the_kill_is_read_from_its_backu
         assert got.nodes[0].get_content() == texts(4)[2]
     finally:
         li.client.close()
+
+    # a later migration (no unfinished work directory): the collections readers find are
+    # the source, the backups (and nothing else) are left out; notes' alias flips, nodes is
+    # renamed again
+    fake_vllm.reset()
+    later = _run(db.uri_with_credentials)
+    assert later.exit_code == 0, later.output
+    assert "collection nodes, notes); 7 records" in later.stderr
+    assert sorted(embedded_texts(fake_vllm)[1:]) == sorted(sent)
+    assert resolved_dim(db, "nodes") == ("nodes", DIM)
+    assert resolved_dim(db, "notes") == (f"{made['notes']}_2", DIM)
+    client = db.client()
+    try:
+        assert sorted(client.list_collections()) == sorted(
+            [
+                "nodes",
+                backup["nodes"],
+                f"nodes_vllm_bak_d{DIM}",
+                made["notes"],
+                f"{made['notes']}_2",
+                backup["notes"],
+            ]
+        )
+    finally:
+        client.close()
