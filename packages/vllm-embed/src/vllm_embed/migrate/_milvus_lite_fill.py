@@ -6,7 +6,7 @@ journaled per batch so a killed run goes on (`_RowsDone`)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,9 @@ from vllm_embed._errors import MigrationError
 
 from ._copy_progress import CopyProgress
 from ._jsonio import fsync_file
-from ._milvus_collection import MilvusStore, by_partition, create_again
+from ._milvus_collection import MilvusCollection, MilvusStore, by_partition, create_again
 from ._milvus_lite import LiteClient
+from ._milvus_lite_insert import EngineInsert
 from ._store import F32Matrix, RowWriter
 
 __all__ = ["LiteWriter"]
@@ -60,6 +61,7 @@ class LiteWriter(RowWriter):
         self._lite: LiteClient | None = None
         self._client: Any = None
         self._engines: list[Any] = []
+        self._inserts: list[EngineInsert] = []
         self._done: list[int] = []  # rows of each collection written and marked
         self._resumed: list[bool] = []  # its next batch may be in already: upsert it
         self._current = 0  # the collection the next rows belong to
@@ -90,7 +92,9 @@ class LiteWriter(RowWriter):
             if not resumed:
                 create_again(self._client, c, self._dim)
                 progress.mark_created(c.name)
-            self._engines.append(self._lite.collection(c.name))
+            engine = self._lite.collection(c.name)
+            self._engines.append(engine)
+            self._inserts.append(EngineInsert(engine, c.vector_field, f"{self._out}: {c.name!r}"))
             self._done.append(progress.rows_done(c.name))
             self._resumed.append(resumed)
 
@@ -125,9 +129,12 @@ class LiteWriter(RowWriter):
         self._pending = [rest] if len(rest) else []
         first = self._done[n]
         part = self._mine[n][first : first + count]
-        write = self._engines[n].upsert if self._resumed[n] else self._engines[n].insert
-        for partition, batch in by_partition(c, part, matrix[:count]):
-            write(batch, partition_name=partition)
+        if self._resumed[n]:  # may be in already: the engine's upsert (dicts), once
+            for partition, batch in by_partition(c, part, matrix[:count]):
+                self._engines[n].upsert(batch, partition_name=partition)
+        else:
+            for partition, rows, vectors in _by_partition(c, part, matrix[:count]):
+                self._inserts[n].insert(partition, rows, vectors)
         self._resumed[n] = False
         self._done[n] = first + count
         self._progress.mark_rows(c.name, first + count)
@@ -153,6 +160,23 @@ class LiteWriter(RowWriter):
         lite, self._lite = self._lite, None
         if lite is not None:
             lite.__exit__(None, None, None)
+
+
+def _by_partition(
+    c: MilvusCollection, part: list[int], vectors: F32Matrix
+) -> Iterator[tuple[str, list[dict[str, Any]], F32Matrix]]:
+    """Rows ``part`` of ``c`` (scalar fields) and their vectors, grouped by partition, in
+    order (the vectors not copied when every row is in one partition)."""
+    partitions = [c.row_partitions[n] for n in part]
+    if len(set(partitions)) <= 1:
+        if part:
+            yield partitions[0], [c.rows[n] for n in part], vectors
+        return
+    groups: dict[str, list[int]] = {}
+    for k, partition in enumerate(partitions):
+        groups.setdefault(partition, []).append(k)
+    for partition, ks in groups.items():
+        yield partition, [c.rows[part[k]] for k in ks], vectors[np.asarray(ks)]
 
 
 def _sync_files(root: Path) -> None:

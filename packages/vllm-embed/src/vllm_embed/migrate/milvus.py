@@ -69,6 +69,7 @@ from ._milvus_lite import (
     served_here,
 )
 from ._milvus_lite_fill import LiteWriter
+from ._milvus_lite_insert import check_engine
 from ._space import EmbeddingSpace
 from ._store import Rows, RowWriter, check_rows
 from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
@@ -378,7 +379,9 @@ def _read_copy(
         collections = []
         start = 0
         for name in chosen:
-            c = _read_collection(path, client, name, text_field, engine=lite.collection(name))
+            engine = lite.collection(name)
+            check_engine(engine, f"{path}: collection {name!r}")  # what the writer uses
+            c = _read_collection(path, client, name, text_field, engine=engine)
             c.start = start
             start += len(c.rows)
             collections.append(c)

@@ -1,0 +1,126 @@
+"""The Milvus Lite copy filled through milvus-lite's engine with columnar batches
+(`vllm_embed.migrate._milvus_lite_insert`): which collections go that way, what comes
+back through pymilvus after the migration, the batches it refuses, and a milvus-lite
+without the engine steps it uses refused by name when the store is opened (fake vLLM)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from milvus_support import close_milvus, make_plain_milvus, milvus_rows, milvus_vectors
+from stores_support import OLD_DIM, listing, texts
+
+from vllm_embed import MigrationError
+from vllm_embed.migrate import migrate_store, open_store
+from vllm_embed.migrate._milvus_lite import LiteClient
+from vllm_embed.migrate._milvus_lite_insert import EngineInsert
+from vllm_embed_testing.fake_server import fake_vector
+from vllm_embed_testing.respx_vllm import DIM
+
+
+def _count_engine_inserts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Rows handed to ``milvus_lite.Collection.insert`` (the per-row-dict path)."""
+    from milvus_lite import Collection
+
+    rows: list[int] = []
+    real = Collection.insert
+
+    def insert(self: Any, records: Any, *args: Any, **kwargs: Any) -> Any:
+        rows.append(len(records))
+        return real(self, records, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "insert", insert)
+    return rows
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["typed-fields", "dynamic-field"])
+def test_collection_filled_columnar_unless_the_engine_must_do_more(
+    tmp_path, fake_vllm, client, monkeypatch, dynamic
+):
+    """Typed scalar fields + the vector: columnar batches, no row through
+    ``Collection.insert``; a dynamic field: the engine's own insert. Either way every row
+    comes back through pymilvus with its fields, partition and new vector."""
+    db = make_plain_milvus(tmp_path / "plain.db", n=9, dynamic=dynamic)
+    before = milvus_rows(db, "docs")
+    notes = milvus_rows(db, "notes")
+    assert {r["_partition"] for r in before} == {"_default", "archive"}
+    engine_rows = _count_engine_inserts(monkeypatch)
+
+    result = migrate_store(open_store(db, collection="docs", text_field="body"), client)
+
+    assert result.records == 9
+    assert sum(engine_rows) == (9 if dynamic else 0)
+    monkeypatch.undo()
+    assert milvus_rows(db, "docs") == before  # keys, body, score/extra, partition of each
+    assert milvus_rows(db, "notes") == notes
+    vectors = milvus_vectors(db, "docs", "vec", "key")
+    assert sorted(vectors) == list(range(9))
+    for key, vector in vectors.items():
+        np.testing.assert_allclose(vector, fake_vector(texts(9)[key], DIM), atol=1e-6)
+
+
+def test_engine_insert_refuses_bad_batches_and_writes_good_ones(tmp_path):
+    db = make_plain_milvus(tmp_path / "plain.db", n=2, dynamic=False)
+    lite = LiteClient(db)
+    with lite:
+        engine = lite.collection("docs")
+        insert = EngineInsert(engine, "vec", "the copy")
+        assert insert.columnar
+        row = {"key": 100, "body": "new", "score": 0.5}
+        vector = np.arange(OLD_DIM, dtype=np.float32)[None, :] / OLD_DIM
+        with pytest.raises(MigrationError, match=r"vectors of shape \(1, 25\) for 1 rows"):
+            insert.insert("_default", [row], np.zeros((1, OLD_DIM + 1), np.float32))
+        with pytest.raises(MigrationError, match="'score' is not nullable"):
+            insert.insert("_default", [{**row, "score": None}], vector)
+        with pytest.raises(MigrationError, match="'body' is longer than its max_length 1024"):
+            insert.insert("_default", [{**row, "body": "x" * 1025}], vector)
+        with pytest.raises(MigrationError, match="no partition 'gone'"):
+            insert.insert("gone", [row], vector)
+        assert engine.get([100]) == []  # nothing of a refused batch went in
+        insert.insert("archive", [row], vector)
+        got = engine.get([100], partition_names=["archive"], output_fields=["*"])
+    assert len(got) == 1
+    assert {k: got[0][k] for k in row} == row
+    np.testing.assert_allclose(got[0]["vec"], vector[0], atol=1e-7)
+    # what the engine took in survives a close and reopen (its write-ahead log / flush)
+    assert milvus_vectors(db, "docs", "vec", "key").keys() == {0, 1, 100}
+
+
+def _without_instance_attribute(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    from milvus_lite import Collection
+
+    real = Collection.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        delattr(self, name)
+
+    monkeypatch.setattr(Collection, "__init__", init)
+
+
+@pytest.mark.parametrize("missing", ["_trigger_flush", "_apply", "_next_seq", "InsertOp"])
+def test_milvus_lite_without_an_engine_step_is_refused_at_open(tmp_path, monkeypatch, missing):
+    """A milvus-lite release whose engine lacks a step the columnar insert uses is refused
+    when the store is opened (before anything is embedded), by name, with its version and
+    the range tested; the database is untouched."""
+    from milvus_lite import Collection
+
+    db = make_plain_milvus(tmp_path / "plain.db", n=3, dynamic=False)
+    before = listing(db)
+    if missing == "InsertOp":
+        monkeypatch.delattr("milvus_lite.engine.operation.InsertOp")
+    elif missing == "_next_seq":
+        _without_instance_attribute(monkeypatch, missing)
+    else:
+        monkeypatch.delattr(Collection, missing)
+    with pytest.raises(
+        MigrationError,
+        match=rf"milvus-lite \(3\.[0-9.]+\) has no .*{missing}.*tested with "
+        r"milvus-lite>=3\.2,<4.*original is untouched",
+    ):
+        open_store(db, collection="docs", text_field="body")
+    monkeypatch.undo()
+    close_milvus(db)
+    assert listing(db) == before
