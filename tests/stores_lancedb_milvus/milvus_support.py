@@ -172,7 +172,7 @@ def spy_engine_writes(
     Lite migration writes rows through; install it after making the database)."""
     from milvus_lite import Collection
 
-    from vllm_embed.migrate._milvus_lite_insert import EngineInsert
+    from vllm_embed.migrate._milvus_lite_engine import EngineInsert
 
     written: list[tuple[str, list[str]]] = []
     kill = {"after": kill_after}

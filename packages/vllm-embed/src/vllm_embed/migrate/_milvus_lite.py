@@ -24,6 +24,8 @@ from typing import Any
 
 from vllm_embed._errors import MigrationError
 
+from ._milvus_lite_engine import engine_columns, plain
+
 __all__ = [
     "LiteClient",
     "count_rows",
@@ -161,14 +163,21 @@ def iterate_rows(
 
 
 def engine_rows(
-    collection: Any, partitions: list[str], fields: list[str]
+    collection: Any, partitions: list[str], fields: list[str], where: str = ""
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every row of an engine ``collection`` (``fields``; dynamic fields flattened, as
-    pymilvus gives them), partition by partition, in key order (as pymilvus' iterator)."""
+    pymilvus gives them), partition by partition, in key order (as pymilvus' iterator);
+    a column at a time when the collection's fields allow (`_milvus_lite_engine.plain`)."""
+    columnar = plain(collection, collection._vector_name)
     for partition in partitions:
-        for record in collection.query(
-            None, output_fields=fields, partition_names=[partition], order_by_pk=True
-        ):
+        records = (
+            engine_columns(collection, partition, fields, where)
+            if columnar
+            else collection.query(
+                None, output_fields=fields, partition_names=[partition], order_by_pk=True
+            )
+        )
+        for record in records:
             yield partition, record
 
 

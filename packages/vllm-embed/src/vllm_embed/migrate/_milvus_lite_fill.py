@@ -18,7 +18,7 @@ from ._copy_progress import CopyProgress
 from ._jsonio import fsync_file
 from ._milvus_collection import MilvusCollection, MilvusStore, by_partition, create_again
 from ._milvus_lite import LiteClient
-from ._milvus_lite_insert import EngineInsert
+from ._milvus_lite_engine import EngineInsert
 from ._store import F32Matrix, RowWriter
 
 __all__ = ["LiteWriter"]

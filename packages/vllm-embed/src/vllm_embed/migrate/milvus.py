@@ -69,7 +69,7 @@ from ._milvus_lite import (
     served_here,
 )
 from ._milvus_lite_fill import LiteWriter
-from ._milvus_lite_insert import check_engine
+from ._milvus_lite_engine import check_engine
 from ._space import EmbeddingSpace
 from ._store import Rows, RowWriter, check_rows
 from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
@@ -441,7 +441,7 @@ def _read_collection(
     sample: list[tuple[Any, str]] = []  # (primary key, text) of the probe sample
     llamaindex = False
     rows = (
-        engine_rows(engine, c.partitions, _scalar_fields(c))
+        engine_rows(engine, c.partitions, _scalar_fields(c), f"{path}: collection {name!r}")
         if engine is not None
         else iterate_rows(client, name, c.partitions, _scalar_fields(c))
     )

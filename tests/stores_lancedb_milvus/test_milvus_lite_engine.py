@@ -1,7 +1,8 @@
-"""The Milvus Lite copy filled through milvus-lite's engine with columnar batches
-(`vllm_embed.migrate._milvus_lite_insert`): which collections go that way, what comes
-back through pymilvus after the migration, the batches it refuses, and a milvus-lite
-without the engine steps it uses refused by name when the store is opened (fake vLLM)."""
+"""Milvus Lite rows read and written column by column through milvus-lite's engine
+(`vllm_embed.migrate._milvus_lite_engine`): the read is what ``query`` returns (segments,
+memtable, upserts, deletes), which collections are filled that way, what comes back
+through pymilvus after the migration, the batches refused, and a milvus-lite without the
+engine steps used refused by name when the store is opened (fake vLLM)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from stores_support import OLD_DIM, listing, texts
 from vllm_embed import MigrationError
 from vllm_embed.migrate import migrate_store, open_store
 from vllm_embed.migrate._milvus_lite import LiteClient
-from vllm_embed.migrate._milvus_lite_insert import EngineInsert
+from vllm_embed.migrate._milvus_lite_engine import EngineInsert, engine_columns, plain
 from vllm_embed_testing.fake_server import fake_vector
 from vllm_embed_testing.respx_vllm import DIM
 
@@ -61,6 +62,39 @@ def test_collection_filled_columnar_unless_the_engine_must_do_more(
         np.testing.assert_allclose(vector, fake_vector(texts(9)[key], DIM), atol=1e-6)
 
 
+def test_columnar_read_is_what_the_engines_query_returns(tmp_path):
+    """Rows in the segments the database was closed with, rows only in the memtable
+    (written after the reopen), a key upserted (its newer version wins) and keys deleted
+    (from a segment and from the memtable): each partition read a column at a time equals
+    ``query(order_by_pk=True)``, key order included."""
+    db = make_plain_milvus(tmp_path / "plain.db", n=12, dynamic=False)
+    lite = LiteClient(db)
+    fields = ["key", "body", "score"]
+    with lite as client:
+        vec = [0.5] * OLD_DIM
+        client.insert(
+            "docs",
+            [{"key": 50 + i, "body": f"late {i}", "vec": vec, "score": 9.0} for i in range(4)],
+            partition_name="archive",
+        )
+        client.upsert(
+            "docs", [{"key": 3, "body": "changed", "vec": vec, "score": 3.5}], partition_name="archive"
+        )
+        client.delete("docs", ids=[4, 51])
+        engine = lite.collection("docs")
+        assert plain(engine, "vec")
+        got = {p: engine_columns(engine, p, fields, "here") for p in ("_default", "archive")}
+        want = {
+            p: engine.query(None, output_fields=fields, partition_names=[p], order_by_pk=True)
+            for p in ("_default", "archive")
+        }
+    assert got == want
+    assert [r["key"] for r in got["_default"]] == [0, 2, 6, 8, 10]
+    assert [r["key"] for r in got["archive"]] == [1, 3, 5, 7, 9, 11, 50, 52, 53]
+    assert got["archive"][1] == {"key": 3, "body": "changed", "score": 3.5}
+    assert got["_default"][0] == {"key": 0, "body": texts(12)[0], "score": 0.0}
+
+
 def test_engine_insert_refuses_bad_batches_and_writes_good_ones(tmp_path):
     db = make_plain_milvus(tmp_path / "plain.db", n=2, dynamic=False)
     lite = LiteClient(db)
@@ -100,7 +134,9 @@ def _without_instance_attribute(monkeypatch: pytest.MonkeyPatch, name: str) -> N
     monkeypatch.setattr(Collection, "__init__", init)
 
 
-@pytest.mark.parametrize("missing", ["_trigger_flush", "_apply", "_next_seq", "InsertOp"])
+@pytest.mark.parametrize(
+    "missing", ["_trigger_flush", "_apply", "_next_seq", "InsertOp", "assemble_candidates"]
+)
 def test_milvus_lite_without_an_engine_step_is_refused_at_open(tmp_path, monkeypatch, missing):
     """A milvus-lite release whose engine lacks a step the columnar insert uses is refused
     when the store is opened (before anything is embedded), by name, with its version and
@@ -111,6 +147,8 @@ def test_milvus_lite_without_an_engine_step_is_refused_at_open(tmp_path, monkeyp
     before = listing(db)
     if missing == "InsertOp":
         monkeypatch.delattr("milvus_lite.engine.operation.InsertOp")
+    elif missing == "assemble_candidates":  # (the engine's query keeps its own reference)
+        monkeypatch.delattr("milvus_lite.search.assembler.assemble_candidates")
     elif missing == "_next_seq":
         _without_instance_attribute(monkeypatch, missing)
     else:
