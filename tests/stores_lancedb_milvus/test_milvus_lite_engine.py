@@ -78,7 +78,9 @@ def test_columnar_read_is_what_the_engines_query_returns(tmp_path):
             partition_name="archive",
         )
         client.upsert(
-            "docs", [{"key": 3, "body": "changed", "vec": vec, "score": 3.5}], partition_name="archive"
+            "docs",
+            [{"key": 3, "body": "changed", "vec": vec, "score": 3.5}],
+            partition_name="archive",
         )
         client.delete("docs", ids=[4, 51])
         engine = lite.collection("docs")

@@ -68,8 +68,8 @@ from ._milvus_lite import (
     pymilvus_module,
     served_here,
 )
-from ._milvus_lite_fill import LiteWriter
 from ._milvus_lite_engine import check_engine
+from ._milvus_lite_fill import LiteWriter
 from ._space import EmbeddingSpace
 from ._store import Rows, RowWriter, check_rows
 from .llamaindex import LLAMAINDEX_NODE_KEY, node_embed_text
