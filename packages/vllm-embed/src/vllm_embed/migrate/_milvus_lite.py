@@ -10,7 +10,8 @@ documented Python API) in this process: the rows of a Milvus Lite database are r
 written and checked through that engine's collections (`LiteClient.collection`,
 `engine_rows`), the same calls pymilvus' ``query`` / ``insert`` end in, without encoding
 every row into protobuf and back twice (more than half of pymilvus' ``insert`` time here);
-the schema, indexes, partitions, properties and aliases still go through pymilvus.
+the schema, indexes, partitions, properties and aliases still go through pymilvus. Plain
+collections skip the engine's row dicts too (`_milvus_lite_engine`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Filling the copy of a Milvus Lite database while the server embeds (`LiteWriter`, the
 `RowWriter` of `vllm_embed.migrate.milvus.MilvusLiteStore`): rows go in through
 milvus-lite's engine collections behind the client (`_milvus_lite.LiteClient.collection`),
+as columnar batches where the schema allows (`_milvus_lite_engine.EngineInsert`),
 journaled per batch so a killed run goes on (`_RowsDone`)."""
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ class LiteWriter(RowWriter):
     it, `_RowsDone`) and creates each of them again (once; its aliases are still in the
     copy's alias file); a collection a killed run created goes on after the rows marked
     written, the first batch being an ``upsert`` (it may be in without its mark). `add`
-    inserts `MilvusLiteStore.batch_rows` rows at a time through milvus-lite's engine,
-    marking each batch. `finish` inserts the rest, records the embedding space in each
-    collection's properties, makes missing aliases, closes the database (milvus-lite
-    writes its memtable to Parquet) and syncs the files.
+    inserts `MilvusLiteStore.batch_rows` rows at a time through milvus-lite's engine
+    (`EngineInsert`), marking each batch. `finish` inserts the rest, records the embedding
+    space in each collection's properties, makes missing aliases, closes the database
+    (milvus-lite writes its memtable to Parquet) and syncs the files.
     """
 
     def __init__(self, store: MilvusStore, out: Path, keep: Sequence[int], dim: int) -> None:
