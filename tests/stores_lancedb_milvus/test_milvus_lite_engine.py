@@ -10,7 +10,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from milvus_support import close_milvus, make_plain_milvus, milvus_rows, milvus_vectors
+from milvus_support import (
+    close_milvus,
+    make_langchain_milvus,
+    make_plain_milvus,
+    milvus_rows,
+    milvus_vectors,
+    spy_engine_writes,
+)
 from stores_support import OLD_DIM, listing, texts
 
 from vllm_embed import MigrationError
@@ -95,6 +102,30 @@ def test_columnar_read_is_what_the_engines_query_returns(tmp_path):
     assert [r["key"] for r in got["archive"]] == [1, 3, 5, 7, 9, 11, 50, 52, 53]
     assert got["archive"][1] == {"key": 3, "body": "changed", "score": 3.5}
     assert got["_default"][0] == {"key": 0, "body": texts(12)[0], "score": 0.0}
+
+
+def test_batches_cut_across_the_blocks_the_writer_receives(
+    tmp_path, fake_vllm, client, monkeypatch
+):
+    """Rows arrive in blocks of 3 and go in 4 at a time: each batch is made of exactly its
+    rows (pieces of two blocks joined, a block's tail kept for the next batch), every row
+    once with its own vector."""
+    from vllm_embed.migrate import _engine
+    from vllm_embed.migrate import milvus as milvus_format
+
+    db = make_langchain_milvus(tmp_path / "milvus.db", n=10)
+    before = milvus_rows(db, "LangChainCollection")
+    monkeypatch.setattr(_engine._Assembler, "_BLOCK_BYTES", 3 * DIM * 4)
+    monkeypatch.setattr(milvus_format.MilvusLiteStore, "batch_rows", 4)
+    written, _ = spy_engine_writes(monkeypatch, kill_after=-1)
+    migrate_store(open_store(db), client)
+    assert [(kind, len(keys)) for kind, keys in written] == [("insert", 4)] * 2 + [("insert", 2)]
+    assert [k for _, keys in written for k in keys] == [f"id-{i}" for i in range(10)]
+    monkeypatch.undo()
+    assert milvus_rows(db, "LangChainCollection") == before
+    vectors = milvus_vectors(db, "LangChainCollection", "vector", "pk")
+    for i in range(10):
+        np.testing.assert_allclose(vectors[f"id-{i}"], fake_vector(texts(10)[i], DIM), atol=1e-6)
 
 
 def test_engine_insert_refuses_bad_batches_and_writes_good_ones(tmp_path):

@@ -119,22 +119,37 @@ class LiteWriter(RowWriter):
     def _pending_rows(self) -> int:
         return sum(len(p) for p in self._pending)
 
+    def _take(self, count: int) -> F32Matrix:
+        """The first ``count`` pending rows, the rest left pending. One array of just these
+        rows: the engine's memtable keeps the batch's vectors without a copy until its
+        flush, so a pending tail copied in with them would stay in memory that long too."""
+        head: list[F32Matrix] = []
+        taken = 0
+        while taken < count:
+            piece = self._pending[0]
+            if len(piece) <= count - taken:
+                head.append(self._pending.pop(0))
+                taken += len(piece)
+            else:
+                head.append(piece[: count - taken])
+                self._pending[0] = piece[count - taken :]
+                taken = count
+        return np.concatenate(head) if len(head) > 1 else head[0]
+
     def _write(self, count: int) -> None:
         """Insert the first ``count`` pending rows into the current collection; mark them."""
         if count == 0:
             return
         n = self._current
         c = self._store._collections[n]
-        matrix = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        rest = matrix[count:]
-        self._pending = [rest] if len(rest) else []
+        matrix = self._take(count)
         first = self._done[n]
         part = self._mine[n][first : first + count]
         if self._resumed[n]:  # may be in already: the engine's upsert (dicts), once
-            for partition, batch in by_partition(c, part, matrix[:count]):
+            for partition, batch in by_partition(c, part, matrix):
                 self._engines[n].upsert(batch, partition_name=partition)
         else:
-            for partition, rows, vectors in _by_partition(c, part, matrix[:count]):
+            for partition, rows, vectors in _by_partition(c, part, matrix):
                 self._inserts[n].insert(partition, rows, vectors)
         self._resumed[n] = False
         self._done[n] = first + count
