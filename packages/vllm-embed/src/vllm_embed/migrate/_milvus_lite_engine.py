@@ -83,7 +83,8 @@ def _version() -> str:
 
 
 def check_engine(engine: Any, where: str) -> None:
-    """Refuse, by name, an engine collection without the insert path `EngineInsert` uses."""
+    """Refuse, by name, an engine collection without the steps `engine_columns` and
+    `EngineInsert` use (with the milvus-lite version and the range tested)."""
     missing = [name for name in _ENGINE_ENTRY_POINTS if not hasattr(engine, name)]
     for module, name in _MODULE_ENTRY_POINTS:
         try:
