@@ -56,17 +56,20 @@ def make_llamaindex_milvus(path: Path, n: int = 6, vectors: np.ndarray | None = 
     return path
 
 
-def make_plain_milvus(path: Path, n: int = 8, *, missing: int = 0) -> Path:
+def make_plain_milvus(path: Path, n: int = 8, *, missing: int = 0, dynamic: bool = True) -> Path:
     """``docs``: int64 keys, ``body`` text, ``vec`` (HNSW, cosine), partitions ``_default``
-    and ``archive`` (odd rows), a dynamic ``extra`` field, properties and an alias; ``notes``:
-    another collection left alone when ``--collection docs`` is given."""
+    and ``archive`` (odd rows), a dynamic ``extra`` field (a ``score`` double field instead
+    when not ``dynamic``), properties and an alias; ``notes``: another collection left alone
+    when ``--collection docs`` is given."""
     from pymilvus import DataType, MilvusClient
 
     client = MilvusClient(str(path))
-    schema = client.create_schema(auto_id=False, enable_dynamic_field=True)
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=dynamic)
     schema.add_field("key", DataType.INT64, is_primary=True)
     schema.add_field("body", DataType.VARCHAR, max_length=1024, nullable=True)
     schema.add_field("vec", DataType.FLOAT_VECTOR, dim=OLD_DIM)
+    if not dynamic:
+        schema.add_field("score", DataType.DOUBLE)
     index = client.prepare_index_params()
     index.add_index(field_name="vec", index_type="HNSW", metric_type="COSINE", params={"M": 8})
     client.create_collection(
@@ -80,7 +83,14 @@ def make_plain_milvus(path: Path, n: int = 8, *, missing: int = 0) -> Path:
     for i in range(n):
         client.insert(
             "docs",
-            [{"key": i, "body": bodies[i], "vec": vectors[i].tolist(), "extra": f"x{i}"}],
+            [
+                {
+                    "key": i,
+                    "body": bodies[i],
+                    "vec": vectors[i].tolist(),
+                    **({"extra": f"x{i}"} if dynamic else {"score": i / 4}),
+                }
+            ],
             partition_name="archive" if i % 2 else "_default",
         )
     client.create_alias("docs", "docs_live")
@@ -158,9 +168,11 @@ def spy_engine_writes(
     monkeypatch: Any, *, kill_after: int
 ) -> tuple[list[tuple[str, list[str]]], dict[str, int]]:
     """`spy_writes` for milvus-lite's engine (``milvus_lite.Collection.insert`` /
-    ``upsert``: what a Milvus Lite migration writes rows through, and what pymilvus'
-    calls end in; install it after making the database)."""
+    ``upsert``: what pymilvus' calls end in, and `EngineInsert.insert`: what a Milvus
+    Lite migration writes rows through; install it after making the database)."""
     from milvus_lite import Collection
+
+    from vllm_embed.migrate._milvus_lite_engine import EngineInsert
 
     written: list[tuple[str, list[str]]] = []
     kill = {"after": kill_after}
@@ -184,4 +196,18 @@ def spy_engine_writes(
 
     monkeypatch.setattr(Collection, "insert", spy("insert"))
     monkeypatch.setattr(Collection, "upsert", spy("upsert"))
+    # the migration's columnar batches enter the same engine after Collection.insert's checks
+    columnar = EngineInsert.insert
+
+    def columnar_spy(self: Any, partition: str, rows: Any, vectors: Any) -> Any:
+        if len(written) == kill["after"]:
+            raise KeyboardInterrupt
+        written.append(("insert", [r["pk"] for r in rows]))
+        inside[0] += 1
+        try:
+            return columnar(self, partition, rows, vectors)
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(EngineInsert, "insert", columnar_spy)
     return written, kill

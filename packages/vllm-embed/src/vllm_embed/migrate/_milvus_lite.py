@@ -10,7 +10,8 @@ documented Python API) in this process: the rows of a Milvus Lite database are r
 written and checked through that engine's collections (`LiteClient.collection`,
 `engine_rows`), the same calls pymilvus' ``query`` / ``insert`` end in, without encoding
 every row into protobuf and back twice (more than half of pymilvus' ``insert`` time here);
-the schema, indexes, partitions, properties and aliases still go through pymilvus.
+the schema, indexes, partitions, properties and aliases still go through pymilvus. Plain
+collections skip the engine's row dicts too (`_milvus_lite_engine`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from vllm_embed._errors import MigrationError
+
+from ._milvus_lite_engine import engine_columns, plain
 
 __all__ = [
     "LiteClient",
@@ -161,14 +164,21 @@ def iterate_rows(
 
 
 def engine_rows(
-    collection: Any, partitions: list[str], fields: list[str]
+    collection: Any, partitions: list[str], fields: list[str], where: str = ""
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every row of an engine ``collection`` (``fields``; dynamic fields flattened, as
-    pymilvus gives them), partition by partition, in key order (as pymilvus' iterator)."""
+    pymilvus gives them), partition by partition, in key order (as pymilvus' iterator);
+    a column at a time when the collection's fields allow (`_milvus_lite_engine.plain`)."""
+    columnar = plain(collection, collection._vector_name)
     for partition in partitions:
-        for record in collection.query(
-            None, output_fields=fields, partition_names=[partition], order_by_pk=True
-        ):
+        records = (
+            engine_columns(collection, partition, fields, where)
+            if columnar
+            else collection.query(
+                None, output_fields=fields, partition_names=[partition], order_by_pk=True
+            )
+        )
+        for record in records:
             yield partition, record
 
 

@@ -1,12 +1,13 @@
 """Filling the copy of a Milvus Lite database while the server embeds (`LiteWriter`, the
 `RowWriter` of `vllm_embed.migrate.milvus.MilvusLiteStore`): rows go in through
 milvus-lite's engine collections behind the client (`_milvus_lite.LiteClient.collection`),
+as columnar batches where the schema allows (`_milvus_lite_engine.EngineInsert`),
 journaled per batch so a killed run goes on (`_RowsDone`)."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ from vllm_embed._errors import MigrationError
 
 from ._copy_progress import CopyProgress
 from ._jsonio import fsync_file
-from ._milvus_collection import MilvusStore, by_partition, create_again
+from ._milvus_collection import MilvusCollection, MilvusStore, by_partition, create_again
 from ._milvus_lite import LiteClient
+from ._milvus_lite_engine import EngineInsert
 from ._store import F32Matrix, RowWriter
 
 __all__ = ["LiteWriter"]
@@ -41,10 +43,10 @@ class LiteWriter(RowWriter):
     it, `_RowsDone`) and creates each of them again (once; its aliases are still in the
     copy's alias file); a collection a killed run created goes on after the rows marked
     written, the first batch being an ``upsert`` (it may be in without its mark). `add`
-    inserts `MilvusLiteStore.batch_rows` rows at a time through milvus-lite's engine,
-    marking each batch. `finish` inserts the rest, records the embedding space in each
-    collection's properties, makes missing aliases, closes the database (milvus-lite
-    writes its memtable to Parquet) and syncs the files.
+    inserts `MilvusLiteStore.batch_rows` rows at a time through milvus-lite's engine
+    (`EngineInsert`), marking each batch. `finish` inserts the rest, records the embedding
+    space in each collection's properties, makes missing aliases, closes the database
+    (milvus-lite writes its memtable to Parquet) and syncs the files.
     """
 
     def __init__(self, store: MilvusStore, out: Path, keep: Sequence[int], dim: int) -> None:
@@ -60,6 +62,7 @@ class LiteWriter(RowWriter):
         self._lite: LiteClient | None = None
         self._client: Any = None
         self._engines: list[Any] = []
+        self._inserts: list[EngineInsert] = []
         self._done: list[int] = []  # rows of each collection written and marked
         self._resumed: list[bool] = []  # its next batch may be in already: upsert it
         self._current = 0  # the collection the next rows belong to
@@ -90,7 +93,9 @@ class LiteWriter(RowWriter):
             if not resumed:
                 create_again(self._client, c, self._dim)
                 progress.mark_created(c.name)
-            self._engines.append(self._lite.collection(c.name))
+            engine = self._lite.collection(c.name)
+            self._engines.append(engine)
+            self._inserts.append(EngineInsert(engine, c.vector_field, f"{self._out}: {c.name!r}"))
             self._done.append(progress.rows_done(c.name))
             self._resumed.append(resumed)
 
@@ -114,20 +119,38 @@ class LiteWriter(RowWriter):
     def _pending_rows(self) -> int:
         return sum(len(p) for p in self._pending)
 
+    def _take(self, count: int) -> F32Matrix:
+        """The first ``count`` pending rows, the rest left pending. One array of just these
+        rows: the engine's memtable keeps the batch's vectors without a copy until its
+        flush, so a pending tail copied in with them would stay in memory that long too."""
+        head: list[F32Matrix] = []
+        taken = 0
+        while taken < count:
+            piece = self._pending[0]
+            if len(piece) <= count - taken:
+                head.append(self._pending.pop(0))
+                taken += len(piece)
+            else:
+                head.append(piece[: count - taken])
+                self._pending[0] = piece[count - taken :]
+                taken = count
+        return np.concatenate(head) if len(head) > 1 else head[0]
+
     def _write(self, count: int) -> None:
         """Insert the first ``count`` pending rows into the current collection; mark them."""
         if count == 0:
             return
         n = self._current
         c = self._store._collections[n]
-        matrix = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        rest = matrix[count:]
-        self._pending = [rest] if len(rest) else []
+        matrix = self._take(count)
         first = self._done[n]
         part = self._mine[n][first : first + count]
-        write = self._engines[n].upsert if self._resumed[n] else self._engines[n].insert
-        for partition, batch in by_partition(c, part, matrix[:count]):
-            write(batch, partition_name=partition)
+        if self._resumed[n]:  # may be in already: the engine's upsert (dicts), once
+            for partition, batch in by_partition(c, part, matrix):
+                self._engines[n].upsert(batch, partition_name=partition)
+        else:
+            for partition, rows, vectors in _by_partition(c, part, matrix):
+                self._inserts[n].insert(partition, rows, vectors)
         self._resumed[n] = False
         self._done[n] = first + count
         self._progress.mark_rows(c.name, first + count)
@@ -153,6 +176,23 @@ class LiteWriter(RowWriter):
         lite, self._lite = self._lite, None
         if lite is not None:
             lite.__exit__(None, None, None)
+
+
+def _by_partition(
+    c: MilvusCollection, part: list[int], vectors: F32Matrix
+) -> Iterator[tuple[str, list[dict[str, Any]], F32Matrix]]:
+    """Rows ``part`` of ``c`` (scalar fields) and their vectors, grouped by partition, in
+    order (the vectors not copied when every row is in one partition)."""
+    partitions = [c.row_partitions[n] for n in part]
+    if len(set(partitions)) <= 1:
+        if part:
+            yield partitions[0], [c.rows[n] for n in part], vectors
+        return
+    groups: dict[str, list[int]] = {}
+    for k, partition in enumerate(partitions):
+        groups.setdefault(partition, []).append(k)
+    for partition, ks in groups.items():
+        yield partition, [c.rows[part[k]] for k in ks], vectors[np.asarray(ks)]
 
 
 def _sync_files(root: Path) -> None:

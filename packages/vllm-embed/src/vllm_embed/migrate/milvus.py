@@ -14,8 +14,10 @@ through milvus-lite's engine behind it (`_milvus_lite`).
   the background: milvus-lite cannot open a directory read-only); the schema,
   properties, partitions, indexes and aliases of each collection are read through
   pymilvus, its rows without the vectors, partition by partition in key order, through
-  milvus-lite's engine behind that client (`_milvus_lite.engine_rows`; the probe
-  sample's vectors by key).
+  milvus-lite's engine behind that client (`_milvus_lite.engine_rows`: a column at a
+  time for collections of plain scalar fields, `_milvus_lite_engine.engine_columns`; the
+  probe sample's vectors by key). The engine steps used are checked first
+  (`_milvus_lite_engine.check_engine`).
 - Text: the text field; for LlamaIndex rows, what LlamaIndex embeds: the node rebuilt
   from ``_node_content`` + the text, ``MetadataMode.EMBED``.
 - Writing (`_milvus_lite_fill.LiteWriter`, while the server embeds): the directory is
@@ -23,7 +25,9 @@ through milvus-lite's engine behind it (`_milvus_lite`).
   only be loaded to be dropped); each is created again through pymilvus with the same
   fields (the vector field at the new dimension), dynamic-field and auto-id settings,
   properties, index (type, metric, build parameters) and partitions, then filled
-  partition by partition through the engine's ``insert`` as the embedded rows arrive
+  partition by partition through the engine as the embedded rows arrive (one columnar
+  batch per write through its own log, memtable and flush, `_milvus_lite_engine.
+  EngineInsert`; its ``insert`` for collections with dynamic fields, auto-id and the like)
   (the first batch after a resume is an ``upsert``: a kill may have left it written
   without its mark); at the end the embedding space goes into its properties
   (``SPACE_KEY``), its aliases are made again where missing, and the database is closed
@@ -42,7 +46,8 @@ Milvus servers (``http://host:19530``) reuse the reading and checking here
 (`_milvus_server`; without an engine: keys listed through pymilvus' iterator). The
 collection record, its creation and the base of both stores live in `_milvus_collection`;
 the client, paged reads, the engine's collections and the embedded-server handling in
-`_milvus_lite`; the writer in `_milvus_lite_fill`.
+`_milvus_lite`; the writer in `_milvus_lite_fill`; the engine's private steps (columnar
+read and insert) in `_milvus_lite_engine`.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ from ._milvus_lite import (
     pymilvus_module,
     served_here,
 )
+from ._milvus_lite_engine import check_engine
 from ._milvus_lite_fill import LiteWriter
 from ._space import EmbeddingSpace
 from ._store import Rows, RowWriter, check_rows
@@ -378,7 +384,9 @@ def _read_copy(
         collections = []
         start = 0
         for name in chosen:
-            c = _read_collection(path, client, name, text_field, engine=lite.collection(name))
+            engine = lite.collection(name)
+            check_engine(engine, f"{path}: collection {name!r}")  # what the writer uses
+            c = _read_collection(path, client, name, text_field, engine=engine)
             c.start = start
             start += len(c.rows)
             collections.append(c)
@@ -438,7 +446,7 @@ def _read_collection(
     sample: list[tuple[Any, str]] = []  # (primary key, text) of the probe sample
     llamaindex = False
     rows = (
-        engine_rows(engine, c.partitions, _scalar_fields(c))
+        engine_rows(engine, c.partitions, _scalar_fields(c), f"{path}: collection {name!r}")
         if engine is not None
         else iterate_rows(client, name, c.partitions, _scalar_fields(c))
     )
