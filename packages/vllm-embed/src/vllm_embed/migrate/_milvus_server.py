@@ -63,25 +63,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import numpy as np
-
 from vllm_embed._errors import MigrationError, StoreFormatError
 from vllm_embed._secrets import mask_url_in
 
 from ._dirstore import PartView
 from ._journal import OUTPUT, work_dir_for
-from ._milvus_collection import MilvusCollection, MilvusStore, create_collection, fill_batch
+from ._milvus_collection import MilvusCollection, MilvusStore
 from ._milvus_lite import count_rows, pymilvus_module
 from ._milvus_switch import (
     BACKUP,
     aliases_of,
     finished_switches,
-    free_name,
     pending_switches,
     strip_mark,
     switch,
 )
-from ._store import Rows
+from ._store import Rows, RowWriter
 from .milvus import _read_collection, check_collection, search_check
 
 __all__ = [
@@ -240,42 +237,22 @@ class MilvusServerStore(MilvusStore):
         return self.target
 
     # -- writing -------------------------------------------------------------------------
+    def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter:
+        """The new collections filled while the rows are embedded (`ServerWriter`)."""
+        from ._milvus_server_fill import ServerWriter
+
+        return ServerWriter(self, _Plan(out), keep, dim)
+
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
-        """Create and fill the new collections; resumable per batch (`_Plan`)."""
-        plan = _Plan(out)
-        kept = set(keep)
-        matrix = (
-            np.memmap(rows.path, dtype="<f4", mode="r", shape=(rows.count, rows.dim))
-            if rows.count
-            else np.empty((0, rows.dim), dtype=np.float32)
-        )
-        with self.address.client() as client:
-            row = 0
-            existing = set(client.list_collections())
-            for c in self._collections:
-                mine = [i for i in range(len(c.rows)) if c.start + i in kept]
-                new = plan.new_name(c.name)
-                resumed = new is not None and new in existing
-                if new is None or not resumed:
-                    new = new or free_name(
-                        f"{self._readers[c.name]}{_MIGRATED}{rows.dim}", existing
-                    )
-                    plan.set_new_name(c.name, new)
-                    create_collection(client, c, new, rows.dim, self._space)
-                    plan.mark_rows(c.name, 0)
-                for partition in set(c.partitions) - set(client.list_partitions(new)):
-                    client.create_partition(new, partition)  # killed while creating it
-                done = plan.rows_done(c.name)
-                for first in range(done, len(mine), self.batch_rows):
-                    part = mine[first : first + self.batch_rows]
-                    vectors = np.asarray(matrix[row + first : row + first + len(part)])
-                    fill_batch(client, c, new, part, vectors, idempotent=resumed)
-                    resumed = False
-                    plan.mark_rows(c.name, first + len(part))
-                client.flush(new)
-                row += len(mine)
-        del matrix
-        plan.write_output()
+        """Create and fill the new collections from ``rows``; resumable per batch (`_Plan`)."""
+        writer = self.open_writer(out, keep, rows.dim)
+        try:
+            writer.begin()
+            for block in rows.blocks():
+                writer.add(block)
+            writer.finish()
+        finally:
+            writer.abort()
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
