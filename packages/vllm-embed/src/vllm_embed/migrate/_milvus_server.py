@@ -12,12 +12,14 @@ or an API key) and are never printed (`ServerAddress.shown`; errors pass through
   ``NAME`` of a collection ``NAME_vllm_d<dim>`` made by an earlier migration, else the
   collection's own name; what earlier migrations left (``*_vllm_bak_d<dim>``, and
   ``*_vllm_d<dim>`` collections no alias points at) is skipped unless named.
-- Writing (`MilvusServerStore.write`): a new collection ``<reader name>_vllm_d<new dim>``
-  is created beside the old one (same fields, the vector field at the new dimension,
-  properties + the embedding space under ``SPACE_KEY``, indexes with their build
-  parameters, partitions) and filled with ``insert``; its name and the rows written are
-  kept in the migration's work directory, so a run killed while filling goes on where
-  it stopped (the first batch after a resume is an ``upsert``).
+- Writing (`_milvus_server_fill.ServerWriter`, while the rows are embedded): a new
+  collection ``<reader name>_vllm_d<new dim>`` is created beside the old one (same
+  fields, the vector field at the new dimension, properties + the embedding space under
+  ``SPACE_KEY``, indexes with their build parameters, partitions) and filled with
+  ``insert``; its name and the rows written are kept in the migration's work directory,
+  so a run killed while filling goes on where it stopped (the batches a kill may have
+  left in flight are ``upsert``ed). A failed run may leave it half-filled: no alias
+  points at it, readers never see it, and the rerun goes on in it.
 - Verifying, before anything is switched: the schema, properties, partitions and
   indexes, ``count`` and every key in its partition (keys only), the first 1,024 rows
   whole (fields, vector dimension, finite), and a search that finds a row first.
