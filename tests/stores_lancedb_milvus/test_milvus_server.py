@@ -28,6 +28,7 @@ from stores_support import OLD_DIM, embedded_texts, texts
 from vllm_embed import MigrationError, StoreFormatError
 from vllm_embed.cli import main
 from vllm_embed.migrate import MigrationOptions, migrate_store, open_store
+from vllm_embed.migrate._milvus_server_fill import IN_FLIGHT
 from vllm_embed.migrate._space import SPACE_KEY, EmbeddingSpace
 from vllm_embed_testing.fake_server import fake_vector
 from vllm_embed_testing.milvus_server import TEST_PASSWORD
@@ -228,8 +229,16 @@ def test_server_gone_mid_run_leaves_the_collection_untouched_then_resume(
     assert same_rows(server_rows(db, lc), before)
     checker = db.client()
     try:
-        assert [n for n in checker.list_collections() if n.startswith(lc)] == [lc]
+        # the new collection is filled while the rows are embedded: it may be there,
+        # half-filled (the journaled chunks' rows at most), and nothing points at it
+        made = [n for n in checker.list_collections() if n.startswith(lc)]
+        assert set(made) <= {lc, f"{lc}_vllm_d16"} and lc in made
         assert checker.list_aliases(lc)["aliases"] == []
+        if f"{lc}_vllm_d16" in made:
+            assert checker.list_aliases(f"{lc}_vllm_d16")["aliases"] == []
+            checker.load_collection(f"{lc}_vllm_d16")
+            got = checker.query(f"{lc}_vllm_d16", filter="", output_fields=["count(*)"])
+            assert got[0]["count(*)"] <= 8
     finally:
         checker.close()
     finished = embedded_texts(fake_vllm)[1:]
@@ -271,10 +280,65 @@ def test_killed_while_filling_goes_on_in_the_half_filled_collection(
     kill["after"] = -1
     result = migrate_store(open_store(db.uri, collection=lc), client)
     assert embedded_texts(fake_vllm) == [] and result.resumed == 10
-    assert written == [("upsert", ["id-6", "id-7", "id-8"]), ("insert", ["id-9"])]
+    # up to IN_FLIGHT batches past the last mark may be in already: upserted
+    assert IN_FLIGHT == 2
+    assert written == [("upsert", ["id-6", "id-7", "id-8"]), ("upsert", ["id-9"])]
     rows = server_rows(db, lc)
     assert [r["pk"] for r in rows] == [f"id-{i}" for i in range(10)]  # no duplicate
     assert all(r["vector"].shape == (DIM,) for r in rows)
+
+
+def test_killed_with_inserts_in_flight_upserts_them_on_resume(
+    milvus_default, fake_vllm, client, monkeypatch
+):
+    """Two batches written but not marked (in flight at the kill) are upserted by the
+    resumed run, not inserted again: no key twice."""
+    from pymilvus import MilvusClient
+
+    db = milvus_default
+    lc = db.prefix
+    from vllm_embed.migrate._milvus_server import MilvusServerStore
+
+    server_langchain(db, n=10, collection=lc)
+    monkeypatch.setenv("MILVUS_TOKEN", db.server.token)
+    monkeypatch.setattr(MilvusServerStore, "batch_rows", 3)
+    real = {"insert": MilvusClient.insert, "upsert": MilvusClient.upsert}
+    written: list[tuple[str, list[str]]] = []
+    killed = {"on": True}
+
+    def spy(kind: str):
+        def call(self, name, data, *args, **kwargs):
+            keys = [r["pk"] for r in data]
+            if killed["on"] and keys[0] == "id-9":
+                raise KeyboardInterrupt  # never sent
+            written.append((kind, keys))
+            got = real[kind](self, name, data, *args, **kwargs)
+            if killed["on"] and keys[0] == "id-3":
+                raise KeyboardInterrupt  # sent, never marked (id-6.. goes in meanwhile)
+            return got
+
+        return call
+
+    monkeypatch.setattr(MilvusClient, "insert", spy("insert"))
+    monkeypatch.setattr(MilvusClient, "upsert", spy("upsert"))
+    with pytest.raises(KeyboardInterrupt):
+        migrate_store(open_store(db.uri, collection=lc), client)
+    assert sorted(written) == [
+        ("insert", ["id-0", "id-1", "id-2"]),
+        ("insert", ["id-3", "id-4", "id-5"]),
+        ("insert", ["id-6", "id-7", "id-8"]),
+    ]
+    written.clear()
+    killed["on"] = False
+    migrate_store(open_store(db.uri, collection=lc), client)
+    assert IN_FLIGHT * 3 == 6  # the rows past the mark (3) that may be in: upserted
+    assert written == [
+        ("upsert", ["id-3", "id-4", "id-5"]),
+        ("upsert", ["id-6", "id-7", "id-8"]),
+        ("insert", ["id-9"]),
+    ]
+    rows = server_rows(db, lc)
+    assert [r["pk"] for r in rows] == [f"id-{i}" for i in range(10)]  # no key twice
 
 
 def test_named_errors_and_dry_run(milvus_default, fake_vllm):

@@ -12,12 +12,14 @@ or an API key) and are never printed (`ServerAddress.shown`; errors pass through
   ``NAME`` of a collection ``NAME_vllm_d<dim>`` made by an earlier migration, else the
   collection's own name; what earlier migrations left (``*_vllm_bak_d<dim>``, and
   ``*_vllm_d<dim>`` collections no alias points at) is skipped unless named.
-- Writing (`MilvusServerStore.write`): a new collection ``<reader name>_vllm_d<new dim>``
-  is created beside the old one (same fields, the vector field at the new dimension,
-  properties + the embedding space under ``SPACE_KEY``, indexes with their build
-  parameters, partitions) and filled with ``insert``; its name and the rows written are
-  kept in the migration's work directory, so a run killed while filling goes on where
-  it stopped (the first batch after a resume is an ``upsert``).
+- Writing (`_milvus_server_fill.ServerWriter`, while the rows are embedded): a new
+  collection ``<reader name>_vllm_d<new dim>`` is created beside the old one (same
+  fields, the vector field at the new dimension, properties + the embedding space under
+  ``SPACE_KEY``, indexes with their build parameters, partitions) and filled with
+  ``insert``; its name and the rows written are kept in the migration's work directory,
+  so a run killed while filling goes on where it stopped (the batches a kill may have
+  left in flight are ``upsert``ed). A failed run may leave it half-filled: no alias
+  points at it, readers never see it, and the rerun goes on in it.
 - Verifying, before anything is switched: the schema, properties, partitions and
   indexes, ``count`` and every key in its partition (keys only), the first 1,024 rows
   whole (fields, vector dimension, finite), and a search that finds a row first.
@@ -68,28 +70,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import numpy as np
-
 from vllm_embed._errors import MigrationError, StoreFormatError
 from vllm_embed._secrets import mask_url_in
 
 from ._dirstore import PartView
 from ._journal import OUTPUT, work_dir_for
-from ._milvus_collection import MilvusCollection, MilvusStore, create_collection, fill_batch
+from ._milvus_collection import MilvusCollection, MilvusStore
 from ._milvus_lite import count_rows, pymilvus_module
 from ._milvus_switch import (
     BACKUP,
     aliases_of,
-    collection_id,
     finished_switches,
-    free_name,
     mark_done,
     pending_switches,
     renamed_in,
     strip_mark,
     switch,
 )
-from ._store import Rows
+from ._store import Rows, RowWriter
 from .milvus import _read_collection, check_collection, search_check
 
 __all__ = [
@@ -203,7 +201,7 @@ def state_dir() -> Path:
 class MilvusServerStore(MilvusStore):
     """Collections of a Milvus server read for migration; installs itself by aliases."""
 
-    batch_rows = 4096
+    batch_rows = 10_000  # as many as the benchmark's ingest sends per insert
     can_drop_records = True
 
     def __init__(
@@ -250,50 +248,28 @@ class MilvusServerStore(MilvusStore):
             )
         return self.target
 
-    def _new_of(self, plan: _Plan, name: str) -> str | None:
+    def new_name_of(self, plan: _Plan, name: str) -> str | None:
         """Where the new collection of ``name`` is now: under the readers' name when the
         killed run renamed it in, else as the plan names it."""
         return self._readers[name] if name in self._renamed else plan.new_name(name)
 
     # -- writing -------------------------------------------------------------------------
+    def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter:
+        """The new collections filled while the rows are embedded (`ServerWriter`)."""
+        from ._milvus_server_fill import ServerWriter
+
+        return ServerWriter(self, _Plan(out), keep, dim)
+
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
-        """Create and fill the new collections; resumable per batch (`_Plan`)."""
-        plan = _Plan(out)
-        kept = set(keep)
-        matrix = (
-            np.memmap(rows.path, dtype="<f4", mode="r", shape=(rows.count, rows.dim))
-            if rows.count
-            else np.empty((0, rows.dim), dtype=np.float32)
-        )
-        with self.address.client() as client:
-            row = 0
-            existing = set(client.list_collections())
-            for c in self._collections:
-                mine = [i for i in range(len(c.rows)) if c.start + i in kept]
-                new = self._new_of(plan, c.name)
-                resumed = new is not None and new in existing
-                if new is None or not resumed:
-                    new = new or free_name(
-                        f"{self._readers[c.name]}{_MIGRATED}{rows.dim}", existing
-                    )
-                    plan.set_new_name(c.name, new)
-                    create_collection(client, c, new, rows.dim, self._space)
-                    plan.mark_rows(c.name, 0)
-                # its id, kept through a rename, tells it after one (`renamed_in`)
-                plan.set_made_id(c.name, collection_id(client, new))
-                for partition in set(c.partitions) - set(client.list_partitions(new)):
-                    client.create_partition(new, partition)  # killed while creating it
-                done = plan.rows_done(c.name)
-                for first in range(done, len(mine), self.batch_rows):
-                    part = mine[first : first + self.batch_rows]
-                    vectors = np.asarray(matrix[row + first : row + first + len(part)])
-                    fill_batch(client, c, new, part, vectors, idempotent=resumed)
-                    resumed = False
-                    plan.mark_rows(c.name, first + len(part))
-                client.flush(new)
-                row += len(mine)
-        del matrix
-        plan.write_output()
+        """Create and fill the new collections from ``rows``; resumable per batch (`_Plan`)."""
+        writer = self.open_writer(out, keep, rows.dim)
+        try:
+            writer.begin()
+            for block in rows.blocks():
+                writer.add(block)
+            writer.finish()
+        finally:
+            writer.abort()
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
@@ -303,7 +279,7 @@ class MilvusServerStore(MilvusStore):
         prefix = len(self._collections) > 1
         with self.address.client() as client:
             for c in self._collections:
-                new = self._new_of(plan, c.name)
+                new = self.new_name_of(plan, c.name)
                 if new is None or not client.has_collection(new):
                     raise StoreFormatError(f"{where}: the new collection of {c.name!r} is missing")
                 keep = [
@@ -322,7 +298,7 @@ class MilvusServerStore(MilvusStore):
         plan = _Plan(path)
         with self.address.client() as client:
             for c in self._collections:
-                new = self._new_of(plan, c.name) or c.name
+                new = self.new_name_of(plan, c.name) or c.name
                 search_check(client, c, new, f"{new!r} on {self.address.shown}")
         return "pymilvus"
 
@@ -332,7 +308,7 @@ class MilvusServerStore(MilvusStore):
         plan = _Plan(new)
         with self.address.client() as client:
             for c in self._collections:
-                made = self._new_of(plan, c.name)
+                made = self.new_name_of(plan, c.name)
                 reader = self._readers[c.name]
                 if made is None:  # verified just before: only a removed work dir does this
                     raise MigrationError(f"{new}: no new collection recorded for {reader!r}")
