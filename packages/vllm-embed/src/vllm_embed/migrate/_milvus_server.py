@@ -66,6 +66,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -77,6 +78,7 @@ from ._dirstore import PartView
 from ._journal import OUTPUT, work_dir_for
 from ._milvus_collection import MilvusCollection, MilvusStore
 from ._milvus_lite import count_rows, pymilvus_module
+from ._milvus_server_fill import MIGRATED, Plan, ServerWriter
 from ._milvus_switch import (
     BACKUP,
     aliases_of,
@@ -101,7 +103,6 @@ __all__ = [
 _SCHEMES = ("http", "https", "tcp", "grpc", "grpcs")
 #: ``http:/host`` is what ``pathlib.Path("http://host")`` makes of a URL: read it back.
 _COLLAPSED = re.compile(r"^(https?|tcp|grpcs?):/(?!/)", re.IGNORECASE)
-_MIGRATED = "_vllm_d"
 _GENERATION = re.compile(r"_vllm_d\d+(_\d+)?$")
 #: Environment variable with the server's credentials (``user:password`` or an API key).
 TOKEN_ENV = "MILVUS_TOKEN"
@@ -248,7 +249,7 @@ class MilvusServerStore(MilvusStore):
             )
         return self.target
 
-    def new_name_of(self, plan: _Plan, name: str) -> str | None:
+    def new_name_of(self, plan: Plan, name: str) -> str | None:
         """Where the new collection of ``name`` is now: under the readers' name when the
         killed run renamed it in, else as the plan names it."""
         return self._readers[name] if name in self._renamed else plan.new_name(name)
@@ -256,12 +257,19 @@ class MilvusServerStore(MilvusStore):
     # -- writing -------------------------------------------------------------------------
     def open_writer(self, out: Path, keep: Sequence[int], dim: int) -> RowWriter:
         """The new collections filled while the rows are embedded (`ServerWriter`)."""
-        from ._milvus_server_fill import ServerWriter
-
-        return ServerWriter(self, _Plan(out), keep, dim)
+        plan = Plan(out)
+        return ServerWriter(
+            self,
+            self.address.client,
+            plan,
+            self._readers,
+            partial(self.new_name_of, plan),
+            keep,
+            dim,
+        )
 
     def write(self, out: Path, keep: Sequence[int], rows: Rows) -> None:
-        """Create and fill the new collections from ``rows``; resumable per batch (`_Plan`)."""
+        """Create and fill the new collections from ``rows``; resumable per batch (`Plan`)."""
         writer = self.open_writer(out, keep, rows.dim)
         try:
             writer.begin()
@@ -273,7 +281,7 @@ class MilvusServerStore(MilvusStore):
 
     # -- checking --------------------------------------------------------------------------
     def check_written(self, path: Path, ids: Sequence[str], dim: int) -> None:
-        plan = _Plan(path)
+        plan = Plan(path)
         where = f"new collection on {self.address.shown}"
         kept = set(ids)
         prefix = len(self._collections) > 1
@@ -295,7 +303,7 @@ class MilvusServerStore(MilvusStore):
                 check_collection(where, client, c, keep, dim, self._space, name=new, aliases=False)
 
     def check_with_library(self, path: Path, ids: Sequence[str], dim: int) -> str | None:
-        plan = _Plan(path)
+        plan = Plan(path)
         with self.address.client() as client:
             for c in self._collections:
                 new = self.new_name_of(plan, c.name) or c.name
@@ -305,7 +313,7 @@ class MilvusServerStore(MilvusStore):
     # -- switching -------------------------------------------------------------------------
     def install(self, new: Path, target: Path, *, in_place: bool) -> Path | None:
         """Move the aliases to the verified new collections (see the module docstring)."""
-        plan = _Plan(new)
+        plan = Plan(new)
         with self.address.client() as client:
             for c in self._collections:
                 made = self.new_name_of(plan, c.name)
@@ -341,59 +349,6 @@ class MilvusServerStore(MilvusStore):
 
     def final_path(self, target: Path) -> Path:
         return target
-
-
-class _Plan:
-    """The new collections' names and rows written, in the work dir beside ``out``; at
-    the end ``out`` itself holds the names (the engine fsyncs it, the checks read it)."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.path = out.with_name(out.name + ".milvus.json")
-        try:
-            loaded = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            loaded = {}
-        self._state: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
-
-    def made(self) -> dict[str, str]:
-        """Every old collection -> the new collection made for it (so far)."""
-        return {str(k): str(v) for k, v in (self._state.get("new") or {}).items() if v}
-
-    def made_ids(self) -> dict[str, int]:
-        """Every old collection -> the server's id of the new collection made for it."""
-        return {str(k): int(v) for k, v in (self._state.get("ids") or {}).items()}
-
-    def set_made_id(self, name: str, made_id: int | None) -> None:
-        if made_id is not None:
-            self._state.setdefault("ids", {})[name] = made_id
-            self._save(self.path)
-
-    def new_name(self, name: str) -> str | None:
-        got = self._state.get("new", {}).get(name)
-        return str(got) if got else None
-
-    def set_new_name(self, name: str, new: str) -> None:
-        self._state.setdefault("new", {})[name] = new
-        self._save(self.path)
-
-    def rows_done(self, name: str) -> int:
-        return int(self._state.get("rows", {}).get(name, 0))
-
-    def mark_rows(self, name: str, count: int) -> None:
-        self._state.setdefault("rows", {})[name] = count
-        self._save(self.path)
-
-    def write_output(self) -> None:
-        self._save(self.out)
-
-    def _save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self._state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -493,7 +448,7 @@ def _finished_by_a_killed_run(
     work = work_dir_for(anchor)
     if not (work / "manifest.json").is_file():
         return {}
-    plan = _Plan(work / OUTPUT)
+    plan = Plan(work / OUTPUT)
     made = {old: new for old, new in plan.made().items() if new in chosen and old not in chosen}
     found = finished_switches(client, names, aliases, made, address.shown, work)
     finished = {old: (made[old], where) for old, where in found.items()}
@@ -524,7 +479,7 @@ def _left_by_a_migration(name: str, aliases: list[str]) -> bool:
 def _reader_name(name: str, aliases: list[str]) -> str:
     """The alias ``A`` of ``A_vllm_d<dim>[_n]`` (an earlier migration's), else ``name``."""
     for alias in aliases:
-        if name.startswith(f"{alias}{_MIGRATED}"):
+        if name.startswith(f"{alias}{MIGRATED}"):
             return alias
     return name
 
@@ -539,7 +494,7 @@ def _not_found(address: ServerAddress, wanted: str, names: list[str]) -> str:
             f". {backups[-1]!r} is the backup of an earlier migration of {wanted!r}, but no "
             "interrupted switch waits for it (its mark is done or missing, or its new "
             "collection is gone or aliased), so nothing is resumed: point the alias at the "
-            f"new collection (MilvusClient(uri).create_alias('{wanted}{_MIGRATED}<dim>', "
+            f"new collection (MilvusClient(uri).create_alias('{wanted}{MIGRATED}<dim>', "
             f"{wanted!r})) or rename the backup back."
         )
     return message

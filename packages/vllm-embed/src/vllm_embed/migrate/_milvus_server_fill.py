@@ -13,7 +13,7 @@ What it saves over filling after embedding (measured: ``benchmarks/README.md``):
 - a row goes to pymilvus as a dict holding its vector as a float32 numpy row, which
   pymilvus encodes itself (no list of Python floats made first).
 
-Resumable per batch, as before: the rows written are marked in the run's `_Plan` in
+Resumable per batch, as before: the rows written are marked in the run's `Plan` in
 order (a batch's mark waits for every batch before it). A killed run may have written
 up to `IN_FLIGHT` batches after its last mark, so a resumed collection ``upsert``s the
 rows up to ``IN_FLIGHT x batch_rows`` past the mark (an upsert replaces a row already
@@ -23,10 +23,13 @@ there), then ``insert``s (an upsert is a delete + insert per key: 2x slower).
 from __future__ import annotations
 
 import copy
+import json
+import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,15 +41,68 @@ from ._milvus_switch import collection_id, free_name
 from ._store import F32Matrix, RowWriter
 
 if TYPE_CHECKING:
-    from ._milvus_collection import MilvusCollection
-    from ._milvus_server import MilvusServerStore, _Plan
+    from ._milvus_collection import MilvusCollection, MilvusStore
 
-_MIGRATED = "_vllm_d"  # as `_milvus_server` names a new collection: NAME_vllm_d<dim>
+__all__ = ["IN_FLIGHT", "MIGRATED", "Plan", "ServerWriter"]
 
-__all__ = ["IN_FLIGHT", "ServerWriter"]
+#: A new collection's name: ``<reader name>_vllm_d<dim>``.
+MIGRATED = "_vllm_d"
 
 #: Inserts sent before the oldest one is waited for.
 IN_FLIGHT = 2
+
+
+class Plan:
+    """The new collections' names and rows written, in the work dir beside ``out``; at
+    the end ``out`` itself holds the names (the engine fsyncs it, the checks read it)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.path = out.with_name(out.name + ".milvus.json")
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            loaded = {}
+        self._state: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+
+    def made(self) -> dict[str, str]:
+        """Every old collection -> the new collection made for it (so far)."""
+        return {str(k): str(v) for k, v in (self._state.get("new") or {}).items() if v}
+
+    def made_ids(self) -> dict[str, int]:
+        """Every old collection -> the server's id of the new collection made for it."""
+        return {str(k): int(v) for k, v in (self._state.get("ids") or {}).items()}
+
+    def set_made_id(self, name: str, made_id: int | None) -> None:
+        if made_id is not None:
+            self._state.setdefault("ids", {})[name] = made_id
+            self._save(self.path)
+
+    def new_name(self, name: str) -> str | None:
+        got = self._state.get("new", {}).get(name)
+        return str(got) if got else None
+
+    def set_new_name(self, name: str, new: str) -> None:
+        self._state.setdefault("new", {})[name] = new
+        self._save(self.path)
+
+    def rows_done(self, name: str) -> int:
+        return int(self._state.get("rows", {}).get(name, 0))
+
+    def mark_rows(self, name: str, count: int) -> None:
+        self._state.setdefault("rows", {})[name] = count
+        self._save(self.path)
+
+    def write_output(self) -> None:
+        self._save(self.out)
+
+    def _save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self._state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
 class ServerWriter(RowWriter):
@@ -60,9 +116,19 @@ class ServerWriter(RowWriter):
     """
 
     def __init__(
-        self, store: MilvusServerStore, plan: _Plan, keep: Sequence[int], dim: int
+        self,
+        store: MilvusStore,
+        connect: Callable[[], AbstractContextManager[Any]],
+        plan: Plan,
+        readers: dict[str, str],
+        new_name_of: Callable[[str], str | None],
+        keep: Sequence[int],
+        dim: int,
     ) -> None:
         self._store = store
+        self._connect = connect
+        self._readers = readers  # old collection -> the name its readers use
+        self._new_name_of = new_name_of  # old collection -> its new one (a resumed run's)
         self._plan = plan
         self._dim = dim
         kept = set(keep)
@@ -84,14 +150,14 @@ class ServerWriter(RowWriter):
 
     def begin(self) -> None:
         store, plan = self._store, self._plan
-        self._client = client = self._exit.enter_context(store.address.client())
+        self._client = client = self._exit.enter_context(self._connect())
         self._pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="vllm-embed-milvus")
         existing = set(client.list_collections())
         for c in store._collections:
-            new = store.new_name_of(plan, c.name)
+            new = self._new_name_of(c.name)
             resumed = new is not None and new in existing
             if new is None or not resumed:
-                new = new or free_name(f"{store._readers[c.name]}{_MIGRATED}{self._dim}", existing)
+                new = new or free_name(f"{self._readers[c.name]}{MIGRATED}{self._dim}", existing)
                 existing.add(new)
                 plan.set_new_name(c.name, new)
                 bare = copy.copy(c)
