@@ -1,10 +1,10 @@
 """A Milvus collection as `vllm_embed.migrate.milvus` and `_milvus_server` read it
 (`MilvusCollection`), made again (`create_collection`, `create_again`) and filled
-(`fill_batch`, `by_partition`), and the base both Milvus stores share (`MilvusStore`)."""
+(`by_partition`), and the base both Milvus stores share (`MilvusStore`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,8 @@ __all__ = [
     "by_partition",
     "create_again",
     "create_collection",
-    "fill_batch",
     "index_build_params",
+    "index_params_of",
 ]
 
 _DEFAULT_PARTITION = "_default"
@@ -116,15 +116,7 @@ def create_collection(
             if k not in ("field_id", "name", "type", "params")
         }
         schema.add_field(f["name"], pymilvus.DataType(f["type"]), **extra, **params)
-    index_params = client.prepare_index_params()
-    for idx in c.indexes:
-        index_params.add_index(
-            field_name=idx["field_name"],
-            index_type=idx.get("index_type", ""),
-            metric_type=idx.get("metric_type"),
-            index_name=idx.get("index_name", ""),
-            params=index_build_params(idx),
-        )
+    index_params = index_params_of(client, c)
     client.create_collection(
         name,
         schema=schema,
@@ -150,6 +142,22 @@ _INDEX_STATE = {
 }
 
 
+def index_params_of(client: Any, c: MilvusCollection, made: frozenset[str] = frozenset()) -> Any:
+    """pymilvus' index parameters for the indexes of ``c`` (with their build parameters),
+    leaving out those named in ``made`` (a killed run created them already)."""
+    index_params = client.prepare_index_params()
+    for idx in c.indexes:
+        if idx.get("index_name", "") not in made:
+            index_params.add_index(
+                field_name=idx["field_name"],
+                index_type=idx.get("index_type", ""),
+                metric_type=idx.get("metric_type"),
+                index_name=idx.get("index_name", ""),
+                params=index_build_params(idx),
+            )
+    return index_params
+
+
 def index_build_params(idx: dict[str, Any]) -> dict[str, Any]:
     """The build parameters of a described index (``M``, ``efConstruction``, ``nlist``...)."""
     params = dict(idx.get("params") or {})
@@ -167,32 +175,17 @@ def create_again(client: Any, c: MilvusCollection, dim: int) -> None:
     create_collection(client, c, c.name, dim, None)
 
 
-def fill_batch(
-    client: Any,
-    c: MilvusCollection,
-    name: str,
-    part: list[int],
-    vectors: F32Matrix,
-    *,
-    idempotent: bool,
-) -> None:
-    """Write rows ``part`` of ``c`` with their new vectors into ``name``, partition by
-    partition: ``insert`` into a fresh collection (upsert is a delete + insert per key:
-    2x slower), ``upsert`` for the first batch after a resume (``idempotent``), which an
-    interrupted run may have written already."""
-    write = client.upsert if idempotent else client.insert
-    for partition, batch in by_partition(c, part, vectors):
-        write(name, batch, partition_name=partition)
-
-
 def by_partition(
-    c: MilvusCollection, part: list[int], vectors: F32Matrix
+    c: MilvusCollection, part: list[int], vectors: Iterable[Any]
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Rows ``part`` of ``c`` with their new vectors, grouped by partition, in order."""
+    """Rows ``part`` of ``c`` with their new vectors, grouped by partition, in order.
+    ``vectors``: one per row, as the writer's library takes them (milvus-lite's engine:
+    lists of Python floats; pymilvus: float32 numpy rows, which it encodes itself)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     field = c.vector_field
-    for n, vector in zip(part, vectors.tolist(), strict=True):
-        record = dict(c.rows[n])
+    rows, partitions = c.rows, c.row_partitions
+    for n, vector in zip(part, vectors, strict=True):
+        record = rows[n].copy()
         record[field] = vector
-        groups.setdefault(c.row_partitions[n], []).append(record)
+        groups.setdefault(partitions[n], []).append(record)
     yield from groups.items()

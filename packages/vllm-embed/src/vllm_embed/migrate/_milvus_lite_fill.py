@@ -146,7 +146,7 @@ class LiteWriter(RowWriter):
         first = self._done[n]
         part = self._mine[n][first : first + count]
         if self._resumed[n]:  # may be in already: the engine's upsert (dicts), once
-            for partition, batch in by_partition(c, part, matrix):
+            for partition, batch in by_partition(c, part, matrix.tolist()):
                 self._engines[n].upsert(batch, partition_name=partition)
         else:
             for partition, rows, vectors in _by_partition(c, part, matrix):

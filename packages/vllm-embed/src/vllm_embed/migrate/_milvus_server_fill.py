@@ -26,7 +26,7 @@ import copy
 import json
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
@@ -36,7 +36,7 @@ import numpy as np
 
 from vllm_embed._errors import MigrationError
 
-from ._milvus_collection import create_collection, index_build_params
+from ._milvus_collection import by_partition, create_collection, index_params_of
 from ._milvus_switch import collection_id, free_name
 from ._store import F32Matrix, RowWriter
 
@@ -207,7 +207,7 @@ class ServerWriter(RowWriter):
         first = self._sent[n]
         part = self._mine[n][first : first + count]
         upsert = first < self._upsert_until[n]
-        batches = list(_by_partition(c, part, matrix[:count]))
+        batches = list(by_partition(c, part, matrix[:count]))
         while len(self._flying) >= IN_FLIGHT:
             self._land()
         self._sent[n] = first + count
@@ -259,33 +259,8 @@ class ServerWriter(RowWriter):
 def _index_and_load(client: Any, c: MilvusCollection, name: str) -> None:
     """Create the indexes of ``c`` on ``name`` (those a killed run made are kept) and load
     it, as ``create_collection`` with the indexes would have done."""
-    made = set(client.list_indexes(name))
-    index_params = client.prepare_index_params()
-    for idx in c.indexes:
-        if idx.get("index_name", "") not in made:
-            index_params.add_index(
-                field_name=idx["field_name"],
-                index_type=idx.get("index_type", ""),
-                metric_type=idx.get("metric_type"),
-                index_name=idx.get("index_name", ""),
-                params=index_build_params(idx),
-            )
+    index_params = index_params_of(client, c, frozenset(client.list_indexes(name)))
     if len(index_params):
         client.create_index(name, index_params)
     if c.indexes:
         client.load_collection(name)
-
-
-def _by_partition(
-    c: MilvusCollection, part: list[int], vectors: F32Matrix
-) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Rows ``part`` of ``c`` with their new vectors (float32 numpy rows: pymilvus encodes
-    them without a list of Python floats), grouped by partition, in order."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    field = c.vector_field
-    rows, partitions = c.rows, c.row_partitions
-    for n, vector in zip(part, vectors, strict=True):
-        record = rows[n].copy()
-        record[field] = vector
-        groups.setdefault(partitions[n], []).append(record)
-    yield from groups.items()
